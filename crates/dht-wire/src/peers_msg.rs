@@ -1,0 +1,167 @@
+//! The hyperdht messages carried in the `value` of the `peers` command: [`PeersRequest`] and
+//! [`PeersResponse`].
+
+use std::net::SocketAddrV4;
+
+use bytes::Bytes;
+use prost::Message as _;
+
+use crate::checked::Checked;
+use crate::compact::{self, LocalPeer};
+use crate::error::DecodeError;
+use crate::pb;
+
+/// The dht-rpc command that carries hyperdht's messages.
+pub const PEERS: &str = "peers";
+
+/// What a [`PeersRequest`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeersRequestType {
+    /// `0`: list the peers of the key.
+    Lookup,
+    /// `1`: store the sender as a peer of the key (in an update), and list the peers.
+    Announce,
+    /// `2`: remove the sender's entry for the key (in an update).
+    Unannounce,
+    /// Any other number. The reference answers it like a lookup, without the `lookup` event.
+    Other(u32),
+}
+
+impl From<u32> for PeersRequestType {
+    fn from(v: u32) -> Self {
+        match v {
+            0 => Self::Lookup,
+            1 => Self::Announce,
+            2 => Self::Unannounce,
+            n => Self::Other(n),
+        }
+    }
+}
+
+impl From<PeersRequestType> for u32 {
+    fn from(t: PeersRequestType) -> u32 {
+        match t {
+            PeersRequestType::Lookup => 0,
+            PeersRequestType::Announce => 1,
+            PeersRequestType::Unannounce => 2,
+            PeersRequestType::Other(n) => n,
+        }
+    }
+}
+
+/// hyperdht's request (`Request` in its schema).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeersRequest {
+    /// Lookup, announce or unannounce.
+    pub kind: PeersRequestType,
+    /// The port the announcer listens on; `None` or `Some(0)` mean its UDP port. The
+    /// reference always sends the field (0 when the caller gave no port).
+    pub port: Option<u32>,
+    /// The announcer's (or looker's) LAN address.
+    pub local_address: Option<Checked<SocketAddrV4>>,
+}
+
+impl PeersRequest {
+    /// A request as the reference builds it: `port` is always present (0 for none).
+    pub fn new(
+        kind: PeersRequestType,
+        port: Option<u16>,
+        local_address: Option<SocketAddrV4>,
+    ) -> Self {
+        PeersRequest {
+            kind,
+            port: Some(port.map_or(0, u32::from)),
+            local_address: local_address.map(Checked::Valid),
+        }
+    }
+
+    /// The LAN address, if present and well-formed.
+    pub fn local_address(&self) -> Option<SocketAddrV4> {
+        self.local_address.as_ref().and_then(|c| c.valid().copied())
+    }
+
+    /// Decodes the request from a `peers` command's value.
+    pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
+        pb::hyperdht::Request::decode(value)?.try_into()
+    }
+
+    /// Encodes the request into a `peers` command's value.
+    pub fn encode(&self) -> Bytes {
+        pb::hyperdht::Request::from(self).encode_to_vec().into()
+    }
+}
+
+/// hyperdht's answer (`Response` in its schema).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeersResponse {
+    /// The peers announced on the key. A list with a zero port is unusable, and the
+    /// reference then drops the whole reply.
+    pub peers: Option<Checked<Vec<SocketAddrV4>>>,
+    /// Peers on the requester's LAN: the first two octets are the requester's own.
+    pub local_peers: Option<Vec<LocalPeer>>,
+}
+
+impl PeersResponse {
+    /// Decodes the response from a `peers` reply's value.
+    pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
+        Ok(pb::hyperdht::Response::decode(value)?.into())
+    }
+
+    /// Encodes the response into a `peers` reply's value.
+    pub fn encode(&self) -> Bytes {
+        pb::hyperdht::Response::from(self).encode_to_vec().into()
+    }
+}
+
+impl TryFrom<pb::hyperdht::Request> for PeersRequest {
+    type Error = DecodeError;
+
+    fn try_from(m: pb::hyperdht::Request) -> Result<Self, Self::Error> {
+        Ok(PeersRequest {
+            kind: m.r#type.ok_or(DecodeError::MissingField("type"))?.into(),
+            port: m.port,
+            local_address: m
+                .local_address
+                .map(|b| Checked::parse(b, compact::decode_peer)),
+        })
+    }
+}
+
+impl From<&PeersRequest> for pb::hyperdht::Request {
+    fn from(r: &PeersRequest) -> Self {
+        pb::hyperdht::Request {
+            r#type: Some(r.kind.into()),
+            port: r.port,
+            local_address: r
+                .local_address
+                .as_ref()
+                .map(|c| c.encode(compact::encode_peer)),
+        }
+    }
+}
+
+impl From<pb::hyperdht::Response> for PeersResponse {
+    fn from(m: pb::hyperdht::Response) -> Self {
+        PeersResponse {
+            peers: m
+                .peers
+                .map(|b| Checked::parse(b, |b| compact::decode_peers(b).ok())),
+            local_peers: m.local_peers.map(|b| compact::decode_local_peers(&b)),
+        }
+    }
+}
+
+impl From<&PeersResponse> for pb::hyperdht::Response {
+    fn from(r: &PeersResponse) -> Self {
+        pb::hyperdht::Response {
+            peers: r
+                .peers
+                .as_ref()
+                .map(|c| c.encode(|p| compact::encode_peers(p))),
+            local_peers: r
+                .local_peers
+                .as_ref()
+                .map(|l| compact::encode_local_peers(l)),
+        }
+    }
+}
