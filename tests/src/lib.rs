@@ -1,1 +1,102 @@
-//! placeholder
+//! Helpers for the workspace-level tests: the JavaScript reference, installed on demand.
+//!
+//! Tests that need `hyperdht@1.3.0` call [`reference`]. It runs `npm ci` in `tests/interop`
+//! from the committed lockfile once (under a file lock, so parallel tests and test binaries
+//! are safe), and returns where the packages are. Without `node` or `npm` it skips loudly,
+//! except when the `CI` environment variable is set: then a missing tool fails the test.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The folder holding `package.json`, the lockfile, the scripts and the fixtures.
+pub fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")
+}
+
+/// The JavaScript reference, installed and ready to run.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// `tests/interop`, with its `node_modules` installed.
+    pub dir: PathBuf,
+}
+
+impl Reference {
+    /// A `node` command running `script` (a path relative to `tests/interop`).
+    pub fn node(&self, script: &str) -> Command {
+        let mut cmd = Command::new("node");
+        cmd.current_dir(&self.dir).arg(script);
+        cmd
+    }
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether the tests run under CI, where nothing may be skipped.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Says loudly that `test` is skipped and why; panics instead under CI.
+pub fn skip(test: &str, why: &str) {
+    assert!(!under_ci(), "{test}: cannot run under CI: {why}");
+    eprintln!("\n!!!!! SKIPPED {test}: {why} !!!!!\n");
+}
+
+/// The reference, installed; `None` (after a loud message) when node or npm is missing and
+/// the tests do not run under CI. Panics when the install fails.
+pub fn reference(test: &str) -> Option<Reference> {
+    static INSTALLED: OnceLock<Result<Reference, String>> = OnceLock::new();
+    if !have("node") || !have("npm") {
+        skip(
+            test,
+            "node and npm are needed to run the JavaScript reference",
+        );
+        return None;
+    }
+    match INSTALLED.get_or_init(install) {
+        Ok(r) => Some(r.clone()),
+        Err(e) => panic!("installing the JavaScript reference failed: {e}"),
+    }
+}
+
+fn install() -> Result<Reference, String> {
+    let dir = interop_dir();
+    let lock_path = dir.join(".install.lock");
+    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+
+    // `npm ci` once per lockfile: a stamp records the lockfile it installed.
+    let lockfile = fs::read(dir.join("package-lock.json")).map_err(|e| e.to_string())?;
+    let stamp_path = dir.join("node_modules").join(".hyperdht-rs-stamp");
+    let wanted = format!("{:x}", fnv1a(&lockfile));
+    if fs::read_to_string(&stamp_path).ok().as_deref() != Some(wanted.as_str()) {
+        let out = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("running npm ci: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "npm ci failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        fs::write(&stamp_path, &wanted).map_err(|e| e.to_string())?;
+    }
+    Ok(Reference { dir })
+}
+
+/// A small stable hash (FNV-1a), enough to notice that the lockfile changed.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

@@ -12,5 +12,7 @@ struct Cli {}
 
 fn main() -> anyhow::Result<()> {
     let _cli = Cli::parse();
-    anyhow::bail!("dht-bootstrap is not functional yet in this version (see the README's status table)")
+    anyhow::bail!(
+        "dht-bootstrap is not functional yet in this version (see the README's status table)"
+    )
 }

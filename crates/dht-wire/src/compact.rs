@@ -81,6 +81,13 @@ pub fn decode_peer(bytes: &[u8]) -> Option<SocketAddrV4> {
     (peer.port() != 0).then_some(peer)
 }
 
+/// Decodes exactly 6 bytes as an address, port 0 included: a looker's LAN address in a
+/// hyperdht lookup has port 0 (the reference sets it so), and only its first two octets
+/// matter there.
+pub fn decode_addr(bytes: &[u8]) -> Option<SocketAddrV4> {
+    (bytes.len() == PEER_LEN).then(|| read_peer(bytes))
+}
+
 /// Encodes a list of peers, 6 bytes each.
 pub fn encode_peers(peers: &[SocketAddrV4]) -> Bytes {
     let mut out = BytesMut::with_capacity(peers.len() * PEER_LEN);
@@ -192,7 +199,11 @@ mod tests {
         let mut b = encode_peers(&["1.2.3.4:5".parse().unwrap()]).to_vec();
         b.extend_from_slice(&[9, 9, 9]);
         assert_eq!(decode_peers(&b).unwrap().len(), 1);
-        assert_eq!(decode_peer(&b), None, "a single peer must be exactly 6 bytes");
+        assert_eq!(
+            decode_peer(&b),
+            None,
+            "a single peer must be exactly 6 bytes"
+        );
     }
 
     #[test]
@@ -210,9 +221,18 @@ mod tests {
         let b = [1, 2, 0, 0, 3, 4, 0, 80, 9];
         assert_eq!(
             decode_local_peers(&b),
-            vec![LocalPeer { suffix: [3, 4], port: 80 }]
+            vec![LocalPeer {
+                suffix: [3, 4],
+                port: 80
+            }]
         );
-        let lp = LocalPeer { suffix: [3, 4], port: 80 };
-        assert_eq!(lp.with_prefix([192, 168]), "192.168.3.4:80".parse().unwrap());
+        let lp = LocalPeer {
+            suffix: [3, 4],
+            port: 80,
+        };
+        assert_eq!(
+            lp.with_prefix([192, 168]),
+            "192.168.3.4:80".parse().unwrap()
+        );
     }
 }

@@ -57,7 +57,8 @@ pub struct PeersRequest {
     /// The port the announcer listens on; `None` or `Some(0)` mean its UDP port. The
     /// reference always sends the field (0 when the caller gave no port).
     pub port: Option<u32>,
-    /// The announcer's (or looker's) LAN address.
+    /// The announcer's (or looker's) LAN address: valid when it is 6 bytes. A looker's has
+    /// port 0; an announce stores it only with a non-zero port, as the reference does.
     pub local_address: Option<Checked<SocketAddrV4>>,
 }
 
@@ -122,7 +123,7 @@ impl TryFrom<pb::hyperdht::Request> for PeersRequest {
             port: m.port,
             local_address: m
                 .local_address
-                .map(|b| Checked::parse(b, compact::decode_peer)),
+                .map(|b| Checked::parse(b, compact::decode_addr)),
         })
     }
 }
