@@ -1,8 +1,35 @@
-//! The Kademlia RPC layer of the `dht-rpc` 2.x protocol (PROTOCOL.md sections 1, 3 and 5).
+//! The Kademlia RPC layer of the `dht-rpc` 2.x protocol, packet-compatible with
+//! `dht-rpc@2.3.0`: routing, requests, iterative queries, updates with roundtrip tokens and
+//! forwarded (hole-punch) pings.
 //!
-//! This crate will hold a sans-I/O core (routing table, requests, iterative queries and
-//! updates with roundtrip tokens, forwarded pings) and a thin tokio driver around it. It is
-//! being built; today it re-exports the wire types it will speak.
+//! - [`Core`]: the protocol as a state machine without I/O (see its docs for the rule that
+//!   drives it). Deterministic under [`Config::seed`], so the simulator runs exactly the code
+//!   that runs in production.
+//! - [`RoutingTable`], [`Tokens`]: the pure data structures it is made of.
+//! - [`Handler`]: how an application answers its own commands (queries and updates).
 #![forbid(unsafe_code)]
 
+mod config;
+mod core;
+mod events;
+mod handler;
+mod limiter;
+mod query;
+mod routing;
+mod stats;
+mod tokens;
+
+pub use crate::core::{Core, Transmit};
+pub use config::{
+    Config, DEFAULT_CONCURRENCY, DEFAULT_K, DEFAULT_REQUEST_TIMEOUT, RECENTLY_SEEN,
+    SECRET_ROTATION, TICK,
+};
 pub use dht_wire as wire;
+pub use dht_wire::{NodeAddr, NodeId};
+pub use events::{Event, Pong, QueryError, QueryId, QueryOutcome, Reply, RequestError, RequestId};
+pub use handler::{Answer, Handler, Incoming, NoHandler};
+pub use limiter::RateLimiter;
+pub use query::QuerySpec;
+pub use routing::{Contact, Insert, RoutingTable};
+pub use stats::Stats;
+pub use tokens::Tokens;

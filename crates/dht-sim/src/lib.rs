@@ -1,7 +1,328 @@
-//! A deterministic simulator: many `dht-rpc` / `hyperdht` cores in one process, on a virtual
-//! network with latency, loss, churn and NAT boxes, in virtual time under a seed.
+//! A deterministic simulator: many `dht-rpc` cores in one process, on a virtual network with
+//! latency and loss, in virtual time under a seed. No threads, no sockets: the network is a
+//! priority queue of datagrams, and time jumps from one event to the next.
 //!
-//! It will drive exactly the cores that run in production; it is being built.
+//! It drives exactly the [`Core`] that runs in production, so what it shows about routing
+//! and queries holds for the real node.
+//!
+//! ```
+//! use dht_rpc::{Config, QuerySpec};
+//! use dht_sim::{Sim, SimConfig};
+//!
+//! let mut sim = Sim::new(SimConfig::default());
+//! let entry = sim.add_node(Config { ephemeral: true, ..Config::default() });
+//! let nodes: Vec<_> = (0..20).map(|_| sim.add_node(Config { bootstrap: vec![entry], ..Config::default() })).collect();
+//! sim.bootstrap_all();
+//! let target = sim.random_id();
+//! let (_replies, result) = sim.run_query(nodes[0], QuerySpec::query("_find_node", target, None));
+//! assert_eq!(result.unwrap().closest.len(), 19); // everyone but the querier
+//! ```
 #![forbid(unsafe_code)]
 
-pub use dht_rpc;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dht_rpc::{
+    Config, Core, Event, Handler, NoHandler, NodeId, QueryError, QueryOutcome, QuerySpec, Reply,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The virtual network's behaviour.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seeds the network and, through it, every node.
+    pub seed: u64,
+    /// One-way latency, drawn uniformly from this range for each datagram.
+    pub latency: (Duration, Duration),
+    /// The probability that a datagram is lost.
+    pub loss: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            latency: (Duration::from_millis(5), Duration::from_millis(50)),
+            loss: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct InFlight {
+    at: Instant,
+    seq: u64,
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    payload: Bytes,
+}
+
+struct SimNode<H> {
+    core: Core<H>,
+    events: VecDeque<Event>,
+    up: bool,
+}
+
+/// Many nodes on a virtual network.
+pub struct Sim<H = NoHandler> {
+    config: SimConfig,
+    rng: StdRng,
+    start: Instant,
+    now: Instant,
+    seq: u64,
+    nodes: BTreeMap<SocketAddrV4, SimNode<H>>,
+    network: BinaryHeap<Reverse<InFlight>>,
+    /// Datagrams delivered so far.
+    pub delivered: u64,
+    /// Datagrams lost so far (by the loss rate, or to a node that is down or absent).
+    pub lost: u64,
+}
+
+impl Sim<NoHandler> {
+    /// An empty network.
+    pub fn new(config: SimConfig) -> Self {
+        Sim {
+            rng: StdRng::seed_from_u64(config.seed),
+            config,
+            start: Instant::now(),
+            now: Instant::now(),
+            seq: 0,
+            nodes: BTreeMap::new(),
+            network: BinaryHeap::new(),
+            delivered: 0,
+            lost: 0,
+        }
+    }
+
+    /// Adds a node that serves no application command.
+    pub fn add_node(&mut self, config: Config) -> SocketAddrV4 {
+        self.add_node_with(config, NoHandler)
+    }
+}
+
+impl<H: Handler> Sim<H> {
+    /// The virtual time since the simulation started.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// A random id from the simulation's generator.
+    pub fn random_id(&mut self) -> NodeId {
+        NodeId::from_bytes(self.rng.random())
+    }
+
+    /// Adds a node with a handler; its seed comes from the simulation's. Returns its address.
+    pub fn add_node_with(&mut self, mut config: Config, handler: H) -> SocketAddrV4 {
+        let i = self.nodes.len() as u32 + 1;
+        let addr = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | i), 49737);
+        config.seed = self.rng.random();
+        let core = Core::with_handler(config, handler, self.now);
+        self.nodes.insert(
+            addr,
+            SimNode {
+                core,
+                events: VecDeque::new(),
+                up: true,
+            },
+        );
+        addr
+    }
+
+    /// The addresses of all nodes.
+    pub fn addrs(&self) -> Vec<SocketAddrV4> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// A node's core.
+    pub fn core(&self, addr: SocketAddrV4) -> Option<&Core<H>> {
+        self.nodes.get(&addr).map(|n| &n.core)
+    }
+
+    /// Calls `f` on a node's core at the current time, then collects what it sends.
+    pub fn with_core<R>(
+        &mut self,
+        addr: SocketAddrV4,
+        f: impl FnOnce(&mut Core<H>, Instant) -> R,
+    ) -> Option<R> {
+        let now = self.now;
+        let r = f(&mut self.nodes.get_mut(&addr)?.core, now);
+        self.collect(addr);
+        Some(r)
+    }
+
+    /// Takes a node down (it drops everything) or brings it back.
+    pub fn set_up(&mut self, addr: SocketAddrV4, up: bool) {
+        if let Some(n) = self.nodes.get_mut(&addr) {
+            n.up = up;
+        }
+    }
+
+    /// The events a node reported since the last call.
+    pub fn take_events(&mut self, addr: SocketAddrV4) -> Vec<Event> {
+        self.nodes
+            .get_mut(&addr)
+            .map(|n| n.events.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    fn collect(&mut self, addr: SocketAddrV4) {
+        let Some(node) = self.nodes.get_mut(&addr) else {
+            return;
+        };
+        while let Some(e) = node.core.poll_event() {
+            node.events.push_back(e);
+        }
+        let mut out = Vec::new();
+        while let Some(t) = node.core.poll_transmit() {
+            out.push(t);
+        }
+        let up = node.up;
+        for t in out {
+            if !up || self.rng.random_bool(self.config.loss.clamp(0.0, 1.0)) {
+                self.lost += 1;
+                continue;
+            }
+            let (lo, hi) = self.config.latency;
+            let latency = if hi > lo {
+                self.rng.random_range(lo..hi)
+            } else {
+                lo
+            };
+            self.seq += 1;
+            self.network.push(Reverse(InFlight {
+                at: self.now + latency,
+                seq: self.seq,
+                from: addr,
+                to: t.to,
+                payload: t.payload,
+            }));
+        }
+    }
+
+    /// Runs one step: the next datagram delivery or node timer. `false` when nothing is left
+    /// before `until`.
+    pub fn step(&mut self, until: Instant) -> bool {
+        let next_packet = self.network.peek().map(|Reverse(p)| p.at);
+        let next_timer = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.up)
+            .filter_map(|(a, n)| n.core.poll_timeout().map(|t| (t, *a)))
+            .min();
+        let packet_first = match (next_packet, next_timer) {
+            (Some(p), Some((t, _))) => p <= t,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return false,
+        };
+        if packet_first {
+            let Some(Reverse(p)) = self.network.pop() else {
+                return false;
+            };
+            if p.at > until {
+                self.network.push(Reverse(p));
+                self.now = until;
+                return false;
+            }
+            self.now = self.now.max(p.at);
+            match self.nodes.get_mut(&p.to) {
+                Some(n) if n.up => {
+                    self.delivered += 1;
+                    n.core.handle_datagram(self.now, p.from, &p.payload);
+                    self.collect(p.to);
+                }
+                _ => self.lost += 1,
+            }
+        } else if let Some((t, addr)) = next_timer {
+            if t > until {
+                self.now = until;
+                return false;
+            }
+            self.now = self.now.max(t);
+            if let Some(n) = self.nodes.get_mut(&addr) {
+                n.core.handle_timeout(self.now);
+            }
+            self.collect(addr);
+        }
+        true
+    }
+
+    /// Runs the network for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        while self.step(until) {}
+    }
+
+    /// Runs until `done` holds (checked after each step) or `limit` of virtual time passes.
+    /// Returns whether `done` held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Self) -> bool) -> bool {
+        let until = self.now + limit;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if !self.step(until) {
+                return done(self);
+            }
+        }
+    }
+
+    /// Bootstraps every node, 10 ms apart in virtual time, and runs until all are ready.
+    pub fn bootstrap_all(&mut self) {
+        for addr in self.addrs() {
+            self.with_core(addr, |c, now| c.bootstrap(now));
+            self.run_for(Duration::from_millis(10));
+        }
+        self.run_until(Duration::from_secs(60), |s| {
+            s.nodes.values().all(|n| n.core.is_bootstrapped() || !n.up)
+        });
+    }
+
+    /// Runs a query from `from` to its end: its replies and result.
+    pub fn run_query(
+        &mut self,
+        from: SocketAddrV4,
+        spec: QuerySpec,
+    ) -> (Vec<Reply>, Result<QueryOutcome, QueryError>) {
+        let Some(qid) = self.with_core(from, |c, now| c.query(now, spec)) else {
+            return (Vec::new(), Err(QueryError::Cancelled));
+        };
+        let mut replies = Vec::new();
+        let mut result = None;
+        self.run_until(Duration::from_secs(120), |s| {
+            if let Some(n) = s.nodes.get_mut(&from) {
+                n.events.retain(|e| match e {
+                    Event::QueryReply { query, reply } if *query == qid => {
+                        replies.push(reply.clone());
+                        false
+                    }
+                    Event::QueryDone { query, result: r } if *query == qid => {
+                        result = Some(r.clone());
+                        false
+                    }
+                    _ => true,
+                });
+            }
+            result.is_some()
+        });
+        (replies, result.unwrap_or(Err(QueryError::Cancelled)))
+    }
+
+    /// The ids of the live, non-ephemeral nodes.
+    pub fn live_ids(&self) -> Vec<NodeId> {
+        self.nodes
+            .values()
+            .filter(|n| n.up && !n.core.config().ephemeral)
+            .map(|n| n.core.id())
+            .collect()
+    }
+
+    /// Which query ids a node still runs (for tests of cancellation).
+    pub fn active_queries(&self, addr: SocketAddrV4) -> usize {
+        self.nodes.get(&addr).map_or(0, |n| n.core.active_queries())
+    }
+}

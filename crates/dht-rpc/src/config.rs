@@ -1,0 +1,61 @@
+//! [`Config`]: everything a node is told at creation, with the reference's defaults.
+
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use dht_wire::NodeId;
+
+/// How long a request waits for its response: the reference checks every 250 ms and gives a
+/// request 5 ticks, sending it once.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(1250);
+/// Requests in flight at once per node, and per query.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Bucket size and the size of a query's closest set.
+pub const DEFAULT_K: usize = 20;
+/// The liveness tick.
+pub const TICK: Duration = Duration::from_secs(5);
+/// Token secrets rotate this often.
+pub const SECRET_ROTATION: Duration = Duration::from_secs(5 * 60);
+/// A contact seen this recently is not pinged by the liveness sweep or before eviction.
+pub const RECENTLY_SEEN: Duration = Duration::from_secs(15);
+
+/// The configuration of a node's core.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our node id; random (from `seed`) when `None`.
+    pub id: Option<NodeId>,
+    /// An ephemeral node sends no id, so nobody adds it to a routing table. Bootstrap
+    /// servers are ephemeral.
+    pub ephemeral: bool,
+    /// Entry nodes that queries start from while the routing table is small.
+    pub bootstrap: Vec<SocketAddrV4>,
+    /// Requests in flight at once (more wait in a queue), and per query.
+    pub concurrency: usize,
+    /// Bucket size and the size of a query's closest set.
+    pub k: usize,
+    /// How long a request waits for its response.
+    pub request_timeout: Duration,
+    /// Seeds the node's random choices (id, transaction ids, token secrets), so that a run
+    /// can be replayed.
+    pub seed: u64,
+    /// Hole-punch forwards relayed per second for one requester address, and for one target.
+    pub forward_rate: u32,
+    /// Requests waiting for a free slot before new ones fail with `Overloaded`.
+    pub max_queued: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: None,
+            ephemeral: false,
+            bootstrap: Vec::new(),
+            concurrency: DEFAULT_CONCURRENCY,
+            k: DEFAULT_K,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            seed: 0,
+            forward_rate: 20,
+            max_queued: 4096,
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! [`Core`]: a dht-rpc node without I/O.
+//!
+//! The rule for driving it: feed it with [`Core::handle_datagram`] and
+//! [`Core::handle_timeout`] (and the calls that start work: [`Core::ping`],
+//! [`Core::holepunch`], [`Core::query`], [`Core::bootstrap`]); after any of them, drain
+//! [`Core::poll_transmit`] and [`Core::poll_event`]; then wait for a datagram or until
+//! [`Core::poll_timeout`]. The core never reads the clock, touches a socket or asks the OS
+//! for randomness: time comes in as `now`, randomness from the configured seed.
+
+mod requests;
+mod serve;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use bytes::Bytes;
+use dht_wire::{
+    Checked, Datagram, FIND_NODE, Message, NodeAddr, NodeId, PING, Request, Response, compact,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::config::{Config, RECENTLY_SEEN, SECRET_ROTATION, TICK};
+use crate::events::{Event, Pong, QueryError, QueryId, RequestError, RequestId};
+use crate::handler::{Handler, NoHandler};
+use crate::limiter::RateLimiter;
+use crate::query::{QuerySpec, QueryState};
+use crate::routing::{Contact, Insert, RoutingTable};
+use crate::stats::Stats;
+use crate::tokens::Tokens;
+
+use requests::{Purpose, Requests};
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub to: SocketAddrV4,
+    /// The encoded datagram.
+    pub payload: Bytes,
+}
+
+/// A dht-rpc node's protocol logic. `H` answers application commands.
+#[derive(Debug)]
+pub struct Core<H = NoHandler> {
+    config: Config,
+    id: NodeId,
+    rng: StdRng,
+    table: RoutingTable,
+    tokens: Tokens,
+    requests: Requests,
+    queries: BTreeMap<QueryId, QueryState>,
+    next_query: u64,
+    next_request: u64,
+    handler: H,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    bootstrapped: bool,
+    bootstrap_query: Option<QueryId>,
+    next_tick: Instant,
+    ticks: u64,
+    next_rotation: Instant,
+    /// Contacts being pinged to make room for a newcomer, so that one full bucket runs one
+    /// eviction at a time.
+    repinging: BTreeSet<NodeId>,
+    /// Contacts being pinged by the liveness sweep.
+    checking: BTreeSet<NodeId>,
+    forward_from: RateLimiter<std::net::Ipv4Addr>,
+    forward_to: RateLimiter<SocketAddrV4>,
+}
+
+impl Core<NoHandler> {
+    /// A core that serves no application command.
+    pub fn new(config: Config, now: Instant) -> Self {
+        Core::with_handler(config, NoHandler, now)
+    }
+}
+
+impl<H: Handler> Core<H> {
+    /// A core whose application commands `handler` answers.
+    pub fn with_handler(config: Config, handler: H, now: Instant) -> Self {
+        let mut rng = StdRng::seed_from_u64(config.seed);
+        let id = config
+            .id
+            .unwrap_or_else(|| NodeId::from_bytes(rng.random()));
+        let tokens = Tokens::new(rng.random(), rng.random());
+        let requests = Requests::new(
+            rng.random_range(0..32767),
+            config.concurrency,
+            config.max_queued,
+            config.request_timeout,
+        );
+        let window = std::time::Duration::from_secs(1);
+        Core {
+            table: RoutingTable::new(id, config.k),
+            forward_from: RateLimiter::new(config.forward_rate, window, 4096),
+            forward_to: RateLimiter::new(config.forward_rate, window, 4096),
+            config,
+            id,
+            rng,
+            tokens,
+            requests,
+            queries: BTreeMap::new(),
+            next_query: 0,
+            next_request: 0,
+            handler,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            bootstrapped: false,
+            bootstrap_query: None,
+            next_tick: now + TICK,
+            ticks: 0,
+            next_rotation: now + SECRET_ROTATION,
+            repinging: BTreeSet::new(),
+            checking: BTreeSet::new(),
+        }
+    }
+
+    /// Our node id (not sent when ephemeral).
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The routing table.
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// The application handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The application handler, to change its state.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// Counters of what happened so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Whether the first bootstrap has finished.
+    pub fn is_bootstrapped(&self) -> bool {
+        self.bootstrapped
+    }
+
+    /// The queries and updates running now.
+    pub fn active_queries(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Core::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.next_tick.min(self.next_rotation);
+        if let Some(d) = self.requests.next_deadline() {
+            t = t.min(d);
+        }
+        Some(t)
+    }
+
+    /// Our id as requests and responses carry it: none when ephemeral.
+    fn wire_id(&self) -> Option<Checked<NodeId>> {
+        (!self.config.ephemeral).then_some(Checked::Valid(self.id))
+    }
+
+    /// Sends `_ping` to `to`; an [`Event::Pong`] follows.
+    pub fn ping(&mut self, now: Instant, to: SocketAddrV4) -> RequestId {
+        let id = self.new_request_id();
+        let req = Request {
+            id: self.wire_id(),
+            ..Request::new(PING)
+        };
+        self.send(now, to, to, req, Purpose::Ping(id));
+        id
+    }
+
+    /// Asks `referrer` to forward a `_ping` to `peer`, whose answer then comes straight from
+    /// `peer`: its arrival proves the path `peer -> us` is open. An [`Event::Pong`] follows.
+    pub fn holepunch(
+        &mut self,
+        now: Instant,
+        peer: SocketAddrV4,
+        referrer: SocketAddrV4,
+    ) -> RequestId {
+        let id = self.new_request_id();
+        let req = self.holepunch_request(peer);
+        self.send(now, referrer, peer, req, Purpose::Holepunch(id));
+        id
+    }
+
+    fn holepunch_request(&self, peer: SocketAddrV4) -> Request {
+        Request {
+            id: self.wire_id(),
+            forward_request: Some(Checked::Valid(peer)),
+            ..Request::new(PING)
+        }
+    }
+
+    fn new_request_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    /// Starts a query or update; [`Event::QueryReply`]s then one [`Event::QueryDone`] follow.
+    pub fn query(&mut self, now: Instant, spec: QuerySpec) -> QueryId {
+        self.next_query += 1;
+        let qid = QueryId(self.next_query);
+        let mut q = QueryState::new(spec, self.id, self.config.k, self.config.concurrency);
+        let seeds = self.table.closest(&q.spec.target, self.config.k);
+        let use_bootstrap = seeds.len() < self.config.bootstrap.len();
+        for n in seeds {
+            q.add_candidate(n, None);
+        }
+        let mut extra = Vec::new();
+        if use_bootstrap {
+            for addr in self.config.bootstrap.clone() {
+                q.on_extra_send();
+                extra.push(addr);
+            }
+        }
+        let request = self.query_request(&q, None);
+        self.queries.insert(qid, q);
+        for addr in extra {
+            let purpose = Purpose::Query {
+                query: qid,
+                node: None,
+                punched: true,
+            };
+            self.send(now, addr, addr, request.clone(), purpose);
+        }
+        self.pump_query(now, qid);
+        qid
+    }
+
+    /// Re-bootstraps: a `_find_node` query for our own id through the bootstrap nodes. The
+    /// first one to finish makes the node ready ([`Event::Ready`]).
+    pub fn bootstrap(&mut self, now: Instant) -> QueryId {
+        let qid = self.query(now, QuerySpec::query(FIND_NODE, self.id, None));
+        if !self.bootstrapped && self.bootstrap_query.is_none() {
+            self.bootstrap_query = Some(qid);
+        }
+        qid
+    }
+
+    /// Stops a query: no more replies are reported and no more requests sent for it.
+    pub fn cancel_query(&mut self, query: QueryId) {
+        self.queries.remove(&query);
+        if self.bootstrap_query == Some(query) {
+            self.bootstrap_query = None;
+            self.mark_ready();
+        }
+    }
+
+    fn query_request(&self, q: &QueryState, token: Option<Bytes>) -> Request {
+        Request {
+            id: self.wire_id(),
+            target: Some(Checked::Valid(q.spec.target)),
+            roundtrip_token: token,
+            value: q.spec.value.clone(),
+            ..Request::new(q.spec.command.clone())
+        }
+    }
+
+    /// Sends what the query wants to send, or finishes it.
+    fn pump_query(&mut self, now: Instant, qid: QueryId) {
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
+        let sends = q.next_sends();
+        if sends.is_empty() && q.is_done() {
+            let result = q.finish();
+            self.queries.remove(&qid);
+            self.events
+                .push_back(Event::QueryDone { query: qid, result });
+            if self.bootstrap_query == Some(qid) {
+                self.bootstrap_query = None;
+                self.mark_ready();
+            }
+            return;
+        }
+        for s in sends {
+            let Some(q) = self.queries.get(&qid) else {
+                return;
+            };
+            let req = self.query_request(q, s.token);
+            let purpose = Purpose::Query {
+                query: qid,
+                node: s.id,
+                punched: false,
+            };
+            self.send(now, s.addr, s.addr, req, purpose);
+        }
+    }
+
+    fn mark_ready(&mut self) {
+        if !self.bootstrapped {
+            self.bootstrapped = true;
+            self.events.push_back(Event::Ready);
+        }
+    }
+
+    fn send(
+        &mut self,
+        now: Instant,
+        to: SocketAddrV4,
+        reply_from: SocketAddrV4,
+        req: Request,
+        purpose: Purpose,
+    ) {
+        if let Err(purpose) = self.requests.submit(to, reply_from, req, purpose) {
+            self.stats.overloaded += 1;
+            self.fail(now, purpose, RequestError::Overloaded);
+            return;
+        }
+        self.flush_requests(now);
+    }
+
+    /// Sends queued requests while there is room in flight.
+    fn flush_requests(&mut self, now: Instant) {
+        while let Some(t) = self.requests.send_next(now) {
+            self.transmit(t.0, t.1);
+        }
+    }
+
+    fn transmit(&mut self, to: SocketAddrV4, datagram: Datagram) {
+        self.stats.datagrams_out += 1;
+        self.transmits.push_back(Transmit {
+            to,
+            payload: datagram.encode(),
+        });
+    }
+
+    /// Feeds a received datagram. Malformed ones are counted and dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
+        self.stats.datagrams_in += 1;
+        let datagram = match Datagram::decode(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                self.stats.malformed += 1;
+                tracing::trace!(%from, error = %e, "dropping malformed datagram");
+                return;
+            }
+        };
+        match datagram.message {
+            Message::Request(req) => self.on_request(now, from, datagram.tid, req),
+            Message::Response(res) => self.on_response(now, from, datagram.tid, res),
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, from: SocketAddrV4, tid: dht_wire::Tid, res: Response) {
+        let Some(pending) = self.requests.take(tid, from) else {
+            self.stats.unknown_responses += 1;
+            return;
+        };
+        if let Some(id) = res.sender_id() {
+            self.add_node(now, id, from);
+        }
+        let rtt = now.saturating_duration_since(pending.sent);
+        match pending.purpose {
+            Purpose::Ping(request) | Purpose::Holepunch(request) => {
+                let observed = res.value.as_deref().and_then(compact::decode_peer);
+                let pong = Pong {
+                    from,
+                    id: res.sender_id(),
+                    observed,
+                    rtt,
+                };
+                self.events.push_back(Event::Pong {
+                    request,
+                    result: Ok(pong),
+                });
+            }
+            Purpose::Query { query, .. } => {
+                if let Some(q) = self.queries.get_mut(&query) {
+                    let id = res.sender_id();
+                    let report =
+                        q.on_response(from, id, res.roundtrip_token.as_ref(), res.closer_nodes());
+                    if let (true, Some(id)) = (report, id) {
+                        let reply = crate::events::Reply {
+                            node: NodeAddr { id, addr: from },
+                            value: res.value,
+                            commit: q.committing,
+                        };
+                        self.events.push_back(Event::QueryReply { query, reply });
+                    }
+                    self.pump_query(now, query);
+                }
+            }
+            Purpose::QueryPunch { query, node } => {
+                // The path is open: retry the query request once.
+                if let Some(q) = self.queries.get(&query) {
+                    let token = None;
+                    let req = self.query_request(q, token);
+                    let purpose = Purpose::Query {
+                        query,
+                        node: Some(node.id),
+                        punched: true,
+                    };
+                    self.send(now, node.addr, node.addr, req, purpose);
+                }
+            }
+            Purpose::Check(id) => {
+                self.checking.remove(&id);
+            }
+            Purpose::Reping {
+                contact,
+                mut rest,
+                newcomer,
+            } => {
+                self.repinging.remove(&contact);
+                // It answered: try the next one; when all answer, the newcomer is dropped.
+                if let Some(next) = rest.pop_front() {
+                    self.reping(now, next, rest, newcomer);
+                }
+            }
+        }
+        self.flush_requests(now);
+    }
+
+    /// What a failed or refused request means for whoever sent it.
+    fn fail(&mut self, now: Instant, purpose: Purpose, error: RequestError) {
+        match purpose {
+            Purpose::Ping(request) | Purpose::Holepunch(request) => {
+                self.events.push_back(Event::Pong {
+                    request,
+                    result: Err(error),
+                });
+            }
+            Purpose::Query {
+                query,
+                node,
+                punched,
+            } => {
+                let referrer = self.queries.get(&query).and_then(|q| {
+                    let c = q.candidate(&node?)?;
+                    Some((
+                        NodeAddr {
+                            id: c.id,
+                            addr: c.addr,
+                        },
+                        c.referrer?,
+                    ))
+                });
+                match referrer {
+                    // Learned from a referrer: punch through it, then retry once.
+                    Some((node, referrer)) if !punched && error == RequestError::Timeout => {
+                        let req = self.holepunch_request(node.addr);
+                        self.send(
+                            now,
+                            referrer,
+                            node.addr,
+                            req,
+                            Purpose::QueryPunch { query, node },
+                        );
+                    }
+                    _ => {
+                        if let Some(q) = self.queries.get_mut(&query) {
+                            q.on_failure();
+                        }
+                        self.pump_query(now, query);
+                    }
+                }
+            }
+            Purpose::QueryPunch { query, .. } => {
+                if let Some(q) = self.queries.get_mut(&query) {
+                    q.on_failure();
+                }
+                self.pump_query(now, query);
+            }
+            Purpose::Check(id) => {
+                self.checking.remove(&id);
+                self.remove_node(&id);
+            }
+            Purpose::Reping {
+                contact,
+                rest,
+                newcomer,
+            } => {
+                self.repinging.remove(&contact);
+                for c in &rest {
+                    self.repinging.remove(&c.id);
+                }
+                self.remove_node(&contact);
+                self.add_node(now, newcomer.id, newcomer.addr);
+            }
+        }
+    }
+
+    /// Advances timers: request timeouts, the liveness tick, token rotation.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(p) = self.requests.expire(now) {
+            self.stats.timeouts += 1;
+            self.fail(now, p.purpose, RequestError::Timeout);
+        }
+        if now >= self.next_rotation {
+            self.tokens.rotate(self.rng.random());
+            self.next_rotation = now + SECRET_ROTATION;
+        }
+        if now >= self.next_tick {
+            self.ticks += 1;
+            self.next_tick = now + TICK;
+            if self.ticks.is_multiple_of(8) {
+                self.ping_some(now);
+            }
+        }
+        self.flush_requests(now);
+    }
+
+    /// The liveness sweep: ping a few of the least recently seen contacts; drop those that
+    /// fail to answer.
+    fn ping_some(&mut self, now: Instant) {
+        let n = if self.queries.len() > 2 { 1 } else { 3 };
+        let Some(before) = now.checked_sub(RECENTLY_SEEN) else {
+            return;
+        };
+        for c in self.table.stale(before, n) {
+            if self.checking.insert(c.id) {
+                let req = Request {
+                    id: self.wire_id(),
+                    ..Request::new(PING)
+                };
+                self.send(now, c.addr, c.addr, req, Purpose::Check(c.id));
+            }
+        }
+    }
+
+    /// Adds or refreshes a contact; on a full bucket, pings its least recently seen
+    /// contacts and evicts the first that fails (only once bootstrapped).
+    fn add_node(&mut self, now: Instant, id: NodeId, addr: SocketAddrV4) {
+        match self.table.insert(id, addr, now) {
+            Insert::Added => self
+                .events
+                .push_back(Event::NodeAdded(NodeAddr { id, addr })),
+            Insert::Refreshed | Insert::Own => {}
+            Insert::Full(oldest) => {
+                if !self.bootstrapped {
+                    return;
+                }
+                let before = now.checked_sub(RECENTLY_SEEN);
+                let mut stale: VecDeque<Contact> = oldest
+                    .into_iter()
+                    .filter(|c| before.is_some_and(|b| c.last_seen < b))
+                    .take(3)
+                    .collect();
+                if stale.iter().any(|c| self.repinging.contains(&c.id)) {
+                    return;
+                }
+                if let Some(first) = stale.pop_front() {
+                    for c in &stale {
+                        self.repinging.insert(c.id);
+                    }
+                    self.reping(now, first, stale, NodeAddr { id, addr });
+                }
+            }
+        }
+    }
+
+    fn reping(&mut self, now: Instant, c: Contact, rest: VecDeque<Contact>, newcomer: NodeAddr) {
+        self.repinging.insert(c.id);
+        let req = Request {
+            id: self.wire_id(),
+            ..Request::new(PING)
+        };
+        let purpose = Purpose::Reping {
+            contact: c.id,
+            rest,
+            newcomer,
+        };
+        self.send(now, c.addr, c.addr, req, purpose);
+    }
+
+    fn remove_node(&mut self, id: &NodeId) {
+        if let Some(c) = self.table.remove(id) {
+            self.events.push_back(Event::NodeRemoved(c.node()));
+        }
+    }
+
+    /// Fails everything in flight or queued (for shutdown).
+    pub fn cancel_all(&mut self) {
+        for p in self.requests.drain() {
+            if let Purpose::Ping(request) | Purpose::Holepunch(request) = p {
+                self.events.push_back(Event::Pong {
+                    request,
+                    result: Err(RequestError::Cancelled),
+                });
+            }
+        }
+        let queries: Vec<QueryId> = self.queries.keys().copied().collect();
+        for query in queries {
+            self.queries.remove(&query);
+            self.events.push_back(Event::QueryDone {
+                query,
+                result: Err(QueryError::Cancelled),
+            });
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The requests of one node: transaction ids, the requests in flight (at most
+//! `concurrency`), the queue behind them, and timeouts.
+//!
+//! A response matches a request by its transaction id *and* the address it must come from:
+//! the address the request went to, or for a hole punch the punched peer. The reference
+//! matches by tid alone, which lets anyone who guesses 15 bits answer in a node's name.
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use dht_wire::{Datagram, NodeAddr, NodeId, Request, Tid};
+
+use crate::events::{QueryId, RequestId};
+use crate::routing::Contact;
+
+/// Why a request was sent: what to do with its answer or failure.
+#[derive(Debug, Clone)]
+pub(crate) enum Purpose {
+    /// A user's ping.
+    Ping(RequestId),
+    /// A user's hole punch.
+    Holepunch(RequestId),
+    /// A query's request to a node (`node` is `None` for a bootstrap node). `punched`: it
+    /// is already the retry after a hole punch (or needs none).
+    Query {
+        query: QueryId,
+        node: Option<NodeId>,
+        punched: bool,
+    },
+    /// A hole punch through a referrer, inside a query, before retrying `node`.
+    QueryPunch { query: QueryId, node: NodeAddr },
+    /// The liveness sweep.
+    Check(NodeId),
+    /// Pinging a full bucket's stale contacts to make room for `newcomer`.
+    Reping {
+        contact: NodeId,
+        rest: VecDeque<Contact>,
+        newcomer: NodeAddr,
+    },
+}
+
+/// A request in flight.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    tid: Tid,
+    reply_from: SocketAddrV4,
+    pub(crate) sent: Instant,
+    deadline: Instant,
+    pub(crate) purpose: Purpose,
+}
+
+#[derive(Debug)]
+struct Queued {
+    to: SocketAddrV4,
+    reply_from: SocketAddrV4,
+    request: Request,
+    purpose: Purpose,
+}
+
+#[derive(Debug)]
+pub(crate) struct Requests {
+    next_tid: Tid,
+    concurrency: usize,
+    max_queued: usize,
+    timeout: Duration,
+    inflight: Vec<Pending>,
+    queue: VecDeque<Queued>,
+}
+
+impl Requests {
+    pub(crate) fn new(
+        first_tid: u16,
+        concurrency: usize,
+        max_queued: usize,
+        timeout: Duration,
+    ) -> Self {
+        Requests {
+            next_tid: Tid::from_masked(first_tid),
+            concurrency: concurrency.max(1),
+            max_queued,
+            timeout,
+            inflight: Vec::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Queues a request; gives the purpose back when the queue is full.
+    pub(crate) fn submit(
+        &mut self,
+        to: SocketAddrV4,
+        reply_from: SocketAddrV4,
+        request: Request,
+        purpose: Purpose,
+    ) -> Result<(), Purpose> {
+        if self.queue.len() >= self.max_queued {
+            return Err(purpose);
+        }
+        self.queue.push_back(Queued {
+            to,
+            reply_from,
+            request,
+            purpose,
+        });
+        Ok(())
+    }
+
+    fn allocate_tid(&mut self) -> Tid {
+        loop {
+            let tid = self.next_tid;
+            self.next_tid = tid.next();
+            if !self.inflight.iter().any(|p| p.tid == tid) {
+                return tid;
+            }
+        }
+    }
+
+    /// The next queued request, if there is room in flight: where to send it, and what.
+    pub(crate) fn send_next(&mut self, now: Instant) -> Option<(SocketAddrV4, Datagram)> {
+        if self.inflight.len() >= self.concurrency {
+            return None;
+        }
+        let q = self.queue.pop_front()?;
+        let tid = self.allocate_tid();
+        self.inflight.push(Pending {
+            tid,
+            reply_from: q.reply_from,
+            sent: now,
+            deadline: now + self.timeout,
+            purpose: q.purpose,
+        });
+        Some((q.to, Datagram::request(tid, q.request)))
+    }
+
+    /// The request that a response with `tid` from `from` answers.
+    pub(crate) fn take(&mut self, tid: Tid, from: SocketAddrV4) -> Option<Pending> {
+        let pos = self
+            .inflight
+            .iter()
+            .position(|p| p.tid == tid && p.reply_from == from)?;
+        Some(self.inflight.swap_remove(pos))
+    }
+
+    /// A request whose deadline has passed.
+    pub(crate) fn expire(&mut self, now: Instant) -> Option<Pending> {
+        let pos = self.inflight.iter().position(|p| p.deadline <= now)?;
+        Some(self.inflight.swap_remove(pos))
+    }
+
+    /// The earliest deadline in flight.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.inflight.iter().map(|p| p.deadline).min()
+    }
+
+    /// Everything in flight or queued, removed.
+    pub(crate) fn drain(&mut self) -> Vec<Purpose> {
+        let mut out: Vec<Purpose> = self.inflight.drain(..).map(|p| p.purpose).collect();
+        out.extend(self.queue.drain(..).map(|q| q.purpose));
+        out
+    }
+}

@@ -1,0 +1,123 @@
+//! Serving requests: `_ping`, `_find_node`, hole-punch forwards, and application commands.
+//!
+//! In the reference's order: add the sender (if it sent a valid id); check its token; relay
+//! a `forwardRequest`; honour a `forwardResponse`; then answer the command. What the
+//! reference would crash or misbehave on (a malformed forward address, a forward of anything
+//! but `_ping`) is dropped and counted.
+
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use bytes::Bytes;
+use dht_wire::{Checked, Datagram, FIND_NODE, PING, Request, Response, Tid, compact};
+
+use super::Core;
+use crate::events::Event;
+use crate::handler::{Answer, Handler, Incoming};
+
+impl<H: Handler> Core<H> {
+    pub(super) fn on_request(&mut self, now: Instant, from: SocketAddrV4, tid: Tid, req: Request) {
+        if let Some(id) = req.sender_id() {
+            self.add_node(now, id, from);
+        }
+        let update = req
+            .roundtrip_token
+            .as_deref()
+            .is_some_and(|t| self.tokens.is_valid(*from.ip(), t));
+
+        if let Some(forward) = &req.forward_request {
+            self.relay(now, from, tid, forward.valid().copied(), req);
+            return;
+        }
+        // Answer the peer named in forwardResponse instead of the sender (the relay); the
+        // pong then tells that peer its address as the relay saw it.
+        let to = match &req.forward_response {
+            None => from,
+            Some(Checked::Valid(requester)) if req.command == PING => *requester,
+            Some(_) => return self.drop_request(from, "invalid forwardResponse"),
+        };
+
+        let response = match req.command.as_str() {
+            PING => Response {
+                id: self.wire_id(),
+                value: Some(compact::encode_peer(&to)),
+                roundtrip_token: Some(self.token_for(&to)),
+                ..Response::default()
+            },
+            FIND_NODE => {
+                let Some(target) = req.target_id() else {
+                    return self.drop_request(from, "find_node without a valid target");
+                };
+                Response {
+                    id: self.wire_id(),
+                    nodes: Some(Checked::Valid(self.table.closest(&target, self.config.k))),
+                    roundtrip_token: Some(self.token_for(&to)),
+                    ..Response::default()
+                }
+            }
+            command => {
+                let Some(target) = req.target_id() else {
+                    return self.drop_request(from, "command without a valid target");
+                };
+                let incoming = Incoming {
+                    command,
+                    from,
+                    id: req.sender_id(),
+                    target,
+                    value: req.value.as_ref(),
+                    update,
+                };
+                let value = match self.handler.on_request(now, &incoming) {
+                    Answer::Value(v) => v,
+                    Answer::Drop => return self.drop_request(from, "the handler declined"),
+                };
+                Response {
+                    id: self.wire_id(),
+                    nodes: Some(Checked::Valid(self.table.closest(&target, self.config.k))),
+                    value,
+                    roundtrip_token: Some(self.token_for(&to)),
+                }
+            }
+        };
+        self.stats.requests_answered += 1;
+        self.transmit(to, Datagram::response(tid, response));
+    }
+
+    fn token_for(&self, peer: &SocketAddrV4) -> Bytes {
+        Bytes::copy_from_slice(&self.tokens.issue(*peer.ip()))
+    }
+
+    fn drop_request(&mut self, from: SocketAddrV4, why: &'static str) {
+        self.stats.requests_dropped += 1;
+        tracing::debug!(%from, why, "dropping request");
+    }
+
+    /// Relays a hole-punch ping to `to`, under the same tid, naming the requester in
+    /// `forwardResponse` so that `to` answers it directly. Only `_ping` is relayed, and at a
+    /// bounded rate per requester and per target.
+    fn relay(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        tid: Tid,
+        to: Option<SocketAddrV4>,
+        req: Request,
+    ) {
+        let Some(to) = to.filter(|_| req.command == PING) else {
+            return self.drop_request(from, "forward of anything but a valid _ping");
+        };
+        if !self.forward_from.allow(now, *from.ip()) || !self.forward_to.allow(now, to) {
+            self.stats.forwards_limited += 1;
+            return;
+        }
+        let forwarded = Request {
+            forward_request: None,
+            forward_response: Some(Checked::Valid(from)),
+            ..req
+        };
+        self.stats.forwards += 1;
+        self.events
+            .push_back(Event::HolepunchForwarded { from, to });
+        self.transmit(to, Datagram::request(tid, forwarded));
+    }
+}

@@ -1,0 +1,51 @@
+//! [`Handler`]: how an application answers its own commands.
+
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use bytes::Bytes;
+use dht_wire::NodeId;
+
+/// An application command arriving at this node.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The command name.
+    pub command: &'a str,
+    /// The requester's address.
+    pub from: SocketAddrV4,
+    /// The requester's id, unless it is ephemeral.
+    pub id: Option<NodeId>,
+    /// The key queried.
+    pub target: NodeId,
+    /// The request's payload.
+    pub value: Option<&'a Bytes>,
+    /// `true` for an update: the request carried a valid roundtrip token, so the requester
+    /// really receives datagrams at `from`. `false` for a query.
+    pub update: bool,
+}
+
+/// What a handler answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Respond, with this value or none (closer nodes and a token are always added).
+    Value(Option<Bytes>),
+    /// Send no response at all (the reference's behaviour when a handler fails).
+    Drop,
+}
+
+/// Answers application commands (anything but `_ping` and `_find_node`).
+pub trait Handler {
+    /// Answers one request. Called synchronously inside the core.
+    fn on_request(&mut self, now: Instant, request: &Incoming<'_>) -> Answer;
+}
+
+/// The handler of a node that serves no application command: every command is answered
+/// with closer nodes and no value, as the reference does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHandler;
+
+impl Handler for NoHandler {
+    fn on_request(&mut self, _now: Instant, _request: &Incoming<'_>) -> Answer {
+        Answer::Value(None)
+    }
+}

@@ -1,0 +1,234 @@
+//! [`RoutingTable`]: Kademlia k-buckets around our own id.
+//!
+//! Bucket `i` holds contacts whose id shares exactly `i` leading bits with ours, so the
+//! table is the k-bucket tree fully split along our own id's path (256 buckets at most, each
+//! of at most `k` contacts, least recently seen first). Contacts are added or refreshed on
+//! every message that carries a valid id; we never add ourselves.
+
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use dht_wire::{NodeAddr, NodeId};
+
+/// A node in the routing table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// The node's id.
+    pub id: NodeId,
+    /// Where it answers.
+    pub addr: SocketAddrV4,
+    /// When we last heard from it.
+    pub last_seen: Instant,
+}
+
+impl Contact {
+    /// The id and address.
+    pub fn node(&self) -> NodeAddr {
+        NodeAddr {
+            id: self.id,
+            addr: self.addr,
+        }
+    }
+}
+
+/// What [`RoutingTable::insert`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Insert {
+    /// The contact was already known and was refreshed (moved to most recently seen).
+    Refreshed,
+    /// The contact was new and was added.
+    Added,
+    /// The bucket is full: these are its least recently seen contacts, oldest first.
+    Full(Vec<Contact>),
+    /// The id is ours.
+    Own,
+}
+
+/// Kademlia k-buckets around `own`.
+#[derive(Debug, Clone)]
+pub struct RoutingTable {
+    own: NodeId,
+    k: usize,
+    buckets: Vec<Vec<Contact>>,
+    len: usize,
+}
+
+impl RoutingTable {
+    /// An empty table around `own` with buckets of `k` contacts.
+    pub fn new(own: NodeId, k: usize) -> Self {
+        RoutingTable {
+            own,
+            k: k.max(1),
+            buckets: vec![Vec::new(); 257],
+            len: 0,
+        }
+    }
+
+    /// Our own id.
+    pub fn own_id(&self) -> NodeId {
+        self.own
+    }
+
+    /// The number of contacts.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn bucket_of(&self, id: &NodeId) -> usize {
+        self.own.distance(id).leading_zeros() as usize
+    }
+
+    /// The contact with this id.
+    pub fn get(&self, id: &NodeId) -> Option<&Contact> {
+        self.buckets[self.bucket_of(id)]
+            .iter()
+            .find(|c| c.id == *id)
+    }
+
+    /// Adds or refreshes a contact. A full bucket is left unchanged and its least recently
+    /// seen contacts are returned, for the caller to ping and evict.
+    pub fn insert(&mut self, id: NodeId, addr: SocketAddrV4, now: Instant) -> Insert {
+        if id == self.own {
+            return Insert::Own;
+        }
+        let k = self.k;
+        let b = self.bucket_of(&id);
+        let bucket = &mut self.buckets[b];
+        if let Some(pos) = bucket.iter().position(|c| c.id == id) {
+            let mut c = bucket.remove(pos);
+            c.addr = addr;
+            c.last_seen = now;
+            bucket.push(c);
+            return Insert::Refreshed;
+        }
+        if bucket.len() < k {
+            bucket.push(Contact {
+                id,
+                addr,
+                last_seen: now,
+            });
+            self.len += 1;
+            return Insert::Added;
+        }
+        Insert::Full(bucket.clone())
+    }
+
+    /// Removes a contact; returns it if it was there.
+    pub fn remove(&mut self, id: &NodeId) -> Option<Contact> {
+        let b = self.bucket_of(id);
+        let bucket = &mut self.buckets[b];
+        let pos = bucket.iter().position(|c| c.id == *id)?;
+        self.len -= 1;
+        Some(bucket.remove(pos))
+    }
+
+    /// The `n` contacts closest to `target`, closest first, by exact XOR distance.
+    pub fn closest(&self, target: &NodeId, n: usize) -> Vec<NodeAddr> {
+        let mut all: Vec<&Contact> = self.buckets.iter().flatten().collect();
+        if all.len() > n {
+            all.select_nth_unstable_by_key(n, |c| c.id.distance(target));
+            all.truncate(n);
+        }
+        all.sort_unstable_by_key(|c| c.id.distance(target));
+        all.into_iter().map(Contact::node).collect()
+    }
+
+    /// Up to `n` contacts not seen since `before`, least recently seen first.
+    pub fn stale(&self, before: Instant, n: usize) -> Vec<Contact> {
+        let mut old: Vec<&Contact> = self
+            .buckets
+            .iter()
+            .flatten()
+            .filter(|c| c.last_seen < before)
+            .collect();
+        old.sort_by_key(|c| (c.last_seen, c.id));
+        old.into_iter().take(n).cloned().collect()
+    }
+
+    /// Every contact, bucket by bucket.
+    pub fn iter(&self) -> impl Iterator<Item = &Contact> {
+        self.buckets.iter().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn addr(i: u32) -> SocketAddrV4 {
+        SocketAddrV4::new(i.to_be_bytes().into(), 1 + (i % 60000) as u16)
+    }
+
+    proptest! {
+        #[test]
+        fn buckets_never_exceed_k_and_closest_is_exact(
+            own in any::<[u8; 32]>(),
+            ids in proptest::collection::vec(any::<[u8; 32]>(), 0..300),
+            target in any::<[u8; 32]>(),
+            k in 1usize..25,
+        ) {
+            let own = NodeId::from_bytes(own);
+            let target = NodeId::from_bytes(target);
+            let now = Instant::now();
+            let mut t = RoutingTable::new(own, k);
+            let mut kept = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                let id = NodeId::from_bytes(*id);
+                match t.insert(id, addr(i as u32), now) {
+                    Insert::Added => kept.push(id),
+                    Insert::Own | Insert::Refreshed => {}
+                    Insert::Full(old) => prop_assert_eq!(old.len(), k),
+                }
+            }
+            for b in &t.buckets {
+                prop_assert!(b.len() <= k);
+            }
+            prop_assert_eq!(t.len(), kept.len());
+            prop_assert!(t.get(&own).is_none());
+            // Brute force: the n closest of what the table holds.
+            kept.sort_by_key(|id| id.distance(&target));
+            let got: Vec<NodeId> = t.closest(&target, 20).into_iter().map(|n| n.id).collect();
+            prop_assert_eq!(&got[..], &kept[..kept.len().min(20)]);
+        }
+    }
+
+    #[test]
+    fn refresh_moves_to_the_back_and_stale_orders_by_age() {
+        let own = NodeId::from_bytes([0; 32]);
+        let t0 = Instant::now();
+        let mut t = RoutingTable::new(own, 2);
+        let a = NodeId::from_bytes([0x80; 32]);
+        let mut b = [0x80; 32];
+        b[31] = 1;
+        let b = NodeId::from_bytes(b);
+        let mut c = [0x80; 32];
+        c[31] = 2;
+        let c = NodeId::from_bytes(c);
+        assert_eq!(t.insert(a, addr(1), t0), Insert::Added);
+        assert_eq!(
+            t.insert(b, addr(2), t0 + Duration::from_secs(1)),
+            Insert::Added
+        );
+        assert_eq!(
+            t.insert(a, addr(3), t0 + Duration::from_secs(2)),
+            Insert::Refreshed
+        );
+        match t.insert(c, addr(4), t0) {
+            Insert::Full(old) => assert_eq!(old[0].id, b, "least recently seen first"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.get(&a).map(|c| c.addr), Some(addr(3)));
+        let stale = t.stale(t0 + Duration::from_secs(10), 3);
+        assert_eq!(stale.iter().map(|c| c.id).collect::<Vec<_>>(), vec![b, a]);
+        assert!(t.remove(&b).is_some());
+        assert_eq!(t.insert(c, addr(4), t0), Insert::Added);
+        assert_eq!(t.insert(own, addr(5), t0), Insert::Own);
+    }
+}
