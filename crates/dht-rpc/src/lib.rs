@@ -11,6 +11,7 @@
 
 mod config;
 mod core;
+pub mod driver;
 mod events;
 mod handler;
 mod limiter;
@@ -26,6 +27,7 @@ pub use config::{
 };
 pub use dht_wire as wire;
 pub use dht_wire::{NodeAddr, NodeId};
+pub use driver::{BindError, Handlers, Node, NodeBuilder, QueryStream};
 pub use events::{Event, Pong, QueryError, QueryId, QueryOutcome, Reply, RequestError, RequestId};
 pub use handler::{Answer, Handler, Incoming, NoHandler};
 pub use limiter::RateLimiter;

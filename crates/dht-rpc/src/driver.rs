@@ -1,0 +1,358 @@
+//! The tokio driver: a [`Node`] owns a UDP socket and a [`Core`], sleeps until the core's
+//! next timeout, feeds it datagrams, sends what it emits, and turns its events into futures
+//! and streams for the caller.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use dht_rpc::{Answer, Node};
+//! use futures::StreamExt;
+//!
+//! let node = Node::builder().bootstrap(["localhost:10000"]).bind("0.0.0.0:0").await?;
+//! node.on_command("echo", |req| Answer::Value(req.value.cloned()));
+//! node.ready().await;
+//! let target = dht_rpc::NodeId::from_bytes([7; 32]);
+//! let mut replies = node.query("echo", target, Some(b"hi".to_vec().into()));
+//! while let Some(reply) = replies.next().await {
+//!     println!("{} answered {:?}", reply.node.addr, reply.value);
+//! }
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod handlers;
+mod stream;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+
+use crate::core::{Core, Transmit};
+use crate::events::{Event, Pong, QueryError, QueryId, QueryOutcome, RequestError, RequestId};
+use crate::handler::{Answer, Handler, Incoming};
+use crate::query::QuerySpec;
+use crate::stats::Stats;
+use dht_wire::NodeId;
+
+pub use builder::{BindError, NodeBuilder};
+pub use handlers::{CommandFn, Handlers};
+use stream::QueryMsg;
+pub use stream::QueryStream;
+
+/// What the handle and the task share, behind one lock that is never held across an await.
+pub(crate) struct Shared<H> {
+    pub(crate) core: Core<H>,
+    pongs: HashMap<RequestId, oneshot::Sender<Result<Pong, RequestError>>>,
+    pub(crate) queries: HashMap<QueryId, mpsc::UnboundedSender<QueryMsg>>,
+    closed: bool,
+}
+
+pub(crate) struct Inner<H> {
+    shared: Mutex<Shared<H>>,
+    socket: UdpSocket,
+    local_addr: SocketAddrV4,
+    wake: Notify,
+    events: broadcast::Sender<Event>,
+    ready: watch::Sender<bool>,
+}
+
+impl<H: Handler + Send + 'static> Inner<H> {
+    pub(crate) fn with_shared<R>(&self, f: impl FnOnce(&mut Shared<H>) -> R) -> R {
+        let mut guard = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let r = f(&mut guard);
+        drop(guard);
+        self.wake.notify_one();
+        r
+    }
+
+    /// Hands the core's events to whoever waits for them.
+    fn dispatch(&self, s: &mut Shared<H>) {
+        while let Some(e) = s.core.poll_event() {
+            match e {
+                Event::Pong { request, result } => {
+                    if let Some(tx) = s.pongs.remove(&request) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Event::QueryReply { query, reply } => {
+                    let gone = s
+                        .queries
+                        .get(&query)
+                        .is_some_and(|tx| tx.send(QueryMsg::Reply(reply)).is_err());
+                    if gone {
+                        s.queries.remove(&query);
+                        s.core.cancel_query(query);
+                    }
+                }
+                Event::QueryDone { query, result } => {
+                    if let Some(tx) = s.queries.remove(&query) {
+                        let _ = tx.send(QueryMsg::Done(result));
+                    }
+                }
+                Event::Ready => {
+                    self.ready.send_replace(true);
+                    let _ = self.events.send(Event::Ready);
+                }
+                other => {
+                    let _ = self.events.send(other);
+                }
+            }
+        }
+    }
+}
+
+/// A dht-rpc node on a UDP socket. Cheap to clone; the node shuts down when the last clone
+/// is dropped or [`Node::shutdown`] is called.
+pub struct Node<H: Handler + Send + 'static = Handlers> {
+    inner: Arc<Inner<H>>,
+    _guard: Arc<ShutdownOnDrop<H>>,
+}
+
+impl<H: Handler + Send + 'static> Clone for Node<H> {
+    fn clone(&self) -> Self {
+        Node {
+            inner: self.inner.clone(),
+            _guard: self._guard.clone(),
+        }
+    }
+}
+
+struct ShutdownOnDrop<H: Handler + Send + 'static>(Arc<Inner<H>>);
+
+impl<H: Handler + Send + 'static> Drop for ShutdownOnDrop<H> {
+    fn drop(&mut self) {
+        close(&self.0);
+    }
+}
+
+fn close<H: Handler + Send + 'static>(inner: &Inner<H>) {
+    inner.with_shared(|s| {
+        if !s.closed {
+            s.closed = true;
+            s.core.cancel_all();
+            inner.dispatch(s);
+        }
+    });
+}
+
+impl Node<Handlers> {
+    /// A builder for a node whose application commands are answered by closures.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// Answers `command` with `f` from now on (replacing any earlier closure). `f` runs
+    /// inside the node's lock: keep it short and never block in it.
+    pub fn on_command(
+        &self,
+        command: impl Into<String>,
+        f: impl FnMut(&Incoming<'_>) -> Answer + Send + 'static,
+    ) {
+        let command = command.into();
+        self.with_core(|c| c.handler_mut().insert(command, Box::new(f)));
+    }
+}
+
+impl<H: Handler + Send + 'static> Node<H> {
+    pub(crate) fn start(
+        socket: UdpSocket,
+        local_addr: SocketAddrV4,
+        core: Core<H>,
+        bootstrap: bool,
+    ) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let inner = Arc::new(Inner {
+            shared: Mutex::new(Shared {
+                core,
+                pongs: HashMap::new(),
+                queries: HashMap::new(),
+                closed: false,
+            }),
+            socket,
+            local_addr,
+            wake: Notify::new(),
+            events,
+            ready: watch::channel(false).0,
+        });
+        tokio::spawn(run(inner.clone()));
+        let node = Node {
+            _guard: Arc::new(ShutdownOnDrop(inner.clone())),
+            inner,
+        };
+        if bootstrap {
+            node.with_core(|c| c.bootstrap(Instant::now()));
+        }
+        node
+    }
+
+    /// Runs `f` on the core (for layers built on top, such as hyperdht), then lets the
+    /// driver send what it emitted.
+    pub fn with_core<R>(&self, f: impl FnOnce(&mut Core<H>) -> R) -> R {
+        self.inner.with_shared(|s| f(&mut s.core))
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.inner.local_addr
+    }
+
+    /// Our node id (not sent when ephemeral).
+    pub fn id(&self) -> NodeId {
+        self.with_core(|c| c.id())
+    }
+
+    /// Counters of what the node received, sent and dropped.
+    pub fn stats(&self) -> Stats {
+        self.with_core(|c| c.stats())
+    }
+
+    /// Node added / removed, hole punches relayed, readiness.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Waits until the first bootstrap has finished (at once if it has).
+    pub async fn ready(&self) {
+        let mut rx = self.inner.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Bootstraps again: a `_find_node` query for our own id. Call it now and then when
+    /// the node does no other queries, to keep its routing table fresh.
+    pub async fn bootstrap(&self) -> Result<QueryOutcome, QueryError> {
+        let stream = self.start_query(|c| c.bootstrap(Instant::now()));
+        stream.collect_all().await.map(|(_, o)| o)
+    }
+
+    /// Pings a node: our address as it sees us, its id, the round-trip time.
+    pub async fn ping(&self, to: SocketAddrV4) -> Result<Pong, RequestError> {
+        self.request(|c| c.ping(Instant::now(), to)).await
+    }
+
+    /// Asks `referrer` to relay a ping to `peer`, which answers us directly.
+    pub async fn holepunch(
+        &self,
+        peer: SocketAddrV4,
+        referrer: SocketAddrV4,
+    ) -> Result<Pong, RequestError> {
+        self.request(|c| c.holepunch(Instant::now(), peer, referrer))
+            .await
+    }
+
+    async fn request(
+        &self,
+        start: impl FnOnce(&mut Core<H>) -> RequestId,
+    ) -> Result<Pong, RequestError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.with_shared(|s| {
+            if s.closed {
+                return;
+            }
+            let id = start(&mut s.core);
+            s.pongs.insert(id, tx);
+            // The core may have failed it at once (overloaded).
+            self.inner.dispatch(s);
+        });
+        rx.await.unwrap_or(Err(RequestError::Cancelled))
+    }
+
+    /// Starts a query of `command` for `target`; its replies stream in as nodes answer.
+    pub fn query(
+        &self,
+        command: impl Into<String>,
+        target: NodeId,
+        value: Option<Bytes>,
+    ) -> QueryStream<H> {
+        self.run_query(QuerySpec::query(command, target, value))
+    }
+
+    /// Starts an update: a query round, then a commit round with roundtrip tokens to the
+    /// closest nodes. Only the commit round's replies are reported.
+    pub fn update(
+        &self,
+        command: impl Into<String>,
+        target: NodeId,
+        value: Option<Bytes>,
+    ) -> QueryStream<H> {
+        self.run_query(QuerySpec::update(command, target, value))
+    }
+
+    /// Starts any query or update.
+    pub fn run_query(&self, spec: QuerySpec) -> QueryStream<H> {
+        self.start_query(|c| c.query(Instant::now(), spec))
+    }
+
+    fn start_query(&self, start: impl FnOnce(&mut Core<H>) -> QueryId) -> QueryStream<H> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.inner.with_shared(|s| {
+            let id = start(&mut s.core);
+            if s.closed {
+                let _ = tx.send(QueryMsg::Done(Err(QueryError::Cancelled)));
+            } else {
+                s.queries.insert(id, tx);
+                self.inner.dispatch(s);
+            }
+            id
+        });
+        QueryStream {
+            id,
+            rx,
+            inner: Arc::downgrade(&self.inner),
+            outcome: None,
+        }
+    }
+
+    /// Stops the node: pending requests and queries fail with `Cancelled`, the socket closes.
+    pub async fn shutdown(&self) {
+        close(&self.inner);
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The driver task.
+async fn run<H: Handler + Send + 'static>(inner: Arc<Inner<H>>) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (transmits, deadline, closed) = {
+            let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
+            inner.dispatch(&mut s);
+            let t: Vec<Transmit> = std::iter::from_fn(|| s.core.poll_transmit()).collect();
+            (t, s.core.poll_timeout(), s.closed)
+        };
+        for t in transmits {
+            if let Err(e) = inner.socket.send_to(&t.payload, SocketAddr::V4(t.to)).await {
+                tracing::debug!(to = %t.to, error = %e, "send failed");
+            }
+        }
+        if closed {
+            return;
+        }
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = inner.socket.recv_from(&mut buf) => match r {
+                Ok((n, SocketAddr::V4(from))) => {
+                    let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
+                    s.core.handle_datagram(Instant::now(), from, &buf[..n]);
+                }
+                Ok((_, SocketAddr::V6(from))) => tracing::trace!(%from, "ignoring IPv6 datagram"),
+                // ICMP errors surface here on some systems (connection refused): not fatal.
+                Err(e) => tracing::trace!(error = %e, "recv error"),
+            },
+            () = sleep => {
+                let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
+                s.core.handle_timeout(Instant::now());
+            }
+            () = inner.wake.notified() => {}
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! [`NodeBuilder`]: options, address resolution and binding.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use dht_wire::NodeId;
+use tokio::net::UdpSocket;
+
+use super::{Handlers, Node};
+use crate::config::Config;
+use crate::core::Core;
+use crate::handler::Handler;
+
+/// The port of a bootstrap address given without one, as in the reference.
+pub const DEFAULT_BOOTSTRAP_PORT: u16 = 49737;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// The socket could not be bound: the port is in use, or the address is not ours.
+    #[error("cannot bind UDP socket on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A bootstrap or bind address did not resolve to an IPv4 address.
+    #[error("cannot resolve {addr:?} to an IPv4 address{}", .source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    Resolve {
+        /// The address as given.
+        addr: String,
+        /// The resolver's error, if it gave one.
+        source: Option<std::io::Error>,
+    },
+}
+
+/// Options of a [`Node`]; the defaults are the reference's.
+#[derive(Debug, Default, Clone)]
+pub struct NodeBuilder {
+    config: Config,
+    bootstrap: Vec<String>,
+    no_bootstrap_on_start: bool,
+}
+
+impl NodeBuilder {
+    /// Entry nodes, as `host[:port]` (port 49737 when absent).
+    pub fn bootstrap<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.bootstrap.extend(nodes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Our node id (random otherwise).
+    pub fn id(mut self, id: NodeId) -> Self {
+        self.config.id = Some(id);
+        self
+    }
+
+    /// An ephemeral node sends no id, so nobody adds it to a routing table.
+    pub fn ephemeral(mut self, ephemeral: bool) -> Self {
+        self.config.ephemeral = ephemeral;
+        self
+    }
+
+    /// Requests in flight at once (16).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n.max(1);
+        self
+    }
+
+    /// How long a request waits for its answer (1.25 s).
+    pub fn request_timeout(mut self, t: Duration) -> Self {
+        self.config.request_timeout = t;
+        self
+    }
+
+    /// Seeds the node's random choices, for reproducible runs (random otherwise).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// Do not bootstrap when the node starts (call [`Node::bootstrap`] yourself).
+    pub fn no_bootstrap_on_start(mut self) -> Self {
+        self.no_bootstrap_on_start = true;
+        self
+    }
+
+    /// Binds the socket (`"0.0.0.0:0"` for any address, a random port) and starts a node
+    /// whose application commands are answered by closures.
+    pub async fn bind(self, addr: &str) -> Result<Node<Handlers>, BindError> {
+        self.bind_with(addr, Handlers::default()).await
+    }
+
+    /// Binds the socket and starts a node whose commands `handler` answers.
+    pub async fn bind_with<H: Handler + Send + 'static>(
+        mut self,
+        addr: &str,
+        handler: H,
+    ) -> Result<Node<H>, BindError> {
+        let bind = resolve(addr, None).await?;
+        for b in &self.bootstrap {
+            let a = resolve(b, Some(DEFAULT_BOOTSTRAP_PORT)).await?;
+            self.config.bootstrap.push(a);
+        }
+        if self.config.seed == 0 {
+            self.config.seed = rand::random();
+        }
+        let socket = UdpSocket::bind(SocketAddr::V4(bind))
+            .await
+            .map_err(|source| BindError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let local = match socket.local_addr() {
+            Ok(SocketAddr::V4(a)) => a,
+            Ok(SocketAddr::V6(_)) | Err(_) => bind,
+        };
+        let core = Core::with_handler(self.config, handler, std::time::Instant::now());
+        Ok(Node::start(
+            socket,
+            local,
+            core,
+            !self.no_bootstrap_on_start,
+        ))
+    }
+}
+
+/// Resolves `host[:port]` to an IPv4 address; `default_port` when the port is absent.
+pub async fn resolve(addr: &str, default_port: Option<u16>) -> Result<SocketAddrV4, BindError> {
+    let err = |source| BindError::Resolve {
+        addr: addr.to_owned(),
+        source,
+    };
+    let with_port = match (addr.rsplit_once(':'), default_port) {
+        (Some((_, p)), _) if p.parse::<u16>().is_ok() => addr.to_owned(),
+        (_, Some(p)) => format!("{addr}:{p}"),
+        (_, None) => return Err(err(None)),
+    };
+    let found = tokio::net::lookup_host(with_port)
+        .await
+        .map_err(|e| err(Some(e)))?;
+    for a in found {
+        if let SocketAddr::V4(v4) = a {
+            return Ok(v4);
+        }
+    }
+    Err(err(None))
+}

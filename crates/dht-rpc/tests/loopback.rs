@@ -1,0 +1,225 @@
+//! Real sockets on 127.0.0.1: 30 driver nodes and an ephemeral entry node.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddrV4;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use dht_rpc::{Answer, Event, Node, NodeId, QueryError};
+use futures::StreamExt;
+
+async fn network(n: usize) -> (Node, Vec<Node>) {
+    let entry = Node::builder()
+        .ephemeral(true)
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind entry");
+    let addr = entry.local_addr().to_string();
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        let node = Node::builder()
+            .bootstrap([addr.clone()])
+            .bind("127.0.0.1:0")
+            .await
+            .expect("bind node");
+        nodes.push(node);
+    }
+    for node in &nodes {
+        node.ready().await;
+    }
+    // A second round, as long-lived nodes re-bootstrap: everyone learns of the late joiners.
+    for node in &nodes {
+        node.bootstrap().await.expect("bootstrap");
+    }
+    (entry, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_nodes_find_the_exact_closest_twenty() {
+    let (_entry, nodes) = network(30).await;
+    let ids: Vec<NodeId> = nodes.iter().map(Node::id).collect();
+    let mut exact = 0;
+    let queries = 30;
+    for i in 0..queries {
+        let mut t = [0u8; 32];
+        for (j, b) in t.iter_mut().enumerate() {
+            *b = (i as u8)
+                .wrapping_mul(37)
+                .wrapping_add((j as u8).wrapping_mul(101));
+        }
+        let target = NodeId::from_bytes(t);
+        let from = &nodes[i % nodes.len()];
+        let own = from.id();
+        let (_, outcome) = from
+            .query("_find_node", target, None)
+            .collect_all()
+            .await
+            .expect("query");
+        let got: Vec<NodeId> = outcome.closest.iter().map(|n| n.id).collect();
+        let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != own).collect();
+        want.sort_by_key(|id| id.distance(&target));
+        want.truncate(20);
+        if got == want {
+            exact += 1;
+        }
+    }
+    eprintln!("exact closest-20 in {exact} of {queries} queries on 30 loopback nodes");
+    assert!(exact * 100 >= queries * 99, "only {exact} of {queries}");
+}
+
+#[tokio::test]
+async fn custom_commands_reach_handlers_as_queries_and_updates() {
+    let (_entry, nodes) = network(8).await;
+    // A tiny key-value store on every node: updates store, queries read.
+    let stored: Arc<Mutex<BTreeMap<SocketAddrV4, Vec<u8>>>> = Arc::default();
+    for node in &nodes {
+        let me = node.local_addr();
+        let kv: Arc<Mutex<Option<Bytes>>> = Arc::default();
+        let stored = stored.clone();
+        node.on_command("kv", move |req| {
+            let mut kv = kv.lock().unwrap();
+            if req.update {
+                *kv = req.value.cloned();
+                stored
+                    .lock()
+                    .unwrap()
+                    .insert(me, req.value.map(|v| v.to_vec()).unwrap_or_default());
+                Answer::Value(None)
+            } else {
+                Answer::Value(kv.clone())
+            }
+        });
+    }
+    let key = NodeId::from_bytes([42; 32]);
+    let (commits, outcome) = nodes[0]
+        .update("kv", key, Some(Bytes::from_static(b"hello")))
+        .collect_all()
+        .await
+        .expect("update");
+    assert!(
+        commits.iter().all(|r| r.commit),
+        "only commit replies are reported"
+    );
+    assert_eq!(outcome.commits, commits.len());
+    assert_eq!(
+        stored.lock().unwrap().len(),
+        7,
+        "every other node stored it"
+    );
+    let mut found = nodes[5].query("kv", key, None);
+    let mut values = 0;
+    while let Some(reply) = found.next().await {
+        if reply.value.as_deref() == Some(b"hello".as_slice()) {
+            values += 1;
+        }
+    }
+    assert!(found.outcome().expect("ended").is_ok());
+    assert!(values >= 6, "read back from {values} nodes");
+}
+
+#[tokio::test]
+async fn ping_reports_our_address_and_the_peer_id() {
+    let a = Node::builder().bind("127.0.0.1:0").await.expect("a");
+    let b = Node::builder().bind("127.0.0.1:0").await.expect("b");
+    let pong = a.ping(b.local_addr()).await.expect("pong");
+    assert_eq!(pong.observed, Some(a.local_addr()));
+    assert_eq!(pong.id, Some(b.id()));
+    assert_eq!(pong.from, b.local_addr());
+}
+
+#[tokio::test]
+async fn holepunch_through_a_referrer_gets_the_pong_from_the_peer() {
+    let referrer = Node::builder().bind("127.0.0.1:0").await.expect("r");
+    let mut relayed = referrer.events();
+    let peer = Node::builder().bind("127.0.0.1:0").await.expect("p");
+    let me = Node::builder().bind("127.0.0.1:0").await.expect("me");
+    let pong = me
+        .holepunch(peer.local_addr(), referrer.local_addr())
+        .await
+        .expect("pong");
+    assert_eq!(pong.from, peer.local_addr());
+    assert_eq!(pong.id, Some(peer.id()));
+    assert_eq!(
+        pong.observed,
+        Some(me.local_addr()),
+        "the relay's view of us"
+    );
+    loop {
+        match relayed.recv().await.expect("event") {
+            Event::HolepunchForwarded { from, to } => {
+                assert_eq!((from, to), (me.local_addr(), peer.local_addr()));
+                break;
+            }
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_silent_peer_times_out_and_a_query_with_no_nodes_fails() {
+    // A bound socket that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("silent");
+    let std::net::SocketAddr::V4(silent_addr) = silent.local_addr().expect("addr") else {
+        panic!("v4")
+    };
+    let a = Node::builder()
+        .bootstrap([silent_addr.to_string()])
+        .request_timeout(std::time::Duration::from_millis(200))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("a");
+    assert!(a.ping(silent_addr).await.is_err());
+    let r = a
+        .query("_find_node", NodeId::from_bytes([1; 32]), None)
+        .collect_all()
+        .await;
+    assert_eq!(r.err(), Some(QueryError::NoNodesResponded));
+    assert!(a.stats().timeouts >= 2);
+}
+
+#[tokio::test]
+async fn garbage_is_counted_and_dropped_and_the_node_still_answers() {
+    let a = Node::builder().bind("127.0.0.1:0").await.expect("a");
+    let b = Node::builder().bind("127.0.0.1:0").await.expect("b");
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("sock");
+    let garbage: [&[u8]; 5] = [
+        b"",
+        b"\x80",
+        b"\x80\x00\xff\xff\xff",
+        b"\x00\x01\x0a\x03abc",
+        b"\x00\x07",
+    ];
+    for g in garbage {
+        sock.send_to(g, a.local_addr()).await.expect("send");
+    }
+    // A forward of something other than _ping, and a forwardResponse that is not 6 bytes.
+    let bad_forward = dht_wire::Datagram::request(
+        dht_wire::Tid::new(1).unwrap(),
+        dht_wire::Request {
+            forward_request: Some(dht_wire::Checked::Valid(b.local_addr())),
+            target: Some(dht_wire::Checked::Valid(NodeId::from_bytes([1; 32]))),
+            ..dht_wire::Request::new("_find_node")
+        },
+    );
+    sock.send_to(&bad_forward.encode(), a.local_addr())
+        .await
+        .expect("send");
+    let bad_response_to = dht_wire::Datagram::request(
+        dht_wire::Tid::new(2).unwrap(),
+        dht_wire::Request {
+            forward_response: Some(dht_wire::Checked::Invalid(Bytes::from_static(b"\x01\x02"))),
+            ..dht_wire::Request::new("_ping")
+        },
+    );
+    sock.send_to(&bad_response_to.encode(), a.local_addr())
+        .await
+        .expect("send");
+    assert!(b.ping(a.local_addr()).await.is_ok(), "still answers");
+    let stats = a.stats();
+    assert_eq!(stats.malformed, 3, "{stats:?}");
+    assert_eq!(stats.unknown_responses, 2, "{stats:?}");
+    assert_eq!(stats.requests_dropped, 2, "{stats:?}");
+    assert_eq!(stats.forwards, 0);
+}
