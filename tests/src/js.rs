@@ -26,7 +26,7 @@ pub struct JsNode {
 
 /// JavaScript nodes in a child process, killed when dropped.
 pub struct JsGroup {
-    _child: Child,
+    child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
     /// The nodes, in the order the script created them.
@@ -64,7 +64,7 @@ impl JsGroup {
         let stdin = child.stdin.take().expect("stdin");
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut group = JsGroup {
-            _child: child,
+            child,
             stdin,
             lines,
             nodes: Vec::new(),
@@ -112,6 +112,11 @@ impl JsGroup {
             .await
             .expect("write stdin");
         self.read_until(|v| v["re"].as_u64() == Some(re)).await
+    }
+
+    /// The child process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// The handler calls recorded since the last call: `{node, kind, target, value, from}`.

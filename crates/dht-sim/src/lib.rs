@@ -65,6 +65,10 @@ struct SimNode<H> {
     core: Core<H>,
     events: VecDeque<Event>,
     up: bool,
+    /// Behind a port-restricted NAT-like filter: only datagrams from addresses the node has
+    /// sent to get in.
+    filtering: bool,
+    contacted: std::collections::BTreeSet<SocketAddrV4>,
 }
 
 /// Many nodes on a virtual network.
@@ -127,6 +131,8 @@ impl<H: Handler> Sim<H> {
                 core,
                 events: VecDeque::new(),
                 up: true,
+                filtering: false,
+                contacted: Default::default(),
             },
         );
         addr
@@ -161,6 +167,14 @@ impl<H: Handler> Sim<H> {
         }
     }
 
+    /// Puts a node behind a filter that lets in only datagrams from addresses it has sent
+    /// to (as a port-restricted NAT does), or takes it away.
+    pub fn set_filtering(&mut self, addr: SocketAddrV4, filtering: bool) {
+        if let Some(n) = self.nodes.get_mut(&addr) {
+            n.filtering = filtering;
+        }
+    }
+
     /// The events a node reported since the last call.
     pub fn take_events(&mut self, addr: SocketAddrV4) -> Vec<Event> {
         self.nodes
@@ -181,6 +195,7 @@ impl<H: Handler> Sim<H> {
             out.push(t);
         }
         let up = node.up;
+        node.contacted.extend(out.iter().map(|t| t.to));
         for t in out {
             if !up || self.rng.random_bool(self.config.loss.clamp(0.0, 1.0)) {
                 self.lost += 1;
@@ -230,7 +245,7 @@ impl<H: Handler> Sim<H> {
             }
             self.now = self.now.max(p.at);
             match self.nodes.get_mut(&p.to) {
-                Some(n) if n.up => {
+                Some(n) if n.up && (!n.filtering || n.contacted.contains(&p.from)) => {
                     self.delivered += 1;
                     n.core.handle_datagram(self.now, p.from, &p.payload);
                     self.collect(p.to);

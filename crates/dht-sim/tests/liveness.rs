@@ -1,0 +1,88 @@
+//! Liveness, eviction and hole punching inside queries, in virtual time.
+
+use std::time::Duration;
+
+use dht_rpc::{Config, QuerySpec};
+use dht_sim::{Sim, SimConfig};
+
+fn node(sim: &mut Sim, entry: std::net::SocketAddrV4) -> std::net::SocketAddrV4 {
+    sim.add_node(Config {
+        bootstrap: vec![entry],
+        ..Config::default()
+    })
+}
+
+#[test]
+fn a_node_that_goes_silent_is_dropped_by_the_sweep() {
+    let mut sim = Sim::new(SimConfig::default());
+    let entry = sim.add_node(Config {
+        ephemeral: true,
+        ..Config::default()
+    });
+    let nodes: Vec<_> = (0..30).map(|_| node(&mut sim, entry)).collect();
+    sim.bootstrap_all();
+    let gone = nodes[0];
+    let gone_id = sim.core(gone).expect("node").id();
+    let knew = nodes[1..]
+        .iter()
+        .filter(|a| {
+            sim.core(**a)
+                .is_some_and(|c| c.table().get(&gone_id).is_some())
+        })
+        .count();
+    assert!(knew > 10, "most nodes know it first: {knew}");
+    sim.set_up(gone, false);
+    // The sweep pings at most 3 stale contacts every 40 s; give it time for all of them.
+    sim.run_for(Duration::from_secs(30 * 60));
+    let still = nodes[1..]
+        .iter()
+        .filter(|a| {
+            sim.core(**a)
+                .is_some_and(|c| c.table().get(&gone_id).is_some())
+        })
+        .count();
+    assert_eq!(still, 0, "no table keeps a silent node");
+    // The live ones stay.
+    let live_id = sim.core(nodes[2]).expect("node").id();
+    let keep = nodes[3..]
+        .iter()
+        .filter(|a| {
+            sim.core(**a)
+                .is_some_and(|c| c.table().get(&live_id).is_some())
+        })
+        .count();
+    assert!(keep > 10, "live nodes stay known: {keep}");
+}
+
+#[test]
+fn a_query_punches_through_the_referrer_to_a_filtered_node_and_retries() {
+    let mut sim = Sim::new(SimConfig::default());
+    let entry = sim.add_node(Config {
+        ephemeral: true,
+        ..Config::default()
+    });
+    let _r = node(&mut sim, entry);
+    let x = node(&mut sim, entry);
+    let a = node(&mut sim, entry);
+    sim.set_up(a, false);
+    sim.bootstrap_all();
+    sim.set_up(a, true);
+    // x answers only those it has sent to; it has talked to the entry and r, never to a.
+    sim.set_filtering(x, true);
+    let x_id = sim.core(x).expect("x").id();
+    let (_, outcome) = sim.run_query(a, QuerySpec::query("_find_node", x_id, None));
+    let outcome = outcome.expect("query");
+    assert!(
+        outcome.closest.iter().any(|n| n.id == x_id),
+        "x answered after the punch: {outcome:?}"
+    );
+    let stats = sim.core(entry).expect("entry").stats();
+    assert!(
+        stats.forwards >= 1,
+        "the referrer relayed the punch: {stats:?}"
+    );
+    assert!(
+        sim.core(a).expect("a").stats().timeouts >= 1,
+        "the first try timed out"
+    );
+}
