@@ -1,9 +1,42 @@
-//! Peer discovery and UDP hole punching on the DHT, packet-compatible with `hyperdht@1.3.0`.
+//! Peer discovery and UDP hole punching on a Kademlia DHT, packet-compatible with
+//! `hyperdht@1.3.0`: nodes announce that they listen on a 32-byte key, others look the key
+//! up and get the announcers' addresses (and LAN addresses when they share a network), and
+//! two peers behind NATs open a direct UDP path through a DHT node both can reach.
 //!
-//! This crate will hold the peer store, `announce` / `lookup` / `unannounce` and hole
-//! punching on top of [`dht_rpc`]. It is being built; today it re-exports the wire types of
-//! its `peers` command.
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures::StreamExt;
+//! use hyperdht::{AnnounceOptions, HyperDht, Key};
+//!
+//! let a = HyperDht::builder().bootstrap(["localhost:10000"]).bind("0.0.0.0:0").await?;
+//! let b = HyperDht::builder().bootstrap(["localhost:10000"]).bind("0.0.0.0:0").await?;
+//! a.ready().await;
+//! let key = Key::from_bytes(*b"01234567012345670123456701234567");
+//! b.announce(key, AnnounceOptions { port: Some(10000), ..Default::default() }).collect_all().await?;
+//! let mut found = a.lookup(key, AnnounceOptions::default());
+//! while let Some(reply) = found.next().await {
+//!     println!("found peers: {:?} via {}", reply.peers, reply.node.addr);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! - [`HyperDht`]: the handle (announce, lookup, unannounce, ping, holepunch).
+//! - [`PeersHandler`] and [`PeerStore`]: the server side, without I/O, as the dht-rpc core's
+//!   handler.
 #![forbid(unsafe_code)]
+
+mod events;
+mod keep;
+mod node;
+mod reply;
+mod serve;
+mod store;
 
 pub use dht_rpc;
 pub use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType, PeersResponse};
+pub use events::PeerEvent;
+pub use keep::Announcement;
+pub use node::{AnnounceOptions, Holepunch, HolepunchPath, HyperDht, HyperDhtBuilder};
+pub use reply::{PeersReply, PeersStream};
+pub use serve::{ANSWER_BYTES, PeersHandler};
+pub use store::{DEFAULT_MAX, DEFAULT_MAX_AGE, Entry, PeerStore};

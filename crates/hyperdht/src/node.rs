@@ -1,0 +1,319 @@
+//! [`HyperDht`]: the user's handle, a dht-rpc node whose handler is the peer store.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use dht_rpc::{
+    Answer, BindError, Event, Incoming, Node, NodeAddr, NodeBuilder, NodeId, Pong, QueryError,
+    QuerySpec, RequestError, Stats,
+};
+use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::broadcast;
+
+use crate::events::PeerEvent;
+use crate::reply::{PeersStream, to_reply};
+use crate::serve::PeersHandler;
+use crate::store::PeerStore;
+
+/// Options of announce, lookup and unannounce.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnnounceOptions {
+    /// The port we listen on; our UDP port when `None`.
+    pub port: Option<u16>,
+    /// Our LAN address: announced so that peers on the same LAN find it; in a lookup, asks
+    /// for the local peers sharing its first two octets.
+    pub local_address: Option<SocketAddrV4>,
+}
+
+/// Which path a hole punch opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolepunchPath {
+    /// Our direct probe was answered.
+    Direct,
+    /// The ping relayed through the referrer was answered.
+    Relayed,
+}
+
+/// A successful hole punch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holepunch {
+    /// The path that opened first.
+    pub path: HolepunchPath,
+    /// The peer's answer.
+    pub pong: Pong,
+    /// From the start of the punch to the first answer.
+    pub elapsed: Duration,
+}
+
+/// How many rounds of probes a hole punch sends, and how far apart.
+const PUNCH_ROUNDS: u32 = 4;
+const PUNCH_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Options of a [`HyperDht`]: those of dht-rpc.
+#[derive(Debug, Default, Clone)]
+pub struct HyperDhtBuilder {
+    rpc: NodeBuilder,
+    seed: Option<u64>,
+}
+
+impl HyperDhtBuilder {
+    /// Entry nodes, as `host[:port]` (port 49737 when absent).
+    pub fn bootstrap<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.rpc = self.rpc.bootstrap(nodes);
+        self
+    }
+
+    /// Our node id (random otherwise).
+    pub fn id(mut self, id: NodeId) -> Self {
+        self.rpc = self.rpc.id(id);
+        self
+    }
+
+    /// An ephemeral node sends no id, so nobody adds it to a routing table.
+    pub fn ephemeral(mut self, ephemeral: bool) -> Self {
+        self.rpc = self.rpc.ephemeral(ephemeral);
+        self
+    }
+
+    /// Requests in flight at once (16).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.rpc = self.rpc.concurrency(n);
+        self
+    }
+
+    /// How long a request waits for its answer (1.25 s).
+    pub fn request_timeout(mut self, t: Duration) -> Self {
+        self.rpc = self.rpc.request_timeout(t);
+        self
+    }
+
+    /// Seeds the node's random choices, for reproducible runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.rpc = self.rpc.seed(seed);
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Binds the socket (`"0.0.0.0:0"`: any address, a random port) and starts the node; it
+    /// bootstraps at once.
+    pub async fn bind(self, addr: &str) -> Result<HyperDht, BindError> {
+        let (events, _) = broadcast::channel(1024);
+        let mut handler =
+            PeersHandler::new(PeerStore::default(), self.seed.unwrap_or_else(rand::random));
+        let tx = events.clone();
+        handler.set_sink(Box::new(move |e| {
+            let _ = tx.send(e);
+        }));
+        let node = self.rpc.bind_with(addr, handler).await?;
+        Ok(HyperDht { node, events })
+    }
+}
+
+/// A hyperdht node: announce and look up keys, ping, hole-punch.
+#[derive(Clone)]
+pub struct HyperDht {
+    node: Node<PeersHandler>,
+    events: broadcast::Sender<PeerEvent>,
+}
+
+impl HyperDht {
+    /// A builder with the reference's defaults.
+    pub fn builder() -> HyperDhtBuilder {
+        HyperDhtBuilder::default()
+    }
+
+    /// The dht-rpc node underneath.
+    pub fn rpc(&self) -> &Node<PeersHandler> {
+        &self.node
+    }
+
+    /// Our node id.
+    pub fn id(&self) -> NodeId {
+        self.node.id()
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.node.local_addr()
+    }
+
+    /// Counters of the node's traffic.
+    pub fn stats(&self) -> Stats {
+        self.node.stats()
+    }
+
+    /// Announce, unannounce and lookup requests this node served.
+    pub fn events(&self) -> broadcast::Receiver<PeerEvent> {
+        self.events.subscribe()
+    }
+
+    /// dht-rpc's events: nodes added and removed, hole punches relayed, readiness.
+    pub fn rpc_events(&self) -> broadcast::Receiver<Event> {
+        self.node.events()
+    }
+
+    /// Answers an application command of our own beside `peers`.
+    pub fn on_command(
+        &self,
+        command: impl Into<String>,
+        f: impl FnMut(&Incoming<'_>) -> Answer + Send + 'static,
+    ) {
+        let command = command.into();
+        self.node
+            .with_core(|c| c.handler_mut().commands.insert(command, Box::new(f)));
+    }
+
+    /// Waits for the first bootstrap to finish. Not needed before announcing or looking up.
+    pub async fn ready(&self) {
+        self.node.ready().await;
+    }
+
+    /// Bootstraps again; call it now and then when the node does nothing else.
+    pub async fn bootstrap(&self) -> Result<(), QueryError> {
+        self.node.bootstrap().await.map(|_| ())
+    }
+
+    /// Announces that we listen on `key`. The stream carries the peers met on the way (the
+    /// query round's replies too, as the reference's). Re-announce every 4-5 minutes, or use
+    /// [`HyperDht::announce_and_keep`].
+    pub fn announce(&self, key: Key, opts: AnnounceOptions) -> PeersStream {
+        let spec = QuerySpec {
+            verbose: true,
+            ..QuerySpec::update(
+                PEERS,
+                key,
+                Some(request(PeersRequestType::Announce, opts).encode()),
+            )
+        };
+        self.peers_query(key, spec, PeersRequestType::Announce, opts)
+    }
+
+    /// Finds the peers announced on `key`.
+    pub fn lookup(&self, key: Key, opts: AnnounceOptions) -> PeersStream {
+        let spec = QuerySpec::query(
+            PEERS,
+            key,
+            Some(request(PeersRequestType::Lookup, opts).encode()),
+        );
+        self.peers_query(key, spec, PeersRequestType::Lookup, opts)
+    }
+
+    /// Removes our announcement on `key` (pass the options used to announce).
+    pub async fn unannounce(&self, key: Key, opts: AnnounceOptions) -> Result<(), QueryError> {
+        let spec = QuerySpec::update(
+            PEERS,
+            key,
+            Some(request(PeersRequestType::Unannounce, opts).encode()),
+        );
+        self.node.run_query(spec).collect_all().await.map(|_| ())
+    }
+
+    fn peers_query(
+        &self,
+        key: Key,
+        spec: QuerySpec,
+        kind: PeersRequestType,
+        opts: AnnounceOptions,
+    ) -> PeersStream {
+        // A node that holds the key reports its own answer too, as if from itself.
+        let own = self.local_addr();
+        let own = SocketAddrV4::new(Ipv4Addr::LOCALHOST, own.port());
+        let first: VecDeque<_> = self
+            .node
+            .with_core(|c| {
+                let id = c.id();
+                let h = c.handler_mut();
+                if !h.store().has(&key) {
+                    return None;
+                }
+                let req = PeersRequest {
+                    kind,
+                    ..request(kind, opts)
+                };
+                let res = h.answer(Instant::now(), key, &req, own, false)?;
+                Some(to_reply(
+                    NodeAddr { id, addr: own },
+                    res,
+                    opts.local_address,
+                ))
+            })
+            .into_iter()
+            .collect();
+        PeersStream {
+            first,
+            inner: self.node.run_query(spec),
+            local: opts.local_address,
+        }
+    }
+
+    /// Announces `key` now and every 4-5 minutes until the handle is dropped (then it
+    /// unannounces).
+    pub fn announce_and_keep(&self, key: Key, opts: AnnounceOptions) -> crate::keep::Announcement {
+        crate::keep::Announcement::start(self.clone(), key, opts)
+    }
+
+    /// Pings a node: our address as it sees us, its id, the round-trip time.
+    pub async fn ping(&self, to: SocketAddrV4) -> Result<Pong, RequestError> {
+        self.node.ping(to).await
+    }
+
+    /// Opens a UDP path to `peer`, with the help of `referrer` (the node that returned the
+    /// peer in a lookup). Sends, in a few rounds, both a direct probe to the peer and a ping
+    /// relayed through the referrer (the only thing the reference does); the first answer
+    /// wins and tells which path opened. Behind the common port-restricted NAT the relayed
+    /// ping alone fails: our direct probe opens our side while the peer's answer opens its.
+    pub async fn holepunch(
+        &self,
+        peer: SocketAddrV4,
+        referrer: SocketAddrV4,
+    ) -> Result<Holepunch, RequestError> {
+        let start = Instant::now();
+        let mut attempts = FuturesUnordered::new();
+        let mut last = RequestError::Timeout;
+        for round in 0..PUNCH_ROUNDS {
+            let delay = PUNCH_INTERVAL * round;
+            let node = self.node.clone();
+            attempts.push(Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                (HolepunchPath::Direct, node.ping(peer).await)
+            })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>);
+            if referrer != peer {
+                let node = self.node.clone();
+                attempts.push(Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    (HolepunchPath::Relayed, node.holepunch(peer, referrer).await)
+                }));
+            }
+        }
+        while let Some((path, result)) = attempts.next().await {
+            match result {
+                Ok(pong) => {
+                    return Ok(Holepunch {
+                        path,
+                        pong,
+                        elapsed: start.elapsed(),
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Stops the node.
+    pub async fn shutdown(&self) {
+        self.node.shutdown().await;
+    }
+}
+
+fn request(kind: PeersRequestType, opts: AnnounceOptions) -> PeersRequest {
+    PeersRequest::new(kind, opts.port, opts.local_address)
+}

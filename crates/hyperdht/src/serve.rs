@@ -1,0 +1,391 @@
+//! [`PeersHandler`]: the server side of hyperdht, answering the `peers` command from the
+//! [`PeerStore`]; it plugs into the dht-rpc core as its [`Handler`].
+//!
+//! An announce or unannounce changes the store only in an update, which carries a valid
+//! roundtrip token: a spoofed source cannot store an address it does not receive at, and an
+//! unannounce removes only the sender's own entry.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Instant;
+
+use dht_rpc::{Answer, Handler, Handlers, Incoming};
+use dht_wire::{Checked, Key, LocalPeer, PEERS, PeersRequest, PeersRequestType, PeersResponse};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::events::PeerEvent;
+use crate::store::{Entry, PeerStore};
+
+/// The reference stops adding peers to an answer once it holds this many bytes.
+pub const ANSWER_BYTES: usize = 900;
+/// Events kept for [`PeersHandler::poll_event`] before the oldest are dropped.
+const MAX_EVENTS: usize = 1024;
+
+/// Serves `peers` from a [`PeerStore`]; other commands go to `commands`.
+pub struct PeersHandler {
+    store: PeerStore,
+    rng: StdRng,
+    events: VecDeque<PeerEvent>,
+    sink: Option<Box<dyn FnMut(PeerEvent) + Send>>,
+    /// The application's own commands, beside `peers`.
+    pub commands: Handlers,
+}
+
+impl fmt::Debug for PeersHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeersHandler")
+            .field("store", &self.store.len())
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
+impl PeersHandler {
+    /// A handler over `store`, its random answer order seeded by `seed`.
+    pub fn new(store: PeerStore, seed: u64) -> Self {
+        PeersHandler {
+            store,
+            rng: StdRng::seed_from_u64(seed),
+            events: VecDeque::new(),
+            sink: None,
+            commands: Handlers::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &PeerStore {
+        &self.store
+    }
+
+    /// Sends every event to `sink` instead of queueing it for [`PeersHandler::poll_event`].
+    pub fn set_sink(&mut self, sink: Box<dyn FnMut(PeerEvent) + Send>) {
+        self.sink = Some(sink);
+    }
+
+    /// The next queued event (the most recent 1024 are kept).
+    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.events.pop_front()
+    }
+
+    fn emit(&mut self, e: PeerEvent) {
+        match &mut self.sink {
+            Some(sink) => sink(e),
+            None => {
+                if self.events.len() >= MAX_EVENTS {
+                    self.events.pop_front();
+                }
+                self.events.push_back(e);
+            }
+        }
+    }
+
+    /// Answers a `peers` request for `key` from `from`; `update` when it carried a valid
+    /// token. `None`: respond with no value.
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        key: Key,
+        req: &PeersRequest,
+        from: SocketAddrV4,
+        update: bool,
+    ) -> Option<PeersResponse> {
+        let port = match req.port {
+            Some(p) if p != 0 => u16::try_from(p).ok()?,
+            _ => from.port(),
+        };
+        if port == 0 {
+            return None;
+        }
+        let peer = SocketAddrV4::new(*from.ip(), port);
+        match (update, req.kind) {
+            (true, PeersRequestType::Announce) => {
+                let local = req
+                    .local_address()
+                    .filter(|a| a.port() != 0)
+                    .map(|a| split_local(&a));
+                self.store.put(
+                    key,
+                    Entry {
+                        peer,
+                        local,
+                        at: now,
+                    },
+                );
+                self.emit(PeerEvent::Announce { key, peer });
+            }
+            (true, PeersRequestType::Unannounce) => {
+                self.store.remove(&key, &peer);
+                self.emit(PeerEvent::Unannounce { key, peer });
+                return None;
+            }
+            (_, PeersRequestType::Lookup) => self.emit(PeerEvent::Lookup { key, peer }),
+            _ => {}
+        }
+
+        let mine = req.local_address().map(|a| split_local(&a));
+        let mut peers = Vec::new();
+        let mut locals = Vec::new();
+        let mut bytes = 0;
+        for e in self.store.entries(&key, now, &mut self.rng) {
+            if bytes >= ANSWER_BYTES {
+                break;
+            }
+            if e.peer == peer {
+                continue;
+            }
+            peers.push(e.peer);
+            bytes += 6;
+            if let (Some((prefix, me)), Some((p, lp))) = (mine, e.local)
+                && prefix == p
+                && lp != me
+            {
+                locals.push(lp);
+                bytes += 4;
+            }
+        }
+        if peers.is_empty() {
+            return None;
+        }
+        Some(PeersResponse {
+            peers: Some(Checked::Valid(peers)),
+            local_peers: (!locals.is_empty()).then_some(locals),
+        })
+    }
+}
+
+/// A LAN address as stored: the first two octets, and the rest as a local peer.
+fn split_local(a: &SocketAddrV4) -> ([u8; 2], LocalPeer) {
+    let o = a.ip().octets();
+    (
+        [o[0], o[1]],
+        LocalPeer {
+            suffix: [o[2], o[3]],
+            port: a.port(),
+        },
+    )
+}
+
+/// The address a requester's LAN prefix and a local peer make.
+pub fn local_addr(prefix: [u8; 2], lp: &LocalPeer) -> SocketAddrV4 {
+    SocketAddrV4::new(
+        Ipv4Addr::new(prefix[0], prefix[1], lp.suffix[0], lp.suffix[1]),
+        lp.port,
+    )
+}
+
+impl Handler for PeersHandler {
+    fn on_request(&mut self, now: Instant, req: &Incoming<'_>) -> Answer {
+        if req.command != PEERS {
+            return self.commands.on_request(now, req);
+        }
+        let Some(request) = req.value.and_then(|v| PeersRequest::decode(v).ok()) else {
+            return Answer::Value(None);
+        };
+        let res = self.answer(now, req.target, &request, req.from, req.update);
+        Answer::Value(res.map(|r| r.encode()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DEFAULT_MAX_AGE;
+    use std::time::Duration;
+
+    fn addr(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    fn req(kind: PeersRequestType, port: Option<u16>, local: Option<&str>) -> PeersRequest {
+        PeersRequest::new(kind, port, local.map(addr))
+    }
+
+    #[test]
+    fn announce_needs_an_update_and_lookup_excludes_the_requester() {
+        let t = Instant::now();
+        let k = Key::from_bytes([1; 32]);
+        let mut h = PeersHandler::new(PeerStore::default(), 1);
+        let announce = req(PeersRequestType::Announce, Some(10000), None);
+        // The query round (no valid token) stores nothing.
+        assert_eq!(h.answer(t, k, &announce, addr("1.2.3.4:5555"), false), None);
+        assert!(h.store().is_empty());
+        assert_eq!(
+            h.answer(t, k, &announce, addr("1.2.3.4:5555"), true),
+            None,
+            "the only peer is the requester"
+        );
+        assert_eq!(
+            h.poll_event(),
+            Some(PeerEvent::Announce {
+                key: k,
+                peer: addr("1.2.3.4:10000")
+            })
+        );
+        let lookup = req(PeersRequestType::Lookup, None, None);
+        let r = h.answer(t, k, &lookup, addr("9.9.9.9:1"), false).unwrap();
+        assert_eq!(r.peers, Some(Checked::Valid(vec![addr("1.2.3.4:10000")])));
+        // The announcer itself (same IP and port) is not told about itself.
+        assert_eq!(h.answer(t, k, &lookup, addr("1.2.3.4:10000"), false), None);
+        // Entries expire.
+        assert_eq!(
+            h.answer(
+                t + DEFAULT_MAX_AGE + Duration::from_secs(1),
+                k,
+                &lookup,
+                addr("9.9.9.9:1"),
+                false
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn local_peers_only_for_a_matching_prefix() {
+        let t = Instant::now();
+        let k = Key::from_bytes([2; 32]);
+        let mut h = PeersHandler::new(PeerStore::default(), 1);
+        h.answer(
+            t,
+            k,
+            &req(
+                PeersRequestType::Announce,
+                Some(1),
+                Some("192.168.1.2:8888"),
+            ),
+            addr("5.5.5.5:1"),
+            true,
+        );
+        let same = h
+            .answer(
+                t,
+                k,
+                &req(PeersRequestType::Lookup, None, Some("192.168.7.7:0")),
+                addr("6.6.6.6:1"),
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            same.local_peers,
+            Some(vec![LocalPeer {
+                suffix: [1, 2],
+                port: 8888
+            }])
+        );
+        let other = h
+            .answer(
+                t,
+                k,
+                &req(PeersRequestType::Lookup, None, Some("10.0.7.7:0")),
+                addr("6.6.6.6:1"),
+                false,
+            )
+            .unwrap();
+        assert_eq!(other.local_peers, None);
+        let none = h
+            .answer(
+                t,
+                k,
+                &req(PeersRequestType::Lookup, None, None),
+                addr("6.6.6.6:1"),
+                false,
+            )
+            .unwrap();
+        assert_eq!(none.local_peers, None);
+    }
+
+    #[test]
+    fn unannounce_removes_only_the_senders_entry() {
+        let t = Instant::now();
+        let k = Key::from_bytes([3; 32]);
+        let mut h = PeersHandler::new(PeerStore::default(), 1);
+        h.answer(
+            t,
+            k,
+            &req(PeersRequestType::Announce, None, None),
+            addr("1.1.1.1:1000"),
+            true,
+        );
+        h.answer(
+            t,
+            k,
+            &req(PeersRequestType::Announce, None, None),
+            addr("2.2.2.2:2000"),
+            true,
+        );
+        // Someone else's unannounce of 1.1.1.1's port from another address removes nothing of 1.1.1.1.
+        h.answer(
+            t,
+            k,
+            &req(PeersRequestType::Unannounce, Some(1000), None),
+            addr("2.2.2.2:2000"),
+            true,
+        );
+        let r = h
+            .answer(
+                t,
+                k,
+                &req(PeersRequestType::Lookup, None, None),
+                addr("9.9.9.9:9"),
+                false,
+            )
+            .unwrap();
+        let mut got = r.peers.unwrap().into_valid().unwrap();
+        got.sort();
+        assert_eq!(got, vec![addr("1.1.1.1:1000"), addr("2.2.2.2:2000")]);
+        h.answer(
+            t,
+            k,
+            &req(PeersRequestType::Unannounce, None, None),
+            addr("2.2.2.2:2000"),
+            true,
+        );
+        let r = h
+            .answer(
+                t,
+                k,
+                &req(PeersRequestType::Lookup, None, None),
+                addr("9.9.9.9:9"),
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            r.peers.unwrap().into_valid().unwrap(),
+            vec![addr("1.1.1.1:1000")]
+        );
+    }
+
+    #[test]
+    fn answers_stop_at_900_bytes() {
+        let t = Instant::now();
+        let k = Key::from_bytes([4; 32]);
+        let mut h = PeersHandler::new(PeerStore::default(), 1);
+        for i in 0..400u32 {
+            let from = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 + i), 4000);
+            h.answer(
+                t,
+                k,
+                &req(PeersRequestType::Announce, None, Some("192.168.0.1:1")),
+                from,
+                true,
+            );
+        }
+        let r = h
+            .answer(
+                t,
+                k,
+                &req(PeersRequestType::Lookup, None, Some("192.168.9.9:0")),
+                addr("9.9.9.9:9"),
+                false,
+            )
+            .unwrap();
+        let peers = r.peers.unwrap().into_valid().unwrap().len();
+        let locals = r.local_peers.unwrap().len();
+        assert!(
+            peers * 6 + locals * 4 <= ANSWER_BYTES + 10,
+            "{peers} peers, {locals} local"
+        );
+        assert_eq!(peers, 90, "900 bytes of 6 + 4");
+    }
+}

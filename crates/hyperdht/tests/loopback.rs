@@ -1,0 +1,244 @@
+//! hyperdht on real sockets on 127.0.0.1.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dht_wire::{Checked, Datagram, PeersRequest, PeersRequestType, Request, Tid};
+use hyperdht::{AnnounceOptions, HolepunchPath, HyperDht, Key, PeerEvent};
+
+async fn network(n: usize) -> (HyperDht, Vec<HyperDht>) {
+    let entry = HyperDht::builder()
+        .ephemeral(true)
+        .bind("127.0.0.1:0")
+        .await
+        .expect("entry");
+    let addr = entry.local_addr().to_string();
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(
+            HyperDht::builder()
+                .bootstrap([addr.clone()])
+                .bind("127.0.0.1:0")
+                .await
+                .expect("node"),
+        );
+    }
+    for n in &nodes {
+        n.ready().await;
+    }
+    for n in &nodes {
+        n.bootstrap().await.expect("bootstrap");
+    }
+    (entry, nodes)
+}
+
+fn peers_of(replies: &[hyperdht::PeersReply]) -> BTreeSet<SocketAddrV4> {
+    replies
+        .iter()
+        .flat_map(|r| r.peers.iter().copied())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_lookup_unannounce() {
+    let (_entry, nodes) = network(12).await;
+    let key = Key::from_bytes(*b"01234567012345670123456701234567");
+    let announced = nodes[0]
+        .announce(
+            key,
+            AnnounceOptions {
+                port: Some(10000),
+                local_address: None,
+            },
+        )
+        .collect_all()
+        .await
+        .expect("announce");
+    assert!(
+        announced.iter().all(|r| r.peers.is_empty()),
+        "nobody else announced yet"
+    );
+
+    let found = nodes[5]
+        .lookup(key, AnnounceOptions::default())
+        .collect_all()
+        .await
+        .expect("lookup");
+    let want: BTreeSet<SocketAddrV4> = ["127.0.0.1:10000".parse().expect("addr")].into();
+    assert_eq!(
+        peers_of(&found),
+        want,
+        "exactly the announcer, with its announced port"
+    );
+    assert!(found.len() >= 5, "several nodes hold it: {}", found.len());
+
+    // The announcer never sees itself; a second announcer sees the first.
+    let own = nodes[0]
+        .lookup(
+            key,
+            AnnounceOptions {
+                port: Some(10000),
+                local_address: None,
+            },
+        )
+        .collect_all()
+        .await
+        .expect("lookup");
+    assert!(peers_of(&own).is_empty(), "{own:?}");
+    let second = nodes[7]
+        .announce(key, AnnounceOptions::default())
+        .collect_all()
+        .await
+        .expect("announce");
+    assert_eq!(
+        peers_of(&second),
+        want,
+        "the query round's replies are reported"
+    );
+
+    nodes[0]
+        .unannounce(
+            key,
+            AnnounceOptions {
+                port: Some(10000),
+                local_address: None,
+            },
+        )
+        .await
+        .expect("unannounce");
+    let after = nodes[5]
+        .lookup(key, AnnounceOptions::default())
+        .collect_all()
+        .await
+        .expect("lookup");
+    assert_eq!(
+        peers_of(&after),
+        [nodes[7].local_addr()].into(),
+        "only the second announcer is left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_peers_only_for_matching_prefixes() {
+    let (_entry, nodes) = network(8).await;
+    let key = Key::from_bytes([9; 32]);
+    let lan: SocketAddrV4 = "192.168.1.2:8888".parse().expect("addr");
+    nodes[1]
+        .announce(
+            key,
+            AnnounceOptions {
+                port: None,
+                local_address: Some(lan),
+            },
+        )
+        .collect_all()
+        .await
+        .expect("announce");
+    let same = nodes[2]
+        .lookup(
+            key,
+            AnnounceOptions {
+                port: None,
+                local_address: Some("192.168.4.4:0".parse().expect("addr")),
+            },
+        )
+        .collect_all()
+        .await
+        .expect("lookup");
+    let locals: BTreeSet<SocketAddrV4> = same
+        .iter()
+        .flat_map(|r| r.local_peers.iter().copied())
+        .collect();
+    assert_eq!(locals, [lan].into());
+    let other = nodes[2]
+        .lookup(
+            key,
+            AnnounceOptions {
+                port: None,
+                local_address: Some("10.1.4.4:0".parse().expect("addr")),
+            },
+        )
+        .collect_all()
+        .await
+        .expect("lookup");
+    assert!(other.iter().all(|r| r.local_peers.is_empty()));
+    assert!(!peers_of(&other).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_the_keepalive_handle() {
+    let (_entry, nodes) = network(6).await;
+    let key = Key::from_bytes([5; 32]);
+    let mut events = nodes[3].events();
+    let keep = nodes[0].announce_and_keep(key, AnnounceOptions::default());
+    let me = nodes[0].local_addr();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let e = events.recv().await.expect("event");
+            if e == (PeerEvent::Announce { key, peer: me }) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "node 3 stored the announce");
+    keep.stop().await;
+    let after = nodes[4]
+        .lookup(key, AnnounceOptions::default())
+        .collect_all()
+        .await
+        .expect("lookup");
+    assert!(
+        peers_of(&after).is_empty(),
+        "stopping unannounces: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_update_without_a_valid_token_stores_nothing() {
+    let node = HyperDht::builder().bind("127.0.0.1:0").await.expect("node");
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("sock");
+    let key = Key::from_bytes([1; 32]);
+    let forged = Datagram::request(
+        Tid::new(1).expect("tid"),
+        Request {
+            target: Some(Checked::Valid(key)),
+            roundtrip_token: Some(Bytes::from(vec![0u8; 32])),
+            value: Some(PeersRequest::new(PeersRequestType::Announce, Some(4000), None).encode()),
+            ..Request::new("peers")
+        },
+    );
+    sock.send_to(&forged.encode(), node.local_addr())
+        .await
+        .expect("send");
+    let mut buf = [0u8; 2048];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("answered")
+        .expect("recv");
+    assert!(Datagram::decode(&buf[..n]).is_ok(), "answered as a query");
+    let stored = node.rpc().with_core(|c| c.handler().store().len());
+    assert_eq!(stored, 0, "a forged token stores nothing");
+}
+
+#[tokio::test]
+async fn holepunch_reports_the_path() {
+    let referrer = HyperDht::builder().bind("127.0.0.1:0").await.expect("r");
+    let peer = HyperDht::builder().bind("127.0.0.1:0").await.expect("p");
+    let me = HyperDht::builder().bind("127.0.0.1:0").await.expect("me");
+    let punch = me
+        .holepunch(peer.local_addr(), referrer.local_addr())
+        .await
+        .expect("punch");
+    assert!(matches!(
+        punch.path,
+        HolepunchPath::Direct | HolepunchPath::Relayed
+    ));
+    assert_eq!(punch.pong.from, peer.local_addr());
+    let pong = me.ping(peer.local_addr()).await.expect("ping");
+    assert_eq!(pong.id, Some(peer.id()));
+}
