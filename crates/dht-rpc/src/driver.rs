@@ -39,7 +39,7 @@ use crate::query::QuerySpec;
 use crate::stats::Stats;
 use dht_wire::NodeId;
 
-pub use builder::{BindError, NodeBuilder};
+pub use builder::{BindError, DEFAULT_BOOTSTRAP_PORT, NodeBuilder, resolve};
 pub use handlers::{CommandFn, Handlers};
 use stream::QueryMsg;
 pub use stream::QueryStream;

@@ -144,6 +144,14 @@ async fn holepunch_through_a_referrer_gets_the_pong_from_the_peer() {
         Some(me.local_addr()),
         "the relay's view of us"
     );
+    // The relayed ping carries our id but arrives from the relay: the peer must not map our
+    // id to the relay's address (the reference does, and then loses track of us).
+    let mapped = peer.with_core(|c| c.table().get(&me.id()).map(|c| c.addr));
+    assert_ne!(
+        mapped,
+        Some(referrer.local_addr()),
+        "our id mapped to the relay"
+    );
     loop {
         match relayed.recv().await.expect("event") {
             Event::HolepunchForwarded { from, to } => {

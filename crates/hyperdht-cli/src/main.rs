@@ -1,16 +1,161 @@
-//! The `hyperdht` binary. Its commands arrive with the binaries issue; until then it explains
-//! that and exits with an error, so that no script mistakes it for a working node.
+//! The `hyperdht` command: a long-lived DHT node, and the commands users reach for.
 
-use clap::Parser;
+mod cmd;
+mod out;
 
-/// The hyperdht command: a long-lived DHT node, and lookup / announce / ping / holepunch commands.
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  hyperdht demo                                   a whole network in-process, step by step
+  hyperdht --bootstrap localhost:10000            run a long-lived node
+  hyperdht testnet --nodes 10 --port 10000        a local test network on 127.0.0.1
+  hyperdht announce 01234567012345670123456701234567 --port 8080 -b localhost:10000
+  hyperdht lookup 01234567012345670123456701234567 -b localhost:10000 --json
+  hyperdht ping 127.0.0.1:10000
+  hyperdht holepunch 203.0.113.7:40000 --via 198.51.100.2:49737
+
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 the network did not answer,
+4 address problem (port in use, unknown host).
+Logs go to stderr: -v, -vv, -vvv for more, -q for errors only, or RUST_LOG=hyperdht=debug.";
+
+/// A Kademlia DHT for peer discovery with UDP hole punching, packet-compatible with the
+/// JavaScript hyperdht 1.x.
 ///
-/// Not yet functional in this version: see the status table in the README.
+/// With no command it runs a long-lived node, as the original `hyperdht` does: it serves
+/// announces and lookups, logs them, and re-bootstraps every 5 to 65 seconds.
 #[derive(Parser, Debug)]
-#[command(version)]
-struct Cli {}
+#[command(name = "hyperdht", version, after_help = EXAMPLES)]
+struct Cli {
+    /// A bootstrap node, as HOST[:PORT] (port 49737 when absent). Repeat for several.
+    /// Example: -b localhost:10000 -b dht.example.org
+    #[arg(short = 'b', long, global = true, value_name = "HOST[:PORT]")]
+    bootstrap: Vec<String>,
+    /// Print one JSON object per line instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Print only errors (for the node: do not print announces and lookups).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// The UDP port the node listens on; 0 picks a free one. Example: -p 49737
+    #[arg(short = 'p', long, default_value_t = 0)]
+    port: u16,
+    /// The address the node binds. Example: --host 127.0.0.1
+    #[arg(long, default_value = "0.0.0.0")]
+    host: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("hyperdht is not functional yet in this version (see the README's status table)")
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Find the peers announced on KEY. Example: hyperdht lookup 0123...cdef -b localhost:10000
+    Lookup {
+        /// 64 hexadecimal characters, or a string of exactly 32 bytes.
+        key: String,
+        /// Our LAN address, to be told of peers sharing its first two octets. Example: 192.168.1.2
+        #[arg(long, value_name = "IP[:PORT]")]
+        local_address: Option<String>,
+    },
+    /// Announce that we listen on KEY, re-announce every 4-5 minutes, unannounce on Ctrl-C.
+    /// Example: hyperdht announce 0123...cdef --port 8080 -b localhost:10000
+    Announce {
+        /// 64 hexadecimal characters, or a string of exactly 32 bytes.
+        key: String,
+        /// The port we listen on (our UDP port when absent).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Our LAN address, for peers on the same network. Example: 192.168.1.2:8080
+        #[arg(long, value_name = "IP:PORT")]
+        local_address: Option<String>,
+    },
+    /// Remove an announcement made with `announce --port P`. Example: hyperdht unannounce KEY --port 8080 -b localhost:10000
+    Unannounce {
+        /// 64 hexadecimal characters, or a string of exactly 32 bytes.
+        key: String,
+        /// The port given to `announce`.
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Ping a DHT node: its id, our address as it sees it, the round-trip time.
+    /// Example: hyperdht ping 127.0.0.1:10000
+    Ping {
+        /// The node, as HOST[:PORT] (port 49737 when absent).
+        node: String,
+        /// How long to wait for the answer, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Open a UDP path to PEER through NODE (the node that returned PEER in a lookup).
+    /// Exits 0 only when a path opened. Example: hyperdht holepunch 203.0.113.7:40000 --via 198.51.100.2:49737
+    Holepunch {
+        /// The peer, as HOST:PORT.
+        peer: String,
+        /// The node that knows the peer, as HOST[:PORT].
+        #[arg(long, value_name = "HOST[:PORT]")]
+        via: String,
+    },
+    /// Run a local test network on 127.0.0.1 until Ctrl-C: a bootstrap node and N nodes.
+    /// Example: hyperdht testnet --nodes 10 --port 10000
+    Testnet {
+        /// How many DHT nodes besides the bootstrap node.
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        /// The bootstrap node's port.
+        #[arg(long, default_value_t = 10000)]
+        port: u16,
+    },
+    /// Show the whole thing at work: a network in-process, an announce, a lookup, a ping and
+    /// a hole punch, each step timed. Needs nothing else.
+    Demo {
+        /// How many DHT nodes to start.
+        #[arg(long, default_value_t = 12)]
+        nodes: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    hyperdht_cli::init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            return hyperdht_cli::report(&anyhow::Error::new(e).context("starting the runtime"));
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => hyperdht_cli::report(&e),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = out::Out {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
+    let bootstrap = cli.bootstrap;
+    match cli.command {
+        None => cmd::node::run(&out, &cli.host, cli.port, bootstrap).await,
+        Some(Command::Lookup { key, local_address }) => {
+            cmd::lookup::run(&out, bootstrap, &key, local_address.as_deref()).await
+        }
+        Some(Command::Announce {
+            key,
+            port,
+            local_address,
+        }) => cmd::announce::run(&out, bootstrap, &key, port, local_address.as_deref()).await,
+        Some(Command::Unannounce { key, port }) => {
+            cmd::announce::unannounce(&out, bootstrap, &key, port).await
+        }
+        Some(Command::Ping { node, timeout_ms }) => cmd::ping::run(&out, &node, timeout_ms).await,
+        Some(Command::Holepunch { peer, via }) => cmd::ping::holepunch(&out, &peer, &via).await,
+        Some(Command::Testnet { nodes, port }) => cmd::testnet::run(&out, nodes, port).await,
+        Some(Command::Demo { nodes }) => cmd::demo::run(&out, nodes).await,
+    }
 }

@@ -275,6 +275,10 @@ impl HyperDht {
         referrer: SocketAddrV4,
     ) -> Result<Holepunch, RequestError> {
         let start = Instant::now();
+        // Relaying through ourselves is pointless (the reference skips it too).
+        let me = self.local_addr();
+        let via_self =
+            referrer == me || referrer == SocketAddrV4::new(Ipv4Addr::LOCALHOST, me.port());
         let mut attempts = FuturesUnordered::new();
         let mut last = RequestError::Timeout;
         for round in 0..PUNCH_ROUNDS {
@@ -285,7 +289,7 @@ impl HyperDht {
                 (HolepunchPath::Direct, node.ping(peer).await)
             })
                 as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>);
-            if referrer != peer {
+            if referrer != peer && !via_self {
                 let node = self.node.clone();
                 attempts.push(Box::pin(async move {
                     tokio::time::sleep(delay).await;

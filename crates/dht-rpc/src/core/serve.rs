@@ -1,6 +1,7 @@
 //! Serving requests: `_ping`, `_find_node`, hole-punch forwards, and application commands.
 //!
-//! In the reference's order: add the sender (if it sent a valid id); check its token; relay
+//! In the reference's order: add the sender (if it sent a valid id, and the request was not
+//! relayed); check its token; relay
 //! a `forwardRequest`; honour a `forwardResponse`; then answer the command. What the
 //! reference would crash or misbehave on (a malformed forward address, a forward of anything
 //! but `_ping`) is dropped and counted.
@@ -17,7 +18,12 @@ use crate::handler::{Answer, Handler, Incoming};
 
 impl<H: Handler> Core<H> {
     pub(super) fn on_request(&mut self, now: Instant, from: SocketAddrV4, tid: Tid, req: Request) {
-        if let Some(id) = req.sender_id() {
+        // A relayed hole-punch ping (it has forwardResponse) carries the requester's id but
+        // comes from the relay's address: adding it would map the requester's id to the
+        // relay (the reference does, and then routes that id's traffic to the relay).
+        if let Some(id) = req.sender_id()
+            && req.forward_response.is_none()
+        {
             self.add_node(now, id, from);
         }
         let update = req

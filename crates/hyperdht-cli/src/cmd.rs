@@ -1,0 +1,71 @@
+//! The commands, one module each, and what they share.
+
+pub mod announce;
+pub mod demo;
+pub mod lookup;
+pub mod node;
+pub mod ping;
+pub mod testnet;
+
+use std::net::SocketAddrV4;
+
+use anyhow::Context as _;
+use hyperdht::HyperDht;
+use hyperdht_cli::UsageError;
+use serde_json::{Value, json};
+
+/// An ephemeral node for a one-shot command: it asks, and is never added to routing tables.
+pub async fn client(bootstrap: Vec<String>, needs_bootstrap: bool) -> anyhow::Result<HyperDht> {
+    if needs_bootstrap && bootstrap.is_empty() {
+        return Err(UsageError(
+            "this command needs a bootstrap node: --bootstrap HOST[:PORT]".into(),
+        )
+        .into());
+    }
+    HyperDht::builder()
+        .ephemeral(true)
+        .bootstrap(bootstrap)
+        .bind("0.0.0.0:0")
+        .await
+        .context("starting the node")
+}
+
+/// Parses `HOST[:PORT]`, resolving names; port 49737 when absent.
+pub async fn address(s: &str) -> anyhow::Result<SocketAddrV4> {
+    Ok(dht_rpc::driver::resolve(s, Some(dht_rpc::driver::DEFAULT_BOOTSTRAP_PORT)).await?)
+}
+
+/// Parses a LAN address `IP[:PORT]` (port 0 when absent).
+pub fn lan_address(s: &str) -> Result<SocketAddrV4, UsageError> {
+    let with_port = if s.contains(':') {
+        s.to_owned()
+    } else {
+        format!("{s}:0")
+    };
+    with_port.parse().map_err(|_| {
+        UsageError(format!(
+            "malformed local address {s:?}: expected an IPv4 address such as 192.168.1.2:8080"
+        ))
+    })
+}
+
+/// A node as JSON.
+pub fn node_json(n: &dht_rpc::NodeAddr) -> Value {
+    json!({"id": n.id.to_string(), "host": n.addr.ip().to_string(), "port": n.addr.port()})
+}
+
+/// Addresses as JSON strings.
+pub fn addrs_json(a: &[SocketAddrV4]) -> Value {
+    Value::Array(a.iter().map(|p| Value::String(p.to_string())).collect())
+}
+
+/// Addresses as text.
+pub fn addrs_text(a: &[SocketAddrV4]) -> String {
+    if a.is_empty() {
+        return "none".into();
+    }
+    a.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,156 @@
+//! `hyperdht demo`: the whole thing at work in one process, each step timed.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use hyperdht::{AnnounceOptions, Key};
+use serde_json::json;
+
+use crate::out::Out;
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
+    let n = n.max(4);
+    let step = |name: &str, text: String, extra: serde_json::Value, t: Instant| {
+        let elapsed = ms(t);
+        out.emit(
+            || format!("{text} ({elapsed:.1} ms)"),
+            || json!({"step": name, "ms": elapsed, "detail": extra}),
+        );
+    };
+
+    let t = Instant::now();
+    let (entry, nodes) = super::testnet::start(n, 0).await?;
+    step(
+        "network",
+        format!(
+            "1. started a DHT of {} nodes and a bootstrap node on 127.0.0.1 (bootstrap at {})",
+            nodes.len(),
+            entry.local_addr()
+        ),
+        json!({"nodes": nodes.len(), "bootstrap": entry.local_addr().to_string()}),
+        t,
+    );
+
+    let (a, b) = (&nodes[0], &nodes[nodes.len() - 1]);
+    let key = Key::from_bytes(*b"01234567012345670123456701234567");
+
+    let t = Instant::now();
+    let mut announce = a.announce(
+        key,
+        AnnounceOptions {
+            port: None,
+            local_address: None,
+        },
+    );
+    while futures::StreamExt::next(&mut announce).await.is_some() {}
+    let stored = match announce.outcome() {
+        Some(Ok(o)) => o.commits,
+        Some(Err(e)) => return Err(e.clone()).context("announce failed"),
+        None => 0,
+    };
+    step(
+        "announce",
+        format!(
+            "2. peer A ({}) announced key {key} on the {stored} closest nodes",
+            a.local_addr()
+        ),
+        json!({"peer": a.local_addr().to_string(), "nodes": stored}),
+        t,
+    );
+
+    let t = Instant::now();
+    let replies = b
+        .lookup(key, AnnounceOptions::default())
+        .collect_all()
+        .await
+        .context("lookup failed")?;
+    let via = replies
+        .iter()
+        .find(|r| r.peers.contains(&a.local_addr()) && r.node.id != b.id())
+        .with_context(|| {
+            format!(
+                "the lookup did not find peer A among {} replies",
+                replies.len()
+            )
+        })?;
+    step(
+        "lookup",
+        format!(
+            "3. peer B ({}) looked the key up: {} node(s) answered, {} of them named A, the first {}",
+            b.local_addr(),
+            replies.len(),
+            replies
+                .iter()
+                .filter(|r| r.peers.contains(&a.local_addr()))
+                .count(),
+            via.node.addr
+        ),
+        json!({"replies": replies.len(), "found": a.local_addr().to_string(), "via": via.node.addr.to_string()}),
+        t,
+    );
+
+    let t = Instant::now();
+    let pong = b.ping(a.local_addr()).await.context("ping failed")?;
+    step(
+        "ping",
+        format!(
+            "4. B pinged A: A answered, and sees B as {}",
+            pong.observed.map_or("?".into(), |o| o.to_string())
+        ),
+        json!({"rtt_ms": pong.rtt.as_secs_f64() * 1e3}),
+        t,
+    );
+
+    let t = Instant::now();
+    let punch = b
+        .holepunch(a.local_addr(), via.node.addr)
+        .await
+        .context("hole punch failed")?;
+    step(
+        "holepunch",
+        format!(
+            "5. B hole-punched to A through {}: the {:?} path opened",
+            via.node.addr, punch.path
+        ),
+        json!({"path": format!("{:?}", punch.path).to_lowercase()}),
+        t,
+    );
+
+    let t = Instant::now();
+    a.unannounce(key, AnnounceOptions::default())
+        .await
+        .context("unannounce failed")?;
+    let after = b
+        .lookup(key, AnnounceOptions::default())
+        .collect_all()
+        .await
+        .context("lookup failed")?;
+    let left = after
+        .iter()
+        .filter(|r| r.peers.contains(&a.local_addr()))
+        .count();
+    step(
+        "unannounce",
+        format!("6. A unannounced; a new lookup finds it on {left} node(s)"),
+        json!({"left": left}),
+        t,
+    );
+    for r in after.iter().filter(|r| r.peers.contains(&a.local_addr())) {
+        tracing::warn!(node = %r.node.addr, id = %r.node.id, "still lists A");
+    }
+    anyhow::ensure!(
+        left == 0,
+        "A is still listed on {left} node(s) after unannouncing"
+    );
+
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    entry.shutdown().await;
+    out.note(|| "done: announce, lookup, ping, hole punch and unannounce all worked".into());
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! `hyperdht lookup KEY`: the peers announced on a key, and which node answered.
+
+use std::collections::BTreeSet;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use hyperdht::AnnounceOptions;
+use serde_json::json;
+
+use super::{addrs_json, addrs_text, client, lan_address, node_json};
+use crate::out::Out;
+
+pub async fn run(
+    out: &Out,
+    bootstrap: Vec<String>,
+    key: &str,
+    local: Option<&str>,
+) -> anyhow::Result<()> {
+    let key = hyperdht_cli::parse_key(key)?;
+    let local_address = local.map(lan_address).transpose()?;
+    let dht = client(bootstrap, true).await?;
+    let mut stream = dht.lookup(
+        key,
+        AnnounceOptions {
+            port: None,
+            local_address,
+        },
+    );
+    let mut all = BTreeSet::new();
+    let mut nodes = 0;
+    while let Some(reply) = stream.next().await {
+        nodes += 1;
+        all.extend(reply.peers.iter().copied());
+        out.emit(
+            || {
+                let mut s = format!("{} ({}): peers {}", reply.node.addr, short(&reply.node.id), addrs_text(&reply.peers));
+                if !reply.local_peers.is_empty() {
+                    s.push_str(&format!("; local peers {}", addrs_text(&reply.local_peers)));
+                }
+                s
+            },
+            || json!({"node": node_json(&reply.node), "peers": addrs_json(&reply.peers), "local_peers": addrs_json(&reply.local_peers)}),
+        );
+    }
+    if let Some(Err(e)) = stream.outcome() {
+        return Err(e.clone()).context(
+            "lookup failed: no node answered (check --bootstrap and that UDP gets through)",
+        );
+    }
+    out.note(|| format!("found {} peer(s) from {nodes} node(s)", all.len()));
+    dht.shutdown().await;
+    Ok(())
+}
+
+/// The first 8 hex characters of an id.
+pub fn short(id: &dht_rpc::NodeId) -> String {
+    id.to_string()[..8].to_owned()
+}

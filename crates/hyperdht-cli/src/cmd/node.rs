@@ -1,0 +1,79 @@
+//! `hyperdht` with no command: a long-lived node.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyperdht::{HyperDht, PeerEvent};
+use rand::Rng;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::out::Out;
+
+pub async fn run(out: &Out, host: &str, port: u16, bootstrap: Vec<String>) -> anyhow::Result<()> {
+    let bind = format!("{host}:{port}");
+    let dht = HyperDht::builder()
+        .bootstrap(bootstrap.clone())
+        .bind(&bind)
+        .await
+        .with_context(|| format!("cannot start the node on {bind}"))?;
+    let mut events = dht.events();
+    out.emit(
+        || format!("hyperdht listening on {} (id {})", dht.local_addr(), dht.id()),
+        || json!({"event": "listening", "address": dht.local_addr().to_string(), "id": dht.id().to_string()}),
+    );
+    let ready = dht.ready();
+    tokio::pin!(ready);
+    let mut bootstrapped = false;
+    let mut next = tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365);
+    loop {
+        tokio::select! {
+            () = &mut ready, if !bootstrapped => {
+                bootstrapped = true;
+                next = tokio::time::Instant::now() + interval();
+                let nodes = dht.rpc().with_core(|c| c.table().len());
+                if !out.quiet {
+                    out.emit(|| format!("bootstrapped ({nodes} nodes known)"), || json!({"event": "bootstrapped", "nodes": nodes}));
+                }
+                if nodes == 0 && !bootstrap.is_empty() {
+                    tracing::warn!("no node answered the bootstrap: check --bootstrap and that UDP gets through");
+                }
+            }
+            () = tokio::time::sleep_until(next), if bootstrapped => {
+                if let Err(e) = dht.bootstrap().await {
+                    tracing::warn!(error = %e, "re-bootstrap failed");
+                } else {
+                    tracing::info!(nodes = dht.rpc().with_core(|c| c.table().len()), "re-bootstrapped");
+                }
+                next = tokio::time::Instant::now() + interval();
+            }
+            e = events.recv() => match e {
+                Ok(e) if !out.quiet => print_event(out, e),
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "too many events to print"),
+                Err(RecvError::Closed) => break,
+            },
+            () = hyperdht_cli::shutdown_signal() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    dht.shutdown().await;
+    Ok(())
+}
+
+/// 5 to 65 seconds, as the original.
+fn interval() -> Duration {
+    Duration::from_millis(rand::rng().random_range(5_000..65_000))
+}
+
+fn print_event(out: &Out, e: PeerEvent) {
+    let (kind, key, peer) = match e {
+        PeerEvent::Announce { key, peer } => ("announce", key, peer),
+        PeerEvent::Unannounce { key, peer } => ("unannounce", key, peer),
+        PeerEvent::Lookup { key, peer } => ("lookup", key, peer),
+    };
+    out.emit(
+        || format!("{kind}: {key} {peer}"),
+        || json!({"event": kind, "key": key.to_string(), "peer": peer.to_string()}),
+    );
+}

@@ -1,0 +1,50 @@
+//! `hyperdht ping NODE` and `hyperdht holepunch PEER --via NODE`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::{address, client};
+use crate::out::Out;
+
+pub async fn run(out: &Out, node: &str, timeout_ms: u64) -> anyhow::Result<()> {
+    let to = address(node).await?;
+    let dht = hyperdht::HyperDht::builder()
+        .ephemeral(true)
+        .request_timeout(Duration::from_millis(timeout_ms))
+        .bind("0.0.0.0:0")
+        .await
+        .context("starting the node")?;
+    let pong = dht
+        .ping(to)
+        .await
+        .with_context(|| format!("no answer from {to}"))?;
+    let id = pong
+        .id
+        .map_or_else(|| "none (ephemeral)".to_owned(), |i| i.to_string());
+    let seen = pong
+        .observed
+        .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+    out.emit(
+        || format!("pong from {to}: id {id}, it sees us as {seen}, round trip {:.2} ms", pong.rtt.as_secs_f64() * 1e3),
+        || json!({"node": to.to_string(), "id": pong.id.map(|i| i.to_string()), "observed": pong.observed.map(|a| a.to_string()), "rtt_ms": pong.rtt.as_secs_f64() * 1e3}),
+    );
+    dht.shutdown().await;
+    Ok(())
+}
+
+pub async fn holepunch(out: &Out, peer: &str, via: &str) -> anyhow::Result<()> {
+    let peer = address(peer).await?;
+    let via = address(via).await?;
+    let dht = client(Vec::new(), false).await?;
+    let punch = dht.holepunch(peer, via).await.with_context(|| {
+        format!("no path to {peer} opened (direct probes and the relay through {via} both failed)")
+    })?;
+    out.emit(
+        || format!("{:?} path to {peer} opened in {:.2} ms", punch.path, punch.elapsed.as_secs_f64() * 1e3),
+        || json!({"peer": peer.to_string(), "via": via.to_string(), "path": format!("{:?}", punch.path).to_lowercase(), "ms": punch.elapsed.as_secs_f64() * 1e3}),
+    );
+    dht.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! `hyperdht testnet`: a bootstrap node and N nodes on 127.0.0.1, until Ctrl-C.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use hyperdht::HyperDht;
+use serde_json::json;
+
+use crate::out::Out;
+
+/// Starts an ephemeral bootstrap node on `127.0.0.1:port` and `n` nodes bootstrapping from it.
+pub async fn start(n: usize, port: u16) -> anyhow::Result<(HyperDht, Vec<HyperDht>)> {
+    let entry = HyperDht::builder()
+        .ephemeral(true)
+        .bind(&format!("127.0.0.1:{port}"))
+        .await
+        .with_context(|| format!("cannot start the bootstrap node on 127.0.0.1:{port}"))?;
+    let addr = entry.local_addr().to_string();
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let node = HyperDht::builder()
+            .bootstrap([addr.clone()])
+            .bind("127.0.0.1:0")
+            .await
+            .context("starting a node")?;
+        nodes.push(node);
+    }
+    for node in &nodes {
+        node.ready().await;
+    }
+    // A second round, so that the early nodes learn of the late ones.
+    for node in &nodes {
+        let _ = node.bootstrap().await;
+    }
+    Ok((entry, nodes))
+}
+
+pub async fn run(out: &Out, n: usize, port: u16) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (entry, nodes) = start(n, port).await?;
+    let addr = entry.local_addr();
+    out.emit(
+        || format!("testnet: bootstrap node at {addr} and {} nodes, up in {:.0} ms; use --bootstrap {addr}; Ctrl-C to stop", nodes.len(), started.elapsed().as_secs_f64() * 1e3),
+        || json!({"event": "testnet", "bootstrap": addr.to_string(), "nodes": nodes.iter().map(|n| n.local_addr().to_string()).collect::<Vec<_>>()}),
+    );
+    hyperdht_cli::shutdown_signal().await;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    entry.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! What the `hyperdht` and `dht-bootstrap` binaries share: logging, shutdown signals, the
+//! exit codes and how errors map to them, and parsing of keys and addresses.
+//!
+//! Exit codes: 0 success; 1 any other failure; 2 a usage error (bad flag, malformed key or
+//! address); 3 the network did not answer (no bootstrap node responded, a ping or hole
+//! punch timed out); 4 an address problem (port in use, unknown host).
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::process::ExitCode;
+
+use dht_rpc::{BindError, QueryError, RequestError};
+use dht_wire::Key;
+use tracing_subscriber::EnvFilter;
+
+/// Exit code of a usage error.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the network did not answer.
+pub const EXIT_NETWORK: u8 = 3;
+/// Exit code of an address problem (port in use, unknown host).
+pub const EXIT_ADDRESS: u8 = 4;
+
+/// A usage error: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The exit code an error means.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<UsageError>() {
+            return EXIT_USAGE;
+        }
+        if cause.is::<BindError>() {
+            return EXIT_ADDRESS;
+        }
+        if let Some(QueryError::NoNodesResponded | QueryError::NoCloseNodesResponded) =
+            cause.downcast_ref::<QueryError>()
+        {
+            return EXIT_NETWORK;
+        }
+        if let Some(RequestError::Timeout) = cause.downcast_ref::<RequestError>() {
+            return EXIT_NETWORK;
+        }
+    }
+    1
+}
+
+/// Prints the error as one line on stderr and gives the exit code it means.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err:#}");
+    ExitCode::from(exit_code(err))
+}
+
+/// Sets up `tracing` on stderr: `RUST_LOG` wins; otherwise `warn`, raised by each `-v`
+/// (info, debug, trace) and lowered to `error` by `-q`.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves when the process receives Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Parses a KEY: 64 hexadecimal characters, or a string of exactly 32 bytes (as in the
+/// original README's `01234567012345670123456701234567`).
+pub fn parse_key(s: &str) -> Result<Key, UsageError> {
+    if s.len() == 64 {
+        return Key::from_hex(s).map_err(|e| UsageError(format!("malformed key {s:?}: {e}")));
+    }
+    match <[u8; 32]>::try_from(s.as_bytes()) {
+        Ok(b) => Ok(Key::from_bytes(b)),
+        Err(_) => Err(UsageError(format!(
+            "malformed key {s:?}: a key is 64 hexadecimal characters or a string of exactly 32 bytes (this one is {} bytes)",
+            s.len()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_hex_or_32_bytes() {
+        assert_eq!(
+            parse_key("01234567012345670123456701234567").unwrap(),
+            Key::from_bytes(*b"01234567012345670123456701234567")
+        );
+        assert_eq!(
+            parse_key(&"ab".repeat(32)).unwrap(),
+            Key::from_bytes([0xab; 32])
+        );
+        assert!(parse_key("short").is_err());
+        assert!(parse_key(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn errors_map_to_exit_codes() {
+        assert_eq!(exit_code(&anyhow::Error::new(UsageError("x".into()))), 2);
+        assert_eq!(
+            exit_code(&anyhow::Error::new(QueryError::NoNodesResponded).context("lookup")),
+            3
+        );
+        assert_eq!(exit_code(&anyhow::Error::new(RequestError::Timeout)), 3);
+        assert_eq!(exit_code(&anyhow::anyhow!("other")), 1);
+    }
+}
