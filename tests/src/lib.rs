@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 pub mod js;
+pub mod procs;
 
 /// The folder holding `package.json`, the lockfile, the scripts and the fixtures.
 pub fn interop_dir() -> PathBuf {

@@ -1,18 +1,100 @@
-//! The `dht-bootstrap` binary. Its commands arrive with the binaries issue; until then it explains
-//! that and exits with an error, so that no script mistakes it for a working node.
+//! `dht-bootstrap`: an ephemeral dht-rpc 2.x node that others bootstrap from. It sends no
+//! id, so it is in nobody's routing table; it answers `_ping` and `_find_node` (and any
+//! command, with closer nodes) and learns of the nodes that query it.
+
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
+use dht_rpc::Node;
+use rand::Rng;
+use serde_json::json;
 
-/// An ephemeral dht-rpc 2.x entry node that other nodes bootstrap from.
-///
-/// Not yet functional in this version: see the status table in the README.
+const EXAMPLES: &str = "\
+Examples:
+  dht-bootstrap --port=10000                      an entry node on port 10000
+  dht-bootstrap --host 127.0.0.1 --port 10000     only on loopback
+  dht-bootstrap --port 10001 -b other.example.org:10000   join another entry node
+
+Then: hyperdht --bootstrap HOST:10000, or hyperdht({bootstrap: ['HOST:10000']}) in JavaScript.
+Exit codes: 0 ok (after Ctrl-C or SIGTERM), 1 failure, 2 usage error, 4 port in use or unknown host.";
+
+/// An entry node for a hyperdht / dht-rpc 2.x network (what `dht-rpc-bootstrap` was for
+/// the 2.x protocol): an ephemeral node listening on a fixed port.
 #[derive(Parser, Debug)]
-#[command(version)]
-struct Cli {}
+#[command(name = "dht-bootstrap", version, after_help = EXAMPLES)]
+struct Cli {
+    /// The UDP port to listen on. Example: --port=10000
+    #[arg(short, long, default_value_t = 49737)]
+    port: u16,
+    /// The address to bind. Example: --host 127.0.0.1
+    #[arg(long, default_value = "0.0.0.0")]
+    host: String,
+    /// Other entry nodes to join, as HOST[:PORT] (port 49737 when absent). Repeatable.
+    #[arg(short, long, value_name = "HOST[:PORT]")]
+    bootstrap: Vec<String>,
+    /// Print one JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Print only errors.
+    #[arg(short, long)]
+    quiet: bool,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!(
-        "dht-bootstrap is not functional yet in this version (see the README's status table)"
-    )
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    hyperdht_cli::init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            return hyperdht_cli::report(&anyhow::Error::new(e).context("starting the runtime"));
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => hyperdht_cli::report(&e),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let bind = format!("{}:{}", cli.host, cli.port);
+    let node = Node::builder()
+        .ephemeral(true)
+        .bootstrap(cli.bootstrap.clone())
+        .bind(&bind)
+        .await?;
+    let addr = node.local_addr();
+    if cli.json {
+        println!(
+            "{}",
+            json!({"event": "listening", "address": addr.to_string()})
+        );
+    } else {
+        println!("dht-bootstrap listening on {addr}");
+    }
+    let rejoin = !cli.bootstrap.is_empty();
+    let mut stats = tokio::time::interval(Duration::from_secs(60));
+    stats.tick().await;
+    loop {
+        let wait = Duration::from_millis(rand::rng().random_range(5_000..65_000));
+        tokio::select! {
+            () = tokio::time::sleep(wait), if rejoin => {
+                if let Err(e) = node.bootstrap().await {
+                    tracing::warn!(error = %e, "re-bootstrap through the other entry nodes failed");
+                }
+            }
+            _ = stats.tick() => {
+                let s = node.stats();
+                let known = node.with_core(|c| c.table().len());
+                tracing::info!(known, answered = s.requests_answered, dropped = s.malformed + s.requests_dropped, "stats");
+            }
+            () = hyperdht_cli::shutdown_signal() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
 }

@@ -19,7 +19,7 @@ pub const DEFAULT_BOOTSTRAP_PORT: u16 = 49737;
 #[non_exhaustive]
 pub enum BindError {
     /// The socket could not be bound: the port is in use, or the address is not ours.
-    #[error("cannot bind UDP socket on {addr}: {source}")]
+    #[error("cannot bind a UDP socket on {addr}")]
     Bind {
         /// The address asked for.
         addr: String,
@@ -27,11 +27,12 @@ pub enum BindError {
         source: std::io::Error,
     },
     /// A bootstrap or bind address did not resolve to an IPv4 address.
-    #[error("cannot resolve {addr:?} to an IPv4 address{}", .source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    #[error("cannot resolve {addr:?} to an IPv4 address")]
     Resolve {
         /// The address as given.
         addr: String,
         /// The resolver's error, if it gave one.
+        #[source]
         source: Option<std::io::Error>,
     },
 }
@@ -139,9 +140,23 @@ pub async fn resolve(addr: &str, default_port: Option<u16>) -> Result<SocketAddr
     };
     let with_port = match (addr.rsplit_once(':'), default_port) {
         (Some((_, p)), _) if p.parse::<u16>().is_ok() => addr.to_owned(),
+        // A port that is not a number is a malformed address, not a missing port.
+        (Some((_, p)), _) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
+            return Err(err(None));
+        }
         (_, Some(p)) => format!("{addr}:{p}"),
         (_, None) => return Err(err(None)),
     };
+    // A name that cannot be a hostname is refused here, without asking a resolver.
+    let host = with_port.rsplit_once(':').map_or("", |(h, _)| h);
+    let plausible = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if !plausible {
+        return Err(err(None));
+    }
     let found = tokio::net::lookup_host(with_port)
         .await
         .map_err(|e| err(Some(e)))?;

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use hyperdht::{HyperDht, PeerEvent};
 use rand::Rng;
 use serde_json::json;
@@ -15,8 +14,7 @@ pub async fn run(out: &Out, host: &str, port: u16, bootstrap: Vec<String>) -> an
     let dht = HyperDht::builder()
         .bootstrap(bootstrap.clone())
         .bind(&bind)
-        .await
-        .with_context(|| format!("cannot start the node on {bind}"))?;
+        .await?;
     let mut events = dht.events();
     out.emit(
         || format!("hyperdht listening on {} (id {})", dht.local_addr(), dht.id()),

@@ -13,8 +13,7 @@ pub async fn start(n: usize, port: u16) -> anyhow::Result<(HyperDht, Vec<HyperDh
     let entry = HyperDht::builder()
         .ephemeral(true)
         .bind(&format!("127.0.0.1:{port}"))
-        .await
-        .with_context(|| format!("cannot start the bootstrap node on 127.0.0.1:{port}"))?;
+        .await?;
     let addr = entry.local_addr().to_string();
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {

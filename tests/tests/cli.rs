@@ -1,0 +1,319 @@
+//! The real binaries, spawned on 127.0.0.1: `dht-bootstrap`, `hyperdht` nodes and commands.
+
+use std::time::Duration;
+
+use assert_cmd::Command;
+use hyperdht_tests::procs::{Proc, alive, binary};
+use serde_json::Value;
+
+const KEY: &str = "01234567012345670123456701234567";
+const T: Duration = Duration::from_secs(20);
+
+fn cmd(name: &str) -> Command {
+    let mut c = Command::new(binary(name));
+    c.timeout(Duration::from_secs(30));
+    c
+}
+
+/// The address after "listening on" in a line.
+fn listening(line: &str) -> String {
+    line.split_whitespace()
+        .skip_while(|w| *w != "on")
+        .nth(1)
+        .expect("an address after 'on'")
+        .to_owned()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn demo_runs_every_step_and_exits_0() {
+    let out = cmd("hyperdht")
+        .arg("demo")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let text = stdout(&out);
+    for step in [
+        "1. started",
+        "2. peer A",
+        "3. peer B",
+        "4. B pinged",
+        "5. B hole-punched",
+        "6. A unannounced",
+        "done:",
+    ] {
+        assert!(text.contains(step), "missing {step:?} in:\n{text}");
+    }
+    let out = cmd("hyperdht")
+        .args(["demo", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let steps: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let names: Vec<&str> = steps
+        .iter()
+        .map(|s| s["step"].as_str().expect("step"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "network",
+            "announce",
+            "lookup",
+            "ping",
+            "holepunch",
+            "unannounce"
+        ]
+    );
+    assert!(steps.iter().all(|s| s["ms"].as_f64().is_some()));
+}
+
+#[test]
+fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
+    let mut boot = Proc::spawn("dht-bootstrap", &["--host", "127.0.0.1", "--port", "0"]);
+    let entry = listening(&boot.line(T, |l| l.contains("listening on")));
+    let mut n1 = Proc::spawn("hyperdht", &["--host", "127.0.0.1", "-b", &entry]);
+    let mut n2 = Proc::spawn("hyperdht", &["--host", "127.0.0.1", "-b", &entry, "--json"]);
+    let a1 = listening(&n1.line(T, |l| l.contains("listening on")));
+    let a2 = n2.line(T, |l| l.contains("\"listening\""));
+    let a2: Value = serde_json::from_str(&a2).expect("json");
+    let a2 = a2["address"].as_str().expect("address").to_owned();
+    n1.line(T, |l| l.starts_with("bootstrapped"));
+    n2.line(T, |l| l.contains("\"bootstrapped\""));
+
+    // announce in one process ...
+    let mut announcer = Proc::spawn(
+        "hyperdht",
+        &["announce", KEY, "--port", "7777", "-b", &entry],
+    );
+    let line = announcer.line(T, |l| l.starts_with("announced"));
+    assert!(line.contains("on 2 node(s)"), "{line}");
+    // ... the long-lived nodes log it ...
+    n1.line(T, |l| l.starts_with("announce: 3031323334353637"));
+    let logged = n2.line(T, |l| l.contains("\"announce\""));
+    let logged: Value = serde_json::from_str(&logged).expect("json");
+    assert_eq!(
+        logged["key"],
+        "3031323334353637303132333435363730313233343536373031323334353637"
+    );
+    assert_eq!(
+        logged["peer"].as_str().map(|p| p.ends_with(":7777")),
+        Some(true)
+    );
+
+    // ... and a lookup in another finds it, with JSON output parsed.
+    let out = cmd("hyperdht")
+        .args(["lookup", KEY, "-b", &entry, "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let replies: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(replies.len(), 2, "both nodes answer: {replies:?}");
+    for r in &replies {
+        assert_eq!(r["peers"], serde_json::json!(["127.0.0.1:7777"]), "{r}");
+        assert!(r["node"]["id"].as_str().is_some_and(|id| id.len() == 64));
+    }
+    let out = cmd("hyperdht")
+        .args(["lookup", KEY, "-b", &entry])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(
+        stdout(&out).contains("found 1 peer(s) from 2 node(s)"),
+        "{}",
+        stdout(&out)
+    );
+
+    // ping and holepunch.
+    let out = cmd("hyperdht")
+        .args(["ping", &a1, "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let pong: Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    assert_eq!(pong["id"].as_str().map(str::len), Some(64));
+    assert!(
+        pong["observed"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("127.0.0.1:"))
+    );
+    let out = cmd("hyperdht")
+        .args(["holepunch", &a1, "--via", &a2])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(stdout(&out).contains("path to"), "{}", stdout(&out));
+
+    // Ctrl-C / SIGTERM: the announcer unannounces and exits 0.
+    let status = announcer.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        announcer
+            .drain()
+            .iter()
+            .any(|l| l.starts_with("unannounced")),
+        "{:?}",
+        announcer.seen
+    );
+    let out = cmd("hyperdht")
+        .args(["lookup", KEY, "-b", &entry])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(stdout(&out).contains("found 0 peer(s)"), "{}", stdout(&out));
+
+    // SIGTERM leaves no process behind.
+    let pids = [boot.id(), n1.id(), n2.id(), announcer.id()];
+    for p in [&mut n1, &mut n2, &mut boot] {
+        let status = p.terminate();
+        assert!(status.success(), "{status:?}");
+    }
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} is still there");
+    }
+}
+
+#[test]
+fn errors_read_as_one_line_with_their_exit_code() {
+    let one_line = |out: &std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
+        err
+    };
+    // Malformed key: usage, 2.
+    let out = cmd("hyperdht")
+        .args(["lookup", "not-a-key", "-b", "127.0.0.1:1"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(one_line(&out).contains("malformed key"));
+    // A missing bootstrap: usage, 2.
+    let out = cmd("hyperdht")
+        .args(["lookup", KEY])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(one_line(&out).contains("--bootstrap"));
+    // Unknown flag: clap's usage error, 2.
+    cmd("hyperdht").arg("--no-such-flag").assert().code(2);
+    // No bootstrap node answering: 3.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let silent = silent.local_addr().expect("addr").to_string();
+    let out = cmd("hyperdht")
+        .args(["lookup", KEY, "-b", &silent])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    assert!(one_line(&out).contains("no node answered"));
+    let out = cmd("hyperdht")
+        .args(["ping", &silent, "--timeout-ms", "300"])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    assert!(one_line(&out).contains("no answer"));
+    let out = cmd("hyperdht")
+        .args(["holepunch", &silent, "--via", &silent])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    assert!(one_line(&out).contains("no path"));
+    // An unknown host: 4 (refused before any resolver is asked).
+    let out = cmd("hyperdht")
+        .args(["ping", "no such host"])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    assert!(one_line(&out).contains("cannot resolve"));
+    // A port in use: 4.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = cmd("dht-bootstrap")
+        .args(["--host", "127.0.0.1", "--port", &port])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    assert!(one_line(&out).contains("Address already in use"));
+    let out = cmd("hyperdht")
+        .args(["--host", "127.0.0.1", "--port", &port])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    assert!(one_line(&out).contains("Address already in use"));
+}
+
+#[test]
+fn help_and_version() {
+    for bin in ["hyperdht", "dht-bootstrap"] {
+        let out = cmd(bin)
+            .arg("--help")
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let text = stdout(&out);
+        assert!(
+            text.contains("Examples:") && text.contains("Exit codes"),
+            "{text}"
+        );
+        cmd(bin).arg("--version").assert().success();
+    }
+    for sub in [
+        "lookup",
+        "announce",
+        "unannounce",
+        "ping",
+        "holepunch",
+        "testnet",
+        "demo",
+    ] {
+        cmd("hyperdht").args([sub, "--help"]).assert().success();
+    }
+}
+
+#[test]
+fn testnet_stays_up_and_serves_lookups() {
+    let mut net = Proc::spawn("hyperdht", &["testnet", "--nodes", "5", "--port", "0"]);
+    let line = net.line(T, |l| l.starts_with("testnet:"));
+    let entry = line
+        .split_whitespace()
+        .skip_while(|w| *w != "at")
+        .nth(1)
+        .expect("address")
+        .to_owned();
+    let out = cmd("hyperdht")
+        .args(["lookup", KEY, "-b", &entry])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(
+        stdout(&out).contains("found 0 peer(s) from 0 node(s)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(net.terminate().success());
+}
