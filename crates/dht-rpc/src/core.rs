@@ -256,7 +256,10 @@ impl<H: Handler> Core<H> {
     /// first one to finish makes the node ready ([`Event::Ready`]).
     pub fn bootstrap(&mut self, now: Instant) -> QueryId {
         let qid = self.query(now, QuerySpec::query(FIND_NODE, self.id, None));
-        if !self.bootstrapped && self.bootstrap_query.is_none() {
+        if !self.queries.contains_key(&qid) {
+            // Nothing to ask (no contacts, no bootstrap nodes): done at once.
+            self.mark_ready();
+        } else if !self.bootstrapped && self.bootstrap_query.is_none() {
             self.bootstrap_query = Some(qid);
         }
         qid

@@ -121,6 +121,10 @@ async fn custom_commands_reach_handlers_as_queries_and_updates() {
 async fn ping_reports_our_address_and_the_peer_id() {
     let a = Node::builder().bind("127.0.0.1:0").await.expect("a");
     let b = Node::builder().bind("127.0.0.1:0").await.expect("b");
+    // The first node of a network (nothing to bootstrap from) is ready at once.
+    tokio::time::timeout(std::time::Duration::from_secs(5), a.ready())
+        .await
+        .expect("ready without bootstrap nodes");
     let pong = a.ping(b.local_addr()).await.expect("pong");
     assert_eq!(pong.observed, Some(a.local_addr()));
     assert_eq!(pong.id, Some(b.id()));
