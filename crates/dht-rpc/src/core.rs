@@ -69,6 +69,7 @@ pub struct Core<H = NoHandler> {
     checking: BTreeSet<NodeId>,
     forward_from: RateLimiter<std::net::Ipv4Addr>,
     forward_to: RateLimiter<SocketAddrV4>,
+    deliver_unrecognized: bool,
 }
 
 impl Core<NoHandler> {
@@ -116,7 +117,22 @@ impl<H: Handler> Core<H> {
             next_rotation: now + SECRET_ROTATION,
             repinging: BTreeSet::new(),
             checking: BTreeSet::new(),
+            deliver_unrecognized: false,
         }
+    }
+
+    /// Reports datagrams that are not of the protocol as [`Event::Unrecognized`] instead of
+    /// only counting them as malformed: applications can then share the DHT socket (the
+    /// path a hole punch opened) for their own datagrams.
+    pub fn set_deliver_unrecognized(&mut self, on: bool) {
+        self.deliver_unrecognized = on;
+    }
+
+    /// Sends an application datagram from the DHT socket. Make it one that does not decode
+    /// as the protocol (see [`Event::Unrecognized`]).
+    pub fn send_datagram(&mut self, to: SocketAddrV4, payload: Bytes) {
+        self.stats.datagrams_out += 1;
+        self.transmits.push_back(Transmit { to, payload });
     }
 
     /// Our node id (not sent when ephemeral).
@@ -358,6 +374,14 @@ impl<H: Handler> Core<H> {
         self.stats.datagrams_in += 1;
         let datagram = match Datagram::decode(bytes) {
             Ok(d) => d,
+            Err(_) if self.deliver_unrecognized => {
+                self.stats.unrecognized += 1;
+                self.events.push_back(Event::Unrecognized {
+                    from,
+                    payload: Bytes::copy_from_slice(bytes),
+                });
+                return;
+            }
             Err(e) => {
                 self.stats.malformed += 1;
                 tracing::trace!(%from, error = %e, "dropping malformed datagram");

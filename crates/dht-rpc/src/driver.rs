@@ -59,6 +59,7 @@ pub(crate) struct Inner<H> {
     wake: Notify,
     events: broadcast::Sender<Event>,
     ready: watch::Sender<bool>,
+    datagrams: Mutex<Option<mpsc::Sender<(SocketAddrV4, Bytes)>>>,
 }
 
 impl<H: Handler + Send + 'static> Inner<H> {
@@ -92,6 +93,16 @@ impl<H: Handler + Send + 'static> Inner<H> {
                 Event::QueryDone { query, result } => {
                     if let Some(tx) = s.queries.remove(&query) {
                         let _ = tx.send(QueryMsg::Done(result));
+                    }
+                }
+                Event::Unrecognized { from, payload } => {
+                    let tx = self
+                        .datagrams
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    // A full queue drops: the application reads too slowly.
+                    if let Some(tx) = tx.as_ref() {
+                        let _ = tx.try_send((from, payload));
                     }
                 }
                 Event::Ready => {
@@ -178,6 +189,7 @@ impl<H: Handler + Send + 'static> Node<H> {
             wake: Notify::new(),
             events,
             ready: watch::channel(false).0,
+            datagrams: Mutex::new(None),
         });
         tokio::spawn(run(inner.clone()));
         let node = Node {
@@ -214,6 +226,27 @@ impl<H: Handler + Send + 'static> Node<H> {
     /// Node added / removed, hole punches relayed, readiness.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// Sends an application datagram from the node's socket (to a peer a hole punch
+    /// reached, say). It must not decode as the protocol: start it with bytes that cannot,
+    /// such as `[0, 0, 7]` (a protobuf field of the invalid wire type 7).
+    pub fn send_datagram(&self, to: SocketAddrV4, payload: Bytes) {
+        self.with_core(|c| c.send_datagram(to, payload));
+    }
+
+    /// From now on, datagrams that are not of the protocol arrive here (at most 1024
+    /// waiting; more are dropped) instead of being dropped as malformed. A second call
+    /// replaces the first receiver.
+    pub fn datagrams(&self) -> mpsc::Receiver<(SocketAddrV4, Bytes)> {
+        let (tx, rx) = mpsc::channel(1024);
+        *self
+            .inner
+            .datagrams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        self.with_core(|c| c.set_deliver_unrecognized(true));
+        rx
     }
 
     /// Waits until the first bootstrap has finished (at once if it has).

@@ -113,6 +113,14 @@ pub enum Event {
     NodeAdded(NodeAddr),
     /// A node left the routing table (it stopped answering).
     NodeRemoved(NodeAddr),
+    /// A datagram that is not of the protocol (only when the application asked for them,
+    /// with `set_deliver_unrecognized`).
+    Unrecognized {
+        /// Who sent it.
+        from: SocketAddrV4,
+        /// Its bytes.
+        payload: Bytes,
+    },
     /// We relayed a hole-punch ping from `from` to `to`.
     HolepunchForwarded {
         /// The requester.

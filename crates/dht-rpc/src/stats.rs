@@ -10,6 +10,8 @@ pub struct Stats {
     pub datagrams_out: u64,
     /// Datagrams that did not decode (too short, bad protobuf, missing field), dropped.
     pub malformed: u64,
+    /// Datagrams not of the protocol handed to the application (when it asked for them).
+    pub unrecognized: u64,
     /// Responses that matched no request in flight (unknown tid, or the wrong sender), dropped.
     pub unknown_responses: u64,
     /// Requests answered.

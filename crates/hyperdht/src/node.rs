@@ -170,6 +170,16 @@ impl HyperDht {
             .with_core(|c| c.handler_mut().commands.insert(command, Box::new(f)));
     }
 
+    /// Sends an application datagram from the DHT socket (see [`Node::send_datagram`]).
+    pub fn send_datagram(&self, to: SocketAddrV4, payload: bytes::Bytes) {
+        self.node.send_datagram(to, payload);
+    }
+
+    /// Application datagrams arriving on the DHT socket (see [`Node::datagrams`]).
+    pub fn datagrams(&self) -> tokio::sync::mpsc::Receiver<(SocketAddrV4, bytes::Bytes)> {
+        self.node.datagrams()
+    }
+
     /// Waits for the first bootstrap to finish. Not needed before announcing or looking up.
     pub async fn ready(&self) {
         self.node.ready().await;

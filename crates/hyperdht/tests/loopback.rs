@@ -241,4 +241,22 @@ async fn holepunch_reports_the_path() {
     assert_eq!(punch.pong.from, peer.local_addr());
     let pong = me.ping(peer.local_addr()).await.expect("ping");
     assert_eq!(pong.id, Some(peer.id()));
+
+    // Application datagrams on the DHT sockets, both ways, beside the protocol.
+    let mut peer_in = peer.datagrams();
+    let mut me_in = me.datagrams();
+    me.send_datagram(punch.pong.from, Bytes::from_static(b"\0\0\x07hello"));
+    let (from, data) = tokio::time::timeout(Duration::from_secs(5), peer_in.recv())
+        .await
+        .expect("in time")
+        .expect("datagram");
+    assert_eq!((from, &data[..]), (me.local_addr(), &b"\0\0\x07hello"[..]));
+    peer.send_datagram(from, Bytes::from_static(b"\0\0\x07back"));
+    let (_, data) = tokio::time::timeout(Duration::from_secs(5), me_in.recv())
+        .await
+        .expect("in time")
+        .expect("datagram");
+    assert_eq!(&data[..], b"\0\0\x07back");
+    // The protocol still works on the same sockets.
+    assert!(me.ping(peer.local_addr()).await.is_ok());
 }

@@ -2,8 +2,9 @@
 //! `concurrency`), the queue behind them, and timeouts.
 //!
 //! A response matches a request by its transaction id *and* the address it must come from:
-//! the address the request went to, or for a hole punch the punched peer. The reference
-//! matches by tid alone, which lets anyone who guesses 15 bits answer in a node's name.
+//! the address the request went to, or for a hole punch the punched peer's IP (any port: a
+//! symmetric NAT answers from a new one). The reference matches by tid alone, which lets
+//! anyone who guesses 15 bits answer in a node's name.
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
@@ -48,6 +49,19 @@ pub(crate) struct Pending {
     pub(crate) sent: Instant,
     deadline: Instant,
     pub(crate) purpose: Purpose,
+}
+
+impl Pending {
+    /// Whether a response from `from` may answer this request: it must come from the
+    /// address the request went to; the pong of a hole punch must come from the punched
+    /// peer's IP, on any port, because a symmetric NAT in front of the peer gives its answer
+    /// to us a new external port.
+    fn accepts(&self, from: SocketAddrV4) -> bool {
+        match self.purpose {
+            Purpose::Holepunch(_) | Purpose::QueryPunch { .. } => self.reply_from.ip() == from.ip(),
+            _ => self.reply_from == from,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -137,7 +151,7 @@ impl Requests {
         let pos = self
             .inflight
             .iter()
-            .position(|p| p.tid == tid && p.reply_from == from)?;
+            .position(|p| p.tid == tid && p.accepts(from))?;
         Some(self.inflight.swap_remove(pos))
     }
 
