@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod agent;
 pub mod js;
+pub mod lab;
 pub mod procs;
 
 /// The folder holding `package.json`, the lockfile, the scripts and the fixtures.

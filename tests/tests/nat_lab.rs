@@ -1,0 +1,432 @@
+//! The NAT lab: hole punching between hosts behind real Linux NATs (network namespaces and
+//! iptables), for every ordered pair of behaviours, Rust and JavaScript peers. Writes the
+//! matrix to `docs/NAT.md`.
+//!
+//! Needs root, `ip` and `iptables`; without them it skips loudly, except under `CI`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use hyperdht_tests::agent::Agent;
+use hyperdht_tests::lab::{Host, Lab, Nat};
+use hyperdht_tests::procs::binary;
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+use tokio::sync::Mutex;
+
+const INFRA: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const THIRD: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+const BOOTSTRAP_PORT: u16 = 49737;
+
+/// Starts a process and waits for a stdout line containing `needle`.
+async fn start(mut cmd: tokio::process::Command, needle: &str) -> Child {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l.contains(needle) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "no {needle:?} line");
+    // Keep draining stdout so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+/// What a probe saw of a host's NAT: (endpoint-independent mapping, filtering).
+async fn probe(lab: &Lab, host: &Host, slot: u16) -> (bool, String) {
+    let probe = binary("lab-probe");
+    let mut client = lab.command(&host.ns, &probe);
+    client.args([
+        "client",
+        "4000",
+        &format!("{INFRA}:5000"),
+        &format!("{INFRA}:5001"),
+        "2",
+    ]);
+    let mut child = client
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("probe");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first: Value =
+        serde_json::from_str(&lines.next_line().await.expect("read").expect("mapped line"))
+            .expect("json");
+    let mapped: Vec<String> = first["mapped"]
+        .as_array()
+        .expect("mapped")
+        .iter()
+        .map(|m| m.as_str().unwrap_or("").to_owned())
+        .collect();
+    let independent = mapped[0] == mapped[1] && mapped[0] != "timeout";
+    for (ns, port) in [
+        (format!("{}-third", lab_prefix(lab, host)), 6000 + slot),
+        (format!("{}-infra", lab_prefix(lab, host)), 6100 + slot),
+    ] {
+        let mut send = lab.command(&ns, &probe);
+        send.args(["send", &port.to_string(), &mapped[0]]);
+        assert!(send.status().await.expect("send").success());
+    }
+    let second: Value =
+        serde_json::from_str(&lines.next_line().await.expect("read").expect("got line"))
+            .expect("json");
+    let got: Vec<&str> = second["got"]
+        .as_array()
+        .expect("got")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let filtering = if got.contains(&format!("{THIRD}:{}", 6000 + slot).as_str()) {
+        "independent"
+    } else if got.contains(&format!("{INFRA}:{}", 6100 + slot).as_str()) {
+        "address"
+    } else {
+        "address-and-port"
+    };
+    (independent, filtering.to_owned())
+}
+
+/// The lab's namespace prefix, from a host's namespace name.
+fn lab_prefix(_lab: &Lab, host: &Host) -> String {
+    host.ns.split('-').next().expect("prefix").to_owned()
+}
+
+struct Peers {
+    host: Host,
+    rust: Agent,
+    js: Option<Agent>,
+}
+
+fn pick(p: &mut Peers, s: Side) -> &mut Agent {
+    match s {
+        Side::Rust => &mut p.rust,
+        Side::Js => p.js.as_mut().expect("a JavaScript agent"),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Side {
+    Rust,
+    Js,
+}
+
+/// One trial: A announces a fresh key, B looks it up, B hole-punches to A through the node
+/// that returned A, then B sends an application datagram to A on their DHT sockets and A
+/// echoes it back. Returns the time from the punch to the echo on success.
+async fn trial(
+    lab: &Lab,
+    a: &mut Peers,
+    b: &mut Peers,
+    a_side: Side,
+    b_side: Side,
+) -> Result<f64, String> {
+    lab.forget(&a.host);
+    lab.forget(&b.host);
+    let a_host_ip = a.host.public_ip;
+    let aa = pick(a, a_side);
+    let bb = pick(b, b_side);
+    aa.call(json!({"op": "reset"})).await;
+    bb.call(json!({"op": "reset"})).await;
+    let key: String = (0..32)
+        .map(|_| format!("{:02x}", rand::rng().random::<u8>()))
+        .collect();
+    let r = aa.call(json!({"op": "announce", "key": key})).await;
+    if r.get("error").is_some() {
+        return Err(format!("announce: {r}"));
+    }
+    let r = bb.call(json!({"op": "lookup", "key": key})).await;
+    let found = r["results"].as_array().and_then(|rs| {
+        rs.iter().find_map(|x| {
+            let peer = x["peers"]
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|p| p.starts_with(&a_host_ip.to_string()))?;
+            Some((peer.to_owned(), x["node"].as_str()?.to_owned()))
+        })
+    });
+    let Some((peer, via)) = found else {
+        return Err(format!("lookup found nothing: {r}"));
+    };
+    let started = Instant::now();
+    let looker = async {
+        let p = bb
+            .call(json!({"op": "holepunch", "peer": peer, "via": via}))
+            .await;
+        if p.get("error").is_some() {
+            return Err(format!("holepunch: {}", p["error"]));
+        }
+        let to = p["from"].as_str().unwrap_or(&peer).to_owned();
+        bb.call(json!({"op": "send", "to": to, "data": "hello"}))
+            .await;
+        let r = bb.call(json!({"op": "recv", "timeout_ms": 1500})).await;
+        if r["data"] == "echo:hello" {
+            Ok(started.elapsed().as_secs_f64() * 1e3)
+        } else {
+            Err(format!("no echo: {r}"))
+        }
+    };
+    let (result, _) = tokio::join!(looker, aa.call(json!({"op": "echo", "timeout_ms": 4000})));
+    result
+}
+
+/// Trial outcomes per (pairing, announcer NAT, looker NAT).
+type Results = BTreeMap<(usize, Nat, Nat), Vec<Result<f64, String>>>;
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
+}
+
+/// Where Rust <-> Rust must succeed: neither side symmetric, or the other side open,
+/// full-cone or restricted.
+fn must_work(a: Nat, b: Nat) -> bool {
+    let easy = |n: Nat| matches!(n, Nat::Open | Nat::FullCone | Nat::Restricted);
+    (a != Nat::Symmetric && b != Nat::Symmetric)
+        || (a == Nat::Symmetric && easy(b))
+        || (b == Nat::Symmetric && easy(a))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nat_lab() {
+    if let Some(why) = hyperdht_tests::lab::unavailable() {
+        hyperdht_tests::skip("nat_lab", &why);
+        return;
+    }
+    let reference = hyperdht_tests::reference("nat_lab (JavaScript pairings)");
+    let started = Instant::now();
+    let mut lab = Lab::create();
+    let infra = lab.public_host("infra", INFRA);
+    let _third = lab.public_host("third", THIRD);
+    let a_hosts: Vec<Host> = Nat::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, n)| lab.host(&format!("a{i}"), *n, 1 + i as u8))
+        .collect();
+    let b_hosts: Vec<Host> = Nat::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, n)| lab.host(&format!("b{i}"), *n, 11 + i as u8))
+        .collect();
+    let lab = Arc::new(lab);
+
+    // Verify each NAT with a probe before trusting it.
+    let probe_bin = binary("lab-probe");
+    let mut echo = Vec::new();
+    for port in ["5000", "5001"] {
+        let mut c = lab.command(&infra.ns, &probe_bin);
+        c.args(["echo", port, "60"]).kill_on_drop(true);
+        echo.push(c.spawn().expect("echo"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let probes = join_all(a_hosts.iter().chain(&b_hosts).enumerate().map(|(i, h)| {
+        let lab = lab.clone();
+        let h = h.clone();
+        async move { (h.nat, probe(&lab, &h, i as u16).await) }
+    }))
+    .await;
+    drop(echo);
+    let mut probe_report = String::new();
+    for (nat, (independent, filtering)) in &probes {
+        let mapping = if *independent {
+            "endpoint-independent"
+        } else {
+            "endpoint-dependent"
+        };
+        writeln!(probe_report, "| {} | {mapping} | {filtering} |", nat.name()).expect("write");
+        assert_eq!(
+            (*independent, filtering.as_str()),
+            nat.expected(),
+            "the {} NAT does not behave as documented",
+            nat.name()
+        );
+    }
+
+    // The internet's DHT: a bootstrap node and three nodes, all Rust, on 198.18.0.2.
+    let bootstrap = format!("{INFRA}:{BOOTSTRAP_PORT}");
+    let mut infra_procs = Vec::new();
+    let mut c = lab.command(&infra.ns, &binary("dht-bootstrap"));
+    c.args([
+        "--host",
+        &INFRA.to_string(),
+        "--port",
+        &BOOTSTRAP_PORT.to_string(),
+    ]);
+    infra_procs.push(start(c, "listening").await);
+    for i in 1..=3u16 {
+        let mut c = lab.command(&infra.ns, &binary("hyperdht"));
+        c.args([
+            "--host",
+            &INFRA.to_string(),
+            "-p",
+            &(BOOTSTRAP_PORT + i).to_string(),
+            "-b",
+            &bootstrap,
+            "-q",
+        ]);
+        infra_procs.push(start(c, "listening").await);
+    }
+
+    // A Rust and (when the reference is here) a JavaScript peer on every host.
+    let lab_peer = binary("lab-peer");
+    let mut peers = Vec::new();
+    for h in a_hosts.iter().chain(&b_hosts) {
+        let mut c = lab.command(&h.ns, &lab_peer);
+        c.args(["--bootstrap", &bootstrap]);
+        let rust = Agent::spawn(c).await;
+        let js = match &reference {
+            Some(r) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", &h.ns, "node"])
+                    .arg(r.dir.join("lab-peer.js"))
+                    .args(["--bootstrap", &bootstrap])
+                    .current_dir(&r.dir);
+                Some(Agent::spawn(c).await)
+            }
+            None => None,
+        };
+        peers.push(Arc::new(Mutex::new(Peers {
+            host: h.clone(),
+            rust,
+            js,
+        })));
+    }
+    let (a_peers, b_peers) = peers.split_at(5);
+
+    let mut pairings = vec![("Rust <-> Rust", Side::Rust, Side::Rust, 3)];
+    if reference.is_some() {
+        pairings.push(("Rust looker, JavaScript announcer", Side::Js, Side::Rust, 2));
+        pairings.push(("JavaScript looker, Rust announcer", Side::Rust, Side::Js, 2));
+        pairings.push(("JavaScript <-> JavaScript", Side::Js, Side::Js, 2));
+    }
+
+    // Five cells at a time: each round pairs every announcer host with a different looker host.
+    let results: Arc<Mutex<Results>> = Arc::default();
+    for round in 0..5 {
+        join_all((0..5).map(|i| {
+            let j = (i + round) % 5;
+            let (a, b, lab, results, pairings) = (
+                a_peers[i].clone(),
+                b_peers[j].clone(),
+                lab.clone(),
+                results.clone(),
+                pairings.clone(),
+            );
+            async move {
+                let mut a = a.lock().await;
+                let mut b = b.lock().await;
+                for (p, (_, a_side, b_side, trials)) in pairings.iter().enumerate() {
+                    for _ in 0..*trials {
+                        let r = trial(&lab, &mut a, &mut b, *a_side, *b_side).await;
+                        results
+                            .lock()
+                            .await
+                            .entry((p, a.host.nat, b.host.nat))
+                            .or_default()
+                            .push(r);
+                    }
+                }
+            }
+        }))
+        .await;
+    }
+    let results = results.lock().await.clone();
+    drop(peers);
+    drop(infra_procs);
+    let elapsed = started.elapsed();
+
+    // The report, regenerated on every run.
+    let mut doc = String::new();
+    writeln!(doc, "# Hole punching behind real NATs\n").expect("w");
+    writeln!(doc, "Generated by `tests/tests/nat_lab.rs` (`cargo test -p hyperdht-tests --test nat_lab`, as root); do not edit.\n").expect("w");
+    writeln!(doc, "Each trial: A (announcer, behind the row's NAT) announces a fresh key; B (looker, behind the column's NAT) looks it up, hole-punches to A through the DHT node that returned A, sends an application datagram to A on its DHT socket, and A echoes it back. A cell gives successes/trials and the median time from the start of the punch to the echo.\n").expect("w");
+    writeln!(doc, "The NATs, as a probe observed them before the run:\n\n| NAT | mapping | filtering |\n|---|---|---|").expect("w");
+    let mut seen = std::collections::BTreeSet::new();
+    for line in probe_report.lines() {
+        if seen.insert(line.to_owned()) {
+            writeln!(doc, "{line}").expect("w");
+        }
+    }
+    for (p, (name, _, _, _)) in pairings.iter().enumerate() {
+        writeln!(doc, "\n## {name}\n").expect("w");
+        write!(doc, "| A \\ B |").expect("w");
+        for b in Nat::ALL {
+            write!(doc, " {} |", b.name()).expect("w");
+        }
+        write!(doc, "\n|---|").expect("w");
+        for _ in Nat::ALL {
+            write!(doc, "---|").expect("w");
+        }
+        writeln!(doc).expect("w");
+        for a in Nat::ALL {
+            write!(doc, "| **{}** |", a.name()).expect("w");
+            for b in Nat::ALL {
+                let rs = results.get(&(p, a, b)).cloned().unwrap_or_default();
+                let mut ok: Vec<f64> = rs.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+                let n = ok.len();
+                match median(&mut ok) {
+                    Some(m) => write!(doc, " {n}/{} {m:.0} ms |", rs.len()).expect("w"),
+                    None => write!(doc, " 0/{} |", rs.len()).expect("w"),
+                }
+            }
+            writeln!(doc).expect("w");
+        }
+    }
+    writeln!(
+        doc,
+        "\nThe whole lab ran in {:.0} s.",
+        elapsed.as_secs_f64()
+    )
+    .expect("w");
+    println!("{doc}");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/NAT.md");
+    std::fs::create_dir_all(path.parent().expect("docs")).expect("docs dir");
+    std::fs::write(&path, &doc).expect("write docs/NAT.md");
+
+    // What must hold.
+    let mut failures = Vec::new();
+    for a in Nat::ALL {
+        for b in Nat::ALL {
+            if !must_work(a, b) {
+                continue;
+            }
+            for (p, name) in [
+                (0, "Rust <-> Rust"),
+                (1, "Rust looker, JavaScript announcer"),
+            ] {
+                if let Some(rs) = results.get(&(p, a, b)) {
+                    for r in rs {
+                        if let Err(e) = r {
+                            failures.push(format!("{name}: A {} / B {}: {e}", a.name(), b.name()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "hole punching failed where it must work:\n{}",
+        failures.join("\n")
+    );
+}
