@@ -225,7 +225,7 @@ async fn mixed_network_announces_are_found_from_either_side() {
         .holepunch(js.nodes[1].addr, js.nodes[2].addr)
         .await
         .expect("Rust punches to JavaScript");
-    assert_eq!(punch.pong.from, js.nodes[1].addr);
+    assert_eq!(punch.addr, js.nodes[1].addr);
     let r = js.call(json!({"op": "holepunch", "node": 3, "host": "127.0.0.1", "port": rust[4].local_addr().port(), "refHost": "127.0.0.1", "refPort": rust[6].local_addr().port()})).await;
     assert_eq!(
         r["ok"], true,

@@ -218,8 +218,23 @@ impl<H: Handler> Core<H> {
         peer: SocketAddrV4,
         referrer: SocketAddrV4,
     ) -> RequestId {
+        self.holepunch_with(now, peer, referrer, None)
+    }
+
+    /// [`Core::holepunch`] with a `value` in the ping: a hint that a peer of ours reads in
+    /// its [`Event::PunchRequest`] (the reference ignores it).
+    pub fn holepunch_with(
+        &mut self,
+        now: Instant,
+        peer: SocketAddrV4,
+        referrer: SocketAddrV4,
+        value: Option<Bytes>,
+    ) -> RequestId {
         let id = self.new_request_id();
-        let req = self.holepunch_request(peer);
+        let req = Request {
+            value,
+            ..self.holepunch_request(peer)
+        };
         self.send(now, referrer, peer, req, Purpose::Holepunch(id));
         id
     }

@@ -133,6 +133,32 @@ impl<H: Handler + Send + 'static> Clone for Node<H> {
     }
 }
 
+/// A handle that does not keep the node alive; [`WeakNode::upgrade`] gives a [`Node`] while
+/// the node runs.
+pub struct WeakNode<H: Handler + Send + 'static = Handlers> {
+    inner: std::sync::Weak<Inner<H>>,
+    guard: std::sync::Weak<ShutdownOnDrop<H>>,
+}
+
+impl<H: Handler + Send + 'static> Clone for WeakNode<H> {
+    fn clone(&self) -> Self {
+        WeakNode {
+            inner: self.inner.clone(),
+            guard: self.guard.clone(),
+        }
+    }
+}
+
+impl<H: Handler + Send + 'static> WeakNode<H> {
+    /// The node, unless every [`Node`] handle is gone.
+    pub fn upgrade(&self) -> Option<Node<H>> {
+        Some(Node {
+            inner: self.inner.upgrade()?,
+            _guard: self.guard.upgrade()?,
+        })
+    }
+}
+
 struct ShutdownOnDrop<H: Handler + Send + 'static>(Arc<Inner<H>>);
 
 impl<H: Handler + Send + 'static> Drop for ShutdownOnDrop<H> {
@@ -200,6 +226,14 @@ impl<H: Handler + Send + 'static> Node<H> {
             node.with_core(|c| c.bootstrap(Instant::now()));
         }
         node
+    }
+
+    /// A handle that does not keep the node alive (for background tasks).
+    pub fn downgrade(&self) -> WeakNode<H> {
+        WeakNode {
+            inner: Arc::downgrade(&self.inner),
+            guard: Arc::downgrade(&self._guard),
+        }
     }
 
     /// Runs `f` on the core (for layers built on top, such as hyperdht), then lets the
@@ -274,6 +308,18 @@ impl<H: Handler + Send + 'static> Node<H> {
         referrer: SocketAddrV4,
     ) -> Result<Pong, RequestError> {
         self.request(|c| c.holepunch(Instant::now(), peer, referrer))
+            .await
+    }
+
+    /// [`Node::holepunch`] with a hint in the ping for a peer of ours (see
+    /// [`Event::PunchRequest`]).
+    pub async fn holepunch_with(
+        &self,
+        peer: SocketAddrV4,
+        referrer: SocketAddrV4,
+        value: Bytes,
+    ) -> Result<Pong, RequestError> {
+        self.request(|c| c.holepunch_with(Instant::now(), peer, referrer, Some(value)))
             .await
     }
 

@@ -121,6 +121,17 @@ pub enum Event {
         /// Its bytes.
         payload: Bytes,
     },
+    /// A peer hole-punched to us through `relay` and put a `value` in its ping: a hint for
+    /// the application (hyperdht uses it to negotiate a birthday punch). `requester` is the
+    /// peer's address as the relay saw it, where our pong went.
+    PunchRequest {
+        /// The peer that punched.
+        requester: SocketAddrV4,
+        /// The node that relayed the ping.
+        relay: SocketAddrV4,
+        /// The hint.
+        value: Bytes,
+    },
     /// We relayed a hole-punch ping from `from` to `to`.
     HolepunchForwarded {
         /// The requester.

@@ -27,7 +27,7 @@ pub use config::{
 };
 pub use dht_wire as wire;
 pub use dht_wire::{NodeAddr, NodeId};
-pub use driver::{BindError, Handlers, Node, NodeBuilder, QueryStream};
+pub use driver::{BindError, Handlers, Node, NodeBuilder, QueryStream, WeakNode};
 pub use events::{Event, Pong, QueryError, QueryId, QueryOutcome, Reply, RequestError, RequestId};
 pub use handler::{Answer, Handler, Incoming, NoHandler};
 pub use limiter::RateLimiter;

@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let punch = nodes[7].holepunch(reply.peers[0], reply.node.addr).await?;
     println!(
         "{:?} path to {} opened in {:?}",
-        punch.path, punch.pong.from, punch.elapsed
+        punch.path, punch.addr, punch.elapsed
     );
     Ok(())
 }

@@ -25,9 +25,11 @@
 //!   handler.
 #![forbid(unsafe_code)]
 
+pub mod birthday;
 mod events;
 mod keep;
 mod node;
+mod punch;
 mod reply;
 mod serve;
 mod store;
@@ -36,7 +38,8 @@ pub use dht_rpc;
 pub use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType, PeersResponse};
 pub use events::PeerEvent;
 pub use keep::Announcement;
-pub use node::{AnnounceOptions, Holepunch, HolepunchPath, HyperDht, HyperDhtBuilder};
+pub use node::{AnnounceOptions, HyperDht, HyperDhtBuilder};
+pub use punch::{Holepunch, HolepunchPath};
 pub use reply::{PeersReply, PeersStream};
 pub use serve::{ANSWER_BYTES, PeersHandler};
 pub use store::{DEFAULT_MAX, DEFAULT_MAX_AGE, Entry, PeerStore};

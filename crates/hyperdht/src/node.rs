@@ -9,8 +9,6 @@ use dht_rpc::{
     QuerySpec, RequestError, Stats,
 };
 use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use tokio::sync::broadcast;
 
 use crate::events::PeerEvent;
@@ -27,30 +25,6 @@ pub struct AnnounceOptions {
     /// for the local peers sharing its first two octets.
     pub local_address: Option<SocketAddrV4>,
 }
-
-/// Which path a hole punch opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HolepunchPath {
-    /// Our direct probe was answered.
-    Direct,
-    /// The ping relayed through the referrer was answered.
-    Relayed,
-}
-
-/// A successful hole punch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holepunch {
-    /// The path that opened first.
-    pub path: HolepunchPath,
-    /// The peer's answer.
-    pub pong: Pong,
-    /// From the start of the punch to the first answer.
-    pub elapsed: Duration,
-}
-
-/// How many rounds of probes a hole punch sends, and how far apart.
-const PUNCH_ROUNDS: u32 = 4;
-const PUNCH_INTERVAL: Duration = Duration::from_millis(300);
 
 /// Options of a [`HyperDht`]: those of dht-rpc.
 #[derive(Debug, Default, Clone)]
@@ -112,15 +86,21 @@ impl HyperDhtBuilder {
             let _ = tx.send(e);
         }));
         let node = self.rpc.bind_with(addr, handler).await?;
-        Ok(HyperDht { node, events })
+        let shared = crate::punch::start(&node);
+        Ok(HyperDht {
+            node,
+            events,
+            shared,
+        })
     }
 }
 
 /// A hyperdht node: announce and look up keys, ping, hole-punch.
 #[derive(Clone)]
 pub struct HyperDht {
-    node: Node<PeersHandler>,
+    pub(crate) node: Node<PeersHandler>,
     events: broadcast::Sender<PeerEvent>,
+    pub(crate) shared: std::sync::Arc<crate::punch::Shared>,
 }
 
 impl HyperDht {
@@ -168,16 +148,6 @@ impl HyperDht {
         let command = command.into();
         self.node
             .with_core(|c| c.handler_mut().commands.insert(command, Box::new(f)));
-    }
-
-    /// Sends an application datagram from the DHT socket (see [`Node::send_datagram`]).
-    pub fn send_datagram(&self, to: SocketAddrV4, payload: bytes::Bytes) {
-        self.node.send_datagram(to, payload);
-    }
-
-    /// Application datagrams arriving on the DHT socket (see [`Node::datagrams`]).
-    pub fn datagrams(&self) -> tokio::sync::mpsc::Receiver<(SocketAddrV4, bytes::Bytes)> {
-        self.node.datagrams()
     }
 
     /// Waits for the first bootstrap to finish. Not needed before announcing or looking up.
@@ -272,54 +242,6 @@ impl HyperDht {
     /// Pings a node: our address as it sees us, its id, the round-trip time.
     pub async fn ping(&self, to: SocketAddrV4) -> Result<Pong, RequestError> {
         self.node.ping(to).await
-    }
-
-    /// Opens a UDP path to `peer`, with the help of `referrer` (the node that returned the
-    /// peer in a lookup). Sends, in a few rounds, both a direct probe to the peer and a ping
-    /// relayed through the referrer (the only thing the reference does); the first answer
-    /// wins and tells which path opened. Behind the common port-restricted NAT the relayed
-    /// ping alone fails: our direct probe opens our side while the peer's answer opens its.
-    pub async fn holepunch(
-        &self,
-        peer: SocketAddrV4,
-        referrer: SocketAddrV4,
-    ) -> Result<Holepunch, RequestError> {
-        let start = Instant::now();
-        // Relaying through ourselves is pointless (the reference skips it too).
-        let me = self.local_addr();
-        let via_self =
-            referrer == me || referrer == SocketAddrV4::new(Ipv4Addr::LOCALHOST, me.port());
-        let mut attempts = FuturesUnordered::new();
-        let mut last = RequestError::Timeout;
-        for round in 0..PUNCH_ROUNDS {
-            let delay = PUNCH_INTERVAL * round;
-            let node = self.node.clone();
-            attempts.push(Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                (HolepunchPath::Direct, node.ping(peer).await)
-            })
-                as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>);
-            if referrer != peer && !via_self {
-                let node = self.node.clone();
-                attempts.push(Box::pin(async move {
-                    tokio::time::sleep(delay).await;
-                    (HolepunchPath::Relayed, node.holepunch(peer, referrer).await)
-                }));
-            }
-        }
-        while let Some((path, result)) = attempts.next().await {
-            match result {
-                Ok(pong) => {
-                    return Ok(Holepunch {
-                        path,
-                        pong,
-                        elapsed: start.elapsed(),
-                    });
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
     }
 
     /// Stops the node.

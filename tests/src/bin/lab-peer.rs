@@ -92,7 +92,7 @@ async fn handle(peer: &mut Peer, bootstrap: &str, req: &Value) -> Value {
             .await
         {
             Ok(p) => {
-                json!({"ok": true, "path": format!("{:?}", p.path).to_lowercase(), "from": p.pong.from.to_string(), "ms": p.elapsed.as_secs_f64() * 1e3})
+                json!({"ok": true, "path": format!("{:?}", p.path).to_lowercase(), "from": p.addr.to_string(), "ms": p.elapsed.as_secs_f64() * 1e3})
             }
             Err(e) => json!({"error": e.to_string()}),
         },

@@ -43,6 +43,17 @@ impl<H: Handler> Core<H> {
             Some(_) => return self.drop_request(from, "invalid forwardResponse"),
         };
 
+        // A relayed hole-punch ping that carries a value: an application-level hint from
+        // the requester (the reference ignores a ping's value, so this stays compatible).
+        if to != from
+            && let Some(value) = req.value.clone()
+        {
+            self.events.push_back(Event::PunchRequest {
+                requester: to,
+                relay: from,
+                value,
+            });
+        }
         let response = match req.command.as_str() {
             PING => Response {
                 id: self.wire_id(),

@@ -1,0 +1,396 @@
+//! Hole punching and application datagrams on [`HyperDht`].
+//!
+//! [`HyperDht::holepunch`] first does what works across most NATs: a few rounds of a direct
+//! probe to the peer together with the ping relayed through the referrer (the reference
+//! sends only the latter). When that fails between two Rust peers, it falls back to the
+//! [birthday punch](crate::birthday). A path opened that way may use an extra socket; the
+//! node keeps it in its path table, so [`HyperDht::send_datagram`] and
+//! [`HyperDht::datagrams`] work the same whichever socket carries the path.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dht_rpc::{Event, Node, NodeId, RateLimiter, RequestError, WeakNode};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::birthday::{self, Hint};
+use crate::node::HyperDht;
+use crate::serve::PeersHandler;
+
+/// Which path a hole punch opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolepunchPath {
+    /// Our direct probe was answered.
+    Direct,
+    /// The ping relayed through the referrer was answered.
+    Relayed,
+    /// The birthday punch (a symmetric NAT on one side) met.
+    Birthday,
+}
+
+/// A successful hole punch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holepunch {
+    /// The path that opened first.
+    pub path: HolepunchPath,
+    /// Where the peer answered from: send to this address (a symmetric NAT in front of the
+    /// peer makes it differ from the announced one).
+    pub addr: SocketAddrV4,
+    /// The peer's id, when it answered a ping.
+    pub id: Option<NodeId>,
+    /// From the start of the punch to the first answer.
+    pub elapsed: Duration,
+}
+
+/// Rounds of direct probe + relayed ping, and how far apart.
+const PUNCH_ROUNDS: u32 = 4;
+const PUNCH_INTERVAL: Duration = Duration::from_millis(300);
+/// Paths through extra sockets kept at most.
+const MAX_PATHS: usize = 64;
+
+type Inbox = mpsc::Sender<(SocketAddrV4, Bytes)>;
+
+/// State shared by the handle and its background tasks (never a strong node handle).
+pub(crate) struct Shared {
+    app: Mutex<Option<Inbox>>,
+    paths: Mutex<HashMap<SocketAddrV4, Arc<UdpSocket>>>,
+    acks: Mutex<HashMap<Ipv4Addr, mpsc::Sender<SocketAddrV4>>>,
+    /// Birthday work a peer may ask of us: once per peer IP every 10 s.
+    asked: Mutex<RateLimiter<Ipv4Addr>>,
+    symmetric: Mutex<Option<(Instant, bool)>>,
+}
+
+impl Shared {
+    fn deliver(&self, from: SocketAddrV4, payload: Bytes) {
+        if let Some(tx) = self
+            .app
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let _ = tx.try_send((from, payload));
+        }
+    }
+
+    fn add_path(self: &Arc<Self>, peer: SocketAddrV4, socket: Arc<UdpSocket>) {
+        {
+            let mut paths = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
+            if paths.len() >= MAX_PATHS && !paths.contains_key(&peer) {
+                return;
+            }
+            paths.insert(peer, socket.clone());
+        }
+        // Datagrams on the extra socket reach the application like those on the DHT socket.
+        let shared = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                if let std::net::SocketAddr::V4(from) = from
+                    && Hint::decode(&buf[..n]).is_none()
+                {
+                    shared.deliver(from, Bytes::copy_from_slice(&buf[..n]));
+                }
+            }
+        });
+    }
+}
+
+/// Starts the background tasks of a new node: routing of datagrams that are not of the
+/// protocol, and answers to peers' birthday hints.
+pub(crate) fn start(node: &Node<PeersHandler>) -> Arc<Shared> {
+    let shared = Arc::new(Shared {
+        app: Mutex::new(None),
+        paths: Mutex::new(HashMap::new()),
+        acks: Mutex::new(HashMap::new()),
+        asked: Mutex::new(RateLimiter::new(1, Duration::from_secs(10), 1024)),
+        symmetric: Mutex::new(None),
+    });
+    let mut datagrams = node.datagrams();
+    let s = shared.clone();
+    tokio::spawn(async move {
+        while let Some((from, payload)) = datagrams.recv().await {
+            match Hint::decode(&payload) {
+                Some(Hint::Ack) => {
+                    let tx = s
+                        .acks
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(from.ip());
+                    if let Some(tx) = tx {
+                        let _ = tx.try_send(from);
+                    }
+                }
+                Some(_) => {}
+                None => s.deliver(from, payload),
+            }
+        }
+    });
+    let mut events = node.events();
+    let weak = node.downgrade();
+    let s = Arc::downgrade(&shared);
+    tokio::spawn(async move {
+        loop {
+            let e = match events.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            let Event::PunchRequest {
+                requester, value, ..
+            } = e
+            else {
+                continue;
+            };
+            let (Some(hint), Some(shared)) = (Hint::decode(&value), s.upgrade()) else {
+                continue;
+            };
+            let allowed = shared
+                .asked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .allow(Instant::now(), *requester.ip());
+            if !allowed {
+                tracing::debug!(%requester, "birthday hint over the rate limit");
+                continue;
+            }
+            let weak = weak.clone();
+            tokio::spawn(answer_hint(weak, shared, hint, requester));
+        }
+    });
+    shared
+}
+
+/// What a peer's hint asks of us.
+async fn answer_hint(
+    weak: WeakNode<PeersHandler>,
+    shared: Arc<Shared>,
+    hint: Hint,
+    requester: SocketAddrV4,
+) {
+    match hint {
+        // The requester is behind a symmetric NAT: spray its IP.
+        Hint::SprayMe => {
+            let (tx, rx) = mpsc::channel(1);
+            shared
+                .acks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(*requester.ip(), tx);
+            let send = |to, payload| {
+                if let Some(node) = weak.upgrade() {
+                    node.send_datagram(to, payload);
+                }
+            };
+            let hit = birthday::spray(*requester.ip(), send, rx).await;
+            tracing::debug!(%requester, ?hit, "sprayed for a birthday punch");
+        }
+        // The requester has a stable address: open sockets toward it.
+        Hint::ProbeMe => {
+            if let Some((socket, from)) = birthday::hard_side(requester).await {
+                tracing::debug!(peer = %from, "birthday punch met on an extra socket");
+                shared.add_path(from, socket);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl HyperDht {
+    /// Sends an application datagram to `to`: from the socket of the path a birthday punch
+    /// opened to `to`, or from the DHT socket. Start it with bytes that never decode as the
+    /// protocol, such as `[0, 0, 7]`.
+    pub fn send_datagram(&self, to: SocketAddrV4, payload: Bytes) {
+        let path = self
+            .shared
+            .paths
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&to)
+            .cloned();
+        match path {
+            Some(socket) => {
+                let _ = socket.try_send_to(&payload, to.into());
+            }
+            None => self.node.send_datagram(to, payload),
+        }
+    }
+
+    /// From now on, application datagrams (those that are not of the protocol) arriving on
+    /// the DHT socket or on a punched path come here; at most 1024 wait, more are dropped.
+    /// A second call replaces the first receiver.
+    pub fn datagrams(&self) -> mpsc::Receiver<(SocketAddrV4, Bytes)> {
+        let (tx, rx) = mpsc::channel(1024);
+        *self
+            .shared
+            .app
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        rx
+    }
+
+    /// Opens a UDP path to `peer`, with the help of `referrer` (the node that returned the
+    /// peer in a lookup). Sends, in a few rounds, both a direct probe to the peer and a ping
+    /// relayed through the referrer (the only thing the reference does); the first answer
+    /// wins and tells which path opened. Behind the common port-restricted NAT the relayed
+    /// ping alone fails: our direct probe opens our side while the peer's answer opens its.
+    /// When both fail and a symmetric NAT is in the way, two Rust peers try a birthday punch.
+    pub async fn holepunch(
+        &self,
+        peer: SocketAddrV4,
+        referrer: SocketAddrV4,
+    ) -> Result<Holepunch, RequestError> {
+        let start = Instant::now();
+        let err = match self.probe_and_relay(peer, referrer, start).await {
+            Ok(h) => return Ok(h),
+            Err(e) => e,
+        };
+        if self.via_self(referrer) {
+            return Err(err);
+        }
+        match self.birthday(peer, referrer).await {
+            Some(addr) => Ok(Holepunch {
+                path: HolepunchPath::Birthday,
+                addr,
+                id: None,
+                elapsed: start.elapsed(),
+            }),
+            None => Err(err),
+        }
+    }
+
+    fn via_self(&self, referrer: SocketAddrV4) -> bool {
+        let me = self.local_addr();
+        referrer == me || referrer == SocketAddrV4::new(Ipv4Addr::LOCALHOST, me.port())
+    }
+
+    async fn probe_and_relay(
+        &self,
+        peer: SocketAddrV4,
+        referrer: SocketAddrV4,
+        start: Instant,
+    ) -> Result<Holepunch, RequestError> {
+        type Attempt = Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = (HolepunchPath, Result<dht_rpc::Pong, RequestError>),
+                    > + Send,
+            >,
+        >;
+        let via_self = self.via_self(referrer);
+        let mut attempts: FuturesUnordered<Attempt> = FuturesUnordered::new();
+        for round in 0..PUNCH_ROUNDS {
+            let delay = PUNCH_INTERVAL * round;
+            let node = self.node.clone();
+            attempts.push(Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                (HolepunchPath::Direct, node.ping(peer).await)
+            }));
+            if referrer != peer && !via_self {
+                let node = self.node.clone();
+                attempts.push(Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    (HolepunchPath::Relayed, node.holepunch(peer, referrer).await)
+                }));
+            }
+        }
+        let mut last = RequestError::Timeout;
+        while let Some((path, result)) = attempts.next().await {
+            match result {
+                Ok(pong) => {
+                    return Ok(Holepunch {
+                        path,
+                        addr: pong.from,
+                        id: pong.id,
+                        elapsed: start.elapsed(),
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Whether our NAT maps each destination to a new port: two DHT nodes see us at
+    /// different ports. Remembered for a minute.
+    async fn is_symmetric(&self, referrer: SocketAddrV4) -> bool {
+        if let Some((at, v)) = *self
+            .shared
+            .symmetric
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            && at.elapsed() < Duration::from_secs(60)
+        {
+            return v;
+        }
+        let target = NodeId::from_bytes(rand::random());
+        let other = self
+            .node
+            .with_core(|c| c.table().closest(&target, 8))
+            .into_iter()
+            .map(|n| n.addr)
+            .chain(self.node.with_core(|c| c.config().bootstrap.clone()))
+            .find(|a| *a != referrer);
+        let Some(other) = other else { return false };
+        let (a, b) = tokio::join!(self.node.ping(referrer), self.node.ping(other));
+        let symmetric = match (a, b) {
+            (Ok(a), Ok(b)) => {
+                matches!((a.observed, b.observed), (Some(x), Some(y)) if x.port() != y.port())
+            }
+            _ => false,
+        };
+        *self
+            .shared
+            .symmetric
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), symmetric));
+        symmetric
+    }
+
+    /// The birthday punch; the address to use for the peer when it met.
+    async fn birthday(&self, peer: SocketAddrV4, referrer: SocketAddrV4) -> Option<SocketAddrV4> {
+        if self.is_symmetric(referrer).await {
+            // We are the hard side: open sockets toward the peer, then ask it to spray us.
+            let hard = tokio::spawn(birthday::hard_side(peer));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let node = self.node.clone();
+            tokio::spawn(async move {
+                node.holepunch_with(peer, referrer, Hint::SprayMe.encode())
+                    .await
+            });
+            let (socket, from) = hard.await.ok().flatten()?;
+            self.shared.add_path(from, socket);
+            Some(from)
+        } else {
+            // We have a stable address: ask the peer to open sockets toward us, then spray it.
+            let node = self.node.clone();
+            tokio::spawn(async move {
+                node.holepunch_with(peer, referrer, Hint::ProbeMe.encode())
+                    .await
+            });
+            let (tx, rx) = mpsc::channel(1);
+            self.shared
+                .acks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(*peer.ip(), tx);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let node = self.node.clone();
+            birthday::spray(
+                *peer.ip(),
+                move |to, payload| node.send_datagram(to, payload),
+                rx,
+            )
+            .await
+        }
+    }
+}
