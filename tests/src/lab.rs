@@ -119,6 +119,29 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
+/// Deletes the namespaces of earlier runs whose process is gone (killed before its `Lab`
+/// could clean up).
+fn sweep_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix("hdl")
+            .and_then(|r| r.split('x').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
 fn run(args: &[&str]) {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -134,6 +157,7 @@ fn run(args: &[&str]) {
 impl Lab {
     /// A lab with its internet: a namespace holding the bridge.
     pub fn create() -> Lab {
+        sweep_stale();
         static COUNT: AtomicU32 = AtomicU32::new(0);
         let prefix = format!(
             "hdl{}x{}",

@@ -400,6 +400,10 @@ impl<H: Handler> Core<H> {
             Err(e) => {
                 self.stats.malformed += 1;
                 tracing::trace!(%from, error = %e, "dropping malformed datagram");
+                self.events.push_back(Event::Warning {
+                    from,
+                    reason: "malformed datagram",
+                });
                 return;
             }
         };

@@ -132,6 +132,14 @@ pub enum Event {
         /// The hint.
         value: Bytes,
     },
+    /// A datagram was dropped: malformed, or a request the protocol's rules refuse. The
+    /// counters in `Stats` say how many; this says which and why.
+    Warning {
+        /// Who sent it.
+        from: SocketAddrV4,
+        /// Why it was dropped.
+        reason: &'static str,
+    },
     /// We relayed a hole-punch ping from `from` to `to`.
     HolepunchForwarded {
         /// The requester.

@@ -193,6 +193,7 @@ async fn a_silent_peer_times_out_and_a_query_with_no_nodes_fails() {
 async fn garbage_is_counted_and_dropped_and_the_node_still_answers() {
     let a = Node::builder().bind("127.0.0.1:0").await.expect("a");
     let b = Node::builder().bind("127.0.0.1:0").await.expect("b");
+    let mut warnings = a.events();
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("sock");
@@ -234,4 +235,19 @@ async fn garbage_is_counted_and_dropped_and_the_node_still_answers() {
     assert_eq!(stats.unknown_responses, 2, "{stats:?}");
     assert_eq!(stats.requests_dropped, 2, "{stats:?}");
     assert_eq!(stats.forwards, 0);
+    let mut reasons = Vec::new();
+    while let Ok(e) = warnings.try_recv() {
+        if let Event::Warning { reason, .. } = e {
+            reasons.push(reason);
+        }
+    }
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == "malformed datagram")
+            .count(),
+        3,
+        "{reasons:?}"
+    );
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
 }

@@ -62,8 +62,11 @@ pub(crate) struct Shared {
     app: Mutex<Option<Inbox>>,
     paths: Mutex<HashMap<SocketAddrV4, Arc<UdpSocket>>>,
     acks: Mutex<HashMap<Ipv4Addr, mpsc::Sender<SocketAddrV4>>>,
-    /// Birthday work a peer may ask of us: once per peer IP every 10 s.
+    /// Birthday work a peer may ask of us: once per peer IP every 10 s, and three times a
+    /// minute in all. (A hint makes us send up to 1024 datagrams to the peer's IP, which a
+    /// lying relay could aim at someone else: these limits bound what it gets out of us.)
     asked: Mutex<RateLimiter<Ipv4Addr>>,
+    asked_all: Mutex<RateLimiter<()>>,
     symmetric: Mutex<Option<(Instant, bool)>>,
 }
 
@@ -113,6 +116,7 @@ pub(crate) fn start(node: &Node<PeersHandler>) -> Arc<Shared> {
         paths: Mutex::new(HashMap::new()),
         acks: Mutex::new(HashMap::new()),
         asked: Mutex::new(RateLimiter::new(1, Duration::from_secs(10), 1024)),
+        asked_all: Mutex::new(RateLimiter::new(3, Duration::from_secs(60), 1)),
         symmetric: Mutex::new(None),
     });
     let mut datagrams = node.datagrams();
@@ -154,11 +158,17 @@ pub(crate) fn start(node: &Node<PeersHandler>) -> Arc<Shared> {
             let (Some(hint), Some(shared)) = (Hint::decode(&value), s.upgrade()) else {
                 continue;
             };
+            let now = Instant::now();
             let allowed = shared
                 .asked
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .allow(Instant::now(), *requester.ip());
+                .allow(now, *requester.ip())
+                && shared
+                    .asked_all
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .allow(now, ());
             if !allowed {
                 tracing::debug!(%requester, "birthday hint over the rate limit");
                 continue;

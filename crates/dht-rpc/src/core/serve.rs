@@ -107,6 +107,7 @@ impl<H: Handler> Core<H> {
     fn drop_request(&mut self, from: SocketAddrV4, why: &'static str) {
         self.stats.requests_dropped += 1;
         tracing::debug!(%from, why, "dropping request");
+        self.events.push_back(Event::Warning { from, reason: why });
     }
 
     /// Relays a hole-punch ping to `to`, under the same tid, naming the requester in
