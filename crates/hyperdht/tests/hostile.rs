@@ -1,0 +1,162 @@
+//! Hostile input on the bare cores: arbitrary and mutated datagrams into a dht-rpc core
+//! serving hyperdht's `peers`, from many addresses, never panic, never corrupt state, and
+//! never grow memory past the store's bound.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dht_rpc::{Config, Core};
+use dht_wire::{Checked, Datagram, NodeId, PeersRequest, PeersRequestType, Request, Response, Tid};
+use hyperdht::{PeerStore, PeersHandler};
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+fn core() -> Core<PeersHandler> {
+    Core::with_handler(
+        Config {
+            id: Some(NodeId::from_bytes([0; 32])),
+            ..Config::default()
+        },
+        PeersHandler::new(PeerStore::new(1000, Duration::from_secs(360)), 1),
+        Instant::now(),
+    )
+}
+
+/// Plausible datagrams: requests of every command with random fields, and responses.
+fn datagram() -> impl Strategy<Value = Vec<u8>> {
+    let command = prop_oneof![
+        Just("_ping".to_owned()),
+        Just("_find_node".to_owned()),
+        Just("peers".to_owned()),
+        "[a-z]{0,8}"
+    ];
+    let bytes = |n| vec(any::<u8>(), 0..n).prop_map(Bytes::from);
+    let request = (
+        command,
+        proptest::option::of(any::<[u8; 32]>()),
+        proptest::option::of(prop_oneof![
+            any::<[u8; 32]>().prop_map(|b| Bytes::copy_from_slice(&b)),
+            bytes(40)
+        ]),
+        proptest::option::of(bytes(8)),
+        proptest::option::of(bytes(8)),
+        proptest::option::of(bytes(40)),
+        proptest::option::of(prop_oneof![
+            (
+                0u32..4,
+                proptest::option::of(any::<u32>()),
+                proptest::option::of(bytes(8))
+            )
+                .prop_map(|(t, p, l)| PeersRequest {
+                    kind: t.into(),
+                    port: p,
+                    local_address: l.map(Checked::Invalid),
+                }
+                .encode()),
+            bytes(64),
+        ]),
+        any::<u16>(),
+    )
+        .prop_map(|(command, id, target, fq, fr, token, value, tid)| {
+            Datagram::request(
+                Tid::from_masked(tid),
+                Request {
+                    command,
+                    id: id.map(|b| Checked::Valid(NodeId::from_bytes(b))),
+                    target: target.map(Checked::Invalid),
+                    forward_request: fq.map(Checked::Invalid),
+                    forward_response: fr.map(Checked::Invalid),
+                    roundtrip_token: token,
+                    value,
+                },
+            )
+            .encode()
+            .to_vec()
+        });
+    let response = (
+        any::<u16>(),
+        proptest::option::of(bytes(200)),
+        proptest::option::of(bytes(40)),
+    )
+        .prop_map(|(tid, nodes, value)| {
+            Datagram::response(
+                Tid::from_masked(tid),
+                Response {
+                    nodes: nodes.map(Checked::Invalid),
+                    value,
+                    ..Response::default()
+                },
+            )
+            .encode()
+            .to_vec()
+        });
+    prop_oneof![request, response, vec(any::<u8>(), 0..300)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_datagrams_from_anyone(datagrams in vec((any::<u32>(), 1u16.., datagram()), 1..200)) {
+        let t0 = Instant::now();
+        let mut core = core();
+        for (i, (ip, port, d)) in datagrams.iter().enumerate() {
+            let now = t0 + Duration::from_millis(i as u64 * 10);
+            core.handle_datagram(now, SocketAddrV4::new(Ipv4Addr::from(*ip), *port), d);
+            core.handle_timeout(now);
+            while core.poll_transmit().is_some() {}
+            while core.poll_event().is_some() {}
+        }
+        let s = core.stats();
+        prop_assert_eq!(s.datagrams_in, datagrams.len() as u64);
+        prop_assert!(core.table().len() <= 256 * 20);
+        prop_assert!(core.handler().store().len() <= 2 * 1001);
+        // Still a working node: it answers a ping.
+        let ping = Datagram::request(Tid::from_masked(7), Request::new("_ping")).encode();
+        core.handle_datagram(t0, SocketAddrV4::new(Ipv4Addr::new(9, 9, 9, 9), 9), &ping);
+        prop_assert!(core.poll_transmit().is_some());
+    }
+}
+
+#[test]
+fn a_flood_of_announces_through_the_core_stays_bounded() {
+    // 200,000 announces of distinct keys from distinct addresses, each with a valid token
+    // (obtained as a real client would, from a first response).
+    let t0 = Instant::now();
+    let mut core = Core::with_handler(
+        Config::default(),
+        PeersHandler::new(PeerStore::default(), 1),
+        t0,
+    );
+    let value = PeersRequest::new(PeersRequestType::Announce, None, None).encode();
+    for i in 0..200_000u32 {
+        let from = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 + i), 1000 + (i % 60000) as u16);
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&i.to_be_bytes());
+        let ping = Datagram::request(Tid::from_masked(1), Request::new("_ping")).encode();
+        core.handle_datagram(t0, from, &ping);
+        let token = core
+            .poll_transmit()
+            .and_then(|t| match Datagram::decode(&t.payload).ok()?.message {
+                dht_wire::Message::Response(r) => r.roundtrip_token,
+                dht_wire::Message::Request(_) => None,
+            })
+            .expect("a token");
+        let announce = Datagram::request(
+            Tid::from_masked(2),
+            Request {
+                target: Some(Checked::Valid(NodeId::from_bytes(key))),
+                roundtrip_token: Some(token),
+                value: Some(value.clone()),
+                ..Request::new("peers")
+            },
+        );
+        core.handle_datagram(t0, from, &announce.encode());
+        while core.poll_transmit().is_some() {}
+        while core.poll_event().is_some() {}
+    }
+    let held = core.handler().store().len();
+    assert!(held <= 2 * (hyperdht::DEFAULT_MAX + 1), "{held}");
+    assert!(held > 65_536, "both generations in use: {held}");
+}
