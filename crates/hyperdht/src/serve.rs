@@ -357,6 +357,21 @@ mod tests {
     }
 
     #[test]
+    fn a_port_out_of_range_gets_no_answer_and_stores_nothing() {
+        // The reference crashes on this one (writeUInt16BE throws in its handler).
+        let t = Instant::now();
+        let k = Key::from_bytes([5; 32]);
+        let mut h = PeersHandler::new(PeerStore::default(), 1);
+        let bad = PeersRequest {
+            kind: PeersRequestType::Announce,
+            port: Some(70_000),
+            local_address: None,
+        };
+        assert_eq!(h.answer(t, k, &bad, addr("1.2.3.4:5"), true), None);
+        assert!(h.store().is_empty());
+    }
+
+    #[test]
     fn answers_stop_at_900_bytes() {
         let t = Instant::now();
         let k = Key::from_bytes([4; 32]);
