@@ -30,10 +30,12 @@ pub fn binary(name: &str) -> PathBuf {
         } else {
             name
         };
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", package, "--bin", name])
-            .status()
-            .expect("run cargo build");
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-q", "-p", package, "--bin", name]);
+        if dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
         assert!(status.success(), "building {name} failed");
     }
     path
