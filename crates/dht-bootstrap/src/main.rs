@@ -46,17 +46,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    hyperdht_cli::init_logging(cli.verbose, cli.quiet);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            return hyperdht_cli::report(&anyhow::Error::new(e).context("starting the runtime"));
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => hyperdht_cli::report(&e),
-    }
+    hyperdht_cli::run_main(cli.verbose, cli.quiet, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -53,6 +53,23 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     1
 }
 
+/// The body of a binary's `main`: sets up logging, runs `job` on a tokio runtime, and turns
+/// its result into the exit code (printing an error as one line).
+pub fn run_main<F>(verbose: u8, quiet: bool, job: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    init_logging(verbose, quiet);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return report(&anyhow::Error::new(e).context("starting the runtime")),
+    };
+    match runtime.block_on(job) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
 /// Prints the error as one line on stderr and gives the exit code it means.
 pub fn report(err: &anyhow::Error) -> ExitCode {
     eprintln!("error: {err:#}");

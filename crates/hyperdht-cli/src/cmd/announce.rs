@@ -36,9 +36,17 @@ pub async fn run(
             () = hyperdht_cli::shutdown_signal() => break,
         }
     }
-    dht.unannounce(key, opts)
-        .await
-        .context("unannounce failed")?;
+    let result = dht.unannounce(key, opts).await;
+    finish_unannounce(out, &dht, key, result).await
+}
+
+async fn finish_unannounce(
+    out: &Out,
+    dht: &HyperDht,
+    key: Key,
+    result: Result<(), dht_rpc::QueryError>,
+) -> anyhow::Result<()> {
+    result.context("unannounce failed")?;
     out.emit(
         || format!("unannounced {key}"),
         || json!({"event": "unannounced", "key": key.to_string()}),
@@ -78,19 +86,14 @@ pub async fn unannounce(
 ) -> anyhow::Result<()> {
     let key = hyperdht_cli::parse_key(key)?;
     let dht = client(bootstrap, true).await?;
-    dht.unannounce(
-        key,
-        AnnounceOptions {
-            port,
-            local_address: None,
-        },
-    )
-    .await
-    .context("unannounce failed")?;
-    out.emit(
-        || format!("unannounced {key}"),
-        || json!({"event": "unannounced", "key": key.to_string()}),
-    );
-    dht.shutdown().await;
-    Ok(())
+    let result = dht
+        .unannounce(
+            key,
+            AnnounceOptions {
+                port,
+                local_address: None,
+            },
+        )
+        .await;
+    finish_unannounce(out, &dht, key, result).await
 }
