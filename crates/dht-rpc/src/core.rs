@@ -59,6 +59,8 @@ pub struct Core<H = NoHandler> {
     stats: Stats,
     bootstrapped: bool,
     bootstrap_query: Option<QueryId>,
+    /// Bootstrap queries after which empty buckets are refreshed.
+    refresh_after: BTreeSet<QueryId>,
     next_tick: Instant,
     ticks: u64,
     next_rotation: Instant,
@@ -112,6 +114,7 @@ impl<H: Handler> Core<H> {
             stats: Stats::default(),
             bootstrapped: false,
             bootstrap_query: None,
+            refresh_after: BTreeSet::new(),
             next_tick: now + TICK,
             ticks: 0,
             next_rotation: now + SECRET_ROTATION,
@@ -287,6 +290,9 @@ impl<H: Handler> Core<H> {
     /// first one to finish makes the node ready ([`Event::Ready`]).
     pub fn bootstrap(&mut self, now: Instant) -> QueryId {
         let qid = self.query(now, QuerySpec::query(FIND_NODE, self.id, None));
+        if self.queries.contains_key(&qid) {
+            self.refresh_after.insert(qid);
+        }
         if !self.queries.contains_key(&qid) {
             // Nothing to ask (no contacts, no bootstrap nodes): done at once.
             self.mark_ready();
@@ -330,6 +336,9 @@ impl<H: Handler> Core<H> {
                 self.bootstrap_query = None;
                 self.mark_ready();
             }
+            if self.refresh_after.remove(&qid) {
+                self.refresh_buckets(now);
+            }
             return;
         }
         for s in sends {
@@ -343,6 +352,19 @@ impl<H: Handler> Core<H> {
                 punched: false,
             };
             self.send(now, s.addr, s.addr, req, purpose);
+        }
+    }
+
+    /// Looks up a random id in the (first three) buckets we know nobody in, below the
+    /// deepest one that holds contacts, so that the routing table covers the whole id space. A bootstrap walk
+    /// only meets nodes near our own id, and the reference's tables stay that way: a lookup
+    /// from a node that knows no one in the target's half may then never get there.
+    fn refresh_buckets(&mut self, now: Instant) {
+        // The lowest buckets cover the most of the id space; deeper ones are often empty
+        // for good (few nodes share that many bits with us), so a few suffice.
+        for i in self.table.empty_buckets().into_iter().take(3) {
+            let target = self.table.id_in_bucket(i, self.rng.random());
+            self.query(now, QuerySpec::query(FIND_NODE, target, None));
         }
     }
 

@@ -2,8 +2,10 @@
 //! machine. The core feeds it responses and failures and asks it what to send next.
 //!
 //! Candidates (nodes learned from routing table and responses) are kept sorted by exact XOR
-//! distance to the target, at most k; the walk sends to the closest unqueried candidates, at
-//! most `concurrency` at once, and ends when none is left and nothing is in flight. An
+//! distance to the target, at most 4k; the walk sends to the closest unqueried candidates, at
+//! most `concurrency` at once, and ends when nothing is in flight and no unqueried candidate
+//! is closer than the k-th closest node that answered. (The reference keeps only k
+//! candidates, so nodes that are down crowd out live ones and its walks end short.) An
 //! update then runs its commit round: the request again, with each node's roundtrip token,
 //! to the k closest nodes that answered with an id and a token.
 
@@ -13,6 +15,9 @@ use bytes::Bytes;
 use dht_wire::{Distance, NodeAddr, NodeId};
 
 use crate::events::{QueryError, QueryOutcome};
+
+/// Candidates kept per k.
+const CANDIDATES_PER_K: usize = 4;
 
 /// What to query and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +125,8 @@ impl QueryState {
         }
         let distance = node.id.distance(&self.spec.target);
         let pos = self.candidates.partition_point(|c| c.distance < distance);
-        if pos >= self.k {
+        let cap = self.k * CANDIDATES_PER_K;
+        if pos >= cap {
             return;
         }
         self.candidates.insert(
@@ -133,7 +139,7 @@ impl QueryState {
                 queried: false,
             },
         );
-        self.candidates.truncate(self.k);
+        self.candidates.truncate(cap);
     }
 
     /// The candidate with this id.
@@ -202,8 +208,11 @@ impl QueryState {
         let mut out = Vec::new();
         let mut free = self.concurrency.saturating_sub(self.inflight);
         if !self.committing {
+            // Once k nodes answered, a candidate farther than the k-th of them cannot improve
+            // the result.
+            let kth = (self.closest.len() >= self.k).then(|| self.closest[self.k - 1].distance);
             for c in self.candidates.iter_mut().filter(|c| !c.queried) {
-                if free == 0 {
+                if free == 0 || kth.is_some_and(|kth| c.distance >= kth) {
                     break;
                 }
                 c.queried = true;
@@ -285,13 +294,13 @@ mod tests {
                 q.add_candidate(node(i as u8, *id), None);
                 q.add_candidate(node(i as u8, *id), None);
             }
-            prop_assert!(q.candidates.len() <= 20);
+            prop_assert!(q.candidates.len() <= 80);
             prop_assert!(q.candidates.windows(2).all(|w| w[0].distance < w[1].distance));
             let mut all: Vec<NodeId> = ids.iter().map(|b| NodeId::from_bytes(*b)).filter(|id| *id != NodeId::from_bytes([0; 32])).collect();
             all.sort_by_key(|id| id.distance(&target));
             all.dedup();
             let got: Vec<NodeId> = q.candidates.iter().map(|c| c.id).collect();
-            prop_assert_eq!(&got[..], &all[..all.len().min(20)]);
+            prop_assert_eq!(&got[..], &all[..all.len().min(80)]);
         }
     }
 

@@ -106,12 +106,13 @@ impl RoutingTable {
             bucket.push(c);
             return Insert::Refreshed;
         }
+        let contact = Contact {
+            id,
+            addr,
+            last_seen: now,
+        };
         if bucket.len() < k {
-            bucket.push(Contact {
-                id,
-                addr,
-                last_seen: now,
-            });
+            bucket.push(contact);
             self.len += 1;
             return Insert::Added;
         }
@@ -148,6 +149,33 @@ impl RoutingTable {
             .collect();
         old.sort_by_key(|c| (c.last_seen, c.id));
         old.into_iter().take(n).cloned().collect()
+    }
+
+    /// The buckets that are empty although a deeper one (closer to our id) holds contacts:
+    /// regions of the id space we know nobody in, where a lookup would have to start blind.
+    pub fn empty_buckets(&self) -> Vec<usize> {
+        let Some(deepest) = self.buckets.iter().rposition(|b| !b.is_empty()) else {
+            return Vec::new();
+        };
+        (0..deepest)
+            .filter(|i| self.buckets[*i].is_empty())
+            .collect()
+    }
+
+    /// An id in bucket `i`: our id with bit `i` flipped and the bits after it from `random`.
+    pub fn id_in_bucket(&self, i: usize, random: [u8; 32]) -> NodeId {
+        let own = self.own.as_bytes();
+        let mut out = [0u8; 32];
+        for bit in 0..256 {
+            let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));
+            let b = match bit.cmp(&i) {
+                std::cmp::Ordering::Less => own[byte] & mask,
+                std::cmp::Ordering::Equal => !own[byte] & mask,
+                std::cmp::Ordering::Greater => random[byte] & mask,
+            };
+            out[byte] |= b;
+        }
+        NodeId::from_bytes(out)
     }
 
     /// Every contact, bucket by bucket.
@@ -197,6 +225,26 @@ mod tests {
             let got: Vec<NodeId> = t.closest(&target, 20).into_iter().map(|n| n.id).collect();
             prop_assert_eq!(&got[..], &kept[..kept.len().min(20)]);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn id_in_bucket_lands_in_that_bucket(own in any::<[u8; 32]>(), random in any::<[u8; 32]>(), i in 0usize..256) {
+            let t = RoutingTable::new(NodeId::from_bytes(own), 20);
+            let id = t.id_in_bucket(i, random);
+            prop_assert_eq!(t.bucket_of(&id), i);
+        }
+    }
+
+    #[test]
+    fn empty_buckets_are_those_below_the_deepest() {
+        let own = NodeId::from_bytes([0; 32]);
+        let mut t = RoutingTable::new(own, 20);
+        assert!(t.empty_buckets().is_empty());
+        let now = Instant::now();
+        t.insert(t.id_in_bucket(3, [7; 32]), addr(1), now);
+        t.insert(t.id_in_bucket(1, [7; 32]), addr(2), now);
+        assert_eq!(t.empty_buckets(), vec![0, 2]);
     }
 
     #[test]

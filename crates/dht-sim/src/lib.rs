@@ -69,6 +69,8 @@ struct SimNode<H> {
     /// sent to get in.
     filtering: bool,
     contacted: std::collections::BTreeSet<SocketAddrV4>,
+    /// The timeout queued for this node in the timer heap (older entries are stale).
+    scheduled: Option<Instant>,
 }
 
 /// Many nodes on a virtual network.
@@ -80,6 +82,8 @@ pub struct Sim<H = NoHandler> {
     seq: u64,
     nodes: BTreeMap<SocketAddrV4, SimNode<H>>,
     network: BinaryHeap<Reverse<InFlight>>,
+    /// Node timeouts, earliest first; an entry is stale unless it is its node's `scheduled`.
+    timers: BinaryHeap<Reverse<(Instant, SocketAddrV4)>>,
     /// Datagrams delivered so far.
     pub delivered: u64,
     /// Datagrams lost so far (by the loss rate, or to a node that is down or absent).
@@ -97,6 +101,7 @@ impl Sim<NoHandler> {
             seq: 0,
             nodes: BTreeMap::new(),
             network: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
             delivered: 0,
             lost: 0,
         }
@@ -133,8 +138,10 @@ impl<H: Handler> Sim<H> {
                 up: true,
                 filtering: false,
                 contacted: Default::default(),
+                scheduled: None,
             },
         );
+        self.reschedule(addr);
         addr
     }
 
@@ -164,7 +171,38 @@ impl<H: Handler> Sim<H> {
     pub fn set_up(&mut self, addr: SocketAddrV4, up: bool) {
         if let Some(n) = self.nodes.get_mut(&addr) {
             n.up = up;
+            n.scheduled = None;
         }
+        self.reschedule(addr);
+    }
+
+    /// Queues the node's next timeout in the timer heap if it changed.
+    fn reschedule(&mut self, addr: SocketAddrV4) {
+        let Some(node) = self.nodes.get_mut(&addr) else {
+            return;
+        };
+        let next = node.core.poll_timeout().filter(|_| node.up);
+        if next != node.scheduled {
+            node.scheduled = next;
+            if let Some(t) = next {
+                self.timers.push(Reverse((t, addr)));
+            }
+        }
+    }
+
+    /// The earliest live timer, dropping stale heap entries.
+    fn next_timer(&mut self) -> Option<(Instant, SocketAddrV4)> {
+        while let Some(Reverse((t, addr))) = self.timers.peek().copied() {
+            if self
+                .nodes
+                .get(&addr)
+                .is_some_and(|n| n.scheduled == Some(t))
+            {
+                return Some((t, addr));
+            }
+            self.timers.pop();
+        }
+        None
     }
 
     /// Puts a node behind a filter that lets in only datagrams from addresses it has sent
@@ -196,6 +234,7 @@ impl<H: Handler> Sim<H> {
         }
         let up = node.up;
         node.contacted.extend(out.iter().map(|t| t.to));
+        self.reschedule(addr);
         for t in out {
             if !up || self.rng.random_bool(self.config.loss.clamp(0.0, 1.0)) {
                 self.lost += 1;
@@ -222,12 +261,7 @@ impl<H: Handler> Sim<H> {
     /// before `until`.
     pub fn step(&mut self, until: Instant) -> bool {
         let next_packet = self.network.peek().map(|Reverse(p)| p.at);
-        let next_timer = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.up)
-            .filter_map(|(a, n)| n.core.poll_timeout().map(|t| (t, *a)))
-            .min();
+        let next_timer = self.next_timer();
         let packet_first = match (next_packet, next_timer) {
             (Some(p), Some((t, _))) => p <= t,
             (Some(_), None) => true,
@@ -259,6 +293,7 @@ impl<H: Handler> Sim<H> {
             }
             self.now = self.now.max(t);
             if let Some(n) = self.nodes.get_mut(&addr) {
+                n.scheduled = None;
                 n.core.handle_timeout(self.now);
             }
             self.collect(addr);
