@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use dht_rpc::{Config, NodeId, QuerySpec};
 use dht_sim::{Sim, SimConfig};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,10 +42,20 @@ fn main() {
     }
     sim.run_for(Duration::from_secs(10));
     let booted = wall.elapsed();
+    // Which nodes leave: the oldest (`OLDEST=1`, the hard case: Kademlia tables favour old
+    // contacts) or a random sample.
     let gone = (n as f64 * down) as usize;
-    for &a in &nodes[..gone] {
-        sim.set_up(a, false);
+    let oldest = std::env::var("OLDEST").is_ok_and(|v| v == "1");
+    let mut order: Vec<usize> = (0..n).collect();
+    if !oldest {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        order.shuffle(&mut rng);
     }
+    let (down_idx, up_idx) = order.split_at(gone);
+    for &i in down_idx {
+        sim.set_up(nodes[i], false);
+    }
+    let live: Vec<_> = up_idx.iter().map(|&i| nodes[i]).collect();
     // Let the liveness sweeps notice (a node pings 3 stale contacts every 40 s).
     let settle: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(600);
     if gone > 0 {
@@ -54,7 +66,7 @@ fn main() {
     let (mut exact, mut overlap) = (0, 0usize);
     for i in 0..queries {
         let target = sim.random_id();
-        let from = nodes[gone + (i * 7919) % (n - gone)];
+        let from = live[(i * 7919) % live.len()];
         let own = sim.core(from).map(|c| c.id()).expect("node");
         let (_, result) = sim.run_query(from, QuerySpec::query("_find_node", target, None));
         let got: Vec<NodeId> = result
@@ -69,8 +81,9 @@ fn main() {
         }
     }
     println!(
-        "{n} nodes, loss {:.0}%, {gone} down: exact closest 20 in {exact}/{queries} queries, {:.1}% of the true closest found; {} datagrams delivered, {} lost; bootstrap {:.1} s, all {:.1} s of wall time, {:.0} s virtual",
+        "{n} nodes, loss {:.0}%, {gone} {} down: exact closest 20 in {exact}/{queries} queries, {:.1}% of the true closest found; {} datagrams delivered, {} lost; bootstrap {:.1} s, all {:.1} s of wall time, {:.0} s virtual",
         loss * 100.0,
+        if oldest { "oldest" } else { "random" },
         overlap as f64 / (queries * 20) as f64 * 100.0,
         sim.delivered,
         sim.lost,
