@@ -251,3 +251,21 @@ async fn garbage_is_counted_and_dropped_and_the_node_still_answers() {
     );
     assert_eq!(reasons.len(), 5, "{reasons:?}");
 }
+
+#[tokio::test]
+async fn dropping_a_query_stream_cancels_the_query() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("silent");
+    let std::net::SocketAddr::V4(silent_addr) = silent.local_addr().expect("addr") else {
+        panic!("v4")
+    };
+    let a = Node::builder()
+        .bootstrap([silent_addr.to_string()])
+        .no_bootstrap_on_start()
+        .bind("127.0.0.1:0")
+        .await
+        .expect("a");
+    let stream = a.query("_find_node", NodeId::from_bytes([1; 32]), None);
+    assert_eq!(a.with_core(|c| c.active_queries()), 1);
+    drop(stream);
+    assert_eq!(a.with_core(|c| c.active_queries()), 0, "cancelled on drop");
+}
