@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use dht_rpc::{Config, NodeId, QuerySpec};
+use dht_rpc::{NodeId, QuerySpec};
 use dht_sim::{Sim, SimConfig};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -17,24 +17,14 @@ fn main() {
     let loss: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(0.0);
     let down: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.0);
     let wall = Instant::now();
-    let mut sim = Sim::new(SimConfig {
-        seed: 42,
-        loss,
-        ..SimConfig::default()
-    });
-    let entry = sim.add_node(Config {
-        ephemeral: true,
-        ..Config::default()
-    });
-    let nodes: Vec<_> = (0..n)
-        .map(|_| {
-            sim.add_node(Config {
-                bootstrap: vec![entry],
-                ..Config::default()
-            })
-        })
-        .collect();
-    sim.bootstrap_all();
+    let (mut sim, _entry, nodes) = Sim::network(
+        SimConfig {
+            seed: 42,
+            loss,
+            ..SimConfig::default()
+        },
+        n,
+    );
     // A second bootstrap round, as long-lived nodes do.
     for &a in &nodes {
         sim.with_core(a, |c, now| c.bootstrap(now));

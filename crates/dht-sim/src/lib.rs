@@ -111,6 +111,26 @@ impl Sim<NoHandler> {
     pub fn add_node(&mut self, config: Config) -> SocketAddrV4 {
         self.add_node_with(config, NoHandler)
     }
+
+    /// A network: an ephemeral entry node and `n` nodes that bootstrap from it, all ready.
+    /// Returns the entry's address and the nodes'.
+    pub fn network(config: SimConfig, n: usize) -> (Self, SocketAddrV4, Vec<SocketAddrV4>) {
+        let mut sim = Sim::new(config);
+        let entry = sim.add_node(Config {
+            ephemeral: true,
+            ..Config::default()
+        });
+        let nodes = (0..n)
+            .map(|_| {
+                sim.add_node(Config {
+                    bootstrap: vec![entry],
+                    ..Config::default()
+                })
+            })
+            .collect();
+        sim.bootstrap_all();
+        (sim, entry, nodes)
+    }
 }
 
 impl<H: Handler> Sim<H> {

@@ -1,7 +1,7 @@
 //! A 300-node network in virtual time: after bootstrap, `_find_node` queries for random
 //! targets find exactly the 20 closest live nodes, and the same seed replays the same run.
 
-use dht_rpc::{Config, NodeId, QuerySpec};
+use dht_rpc::{NodeId, QuerySpec};
 use dht_sim::{Sim, SimConfig};
 
 const NODES: usize = 300;
@@ -10,23 +10,13 @@ const QUERIES: usize = 100;
 /// Runs the experiment; returns how many queries found exactly the 20 closest, and every
 /// query's closest list (for the determinism check).
 fn run(seed: u64) -> (usize, Vec<Vec<NodeId>>) {
-    let mut sim = Sim::new(SimConfig {
-        seed,
-        ..SimConfig::default()
-    });
-    let entry = sim.add_node(Config {
-        ephemeral: true,
-        ..Config::default()
-    });
-    let nodes: Vec<_> = (0..NODES)
-        .map(|_| {
-            sim.add_node(Config {
-                bootstrap: vec![entry],
-                ..Config::default()
-            })
-        })
-        .collect();
-    sim.bootstrap_all();
+    let (mut sim, _entry, nodes) = Sim::network(
+        SimConfig {
+            seed,
+            ..SimConfig::default()
+        },
+        NODES,
+    );
     let ids = sim.live_ids();
     let mut exact = 0;
     let mut lists = Vec::new();
