@@ -1,6 +1,6 @@
 //! Helpers for the workspace-level tests: the JavaScript reference, installed on demand.
 //!
-//! Tests that need `hyperdht@1.3.0` call [`reference`]. It runs `npm ci` in `tests/interop`
+//! Tests that need `hyperdht@1.3.0` call [`reference()`]. It runs `npm ci` in `tests/interop`
 //! from the committed lockfile once (under a file lock, so parallel tests and test binaries
 //! are safe), and returns where the packages are. Without `node` or `npm` it skips loudly,
 //! except when the `CI` environment variable is set: then a missing tool fails the test.

@@ -30,7 +30,7 @@ struct Cli {
     /// The address to bind. Example: --host 127.0.0.1
     #[arg(long, default_value = "0.0.0.0")]
     host: String,
-    /// Other entry nodes to join, as HOST[:PORT] (port 49737 when absent). Repeatable.
+    /// Other entry nodes to join, as HOST:PORT (or HOST alone, for port 49737). Repeatable.
     #[arg(short, long, value_name = "HOST[:PORT]")]
     bootstrap: Vec<String>,
     /// Print one JSON object per line.

@@ -29,7 +29,7 @@ Logs go to stderr: -v, -vv, -vvv for more, -q for errors only, or RUST_LOG=hyper
 #[derive(Parser, Debug)]
 #[command(name = "hyperdht", version, after_help = EXAMPLES)]
 struct Cli {
-    /// A bootstrap node, as HOST[:PORT] (port 49737 when absent). Repeat for several.
+    /// A bootstrap node, as HOST:PORT (or HOST alone, for port 49737). Repeat for several.
     /// Example: -b localhost:10000 -b dht.example.org
     #[arg(short = 'b', long, global = true, value_name = "HOST[:PORT]")]
     bootstrap: Vec<String>,
@@ -85,7 +85,7 @@ enum Command {
     /// Ping a DHT node: its id, our address as it sees it, the round-trip time.
     /// Example: hyperdht ping 127.0.0.1:10000
     Ping {
-        /// The node, as HOST[:PORT] (port 49737 when absent).
+        /// The node, as HOST:PORT (or HOST alone, for port 49737).
         node: String,
         /// How long to wait for the answer, in milliseconds.
         #[arg(long, default_value_t = 2000)]
@@ -96,7 +96,7 @@ enum Command {
     Holepunch {
         /// The peer, as HOST:PORT.
         peer: String,
-        /// The node that knows the peer, as HOST[:PORT].
+        /// The node that knows the peer, as HOST:PORT.
         #[arg(long, value_name = "HOST[:PORT]")]
         via: String,
     },
