@@ -3,10 +3,21 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use hyperdht::{AnnounceOptions, Key};
 use serde_json::json;
 
 use crate::out::Out;
+
+/// The next application datagram, within two seconds.
+async fn recv(
+    rx: &mut tokio::sync::mpsc::Receiver<(std::net::SocketAddrV4, Bytes)>,
+) -> Option<(std::net::SocketAddrV4, Bytes)> {
+    tokio::time::timeout(std::time::Duration::from_secs(2), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
@@ -120,6 +131,25 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
         t,
     );
 
+    // Application datagrams on the DHT sockets, over the path the punch opened.
+    let t = Instant::now();
+    let mut a_in = a.datagrams();
+    let mut b_in = b.datagrams();
+    b.send_datagram(punch.addr, Bytes::from_static(b"\0\0\x07hello from B"));
+    let (from_b, hello) = recv(&mut a_in).await.context("A got no datagram from B")?;
+    a.send_datagram(from_b, Bytes::from_static(b"\0\0\x07hello back from A"));
+    let (_, back) = recv(&mut b_in).await.context("B got no answer from A")?;
+    step(
+        "datagrams",
+        format!(
+            "6. B sent A {:?} on its DHT socket and A answered {:?}",
+            String::from_utf8_lossy(&hello[3..]),
+            String::from_utf8_lossy(&back[3..])
+        ),
+        json!({"sent": 1, "answered": 1}),
+        t,
+    );
+
     let t = Instant::now();
     a.unannounce(key, AnnounceOptions::default())
         .await
@@ -135,7 +165,7 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
         .count();
     step(
         "unannounce",
-        format!("6. A unannounced; a new lookup finds it on {left} node(s)"),
+        format!("7. A unannounced; a new lookup finds it on {left} node(s)"),
         json!({"left": left}),
         t,
     );
@@ -151,6 +181,8 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
         node.shutdown().await;
     }
     entry.shutdown().await;
-    out.note(|| "done: announce, lookup, ping, hole punch and unannounce all worked".into());
+    out.note(|| {
+        "done: announce, lookup, ping, hole punch, datagrams and unannounce all worked".into()
+    });
     Ok(())
 }
