@@ -43,7 +43,8 @@ fn demo_runs_every_step_and_exits_0() {
         "3. peer B",
         "4. B pinged",
         "5. B hole-punched",
-        "6. A unannounced",
+        "6. B sent A",
+        "7. A unannounced",
         "done:",
     ] {
         assert!(text.contains(step), "missing {step:?} in:\n{text}");
@@ -70,6 +71,7 @@ fn demo_runs_every_step_and_exits_0() {
             "lookup",
             "ping",
             "holepunch",
+            "datagrams",
             "unannounce"
         ]
     );
