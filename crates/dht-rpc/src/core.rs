@@ -257,11 +257,18 @@ impl<H: Handler> Core<H> {
 
     /// Starts a query or update; [`Event::QueryReply`]s then one [`Event::QueryDone`] follow.
     pub fn query(&mut self, now: Instant, spec: QuerySpec) -> QueryId {
+        self.query_seeded(now, spec, false)
+    }
+
+    /// A query that also asks the bootstrap nodes when `always_bootstrap` (the routing
+    /// table's own walks: the entry nodes hear from everyone, so they bridge regions of the
+    /// id space that lost sight of each other).
+    fn query_seeded(&mut self, now: Instant, spec: QuerySpec, always_bootstrap: bool) -> QueryId {
         self.next_query += 1;
         let qid = QueryId(self.next_query);
         let mut q = QueryState::new(spec, self.id, self.config.k, self.config.concurrency);
         let seeds = self.table.closest(&q.spec.target, self.config.k);
-        let use_bootstrap = seeds.len() < self.config.bootstrap.len();
+        let use_bootstrap = always_bootstrap || seeds.len() < self.config.bootstrap.len();
         for n in seeds {
             q.add_candidate(n, None);
         }
@@ -289,7 +296,7 @@ impl<H: Handler> Core<H> {
     /// Re-bootstraps: a `_find_node` query for our own id through the bootstrap nodes. The
     /// first one to finish makes the node ready ([`Event::Ready`]).
     pub fn bootstrap(&mut self, now: Instant) -> QueryId {
-        let qid = self.query(now, QuerySpec::query(FIND_NODE, self.id, None));
+        let qid = self.query_seeded(now, QuerySpec::query(FIND_NODE, self.id, None), true);
         if self.queries.contains_key(&qid) {
             self.refresh_after.insert(qid);
         }
@@ -364,7 +371,7 @@ impl<H: Handler> Core<H> {
         // for good (few nodes share that many bits with us), so a few suffice.
         for i in self.table.empty_buckets().into_iter().take(3) {
             let target = self.table.id_in_bucket(i, self.rng.random());
-            self.query(now, QuerySpec::query(FIND_NODE, target, None));
+            self.query_seeded(now, QuerySpec::query(FIND_NODE, target, None), true);
         }
     }
 

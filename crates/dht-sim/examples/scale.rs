@@ -50,6 +50,12 @@ fn main() {
     let settle: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(600);
     if gone > 0 {
         sim.run_for(Duration::from_secs(settle));
+        // Long-lived nodes re-bootstrap now and then (the hyperdht node every 5 to 65 s).
+        for &a in &live {
+            sim.with_core(a, |c, now| c.bootstrap(now));
+            sim.run_for(Duration::from_millis(2));
+        }
+        sim.run_for(Duration::from_secs(10));
     }
     let ids = sim.live_ids();
     let queries = 100;
