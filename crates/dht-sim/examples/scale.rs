@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use dht_rpc::{NodeId, QuerySpec};
 use dht_sim::{Sim, SimConfig};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -57,30 +56,13 @@ fn main() {
         }
         sim.run_for(Duration::from_secs(10));
     }
-    let ids = sim.live_ids();
     let queries = 100;
-    let (mut exact, mut overlap) = (0, 0usize);
-    for i in 0..queries {
-        let target = sim.random_id();
-        let from = live[(i * 7919) % live.len()];
-        let own = sim.core(from).map(|c| c.id()).expect("node");
-        let (_, result) = sim.run_query(from, QuerySpec::query("_find_node", target, None));
-        let got: Vec<NodeId> = result
-            .map(|o| o.closest.iter().map(|c| c.id).collect())
-            .unwrap_or_default();
-        let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != own).collect();
-        want.sort_by_key(|id| id.distance(&target));
-        want.truncate(20);
-        overlap += got.iter().filter(|g| want.contains(g)).count();
-        if got == want {
-            exact += 1;
-        }
-    }
+    let (exact, found) = sim.check_lookups(&live, queries);
     println!(
         "{n} nodes, loss {:.0}%, {gone} {} down: exact closest 20 in {exact}/{queries} queries, {:.1}% of the true closest found; {} datagrams delivered, {} lost; bootstrap {:.1} s, all {:.1} s of wall time, {:.0} s virtual",
         loss * 100.0,
         if oldest { "oldest" } else { "random" },
-        overlap as f64 / (queries * 20) as f64 * 100.0,
+        found * 100.0,
         sim.delivered,
         sim.lost,
         booted.as_secs_f64(),

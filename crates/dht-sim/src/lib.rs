@@ -382,6 +382,33 @@ impl<H: Handler> Sim<H> {
         (replies, result.unwrap_or(Err(QueryError::Cancelled)))
     }
 
+    /// Runs `queries` `_find_node` lookups for random targets from the nodes in `from` (in
+    /// turn) and checks each against brute force over the live nodes. Returns how many
+    /// found exactly the true closest 20, and the fraction of the true closest found.
+    pub fn check_lookups(&mut self, from: &[SocketAddrV4], queries: usize) -> (usize, f64) {
+        let ids = self.live_ids();
+        let (mut exact, mut found) = (0, 0usize);
+        for i in 0..queries {
+            let target = self.random_id();
+            let node = from[(i * 7919) % from.len()];
+            let Some(own) = self.core(node).map(|c| c.id()) else {
+                continue;
+            };
+            let (_, result) = self.run_query(node, QuerySpec::query("_find_node", target, None));
+            let got: Vec<NodeId> = result
+                .map(|o| o.closest.iter().map(|c| c.id).collect())
+                .unwrap_or_default();
+            let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != own).collect();
+            want.sort_by_key(|id| id.distance(&target));
+            want.truncate(20);
+            found += got.iter().filter(|g| want.contains(g)).count();
+            if got == want {
+                exact += 1;
+            }
+        }
+        (exact, found as f64 / (queries.max(1) * 20) as f64)
+    }
+
     /// The ids of the live, non-ephemeral nodes.
     pub fn live_ids(&self) -> Vec<NodeId> {
         self.nodes
