@@ -15,6 +15,25 @@ fn cmd(name: &str) -> Command {
     c
 }
 
+/// Runs a command that must succeed; its stdout.
+fn ok(name: &str, args: &[&str]) -> String {
+    let out = cmd(name).args(args).assert().success().get_output().clone();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command that must fail with `code`; its error, which must be one line.
+fn fails(name: &str, args: &[&str], code: i32) -> String {
+    let out = cmd(name)
+        .args(args)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
+    err
+}
+
 /// The address after "listening on" in a line.
 fn listening(line: &str) -> String {
     line.split_whitespace()
@@ -24,19 +43,9 @@ fn listening(line: &str) -> String {
         .to_owned()
 }
 
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn demo_runs_every_step_and_exits_0() {
-    let out = cmd("hyperdht")
-        .arg("demo")
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let text = stdout(&out);
+    let text = ok("hyperdht", &["demo"]);
     for step in [
         "1. started",
         "2. peer A",
@@ -49,13 +58,8 @@ fn demo_runs_every_step_and_exits_0() {
     ] {
         assert!(text.contains(step), "missing {step:?} in:\n{text}");
     }
-    let out = cmd("hyperdht")
-        .args(["demo", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let steps: Vec<Value> = stdout(&out)
+    let out = ok("hyperdht", &["demo", "--json"]);
+    let steps: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
@@ -112,13 +116,8 @@ fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
     );
 
     // ... and a lookup in another finds it, with JSON output parsed.
-    let out = cmd("hyperdht")
-        .args(["lookup", KEY, "-b", &entry, "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let replies: Vec<Value> = stdout(&out)
+    let out = ok("hyperdht", &["lookup", KEY, "-b", &entry, "--json"]);
+    let replies: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
@@ -127,39 +126,20 @@ fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
         assert_eq!(r["peers"], serde_json::json!(["127.0.0.1:7777"]), "{r}");
         assert!(r["node"]["id"].as_str().is_some_and(|id| id.len() == 64));
     }
-    let out = cmd("hyperdht")
-        .args(["lookup", KEY, "-b", &entry])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    assert!(
-        stdout(&out).contains("found 1 peer(s) from 2 node(s)"),
-        "{}",
-        stdout(&out)
-    );
+    let out = ok("hyperdht", &["lookup", KEY, "-b", &entry]);
+    assert!(out.contains("found 1 peer(s) from 2 node(s)"), "{}", out);
 
     // ping and holepunch.
-    let out = cmd("hyperdht")
-        .args(["ping", &a1, "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let pong: Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    let out = ok("hyperdht", &["ping", &a1, "--json"]);
+    let pong: Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(pong["id"].as_str().map(str::len), Some(64));
     assert!(
         pong["observed"]
             .as_str()
             .is_some_and(|o| o.starts_with("127.0.0.1:"))
     );
-    let out = cmd("hyperdht")
-        .args(["holepunch", &a1, "--via", &a2])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    assert!(stdout(&out).contains("path to"), "{}", stdout(&out));
+    let out = ok("hyperdht", &["holepunch", &a1, "--via", &a2]);
+    assert!(out.contains("path to"), "{}", out);
 
     // Ctrl-C / SIGTERM: the announcer unannounces and exits 0.
     let status = announcer.terminate();
@@ -172,13 +152,8 @@ fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
         "{:?}",
         announcer.seen
     );
-    let out = cmd("hyperdht")
-        .args(["lookup", KEY, "-b", &entry])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    assert!(stdout(&out).contains("found 0 peer(s)"), "{}", stdout(&out));
+    let out = ok("hyperdht", &["lookup", KEY, "-b", &entry]);
+    assert!(out.contains("found 0 peer(s)"), "{}", out);
 
     // SIGTERM leaves no process behind.
     let pids = [boot.id(), n1.id(), n2.id(), announcer.id()];
@@ -193,90 +168,44 @@ fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
 
 #[test]
 fn errors_read_as_one_line_with_their_exit_code() {
-    let one_line = |out: &std::process::Output| {
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
-        err
-    };
     // Malformed key: usage, 2.
-    let out = cmd("hyperdht")
-        .args(["lookup", "not-a-key", "-b", "127.0.0.1:1"])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    assert!(one_line(&out).contains("malformed key"));
+    assert!(
+        fails("hyperdht", &["lookup", "not-a-key", "-b", "127.0.0.1:1"], 2)
+            .contains("malformed key")
+    );
     // A missing bootstrap: usage, 2.
-    let out = cmd("hyperdht")
-        .args(["lookup", KEY])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    assert!(one_line(&out).contains("--bootstrap"));
+    assert!(fails("hyperdht", &["lookup", KEY], 2).contains("--bootstrap"));
     // Unknown flag: clap's usage error, 2.
     cmd("hyperdht").arg("--no-such-flag").assert().code(2);
     // No bootstrap node answering: 3.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let silent = silent.local_addr().expect("addr").to_string();
-    let out = cmd("hyperdht")
-        .args(["lookup", KEY, "-b", &silent])
-        .assert()
-        .code(3)
-        .get_output()
-        .clone();
-    assert!(one_line(&out).contains("no node answered"));
-    let out = cmd("hyperdht")
-        .args(["ping", &silent, "--timeout-ms", "300"])
-        .assert()
-        .code(3)
-        .get_output()
-        .clone();
-    assert!(one_line(&out).contains("no answer"));
-    let out = cmd("hyperdht")
-        .args(["holepunch", &silent, "--via", &silent])
-        .assert()
-        .code(3)
-        .get_output()
-        .clone();
-    assert!(one_line(&out).contains("no path"));
+    assert!(fails("hyperdht", &["lookup", KEY, "-b", &silent], 3).contains("no node answered"));
+    assert!(fails("hyperdht", &["ping", &silent, "--timeout-ms", "300"], 3).contains("no answer"));
+    assert!(fails("hyperdht", &["holepunch", &silent, "--via", &silent], 3).contains("no path"));
     // An unknown host: 4 (refused before any resolver is asked).
-    let out = cmd("hyperdht")
-        .args(["ping", "no such host"])
-        .assert()
-        .code(4)
-        .get_output()
-        .clone();
-    assert!(one_line(&out).contains("cannot resolve"));
+    assert!(fails("hyperdht", &["ping", "no such host"], 4).contains("cannot resolve"));
     // A port in use: 4.
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
-    let out = cmd("dht-bootstrap")
-        .args(["--host", "127.0.0.1", "--port", &port])
-        .assert()
-        .code(4)
-        .get_output()
-        .clone();
-    assert!(one_line(&out).contains("Address already in use"));
-    let out = cmd("hyperdht")
-        .args(["--host", "127.0.0.1", "--port", &port])
-        .assert()
-        .code(4)
-        .get_output()
-        .clone();
-    assert!(one_line(&out).contains("Address already in use"));
+    assert!(
+        fails(
+            "dht-bootstrap",
+            &["--host", "127.0.0.1", "--port", &port],
+            4
+        )
+        .contains("Address already in use")
+    );
+    assert!(
+        fails("hyperdht", &["--host", "127.0.0.1", "--port", &port], 4)
+            .contains("Address already in use")
+    );
 }
 
 #[test]
 fn help_and_version() {
     for bin in ["hyperdht", "dht-bootstrap"] {
-        let out = cmd(bin)
-            .arg("--help")
-            .assert()
-            .success()
-            .get_output()
-            .clone();
-        let text = stdout(&out);
+        let text = ok(bin, &["--help"]);
         assert!(
             text.contains("Examples:") && text.contains("Exit codes"),
             "{text}"
@@ -306,16 +235,7 @@ fn testnet_stays_up_and_serves_lookups() {
         .nth(1)
         .expect("address")
         .to_owned();
-    let out = cmd("hyperdht")
-        .args(["lookup", KEY, "-b", &entry])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    assert!(
-        stdout(&out).contains("found 0 peer(s) from 0 node(s)"),
-        "{}",
-        stdout(&out)
-    );
+    let out = ok("hyperdht", &["lookup", KEY, "-b", &entry]);
+    assert!(out.contains("found 0 peer(s) from 0 node(s)"), "{}", out);
     assert!(net.terminate().success());
 }
