@@ -78,7 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             _ = stats.tick() => {
                 let s = node.stats();
-                let known = node.with_core(|c| c.table().len());
+                let known = node.read_core(|c| c.table().len());
                 tracing::info!(known, answered = s.requests_answered, dropped = s.malformed + s.requests_dropped, "stats");
             }
             () = hyperdht_cli::shutdown_signal() => break,

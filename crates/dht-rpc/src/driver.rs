@@ -71,6 +71,11 @@ impl<H: Handler + Send + 'static> Inner<H> {
         r
     }
 
+    /// Reads the core without waking the driver (nothing to send can come of it).
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Shared<H>) -> R) -> R {
+        f(&self.shared.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Hands the core's events to whoever waits for them.
     fn dispatch(&self, s: &mut Shared<H>) {
         while let Some(e) = s.core.poll_event() {
@@ -228,6 +233,11 @@ impl<H: Handler + Send + 'static> Node<H> {
         node
     }
 
+    /// Reads the core (routing table, stats, handler state) without waking the driver.
+    pub fn read_core<R>(&self, f: impl FnOnce(&Core<H>) -> R) -> R {
+        self.inner.read(|s| f(&s.core))
+    }
+
     /// A handle that does not keep the node alive (for background tasks).
     pub fn downgrade(&self) -> WeakNode<H> {
         WeakNode {
@@ -249,12 +259,12 @@ impl<H: Handler + Send + 'static> Node<H> {
 
     /// Our node id (not sent when ephemeral).
     pub fn id(&self) -> NodeId {
-        self.with_core(|c| c.id())
+        self.read_core(|c| c.id())
     }
 
     /// Counters of what the node received, sent and dropped.
     pub fn stats(&self) -> Stats {
-        self.with_core(|c| c.stats())
+        self.read_core(|c| c.stats())
     }
 
     /// Node added / removed, hole punches relayed, readiness.

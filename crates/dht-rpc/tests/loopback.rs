@@ -150,7 +150,7 @@ async fn holepunch_through_a_referrer_gets_the_pong_from_the_peer() {
     );
     // The relayed ping carries our id but arrives from the relay: the peer must not map our
     // id to the relay's address (the reference does, and then loses track of us).
-    let mapped = peer.with_core(|c| c.table().get(&me.id()).map(|c| c.addr));
+    let mapped = peer.read_core(|c| c.table().get(&me.id()).map(|c| c.addr));
     assert_ne!(
         mapped,
         Some(referrer.local_addr()),
@@ -265,7 +265,7 @@ async fn dropping_a_query_stream_cancels_the_query() {
         .await
         .expect("a");
     let stream = a.query("_find_node", NodeId::from_bytes([1; 32]), None);
-    assert_eq!(a.with_core(|c| c.active_queries()), 1);
+    assert_eq!(a.read_core(|c| c.active_queries()), 1);
     drop(stream);
-    assert_eq!(a.with_core(|c| c.active_queries()), 0, "cancelled on drop");
+    assert_eq!(a.read_core(|c| c.active_queries()), 0, "cancelled on drop");
 }

@@ -345,10 +345,10 @@ impl HyperDht {
         let target = NodeId::from_bytes(rand::random());
         let other = self
             .node
-            .with_core(|c| c.table().closest(&target, 8))
+            .read_core(|c| c.table().closest(&target, 8))
             .into_iter()
             .map(|n| n.addr)
-            .chain(self.node.with_core(|c| c.config().bootstrap.clone()))
+            .chain(self.node.read_core(|c| c.config().bootstrap.clone()))
             .find(|a| *a != referrer);
         let Some(other) = other else { return false };
         let (a, b) = tokio::join!(self.node.ping(referrer), self.node.ping(other));

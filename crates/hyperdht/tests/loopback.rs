@@ -221,7 +221,7 @@ async fn an_update_without_a_valid_token_stores_nothing() {
         .expect("answered")
         .expect("recv");
     assert!(Datagram::decode(&buf[..n]).is_ok(), "answered as a query");
-    let stored = node.rpc().with_core(|c| c.handler().store().len());
+    let stored = node.rpc().read_core(|c| c.handler().store().len());
     assert_eq!(stored, 0, "a forged token stores nothing");
 }
 

@@ -29,7 +29,7 @@ pub async fn run(out: &Out, host: &str, port: u16, bootstrap: Vec<String>) -> an
             () = &mut ready, if !bootstrapped => {
                 bootstrapped = true;
                 next = tokio::time::Instant::now() + interval();
-                let nodes = dht.rpc().with_core(|c| c.table().len());
+                let nodes = dht.rpc().read_core(|c| c.table().len());
                 if !out.quiet {
                     out.emit(|| format!("bootstrapped ({nodes} nodes known)"), || json!({"event": "bootstrapped", "nodes": nodes}));
                 }
@@ -41,7 +41,7 @@ pub async fn run(out: &Out, host: &str, port: u16, bootstrap: Vec<String>) -> an
                 if let Err(e) = dht.bootstrap().await {
                     tracing::warn!(error = %e, "re-bootstrap failed");
                 } else {
-                    tracing::info!(nodes = dht.rpc().with_core(|c| c.table().len()), "re-bootstrapped");
+                    tracing::info!(nodes = dht.rpc().read_core(|c| c.table().len()), "re-bootstrapped");
                 }
                 next = tokio::time::Instant::now() + interval();
             }
