@@ -42,6 +42,14 @@ pub struct Config {
     pub forward_rate: u32,
     /// Requests waiting for a free slot before new ones fail with `Overloaded`.
     pub max_queued: usize,
+    /// Check, after bootstrap walks (at most every 10 minutes), whether nodes we never sent
+    /// to can reach us, and behave as an ephemeral node (send no id) while they cannot.
+    ///
+    /// A node behind a NAT or firewall that sends its id lands in routing tables with an
+    /// address nobody else can reach: every walk that meets it waits for a timeout and a hole
+    /// punch, and an announce stored there may not be found. The check uses only hole-punch
+    /// pings, so dht-rpc 2.x nodes serve it unchanged. Off by default, as in the reference.
+    pub adaptive: bool,
 }
 
 impl Default for Config {
@@ -56,6 +64,7 @@ impl Default for Config {
             seed: 0,
             forward_rate: 20,
             max_queued: 4096,
+            adaptive: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! [`Core::poll_timeout`]. The core never reads the clock, touches a socket or asks the OS
 //! for randomness: time comes in as `now`, randomness from the configured seed.
 
+mod reach;
 mod requests;
 mod serve;
 
@@ -30,6 +31,7 @@ use crate::routing::{Contact, Insert, RoutingTable};
 use crate::stats::Stats;
 use crate::tokens::Tokens;
 
+use reach::Reach;
 use requests::{Purpose, Requests};
 
 /// A datagram to send.
@@ -72,6 +74,7 @@ pub struct Core<H = NoHandler> {
     forward_from: RateLimiter<std::net::Ipv4Addr>,
     forward_to: RateLimiter<SocketAddrV4>,
     deliver_unrecognized: bool,
+    reach: Reach,
 }
 
 impl Core<NoHandler> {
@@ -121,6 +124,7 @@ impl<H: Handler> Core<H> {
             repinging: BTreeSet::new(),
             checking: BTreeSet::new(),
             deliver_unrecognized: false,
+            reach: Reach::default(),
         }
     }
 
@@ -199,7 +203,19 @@ impl<H: Handler> Core<H> {
 
     /// Our id as requests and responses carry it: none when ephemeral.
     fn wire_id(&self) -> Option<Checked<NodeId>> {
-        (!self.config.ephemeral).then_some(Checked::Valid(self.id))
+        (!self.is_ephemeral()).then_some(Checked::Valid(self.id))
+    }
+
+    /// Whether we send no id now: configured ephemeral, or found firewalled (see
+    /// [`Config::adaptive`]).
+    pub fn is_ephemeral(&self) -> bool {
+        self.config.ephemeral || self.reach.firewalled
+    }
+
+    /// Whether the last reachability check found that nodes we never sent to cannot reach
+    /// us (only with [`Config::adaptive`]).
+    pub fn is_firewalled(&self) -> bool {
+        self.reach.firewalled
     }
 
     /// Sends `_ping` to `to`; an [`Event::Pong`] follows.
@@ -336,7 +352,9 @@ impl<H: Handler> Core<H> {
         let sends = q.next_sends();
         if sends.is_empty() && q.is_done() {
             let result = q.finish();
-            self.queries.remove(&qid);
+            let Some(q) = self.queries.remove(&qid) else {
+                return;
+            };
             self.events
                 .push_back(Event::QueryDone { query: qid, result });
             if self.bootstrap_query == Some(qid) {
@@ -344,6 +362,8 @@ impl<H: Handler> Core<H> {
                 self.mark_ready();
             }
             if self.refresh_after.remove(&qid) {
+                let probes = self.reach_targets(now, &q);
+                self.start_reach_round(now, probes);
                 self.refresh_buckets(now);
             }
             return;
@@ -360,6 +380,55 @@ impl<H: Handler> Core<H> {
             };
             self.send(now, s.addr, s.addr, req, purpose);
         }
+    }
+
+    /// Up to [`reach::PROBES`] nodes to probe reachability with, if a round is due: nodes the
+    /// bootstrap walk `q` learned of but never queried, and we sent nothing to lately (so that
+    /// our NAT, if any, holds no state for them), each named by a different node, preferring names from
+    /// nodes other than the bootstrap nodes (an entry node may be busy relaying for everyone).
+    fn reach_targets(&self, now: Instant, q: &QueryState) -> Vec<(NodeAddr, SocketAddrV4)> {
+        if !self.config.adaptive || self.config.ephemeral || !self.reach.due(now) {
+            return Vec::new();
+        }
+        let mut fresh: Vec<(NodeAddr, SocketAddrV4)> = q
+            .unqueried()
+            .filter(|(n, _)| !self.reach.recently_sent(now, n.addr))
+            .collect();
+        fresh.sort_by_key(|(_, r)| self.config.bootstrap.contains(r));
+        let mut picked: Vec<(NodeAddr, SocketAddrV4)> = Vec::new();
+        for (node, referrer) in fresh {
+            if picked.len() == reach::PROBES {
+                break;
+            }
+            if picked.iter().all(|(_, r)| *r != referrer) {
+                picked.push((node, referrer));
+            }
+        }
+        picked
+    }
+
+    /// Sends a reachability round's probes (too few targets: no round; the next bootstrap
+    /// tries again).
+    fn start_reach_round(&mut self, now: Instant, probes: Vec<(NodeAddr, SocketAddrV4)>) {
+        if probes.len() < reach::VOTES {
+            return;
+        }
+        let targets: Vec<SocketAddrV4> = probes.iter().map(|(n, _)| n.addr).collect();
+        self.reach.start(now, &targets);
+        for (node, referrer) in probes {
+            let req = self.holepunch_request(node.addr);
+            let purpose = Purpose::ReachProbe { peer: node.addr };
+            self.send(now, referrer, node.addr, req, purpose);
+        }
+    }
+
+    /// The verdict of a reachability round, if it ended with one.
+    fn on_reach_verdict(&mut self, verdict: Option<bool>) {
+        let Some(firewalled) = verdict else {
+            return;
+        };
+        tracing::debug!(firewalled, "reachability check");
+        self.events.push_back(Event::Reachability { firewalled });
     }
 
     /// Looks up a random id in the (first three) buckets we know nobody in, below the
@@ -401,12 +470,15 @@ impl<H: Handler> Core<H> {
     /// Sends queued requests while there is room in flight.
     fn flush_requests(&mut self, now: Instant) {
         while let Some(t) = self.requests.send_next(now) {
-            self.transmit(t.0, t.1);
+            self.transmit(now, t.0, t.1);
         }
     }
 
-    fn transmit(&mut self, to: SocketAddrV4, datagram: Datagram) {
+    fn transmit(&mut self, now: Instant, to: SocketAddrV4, datagram: Datagram) {
         self.stats.datagrams_out += 1;
+        if self.config.adaptive && !self.config.ephemeral {
+            self.reach.note_sent(now, to);
+        }
         self.transmits.push_back(Transmit {
             to,
             payload: datagram.encode(),
@@ -437,7 +509,10 @@ impl<H: Handler> Core<H> {
             }
         };
         match datagram.message {
-            Message::Request(req) => self.on_request(now, from, datagram.tid, req),
+            Message::Request(req) => {
+                self.reach.heard_request(from);
+                self.on_request(now, from, datagram.tid, req)
+            }
             Message::Response(res) => self.on_response(now, from, datagram.tid, res),
         }
     }
@@ -449,6 +524,16 @@ impl<H: Handler> Core<H> {
         };
         if let Some(id) = res.sender_id() {
             self.add_node(now, id, from);
+        } else if let Purpose::Check(asked)
+        | Purpose::Query {
+            node: Some(asked), ..
+        } = pending.purpose
+        {
+            // A contact that answers without its id went ephemeral (or firewalled): nobody
+            // should route to it any more.
+            if self.table.get(&asked).is_some_and(|c| c.addr == from) {
+                self.remove_node(&asked);
+            }
         }
         let rtt = now.saturating_duration_since(pending.sent);
         match pending.purpose {
@@ -496,6 +581,14 @@ impl<H: Handler> Core<H> {
             }
             Purpose::Check(id) => {
                 self.checking.remove(&id);
+            }
+            Purpose::ReachProbe { .. } => {
+                let verdict = self.reach.on_reached();
+                self.on_reach_verdict(verdict);
+            }
+            Purpose::ReachConfirm { peer } => {
+                let verdict = self.reach.on_blocked(peer);
+                self.on_reach_verdict(verdict);
             }
             Purpose::Reping {
                 contact,
@@ -556,7 +649,16 @@ impl<H: Handler> Core<H> {
                     }
                 }
             }
-            Purpose::QueryPunch { query, .. } => {
+            Purpose::QueryPunch { query, node } => {
+                // Neither directly nor through the node that named it: unreachable for now,
+                // so our table should stop sending walks to it.
+                if self
+                    .table
+                    .get(&node.id)
+                    .is_some_and(|c| c.addr == node.addr)
+                {
+                    self.remove_node(&node.id);
+                }
                 if let Some(q) = self.queries.get_mut(&query) {
                     q.on_failure();
                 }
@@ -565,6 +667,18 @@ impl<H: Handler> Core<H> {
             Purpose::Check(id) => {
                 self.checking.remove(&id);
                 self.remove_node(&id);
+            }
+            Purpose::ReachProbe { peer } if error == RequestError::Timeout => {
+                // Is the target there at all? Ask it directly.
+                let req = Request {
+                    id: self.wire_id(),
+                    ..Request::new(PING)
+                };
+                self.send(now, peer, peer, req, Purpose::ReachConfirm { peer });
+            }
+            Purpose::ReachProbe { .. } | Purpose::ReachConfirm { .. } => {
+                let verdict = self.reach.on_inconclusive();
+                self.on_reach_verdict(verdict);
             }
             Purpose::Reping {
                 contact,

@@ -140,6 +140,13 @@ pub enum Event {
         /// Why it was dropped.
         reason: &'static str,
     },
+    /// A reachability check (see `Config::adaptive`) reached a verdict: `firewalled` means
+    /// nodes we never sent to cannot reach us, so we now send no id (as an ephemeral node);
+    /// otherwise we send it (again).
+    Reachability {
+        /// The verdict.
+        firewalled: bool,
+    },
     /// We relayed a hole-punch ping from `from` to `to`.
     HolepunchForwarded {
         /// The requester.

@@ -142,6 +142,20 @@ impl QueryState {
         self.candidates.truncate(cap);
     }
 
+    /// Candidates this query never sent to, with the node that named each, closest first.
+    pub(crate) fn unqueried(&self) -> impl Iterator<Item = (NodeAddr, SocketAddrV4)> + '_ {
+        self.candidates
+            .iter()
+            .filter(|c| !c.queried)
+            .filter_map(|c| {
+                let node = NodeAddr {
+                    id: c.id,
+                    addr: c.addr,
+                };
+                Some((node, c.referrer?))
+            })
+    }
+
     /// The candidate with this id.
     pub(crate) fn candidate(&self, id: &NodeId) -> Option<&Candidate> {
         self.candidates.iter().find(|c| c.id == *id)

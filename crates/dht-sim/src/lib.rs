@@ -66,11 +66,28 @@ struct SimNode<H> {
     events: VecDeque<Event>,
     up: bool,
     /// Behind a port-restricted NAT-like filter: only datagrams from addresses the node has
-    /// sent to get in.
+    /// sent to within [`FILTER_TIMEOUT`] get in.
     filtering: bool,
-    contacted: std::collections::BTreeSet<SocketAddrV4>,
+    /// When each address last exchanged a datagram with this node (the filter's state, as a
+    /// connection-tracking entry: refreshed by traffic both ways).
+    contacted: BTreeMap<SocketAddrV4, Instant>,
+    /// The size of `contacted` after its last sweep of expired entries.
+    contacted_swept: usize,
     /// The timeout queued for this node in the timer heap (older entries are stale).
     scheduled: Option<Instant>,
+}
+
+/// How long a filtering node's "contacted" entry lets replies in without traffic: Linux's
+/// `nf_conntrack_udp_timeout` (30 s) for an unreplied UDP flow.
+pub const FILTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl<H> SimNode<H> {
+    /// Whether the filter lets a datagram from `from` in at `now` (refreshing the entry).
+    fn admits(&self, from: SocketAddrV4, now: Instant) -> bool {
+        self.contacted
+            .get(&from)
+            .is_some_and(|t| now.saturating_duration_since(*t) < FILTER_TIMEOUT)
+    }
 }
 
 /// Many nodes on a virtual network.
@@ -88,6 +105,8 @@ pub struct Sim<H = NoHandler> {
     pub delivered: u64,
     /// Datagrams lost so far (by the loss rate, or to a node that is down or absent).
     pub lost: u64,
+    /// Datagrams a node's filter dropped so far.
+    pub filtered: u64,
 }
 
 impl Sim<NoHandler> {
@@ -104,6 +123,7 @@ impl Sim<NoHandler> {
             timers: BinaryHeap::new(),
             delivered: 0,
             lost: 0,
+            filtered: 0,
         }
     }
 
@@ -115,6 +135,18 @@ impl Sim<NoHandler> {
     /// A network: an ephemeral entry node and `n` nodes that bootstrap from it, all ready.
     /// Returns the entry's address and the nodes'.
     pub fn network(config: SimConfig, n: usize) -> (Self, SocketAddrV4, Vec<SocketAddrV4>) {
+        Self::network_with(config, n, 0.0, Config::default())
+    }
+
+    /// As [`Sim::network`], with a fraction `nat` of the nodes (spread evenly) behind a
+    /// port-restricted filter from the start (see [`Sim::set_filtering`]), and each node
+    /// configured as `node` (its bootstrap list and seed are set here).
+    pub fn network_with(
+        config: SimConfig,
+        n: usize,
+        nat: f64,
+        node: Config,
+    ) -> (Self, SocketAddrV4, Vec<SocketAddrV4>) {
         let mut sim = Sim::new(config);
         let entry = sim.add_node(Config {
             ephemeral: true,
@@ -124,10 +156,18 @@ impl Sim<NoHandler> {
             .map(|_| {
                 sim.add_node(Config {
                     bootstrap: vec![entry],
-                    ..Config::default()
+                    ..node.clone()
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut behind = 0.0;
+        for &a in &nodes {
+            behind += nat.clamp(0.0, 1.0);
+            if behind >= 1.0 {
+                behind -= 1.0;
+                sim.set_filtering(a, true);
+            }
+        }
         sim.bootstrap_all();
         (sim, entry, nodes)
     }
@@ -157,7 +197,8 @@ impl<H: Handler> Sim<H> {
                 events: VecDeque::new(),
                 up: true,
                 filtering: false,
-                contacted: Default::default(),
+                contacted: BTreeMap::new(),
+                contacted_swept: 0,
                 scheduled: None,
             },
         );
@@ -225,8 +266,13 @@ impl<H: Handler> Sim<H> {
         None
     }
 
+    /// Whether a node is behind a filter.
+    pub fn is_filtering(&self, addr: SocketAddrV4) -> bool {
+        self.nodes.get(&addr).is_some_and(|n| n.filtering)
+    }
+
     /// Puts a node behind a filter that lets in only datagrams from addresses it has sent
-    /// to (as a port-restricted NAT does), or takes it away.
+    /// to in the last [`FILTER_TIMEOUT`] (as a port-restricted NAT does), or takes it away.
     pub fn set_filtering(&mut self, addr: SocketAddrV4, filtering: bool) {
         if let Some(n) = self.nodes.get_mut(&addr) {
             n.filtering = filtering;
@@ -253,7 +299,18 @@ impl<H: Handler> Sim<H> {
             out.push(t);
         }
         let up = node.up;
-        node.contacted.extend(out.iter().map(|t| t.to));
+        {
+            // Recorded for every node, so that a filter put up later knows the recent flows.
+            let now = self.now;
+            node.contacted.extend(out.iter().map(|t| (t.to, now)));
+            // Expired entries go once the map has doubled since the last sweep: bounded, and
+            // cheap on average.
+            if node.contacted.len() >= 2 * node.contacted_swept.max(64) {
+                node.contacted
+                    .retain(|_, t| now.saturating_duration_since(*t) < FILTER_TIMEOUT);
+                node.contacted_swept = node.contacted.len();
+            }
+        }
         self.reschedule(addr);
         for t in out {
             if !up || self.rng.random_bool(self.config.loss.clamp(0.0, 1.0)) {
@@ -298,8 +355,14 @@ impl<H: Handler> Sim<H> {
                 return false;
             }
             self.now = self.now.max(p.at);
-            match self.nodes.get_mut(&p.to) {
-                Some(n) if n.up && (!n.filtering || n.contacted.contains(&p.from)) => {
+            let now = self.now;
+            let node = self.nodes.get_mut(&p.to).filter(|n| n.up);
+            match node {
+                Some(n) if n.filtering && !n.admits(p.from, now) => self.filtered += 1,
+                Some(n) => {
+                    if let Some(t) = n.contacted.get_mut(&p.from) {
+                        *t = now;
+                    }
                     self.delivered += 1;
                     n.core.handle_datagram(self.now, p.from, &p.payload);
                     self.collect(p.to);
@@ -409,11 +472,12 @@ impl<H: Handler> Sim<H> {
         (exact, found as f64 / (queries.max(1) * 20) as f64)
     }
 
-    /// The ids of the live, non-ephemeral nodes.
+    /// The ids of the live nodes that offer themselves to routing tables (not ephemeral,
+    /// by configuration or because they found themselves firewalled).
     pub fn live_ids(&self) -> Vec<NodeId> {
         self.nodes
             .values()
-            .filter(|n| n.up && !n.core.config().ephemeral)
+            .filter(|n| n.up && !n.core.is_ephemeral())
             .map(|n| n.core.id())
             .collect()
     }

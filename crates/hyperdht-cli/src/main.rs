@@ -48,6 +48,10 @@ struct Cli {
     /// The address the node binds. Example: --host 127.0.0.1
     #[arg(long, default_value = "0.0.0.0")]
     host: String,
+    /// (node) Check after bootstraps whether nodes we never sent to can reach us, and stay out
+    /// of routing tables (send no id) while they cannot: for a node behind a NAT or firewall.
+    #[arg(long)]
+    adaptive: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -131,7 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let bootstrap = cli.bootstrap;
     match cli.command {
-        None => cmd::node::run(&out, &cli.host, cli.port, bootstrap).await,
+        None => cmd::node::run(&out, &cli.host, cli.port, bootstrap, cli.adaptive).await,
         Some(Command::Lookup { key, local_address }) => {
             cmd::lookup::run(&out, bootstrap, &key, local_address.as_deref()).await
         }

@@ -56,6 +56,14 @@ impl HyperDhtBuilder {
         self
     }
 
+    /// Checks whether nodes we never sent to can reach us, and sends no id while they cannot
+    /// (a node behind a NAT then stays out of routing tables that could not reach it). Off
+    /// by default, as in the reference; see `dht_rpc::Config::adaptive`.
+    pub fn adaptive(mut self, adaptive: bool) -> Self {
+        self.rpc = self.rpc.adaptive(adaptive);
+        self
+    }
+
     /// Requests in flight at once (16).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.rpc = self.rpc.concurrency(n);

@@ -33,6 +33,10 @@ pub(crate) enum Purpose {
     QueryPunch { query: QueryId, node: NodeAddr },
     /// The liveness sweep.
     Check(NodeId),
+    /// A reachability probe: a hole-punch ping to `peer` through the node that named it.
+    ReachProbe { peer: SocketAddrV4 },
+    /// A direct ping to a probe's `peer` after its relayed pong never came.
+    ReachConfirm { peer: SocketAddrV4 },
     /// Pinging a full bucket's stale contacts to make room for `newcomer`.
     Reping {
         contact: NodeId,
@@ -58,7 +62,9 @@ impl Pending {
     /// to us a new external port.
     fn accepts(&self, from: SocketAddrV4) -> bool {
         match self.purpose {
-            Purpose::Holepunch(_) | Purpose::QueryPunch { .. } => self.reply_from.ip() == from.ip(),
+            Purpose::Holepunch(_) | Purpose::QueryPunch { .. } | Purpose::ReachProbe { .. } => {
+                self.reply_from.ip() == from.ip()
+            }
             _ => self.reply_from == from,
         }
     }

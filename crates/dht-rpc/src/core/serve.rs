@@ -97,7 +97,7 @@ impl<H: Handler> Core<H> {
             }
         };
         self.stats.requests_answered += 1;
-        self.transmit(to, Datagram::response(tid, response));
+        self.transmit(now, to, Datagram::response(tid, response));
     }
 
     fn token_for(&self, peer: &SocketAddrV4) -> Bytes {
@@ -136,6 +136,6 @@ impl<H: Handler> Core<H> {
         self.stats.forwards += 1;
         self.events
             .push_back(Event::HolepunchForwarded { from, to });
-        self.transmit(to, Datagram::request(tid, forwarded));
+        self.transmit(now, to, Datagram::request(tid, forwarded));
     }
 }

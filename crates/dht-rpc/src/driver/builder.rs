@@ -68,6 +68,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Checks whether nodes we never sent to can reach us, and sends no id while they
+    /// cannot (see [`Config::adaptive`](crate::Config::adaptive)). Off by default.
+    pub fn adaptive(mut self, adaptive: bool) -> Self {
+        self.config.adaptive = adaptive;
+        self
+    }
+
     /// Requests in flight at once (16).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n.max(1);

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use dht_rpc::Event;
 use hyperdht::{HyperDht, PeerEvent};
 use rand::Rng;
 use serde_json::json;
@@ -9,13 +10,21 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::out::Out;
 
-pub async fn run(out: &Out, host: &str, port: u16, bootstrap: Vec<String>) -> anyhow::Result<()> {
+pub async fn run(
+    out: &Out,
+    host: &str,
+    port: u16,
+    bootstrap: Vec<String>,
+    adaptive: bool,
+) -> anyhow::Result<()> {
     let bind = format!("{host}:{port}");
     let dht = HyperDht::builder()
         .bootstrap(bootstrap.clone())
+        .adaptive(adaptive)
         .bind(&bind)
         .await?;
     let mut events = dht.events();
+    let mut rpc_events = dht.rpc_events();
     out.emit(
         || format!("hyperdht listening on {} (id {})", dht.local_addr(), dht.id()),
         || json!({"event": "listening", "address": dht.local_addr().to_string(), "id": dht.id().to_string()}),
@@ -49,6 +58,18 @@ pub async fn run(out: &Out, host: &str, port: u16, bootstrap: Vec<String>) -> an
                 Ok(e) if !out.quiet => print_event(out, e),
                 Ok(_) => {}
                 Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "too many events to print"),
+                Err(RecvError::Closed) => break,
+            },
+            e = rpc_events.recv() => match e {
+                Ok(Event::Reachability { firewalled }) => out.emit(
+                    || if firewalled {
+                        "reachability: nodes we never sent to cannot reach us; sending no id (ephemeral) until they can".to_string()
+                    } else {
+                        "reachability: reachable by nodes we never sent to; sending our id".to_string()
+                    },
+                    || json!({"event": "reachability", "firewalled": firewalled}),
+                ),
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             },
             () = hyperdht_cli::shutdown_signal() => break,
