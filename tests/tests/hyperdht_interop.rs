@@ -282,3 +282,40 @@ async fn javascript_entry_node_and_the_seed_readme_example() {
         "{r}"
     );
 }
+
+/// The reachability check (`adaptive`) needs nothing new from other nodes: on a network of
+/// JavaScript nodes only (their entry node too), the relays that forward its probes are all
+/// `hyperdht@1.3.0`, and a Rust node on loopback (reachable) must say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reachability_check_runs_on_javascript_relays() {
+    let Some(reference) = hyperdht_tests::reference(TEST) else {
+        return;
+    };
+    let entry = JsGroup::spawn(&reference, "hyperdht-nodes.js", 1, &[], true).await;
+    let entry_addr = entry.nodes[0].addr;
+    let js = JsGroup::spawn(&reference, "hyperdht-nodes.js", 60, &[entry_addr], false).await;
+    assert_eq!(js.nodes.len(), 60);
+    let node = HyperDht::builder()
+        .bootstrap([entry_addr.to_string()])
+        .adaptive(true)
+        .bind("127.0.0.1:0")
+        .await
+        .expect("node");
+    let mut events = node.rpc_events();
+    let verdict = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            match events.recv().await {
+                Ok(dht_rpc::Event::Reachability { firewalled }) => return Some(firewalled),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return None,
+            }
+        }
+    })
+    .await;
+    assert_eq!(verdict, Ok(Some(false)), "a loopback node is reachable");
+    assert!(
+        !node.rpc().read_core(|c| c.is_ephemeral()),
+        "and keeps sending its id"
+    );
+    node.shutdown().await;
+}

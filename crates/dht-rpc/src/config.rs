@@ -42,8 +42,9 @@ pub struct Config {
     pub forward_rate: u32,
     /// Requests waiting for a free slot before new ones fail with `Overloaded`.
     pub max_queued: usize,
-    /// Check, after bootstrap walks (at most every 10 minutes), whether nodes we never sent
-    /// to can reach us, and behave as an ephemeral node (send no id) while they cannot.
+    /// Check, after the routing table's own walks (bootstrap, bucket refresh; a verdict at
+    /// most every 10 minutes), whether nodes we never sent to can reach us, and behave as an
+    /// ephemeral node (send no id) while they cannot.
     ///
     /// A node behind a NAT or firewall that sends its id lands in routing tables with an
     /// address nobody else can reach: every walk that meets it waits for a timeout and a hole

@@ -63,6 +63,8 @@ pub struct Core<H = NoHandler> {
     bootstrap_query: Option<QueryId>,
     /// Bootstrap queries after which empty buckets are refreshed.
     refresh_after: BTreeSet<QueryId>,
+    /// The table's own walks (bootstrap and bucket refresh): a reachability round may follow.
+    own_walks: BTreeSet<QueryId>,
     next_tick: Instant,
     ticks: u64,
     next_rotation: Instant,
@@ -118,6 +120,7 @@ impl<H: Handler> Core<H> {
             bootstrapped: false,
             bootstrap_query: None,
             refresh_after: BTreeSet::new(),
+            own_walks: BTreeSet::new(),
             next_tick: now + TICK,
             ticks: 0,
             next_rotation: now + SECRET_ROTATION,
@@ -315,6 +318,7 @@ impl<H: Handler> Core<H> {
         let qid = self.query_seeded(now, QuerySpec::query(FIND_NODE, self.id, None), true);
         if self.queries.contains_key(&qid) {
             self.refresh_after.insert(qid);
+            self.own_walks.insert(qid);
         }
         if !self.queries.contains_key(&qid) {
             // Nothing to ask (no contacts, no bootstrap nodes): done at once.
@@ -361,9 +365,11 @@ impl<H: Handler> Core<H> {
                 self.bootstrap_query = None;
                 self.mark_ready();
             }
-            if self.refresh_after.remove(&qid) {
+            if self.own_walks.remove(&qid) {
                 let probes = self.reach_targets(now, &q);
                 self.start_reach_round(now, probes);
+            }
+            if self.refresh_after.remove(&qid) {
                 self.refresh_buckets(now);
             }
             return;
@@ -382,55 +388,6 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// Up to [`reach::PROBES`] nodes to probe reachability with, if a round is due: nodes the
-    /// bootstrap walk `q` learned of but never queried, and we sent nothing to lately (so that
-    /// our NAT, if any, holds no state for them), each named by a different node, preferring names from
-    /// nodes other than the bootstrap nodes (an entry node may be busy relaying for everyone).
-    fn reach_targets(&self, now: Instant, q: &QueryState) -> Vec<(NodeAddr, SocketAddrV4)> {
-        if !self.config.adaptive || self.config.ephemeral || !self.reach.due(now) {
-            return Vec::new();
-        }
-        let mut fresh: Vec<(NodeAddr, SocketAddrV4)> = q
-            .unqueried()
-            .filter(|(n, _)| !self.reach.recently_sent(now, n.addr))
-            .collect();
-        fresh.sort_by_key(|(_, r)| self.config.bootstrap.contains(r));
-        let mut picked: Vec<(NodeAddr, SocketAddrV4)> = Vec::new();
-        for (node, referrer) in fresh {
-            if picked.len() == reach::PROBES {
-                break;
-            }
-            if picked.iter().all(|(_, r)| *r != referrer) {
-                picked.push((node, referrer));
-            }
-        }
-        picked
-    }
-
-    /// Sends a reachability round's probes (too few targets: no round; the next bootstrap
-    /// tries again).
-    fn start_reach_round(&mut self, now: Instant, probes: Vec<(NodeAddr, SocketAddrV4)>) {
-        if probes.len() < reach::VOTES {
-            return;
-        }
-        let targets: Vec<SocketAddrV4> = probes.iter().map(|(n, _)| n.addr).collect();
-        self.reach.start(now, &targets);
-        for (node, referrer) in probes {
-            let req = self.holepunch_request(node.addr);
-            let purpose = Purpose::ReachProbe { peer: node.addr };
-            self.send(now, referrer, node.addr, req, purpose);
-        }
-    }
-
-    /// The verdict of a reachability round, if it ended with one.
-    fn on_reach_verdict(&mut self, verdict: Option<bool>) {
-        let Some(firewalled) = verdict else {
-            return;
-        };
-        tracing::debug!(firewalled, "reachability check");
-        self.events.push_back(Event::Reachability { firewalled });
-    }
-
     /// Looks up a random id in the (first three) buckets we know nobody in, below the
     /// deepest one that holds contacts, so that the routing table covers the whole id space. A bootstrap walk
     /// only meets nodes near our own id, and the reference's tables stay that way: a lookup
@@ -440,7 +397,10 @@ impl<H: Handler> Core<H> {
         // for good (few nodes share that many bits with us), so a few suffice.
         for i in self.table.empty_buckets().into_iter().take(3) {
             let target = self.table.id_in_bucket(i, self.rng.random());
-            self.query_seeded(now, QuerySpec::query(FIND_NODE, target, None), true);
+            let qid = self.query_seeded(now, QuerySpec::query(FIND_NODE, target, None), true);
+            if self.queries.contains_key(&qid) {
+                self.own_walks.insert(qid);
+            }
         }
     }
 
@@ -459,6 +419,11 @@ impl<H: Handler> Core<H> {
         req: Request,
         purpose: Purpose,
     ) {
+        if self.config.adaptive && !self.config.ephemeral {
+            // Counted when queued, not only when sent: a reachability round must not pick a
+            // target that a queued request is about to open our NAT to.
+            self.reach.on_send(now, to);
+        }
         if let Err(purpose) = self.requests.submit(to, reply_from, req, purpose) {
             self.stats.overloaded += 1;
             self.fail(now, purpose, RequestError::Overloaded);
@@ -477,7 +442,7 @@ impl<H: Handler> Core<H> {
     fn transmit(&mut self, now: Instant, to: SocketAddrV4, datagram: Datagram) {
         self.stats.datagrams_out += 1;
         if self.config.adaptive && !self.config.ephemeral {
-            self.reach.note_sent(now, to);
+            self.reach.on_send(now, to);
         }
         self.transmits.push_back(Transmit {
             to,
@@ -582,13 +547,16 @@ impl<H: Handler> Core<H> {
             Purpose::Check(id) => {
                 self.checking.remove(&id);
             }
-            Purpose::ReachProbe { .. } => {
-                let verdict = self.reach.on_reached();
-                self.on_reach_verdict(verdict);
+            Purpose::ReachProbe { peer } => {
+                let verdict = self.reach.on_reached(peer);
+                self.on_reach_verdict(now, verdict);
+            }
+            Purpose::ReachFind => {
+                self.on_found_targets(now, from, res.closer_nodes());
             }
             Purpose::ReachConfirm { peer } => {
                 let verdict = self.reach.on_blocked(peer);
-                self.on_reach_verdict(verdict);
+                self.on_reach_verdict(now, verdict);
             }
             Purpose::Reping {
                 contact,
@@ -670,15 +638,17 @@ impl<H: Handler> Core<H> {
             }
             Purpose::ReachProbe { peer } if error == RequestError::Timeout => {
                 // Is the target there at all? Ask it directly.
+                self.reach.confirming(peer);
                 let req = Request {
                     id: self.wire_id(),
                     ..Request::new(PING)
                 };
                 self.send(now, peer, peer, req, Purpose::ReachConfirm { peer });
             }
+            Purpose::ReachFind => self.find_targets(now),
             Purpose::ReachProbe { .. } | Purpose::ReachConfirm { .. } => {
                 let verdict = self.reach.on_inconclusive();
-                self.on_reach_verdict(verdict);
+                self.on_reach_verdict(now, verdict);
             }
             Purpose::Reping {
                 contact,

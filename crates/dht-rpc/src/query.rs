@@ -156,6 +156,16 @@ impl QueryState {
             })
     }
 
+    /// The nodes that answered with an id and a token, closest first.
+    pub(crate) fn responders(&self) -> impl Iterator<Item = NodeAddr> + '_ {
+        self.closest.iter().map(|c| c.node)
+    }
+
+    /// How many candidates the walk holds.
+    pub(crate) fn candidate_count(&self) -> usize {
+        self.candidates.len()
+    }
+
     /// The candidate with this id.
     pub(crate) fn candidate(&self, id: &NodeId) -> Option<&Candidate> {
         self.candidates.iter().find(|c| c.id == *id)

@@ -113,6 +113,10 @@ enum Command {
         /// The bootstrap node's port.
         #[arg(long, default_value_t = 10000)]
         port: u16,
+        /// The address every node binds (one the other hosts can reach, to serve a LAN).
+        /// Example: --bind 192.168.1.2
+        #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+        bind: String,
     },
     /// Show the whole thing at work: a network in-process, an announce, a lookup, a ping and
     /// a hole punch, each step timed. Needs nothing else.
@@ -149,7 +153,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Ping { node, timeout_ms }) => cmd::ping::run(&out, &node, timeout_ms).await,
         Some(Command::Holepunch { peer, via }) => cmd::ping::holepunch(&out, &peer, &via).await,
-        Some(Command::Testnet { nodes, port }) => cmd::testnet::run(&out, nodes, port).await,
+        Some(Command::Testnet { nodes, port, bind }) => {
+            cmd::testnet::run(&out, &bind, nodes, port).await
+        }
         Some(Command::Demo { nodes }) => cmd::demo::run(&out, nodes).await,
     }
 }

@@ -1,6 +1,7 @@
 //! Reachability: can nodes we never sent to reach us? (See [`Config::adaptive`].)
 //!
-//! A round probes up to [`PROBES`] nodes that a bootstrap walk learned of but never queried,
+//! A round probes up to [`PROBES`] nodes that one of the routing table's own walks (bootstrap,
+//! bucket refresh) learned of but never queried,
 //! so that our NAT or firewall (if any) holds no state for them. Each probe is an ordinary
 //! hole-punch ping sent through the node that named the target (the relay forwards it, the
 //! target answers straight to us), so JavaScript dht-rpc 2.x nodes serve as relays and
@@ -11,7 +12,8 @@
 //!   **firewalled**. If it does not answer either, the probe says nothing.
 //!
 //! A round ends reachable if any probe got through, firewalled if none did and at least
-//! [`VOTES`] targets answered directly, and changes nothing otherwise (the next bootstrap walk
+//! [`VOTES`] targets answered directly (counting those of earlier rounds since the last
+//! verdict), and changes nothing otherwise (the table's next walk
 //! then tries again; after a verdict, the next round waits [`RECHECK`]).
 //!
 //! [`Config::adaptive`]: crate::Config::adaptive
@@ -20,19 +22,42 @@ use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use dht_wire::{Checked, FIND_NODE, NodeAddr, NodeId, Request};
+use rand::Rng;
+
+use super::{Core, Purpose};
+use crate::events::Event;
+use crate::handler::Handler;
+use crate::query::QueryState;
+use crate::routing::Contact;
+
 /// Targets probed in one round.
 pub(crate) const PROBES: usize = 5;
 /// Probes that must show a drop, with none getting through, to decide "firewalled".
 pub(crate) const VOTES: usize = 2;
-/// At most one round this often (rounds start after bootstrap walks).
+/// At most one round this often (rounds start after the table's own walks).
 pub(crate) const RECHECK: Duration = Duration::from_secs(10 * 60);
 /// How long a NAT may keep a mapping open after our last datagram to an address: a target
 /// we sent to within this is not probed. (Linux keeps an answered UDP flow 120-180 s.)
 pub(crate) const MAPPING_LIFETIME: Duration = Duration::from_secs(3 * 60);
 /// Destinations remembered at most; past it, no round starts until old ones expire.
 pub(crate) const MAX_REMEMBERED: usize = 65_536;
+/// Requests for targets (`_find_node` to one contact), at most, between two verdicts.
+pub(crate) const EXTRA_FINDS: usize = 3;
 /// While `sent` is full, expired entries are swept at most this often.
 const FULL_SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// A target of the current round.
+#[derive(Debug)]
+struct Target {
+    addr: SocketAddrV4,
+    /// It sent us a request, or we sent it something other than the confirming ping, during
+    /// the round: a NAT on either side may have opened between us, so its answers, relayed
+    /// or direct, prove nothing.
+    tainted: bool,
+    /// The confirming ping is on its way (our own send to it then taints nothing).
+    confirming: bool,
+}
 
 /// The state of the reachability check.
 #[derive(Debug, Default)]
@@ -44,9 +69,8 @@ pub(crate) struct Reach {
     outstanding: usize,
     reached: usize,
     blocked: usize,
-    /// The current round's targets, and whether each sent us a request during the round
-    /// (then its own NAT, if any, may have opened to us, and a direct answer proves nothing).
-    targets: Vec<(SocketAddrV4, bool)>,
+    /// The current round's targets.
+    targets: Vec<Target>,
     /// When we last sent to each address (within about [`MAPPING_LIFETIME`]).
     sent: BTreeMap<SocketAddrV4, Instant>,
     /// The size of `sent` after its last sweep of expired entries.
@@ -54,11 +78,13 @@ pub(crate) struct Reach {
     /// `sent` was full and missed some destinations: no round until it has been swept.
     overflowed: bool,
     last_sweep: Option<Instant>,
+    /// Requests for targets sent since the last verdict.
+    extra_finds: usize,
 }
 
 impl Reach {
     /// Remembers that we sent a datagram to `to`.
-    pub(crate) fn note_sent(&mut self, now: Instant, to: SocketAddrV4) {
+    fn note_sent(&mut self, now: Instant, to: SocketAddrV4) {
         let grown = self.sent.len() >= 2 * self.swept.max(1024);
         let full = self.sent.len() >= MAX_REMEMBERED
             && self
@@ -99,35 +125,73 @@ impl Reach {
     pub(crate) fn start(&mut self, now: Instant, targets: &[SocketAddrV4]) {
         self.last_round = Some(now);
         self.outstanding = targets.len();
-        self.targets = targets.iter().map(|t| (*t, false)).collect();
-        self.reached = 0;
-        self.blocked = 0;
+        self.targets = targets
+            .iter()
+            .map(|t| Target {
+                addr: *t,
+                tainted: false,
+                confirming: false,
+            })
+            .collect();
     }
 
-    /// A probe's relayed pong arrived. Returns the new verdict if the round ended with one.
-    pub(crate) fn on_reached(&mut self) -> Option<bool> {
-        self.reached += 1;
+    fn target(&mut self, addr: SocketAddrV4) -> Option<&mut Target> {
+        if self.outstanding == 0 {
+            return None;
+        }
+        self.targets.iter_mut().find(|t| t.addr == addr)
+    }
+
+    fn is_tainted(&self, addr: SocketAddrV4) -> bool {
+        self.targets.iter().any(|t| t.addr == addr && t.tainted)
+    }
+
+    /// A probe's relayed pong arrived from `peer`. Returns the new verdict if the round
+    /// ended with one.
+    pub(crate) fn on_reached(&mut self, peer: SocketAddrV4) -> Option<bool> {
+        if !self.is_tainted(peer) {
+            self.reached += 1;
+        }
         self.finish_one()
+    }
+
+    /// The confirming ping to `peer` is about to go out.
+    pub(crate) fn confirming(&mut self, peer: SocketAddrV4) {
+        if let Some(t) = self.target(peer) {
+            t.confirming = true;
+        }
+    }
+
+    /// We are sending a datagram to `to` (a request now submitted, or any transmit).
+    pub(crate) fn on_send(&mut self, now: Instant, to: SocketAddrV4) {
+        if let Some(t) = self.target(to)
+            && !t.confirming
+        {
+            t.tainted = true;
+        }
+        self.note_sent(now, to);
+    }
+
+    /// Whether to ask a contact for targets: a round is due (no verdict
+    /// yet, or an old one) and fewer than [`EXTRA_FINDS`] were sent since the last verdict.
+    pub(crate) fn wants_find(&mut self, now: Instant) -> bool {
+        if !self.due(now) || self.extra_finds >= EXTRA_FINDS {
+            return false;
+        }
+        self.extra_finds += 1;
+        true
     }
 
     /// A request arrived from `from`.
     pub(crate) fn heard_request(&mut self, from: SocketAddrV4) {
-        if self.outstanding > 0 {
-            for (t, tainted) in &mut self.targets {
-                if *t == from {
-                    *tainted = true;
-                }
-            }
+        if let Some(t) = self.target(from) {
+            t.tainted = true;
         }
     }
 
     /// A probe's target answered directly after its relayed pong never came.
     pub(crate) fn on_blocked(&mut self, peer: SocketAddrV4) -> Option<bool> {
-        if !self
-            .targets
-            .iter()
-            .any(|(t, tainted)| *t == peer && *tainted)
-        {
+        if !self.is_tainted(peer) {
             self.blocked += 1;
         }
         self.finish_one()
@@ -148,12 +212,168 @@ impl Reach {
         } else if self.blocked >= VOTES {
             true
         } else {
-            // No verdict: the next bootstrap walk may try again.
+            // The votes so far stay: a later round (often of one or two targets, as few
+            // nodes stay unwritten-to for long) adds to them.
+            // No verdict: the table's next walk may try again.
             self.last_round = None;
             return None;
         };
         self.firewalled = verdict;
+        self.reached = 0;
+        self.blocked = 0;
+        self.extra_finds = 0;
         Some(verdict)
+    }
+}
+
+impl<H: Handler> Core<H> {
+    /// Up to [`PROBES`] nodes to probe reachability with, if a round is due: nodes the
+    /// table's walk `q` (bootstrap or bucket refresh) learned of but never queried, and we sent nothing to lately (so that
+    /// our NAT, if any, holds no state for them), each named by a different node, preferring names from
+    /// nodes other than the bootstrap nodes (an entry node may be busy relaying for everyone).
+    pub(super) fn reach_targets(
+        &self,
+        now: Instant,
+        q: &QueryState,
+    ) -> Vec<(NodeAddr, SocketAddrV4)> {
+        if !self.config.adaptive || self.config.ephemeral || !self.reach.due(now) {
+            return Vec::new();
+        }
+        let mut fresh: Vec<(NodeAddr, SocketAddrV4)> = q
+            .unqueried()
+            .filter(|(n, _)| !self.reach.recently_sent(now, n.addr))
+            .collect();
+        fresh.sort_by_key(|(_, r)| self.config.bootstrap.contains(r));
+        let mut picked: Vec<(NodeAddr, SocketAddrV4)> = Vec::new();
+        for (node, referrer) in fresh {
+            if picked.len() == PROBES {
+                break;
+            }
+            if picked
+                .iter()
+                .all(|(n, r)| *r != referrer && n.id != node.id)
+            {
+                picked.push((node, referrer));
+            }
+        }
+        // In a small network the walk asks everyone it hears of: then take contacts of our
+        // table we have not written to lately, relayed by nodes that just answered the walk.
+        if picked.len() < PROBES {
+            let relays: Vec<SocketAddrV4> = q
+                .responders()
+                .map(|n| n.addr)
+                .filter(|a| picked.iter().all(|(n, r)| r != a && n.addr != *a))
+                .collect();
+            let mut relays = relays.into_iter();
+            let quiet = self
+                .table
+                .iter()
+                .filter(|c| !self.reach.recently_sent(now, c.addr))
+                .map(Contact::node)
+                .collect::<Vec<_>>();
+            for node in quiet {
+                if picked.len() == PROBES {
+                    break;
+                }
+                if picked
+                    .iter()
+                    .any(|(n, r)| n.id == node.id || *r == node.addr)
+                {
+                    continue;
+                }
+                let targets: Vec<SocketAddrV4> = picked.iter().map(|(n, _)| n.addr).collect();
+                match relays.find(|a| *a != node.addr && !targets.contains(a)) {
+                    Some(relay) => picked.push((node, relay)),
+                    None => break,
+                }
+            }
+        }
+        tracing::debug!(
+            targets = picked.len(),
+            unqueried = q.unqueried().count(),
+            candidates = q.candidate_count(),
+            "reachability check"
+        );
+        picked
+    }
+
+    /// Sends a reachability round's probes (none: no round; the table's next walk tries
+    /// again).
+    pub(super) fn start_reach_round(
+        &mut self,
+        now: Instant,
+        probes: Vec<(NodeAddr, SocketAddrV4)>,
+    ) {
+        if probes.is_empty() {
+            self.find_targets(now);
+            return;
+        }
+        let targets: Vec<SocketAddrV4> = probes.iter().map(|(n, _)| n.addr).collect();
+        tracing::debug!(?probes, "reachability round");
+        self.reach.start(now, &targets);
+        for (node, referrer) in probes {
+            let req = self.holepunch_request(node.addr);
+            let purpose = Purpose::ReachProbe { peer: node.addr };
+            self.send(now, referrer, node.addr, req, purpose);
+        }
+    }
+
+    /// Asks one contact for the nodes nearest a random id: those we have not written to
+    /// lately make the next round's targets, with the contact as their relay. For when a
+    /// round is due but the table's walks left no targets (a walk asks most of the nodes it
+    /// hears of, and in a small network we soon have written to everyone). At most
+    /// [`EXTRA_FINDS`] such requests between two verdicts.
+    pub(super) fn find_targets(&mut self, now: Instant) {
+        if !self.config.adaptive || self.config.ephemeral || self.table.is_empty() {
+            return;
+        }
+        if !self.reach.wants_find(now) {
+            return;
+        }
+        let pick = self.rng.random_range(0..self.table.len());
+        let Some(contact) = self.table.iter().nth(pick).map(Contact::node) else {
+            return;
+        };
+        let req = Request {
+            id: self.wire_id(),
+            target: Some(Checked::Valid(NodeId::from_bytes(self.rng.random()))),
+            ..Request::new(FIND_NODE)
+        };
+        self.send(now, contact.addr, contact.addr, req, Purpose::ReachFind);
+    }
+
+    /// The nodes a contact at `relay` named for [`Core::find_targets`]: probe the fresh ones.
+    pub(super) fn on_found_targets(
+        &mut self,
+        now: Instant,
+        relay: SocketAddrV4,
+        nodes: &[NodeAddr],
+    ) {
+        if !self.reach.due(now) {
+            return;
+        }
+        let probes: Vec<(NodeAddr, SocketAddrV4)> = nodes
+            .iter()
+            .filter(|n| n.addr != relay && n.id != self.id)
+            .filter(|n| !self.reach.recently_sent(now, n.addr))
+            .take(PROBES)
+            .map(|n| (*n, relay))
+            .collect();
+        tracing::debug!(targets = probes.len(), "reachability targets found");
+        self.start_reach_round(now, probes);
+    }
+
+    /// The verdict of a reachability round, if it ended with one.
+    pub(super) fn on_reach_verdict(&mut self, now: Instant, verdict: Option<bool>) {
+        let Some(firewalled) = verdict else {
+            // The round is over without a verdict: find more targets.
+            if self.reach.due(now) {
+                self.find_targets(now);
+            }
+            return;
+        };
+        tracing::debug!(firewalled, "reachability check");
+        self.events.push_back(Event::Reachability { firewalled });
     }
 }
 
@@ -171,16 +391,16 @@ mod tests {
         let t = Instant::now();
         let a: SocketAddrV4 = "10.0.0.1:1".parse().expect("addr");
         let b: SocketAddrV4 = "10.0.0.2:1".parse().expect("addr");
-        r.note_sent(t, a);
+        r.on_send(t, a);
         assert!(r.recently_sent(t + Duration::from_secs(60), a));
         assert!(!r.recently_sent(t, b));
         assert!(!r.recently_sent(t + MAPPING_LIFETIME, a), "expired");
         for i in 0..200_000u32 {
-            r.note_sent(t, SocketAddrV4::new(i.into(), 1));
+            r.on_send(t, SocketAddrV4::new(i.into(), 1));
         }
         assert!(r.sent.len() <= MAX_REMEMBERED);
         assert!(r.recently_sent(t, b), "too many to tell: treated as sent");
-        r.note_sent(t + MAPPING_LIFETIME, b);
+        r.on_send(t + MAPPING_LIFETIME, b);
         assert!(r.sent.len() <= 2, "swept once they expired");
         assert!(!r.recently_sent(t + MAPPING_LIFETIME, a));
     }
@@ -192,7 +412,7 @@ mod tests {
         r.start(t, &[p(1), p(2), p(3)]);
         assert_eq!(r.on_blocked(p(1)), None);
         assert_eq!(r.on_blocked(p(2)), None);
-        assert_eq!(r.on_reached(), Some(false));
+        assert_eq!(r.on_reached(p(9)), Some(false));
         assert!(!r.firewalled);
     }
 
@@ -210,7 +430,7 @@ mod tests {
         // A later round where a probe gets through turns it back.
         r.start(t + RECHECK, &[p(1), p(2)]);
         assert_eq!(r.on_inconclusive(), None);
-        assert_eq!(r.on_reached(), Some(false));
+        assert_eq!(r.on_reached(p(9)), Some(false));
         assert!(!r.firewalled);
     }
 
@@ -223,6 +443,56 @@ mod tests {
         assert_eq!(r.on_blocked(p(1)), None);
         assert_eq!(r.on_blocked(p(2)), None, "one vote only");
         assert!(!r.firewalled);
+    }
+
+    #[test]
+    fn votes_add_up_over_rounds_without_a_verdict() {
+        let mut r = Reach::default();
+        let t = Instant::now();
+        r.start(t, &[p(1)]);
+        assert_eq!(r.on_blocked(p(1)), None);
+        assert!(r.due(t));
+        r.start(t, &[p(2)]);
+        assert_eq!(r.on_blocked(p(2)), Some(true));
+        // The next verdict starts from nothing.
+        r.start(t + RECHECK, &[p(3)]);
+        assert_eq!(r.on_blocked(p(3)), None);
+        assert!(r.firewalled);
+    }
+
+    #[test]
+    fn finds_for_targets_are_bounded_per_verdict() {
+        let mut r = Reach::default();
+        let t = Instant::now();
+        let finds = (0..10).filter(|_| r.wants_find(t)).count();
+        assert_eq!(finds, EXTRA_FINDS);
+        r.start(t, &[p(1)]);
+        assert!(!r.wants_find(t), "not while a round runs");
+        assert_eq!(r.on_reached(p(9)), Some(false));
+        assert!(!r.wants_find(t), "a fresh verdict needs no targets");
+        assert!(
+            r.wants_find(t + RECHECK),
+            "the count starts again after a verdict"
+        );
+    }
+
+    #[test]
+    fn our_own_sends_taint_a_target_but_the_confirming_ping() {
+        let mut r = Reach::default();
+        let t = Instant::now();
+        r.start(t, &[p(1), p(2), p(3)]);
+        r.on_send(t, p(1));
+        assert_eq!(
+            r.on_reached(p(1)),
+            None,
+            "we wrote to it: its pong proves nothing"
+        );
+        r.confirming(p(2));
+        r.on_send(t, p(2));
+        assert_eq!(r.on_blocked(p(2)), None);
+        r.confirming(p(3));
+        r.on_send(t, p(3));
+        assert_eq!(r.on_blocked(p(3)), Some(true));
     }
 
     #[test]

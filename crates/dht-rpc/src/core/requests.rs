@@ -35,6 +35,8 @@ pub(crate) enum Purpose {
     Check(NodeId),
     /// A reachability probe: a hole-punch ping to `peer` through the node that named it.
     ReachProbe { peer: SocketAddrV4 },
+    /// A `_find_node` to a contact, for reachability targets.
+    ReachFind,
     /// A direct ping to a probe's `peer` after its relayed pong never came.
     ReachConfirm { peer: SocketAddrV4 },
     /// Pinging a full bucket's stale contacts to make room for `newcomer`.

@@ -34,7 +34,7 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
     };
 
     let t = Instant::now();
-    let (entry, nodes) = super::testnet::start(n, 0).await?;
+    let (entry, nodes) = super::testnet::start("127.0.0.1", n, 0).await?;
     step(
         "network",
         format!(

@@ -1,4 +1,5 @@
-//! `hyperdht testnet`: a bootstrap node and N nodes on 127.0.0.1, until Ctrl-C.
+//! `hyperdht testnet`: a bootstrap node and N nodes on one address (127.0.0.1 by default),
+//! until Ctrl-C.
 
 use std::time::Instant;
 
@@ -8,18 +9,19 @@ use serde_json::json;
 
 use crate::out::Out;
 
-/// Starts an ephemeral bootstrap node on `127.0.0.1:port` and `n` nodes bootstrapping from it.
-pub async fn start(n: usize, port: u16) -> anyhow::Result<(HyperDht, Vec<HyperDht>)> {
+/// Starts an ephemeral bootstrap node on `host:port` and `n` nodes on `host` bootstrapping
+/// from it.
+pub async fn start(host: &str, n: usize, port: u16) -> anyhow::Result<(HyperDht, Vec<HyperDht>)> {
     let entry = HyperDht::builder()
         .ephemeral(true)
-        .bind(&format!("127.0.0.1:{port}"))
+        .bind(&format!("{host}:{port}"))
         .await?;
     let addr = entry.local_addr().to_string();
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
         let node = HyperDht::builder()
             .bootstrap([addr.clone()])
-            .bind("127.0.0.1:0")
+            .bind(&format!("{host}:0"))
             .await
             .context("starting a node")?;
         nodes.push(node);
@@ -34,9 +36,9 @@ pub async fn start(n: usize, port: u16) -> anyhow::Result<(HyperDht, Vec<HyperDh
     Ok((entry, nodes))
 }
 
-pub async fn run(out: &Out, n: usize, port: u16) -> anyhow::Result<()> {
+pub async fn run(out: &Out, host: &str, n: usize, port: u16) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (entry, nodes) = start(n, port).await?;
+    let (entry, nodes) = start(host, n, port).await?;
     let addr = entry.local_addr();
     out.emit(
         || format!("testnet: bootstrap node at {addr} and {} nodes, up in {:.0} ms; use --bootstrap {addr}; Ctrl-C to stop", nodes.len(), started.elapsed().as_secs_f64() * 1e3),
