@@ -420,8 +420,8 @@ impl<H: Handler> Core<H> {
         purpose: Purpose,
     ) {
         if self.config.adaptive && !self.config.ephemeral {
-            // Counted when queued, not only when sent: a reachability round must not pick a
-            // target that a queued request is about to open our NAT to.
+            // Counted when queued too: a reachability round must not pick a target that a
+            // queued request is about to open our NAT to.
             self.reach.on_send(now, to);
         }
         if let Err(purpose) = self.requests.submit(to, reply_from, req, purpose) {
@@ -442,6 +442,7 @@ impl<H: Handler> Core<H> {
     fn transmit(&mut self, now: Instant, to: SocketAddrV4, datagram: Datagram) {
         self.stats.datagrams_out += 1;
         if self.config.adaptive && !self.config.ephemeral {
+            // Every datagram we send (responses too) keeps a NAT's mapping to `to` alive.
             self.reach.on_send(now, to);
         }
         self.transmits.push_back(Transmit {
