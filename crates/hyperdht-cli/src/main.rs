@@ -11,6 +11,7 @@ const EXAMPLES: &str = "\
 Examples:
   hyperdht demo                                   a whole network in-process, step by step
   hyperdht --bootstrap localhost:10000            run a long-lived node
+  hyperdht -b dht.example.org --adaptive          ... that stays out of routing tables while behind a NAT
   hyperdht testnet --nodes 10 --port 10000        a local test network on 127.0.0.1
   hyperdht announce 01234567012345670123456701234567 --port 8080 -b localhost:10000
   hyperdht lookup 01234567012345670123456701234567 -b localhost:10000 --json
