@@ -1,11 +1,12 @@
 //! Reachability: can nodes we never sent to reach us? (See [`Config::adaptive`].)
 //!
-//! A round probes up to [`PROBES`] nodes that one of the routing table's own walks (bootstrap,
-//! bucket refresh) learned of but never queried,
-//! so that our NAT or firewall (if any) holds no state for them. Each probe is an ordinary
-//! hole-punch ping sent through the node that named the target (the relay forwards it, the
-//! target answers straight to us), so JavaScript dht-rpc 2.x nodes serve as relays and
-//! targets unchanged:
+//! A round probes up to [`PROBES`] nodes we have not written to for [`MAPPING_LIFETIME`] nor
+//! queued a request for, so that our NAT or firewall (if any) holds no state for them: nodes
+//! one of the routing table's own walks (bootstrap, bucket refresh) heard of but never asked,
+//! quiet contacts of the table, or, when neither is left, nodes a contact names for a random
+//! id. Each probe is an ordinary hole-punch ping sent through the node that named the target
+//! (the relay forwards it, the target answers straight to us), so JavaScript dht-rpc 2.x
+//! nodes serve as relays and targets unchanged:
 //! - the target's pong arrives: unsolicited datagrams reach us, we are **reachable**;
 //! - it times out: we ping the target directly. If it answers now, it was alive and the relay
 //!   path worked for others, so its earlier pong was dropped on the way in: one vote for
@@ -13,8 +14,9 @@
 //!
 //! A round ends reachable if any probe got through, firewalled if none did and at least
 //! [`VOTES`] targets answered directly (counting those of earlier rounds since the last
-//! verdict), and changes nothing otherwise (the table's next walk
-//! then tries again; after a verdict, the next round waits [`RECHECK`]).
+//! verdict), and changes nothing otherwise (the table's next walk then tries again; after a
+//! verdict, the next round waits [`RECHECK`]). A target that writes to us, or that we write
+//! to, during the round counts for nothing: a NAT may have opened between us.
 //!
 //! [`Config::adaptive`]: crate::Config::adaptive
 
@@ -212,9 +214,9 @@ impl Reach {
         } else if self.blocked >= VOTES {
             true
         } else {
-            // The votes so far stay: a later round (often of one or two targets, as few
-            // nodes stay unwritten-to for long) adds to them.
-            // No verdict: the table's next walk may try again.
+            // No verdict: the table's next walk may try again. The votes so far stay, and a
+            // later round (often of one or two targets, as few nodes stay unwritten-to for
+            // long) adds to them.
             self.last_round = None;
             return None;
         };
@@ -227,10 +229,11 @@ impl Reach {
 }
 
 impl<H: Handler> Core<H> {
-    /// Up to [`PROBES`] nodes to probe reachability with, if a round is due: nodes the
-    /// table's walk `q` (bootstrap or bucket refresh) learned of but never queried, and we sent nothing to lately (so that
-    /// our NAT, if any, holds no state for them), each named by a different node, preferring names from
-    /// nodes other than the bootstrap nodes (an entry node may be busy relaying for everyone).
+    /// Up to [`PROBES`] nodes to probe reachability with, each with its relay, if a round is
+    /// due: nodes the table's walk `q` (bootstrap or bucket refresh) heard of but never asked
+    /// and we sent nothing to lately (so that our NAT, if any, holds no state for them), each
+    /// named by a different node, preferring names from nodes other than the bootstrap nodes
+    /// (an entry node may be busy relaying for everyone); then quiet contacts of our table.
     pub(super) fn reach_targets(
         &self,
         now: Instant,
