@@ -668,6 +668,10 @@ impl<H: Handler> Core<H> {
 
     /// Advances timers: request timeouts, the liveness tick, token rotation.
     pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((to, datagram)) = self.requests.resend_due(now) {
+            self.stats.resent += 1;
+            self.transmit(now, to, datagram);
+        }
         while let Some(p) = self.requests.expire(now) {
             self.stats.timeouts += 1;
             self.fail(now, p.purpose, RequestError::Timeout);

@@ -25,6 +25,8 @@ pub struct Stats {
     pub forwards_limited: u64,
     /// Requests of ours that timed out.
     pub timeouts: u64,
+    /// Query requests sent a second time after half the timeout without an answer.
+    pub resent: u64,
     /// Requests of ours refused because the queue was full.
     pub overloaded: u64,
 }

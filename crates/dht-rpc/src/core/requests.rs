@@ -54,6 +54,8 @@ pub(crate) struct Pending {
     reply_from: SocketAddrV4,
     pub(crate) sent: Instant,
     deadline: Instant,
+    /// A query's request is sent once more, unchanged, if no answer came by this time.
+    resend: Option<(Instant, SocketAddrV4, Datagram)>,
     pub(crate) purpose: Purpose,
 }
 
@@ -144,14 +146,33 @@ impl Requests {
         }
         let q = self.queue.pop_front()?;
         let tid = self.allocate_tid();
+        // A walk waits for its closest candidates: one lost datagram would otherwise cost
+        // it the whole timeout and a hole punch. So a query-round request (no token: never
+        // an update, whose handler may not be idempotent) goes out once more after half the
+        // timeout. (The reference sends once; a node answers a repeated request again, and
+        // the second answer is dropped as unknown.)
+        let resend_ok =
+            matches!(q.purpose, Purpose::Query { .. }) && q.request.roundtrip_token.is_none();
+        let datagram = Datagram::request(tid, q.request);
+        let resend = resend_ok.then(|| (now + self.timeout / 2, q.to, datagram.clone()));
         self.inflight.push(Pending {
             tid,
             reply_from: q.reply_from,
             sent: now,
             deadline: now + self.timeout,
+            resend,
             purpose: q.purpose,
         });
-        Some((q.to, Datagram::request(tid, q.request)))
+        Some((q.to, datagram))
+    }
+
+    /// A request due to be sent again.
+    pub(crate) fn resend_due(&mut self, now: Instant) -> Option<(SocketAddrV4, Datagram)> {
+        let p = self
+            .inflight
+            .iter_mut()
+            .find(|p| p.resend.as_ref().is_some_and(|(at, _, _)| *at <= now))?;
+        p.resend.take().map(|(_, to, d)| (to, d))
     }
 
     /// The request that a response with `tid` from `from` answers.
@@ -171,7 +192,10 @@ impl Requests {
 
     /// The earliest deadline in flight.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.inflight.iter().map(|p| p.deadline).min()
+        self.inflight
+            .iter()
+            .map(|p| p.resend.as_ref().map_or(p.deadline, |(at, _, _)| *at))
+            .min()
     }
 
     /// Everything in flight or queued, removed.
@@ -179,5 +203,61 @@ impl Requests {
         let mut out: Vec<Purpose> = self.inflight.drain(..).map(|p| p.purpose).collect();
         out.extend(self.queue.drain(..).map(|q| q.purpose));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use dht_wire::{FIND_NODE, PING};
+
+    fn addr(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new([127, 0, 0, 1].into(), port)
+    }
+
+    #[test]
+    fn query_round_requests_are_sent_once_more_at_half_the_timeout() {
+        let t = Instant::now();
+        let timeout = Duration::from_millis(1000);
+        let mut r = Requests::new(1, 16, 16, timeout);
+        let query = |token: Option<Bytes>| Request {
+            roundtrip_token: token,
+            ..Request::new(FIND_NODE)
+        };
+        let purpose = Purpose::Query {
+            query: QueryId(1),
+            node: None,
+            punched: false,
+        };
+        r.submit(addr(1), addr(1), query(None), purpose.clone())
+            .expect("room");
+        r.submit(
+            addr(2),
+            addr(2),
+            query(Some(Bytes::from_static(b"t"))),
+            purpose,
+        )
+        .expect("room");
+        r.submit(
+            addr(3),
+            addr(3),
+            Request::new(PING),
+            Purpose::Ping(RequestId(1)),
+        )
+        .expect("room");
+        let first: Vec<_> = std::iter::from_fn(|| r.send_next(t)).collect();
+        assert_eq!(first.len(), 3);
+        assert_eq!(r.next_deadline(), Some(t + timeout / 2));
+        assert!(r.resend_due(t + timeout / 4).is_none());
+        let (to, again) = r.resend_due(t + timeout / 2).expect("resend");
+        assert_eq!(
+            to,
+            addr(1),
+            "only the query round's request, not the commit or the ping"
+        );
+        assert_eq!(again, first[0].1, "the same datagram, same tid");
+        assert!(r.resend_due(t + timeout / 2).is_none(), "once");
+        assert_eq!(r.next_deadline(), Some(t + timeout));
     }
 }
