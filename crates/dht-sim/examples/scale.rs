@@ -7,6 +7,7 @@
 //! nodes sit behind a port-restricted filter (reachable only by hosts they sent to in the last
 //! 30 s, so queries must hole-punch to them through the node that named them). `ADAPTIVE=1`:
 //! nodes check their reachability and go ephemeral while firewalled (`Config::adaptive`).
+//! `SEED=7`: another network (42 by default).
 
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,10 @@ fn main() {
     let adaptive = std::env::var("ADAPTIVE").is_ok_and(|v| v == "1");
     let (mut sim, _entry, nodes) = Sim::network_with(
         SimConfig {
-            seed: 42,
+            seed: std::env::var("SEED")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(42),
             loss,
             ..SimConfig::default()
         },
