@@ -215,6 +215,11 @@ impl<H: Handler> Core<H> {
         self.config.ephemeral || self.reach.firewalled
     }
 
+    /// Whether the reachability check runs: asked for, and we would send an id at all.
+    fn checks_reach(&self) -> bool {
+        self.config.adaptive && !self.config.ephemeral
+    }
+
     /// Whether the last reachability check found that nodes we never sent to cannot reach
     /// us (only with [`Config::adaptive`]).
     pub fn is_firewalled(&self) -> bool {
@@ -419,9 +424,9 @@ impl<H: Handler> Core<H> {
         req: Request,
         purpose: Purpose,
     ) {
-        if self.config.adaptive && !self.config.ephemeral {
-            // Counted when queued too: a reachability round must not pick a target that a
-            // queued request is about to open our NAT to.
+        if self.checks_reach() {
+            // Counted when queued, not when sent: a reachability round must not pick a
+            // target that a queued request is about to open our NAT to.
             self.reach.on_send(now, to);
         }
         if let Err(purpose) = self.requests.submit(to, reply_from, req, purpose) {
@@ -432,19 +437,25 @@ impl<H: Handler> Core<H> {
         self.flush_requests(now);
     }
 
-    /// Sends queued requests while there is room in flight.
+    /// Sends queued requests while there is room in flight (the reachability check counted
+    /// them when they were queued).
     fn flush_requests(&mut self, now: Instant) {
-        while let Some(t) = self.requests.send_next(now) {
-            self.transmit(now, t.0, t.1);
+        while let Some((to, datagram)) = self.requests.send_next(now) {
+            self.push_transmit(to, datagram);
         }
     }
 
+    /// Sends a datagram that is not a queued request (a response, a relayed ping, a resend).
     fn transmit(&mut self, now: Instant, to: SocketAddrV4, datagram: Datagram) {
-        self.stats.datagrams_out += 1;
-        if self.config.adaptive && !self.config.ephemeral {
+        if self.checks_reach() {
             // Every datagram we send (responses too) keeps a NAT's mapping to `to` alive.
             self.reach.on_send(now, to);
         }
+        self.push_transmit(to, datagram);
+    }
+
+    fn push_transmit(&mut self, to: SocketAddrV4, datagram: Datagram) {
+        self.stats.datagrams_out += 1;
         self.transmits.push_back(Transmit {
             to,
             payload: datagram.encode(),
@@ -497,9 +508,7 @@ impl<H: Handler> Core<H> {
         {
             // A contact that answers without its id went ephemeral (or firewalled): nobody
             // should route to it any more.
-            if self.table.get(&asked).is_some_and(|c| c.addr == from) {
-                self.remove_node(&asked);
-            }
+            self.remove_node_at(&asked, from);
         }
         let rtt = now.saturating_duration_since(pending.sent);
         match pending.purpose {
@@ -621,13 +630,7 @@ impl<H: Handler> Core<H> {
             Purpose::QueryPunch { query, node } => {
                 // Neither directly nor through the node that named it: unreachable for now,
                 // so our table should stop sending walks to it.
-                if self
-                    .table
-                    .get(&node.id)
-                    .is_some_and(|c| c.addr == node.addr)
-                {
-                    self.remove_node(&node.id);
-                }
+                self.remove_node_at(&node.id, node.addr);
                 if let Some(q) = self.queries.get_mut(&query) {
                     q.on_failure();
                 }
@@ -756,6 +759,13 @@ impl<H: Handler> Core<H> {
     fn remove_node(&mut self, id: &NodeId) {
         if let Some(c) = self.table.remove(id) {
             self.events.push_back(Event::NodeRemoved(c.node()));
+        }
+    }
+
+    /// Removes the contact `id` if our table has it at `addr` (not if it moved since).
+    fn remove_node_at(&mut self, id: &NodeId, addr: SocketAddrV4) {
+        if self.table.get(id).is_some_and(|c| c.addr == addr) {
+            self.remove_node(id);
         }
     }
 

@@ -239,7 +239,7 @@ impl<H: Handler> Core<H> {
         now: Instant,
         q: &QueryState,
     ) -> Vec<(NodeAddr, SocketAddrV4)> {
-        if !self.config.adaptive || self.config.ephemeral || !self.reach.due(now) {
+        if !self.checks_reach() || !self.reach.due(now) {
             return Vec::new();
         }
         let mut fresh: Vec<(NodeAddr, SocketAddrV4)> = q
@@ -327,7 +327,7 @@ impl<H: Handler> Core<H> {
     /// hears of, and in a small network we soon have written to everyone). At most
     /// [`EXTRA_FINDS`] such requests between two verdicts.
     pub(super) fn find_targets(&mut self, now: Instant) {
-        if !self.config.adaptive || self.config.ephemeral || self.table.is_empty() {
+        if !self.checks_reach() || self.table.is_empty() {
             return;
         }
         if !self.reach.wants_find(now) {
