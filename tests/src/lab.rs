@@ -9,6 +9,7 @@
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 /// How a host reaches the lab's internet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -328,6 +329,53 @@ impl Lab {
         c.args(["netns", "exec", ns]).arg(program);
         c
     }
+}
+
+/// A child's stdout, line by line.
+pub type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts `cmd` with stdout piped and stderr inherited; the child is killed when dropped.
+pub fn spawn_piped(mut cmd: tokio::process::Command) -> (tokio::process::Child, Lines) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    (child, tokio::io::BufReader::new(stdout).lines())
+}
+
+/// Reads lines until `pick` returns something, for at most `wait`; `None` if none did.
+pub async fn first_line<T>(
+    lines: &mut Lines,
+    wait: Duration,
+    mut pick: impl FnMut(&str) -> Option<T>,
+) -> Option<T> {
+    let read = async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if let Some(t) = pick(&l) {
+                return Some(t);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(wait, read).await.ok().flatten()
+}
+
+/// Starts `cmd` and waits up to `wait` for a stdout line containing `needle` (panics if
+/// none comes); stdout keeps being drained, so the process never blocks on a full pipe.
+pub async fn start_until(
+    cmd: tokio::process::Command,
+    needle: &str,
+    wait: Duration,
+) -> tokio::process::Child {
+    let (child, mut lines) = spawn_piped(cmd);
+    let found = first_line(&mut lines, wait, |l| l.contains(needle).then_some(())).await;
+    assert!(found.is_some(), "no {needle:?} line within {wait:?}");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
 }
 
 impl Drop for Lab {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use hyperdht_tests::agent::Agent;
-use hyperdht_tests::lab::{Host, Lab, Nat};
+use hyperdht_tests::lab::{Host, Lab, Nat, start_until};
 use hyperdht_tests::procs::binary;
 use rand::Rng;
 use serde_json::{Value, json};
@@ -26,27 +26,8 @@ const THIRD: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 const BOOTSTRAP_PORT: u16 = 49737;
 
 /// Starts a process and waits for a stdout line containing `needle`.
-async fn start(mut cmd: tokio::process::Command, needle: &str) -> Child {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let found = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Ok(Some(l)) = lines.next_line().await {
-            if l.contains(needle) {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(found, Ok(true), "no {needle:?} line");
-    // Keep draining stdout so the process never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
+async fn start(cmd: tokio::process::Command, needle: &str) -> Child {
+    start_until(cmd, needle, Duration::from_secs(20)).await
 }
 
 /// What a probe saw of a host's NAT: (endpoint-independent mapping, filtering).

@@ -6,14 +6,12 @@
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use hyperdht_tests::lab::{Host, Lab, Nat};
+use hyperdht_tests::lab::{Host, Lab, Nat, first_line, spawn_piped, start_until};
 use hyperdht_tests::procs::binary;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const INFRA: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const NODES: &str = "200";
@@ -23,29 +21,14 @@ const NODES: &str = "200";
 async fn verdict(lab: &Lab, host: &Host, bootstrap: &str) -> (Option<bool>, f64) {
     let mut c = lab.command(&host.ns, &binary("hyperdht"));
     c.args(["--adaptive", "--json", "-b", bootstrap]);
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn hyperdht");
+    let (mut child, mut lines) = spawn_piped(c);
     let started = Instant::now();
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     // A round without a verdict is tried again at the next re-bootstrap (5 to 65 s later).
-    let v = tokio::time::timeout(Duration::from_secs(100), async {
-        while let Ok(Some(l)) = lines.next_line().await {
-            let Ok(v) = serde_json::from_str::<Value>(&l) else {
-                continue;
-            };
-            if v["event"] == "reachability" {
-                return v["firewalled"].as_bool();
-            }
-        }
-        None
+    let v = first_line(&mut lines, Duration::from_secs(100), |l| {
+        let v = serde_json::from_str::<Value>(l).ok()?;
+        (v["event"] == "reachability").then(|| v["firewalled"].as_bool())?
     })
-    .await
-    .ok()
-    .flatten();
+    .await;
     let took = started.elapsed().as_secs_f64();
     let _ = child.kill().await;
     (v, took)
@@ -78,24 +61,7 @@ async fn reachability_behind_each_nat() {
         "20000",
         "-q",
     ]);
-    let mut testnet = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("testnet");
-    let mut lines = BufReader::new(testnet.stdout.take().expect("stdout")).lines();
-    let up = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(l)) = lines.next_line().await {
-            if l.contains("testnet:") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(up, Ok(true), "the testnet did not come up");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut testnet = start_until(c, "testnet:", Duration::from_secs(60)).await;
 
     let bootstrap = format!("{INFRA}:20000");
     let verdicts = join_all(hosts.iter().map(|h| verdict(&lab, h, &bootstrap))).await;
