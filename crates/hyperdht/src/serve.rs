@@ -202,6 +202,55 @@ mod tests {
         PeersRequest::new(kind, port, local.map(addr))
     }
 
+    /// `from` announces on `k` in a commit round (with a valid token).
+    fn announce(
+        h: &mut PeersHandler,
+        (t, k): (Instant, Key),
+        port: Option<u16>,
+        local: Option<&str>,
+        from: SocketAddrV4,
+    ) -> Option<PeersResponse> {
+        h.answer(
+            t,
+            k,
+            &req(PeersRequestType::Announce, port, local),
+            from,
+            true,
+        )
+    }
+
+    /// `from` unannounces on `k` in a commit round.
+    fn unannounce(
+        h: &mut PeersHandler,
+        (t, k): (Instant, Key),
+        port: Option<u16>,
+        from: SocketAddrV4,
+    ) -> Option<PeersResponse> {
+        h.answer(
+            t,
+            k,
+            &req(PeersRequestType::Unannounce, port, None),
+            from,
+            true,
+        )
+    }
+
+    /// `from` looks `k` up, telling its LAN address `local`.
+    fn lookup(
+        h: &mut PeersHandler,
+        (t, k): (Instant, Key),
+        local: Option<&str>,
+        from: SocketAddrV4,
+    ) -> Option<PeersResponse> {
+        h.answer(
+            t,
+            k,
+            &req(PeersRequestType::Lookup, None, local),
+            from,
+            false,
+        )
+    }
+
     #[test]
     fn announce_needs_an_update_and_lookup_excludes_the_requester() {
         let t = Instant::now();
@@ -246,26 +295,15 @@ mod tests {
         let t = Instant::now();
         let k = Key::from_bytes([2; 32]);
         let mut h = PeersHandler::new(PeerStore::default(), 1);
-        h.answer(
-            t,
-            k,
-            &req(
-                PeersRequestType::Announce,
-                Some(1),
-                Some("192.168.1.2:8888"),
-            ),
+        let tk = (t, k);
+        announce(
+            &mut h,
+            tk,
+            Some(1),
+            Some("192.168.1.2:8888"),
             addr("5.5.5.5:1"),
-            true,
         );
-        let same = h
-            .answer(
-                t,
-                k,
-                &req(PeersRequestType::Lookup, None, Some("192.168.7.7:0")),
-                addr("6.6.6.6:1"),
-                false,
-            )
-            .unwrap();
+        let same = lookup(&mut h, tk, Some("192.168.7.7:0"), addr("6.6.6.6:1")).unwrap();
         assert_eq!(
             same.local_peers,
             Some(vec![LocalPeer {
@@ -273,25 +311,9 @@ mod tests {
                 port: 8888
             }])
         );
-        let other = h
-            .answer(
-                t,
-                k,
-                &req(PeersRequestType::Lookup, None, Some("10.0.7.7:0")),
-                addr("6.6.6.6:1"),
-                false,
-            )
-            .unwrap();
+        let other = lookup(&mut h, tk, Some("10.0.7.7:0"), addr("6.6.6.6:1")).unwrap();
         assert_eq!(other.local_peers, None);
-        let none = h
-            .answer(
-                t,
-                k,
-                &req(PeersRequestType::Lookup, None, None),
-                addr("6.6.6.6:1"),
-                false,
-            )
-            .unwrap();
+        let none = lookup(&mut h, tk, None, addr("6.6.6.6:1")).unwrap();
         assert_eq!(none.local_peers, None);
     }
 
@@ -300,56 +322,17 @@ mod tests {
         let t = Instant::now();
         let k = Key::from_bytes([3; 32]);
         let mut h = PeersHandler::new(PeerStore::default(), 1);
-        h.answer(
-            t,
-            k,
-            &req(PeersRequestType::Announce, None, None),
-            addr("1.1.1.1:1000"),
-            true,
-        );
-        h.answer(
-            t,
-            k,
-            &req(PeersRequestType::Announce, None, None),
-            addr("2.2.2.2:2000"),
-            true,
-        );
+        let tk = (t, k);
+        announce(&mut h, tk, None, None, addr("1.1.1.1:1000"));
+        announce(&mut h, tk, None, None, addr("2.2.2.2:2000"));
         // Someone else's unannounce of 1.1.1.1's port from another address removes nothing of 1.1.1.1.
-        h.answer(
-            t,
-            k,
-            &req(PeersRequestType::Unannounce, Some(1000), None),
-            addr("2.2.2.2:2000"),
-            true,
-        );
-        let r = h
-            .answer(
-                t,
-                k,
-                &req(PeersRequestType::Lookup, None, None),
-                addr("9.9.9.9:9"),
-                false,
-            )
-            .unwrap();
+        unannounce(&mut h, tk, Some(1000), addr("2.2.2.2:2000"));
+        let r = lookup(&mut h, tk, None, addr("9.9.9.9:9")).unwrap();
         let mut got = r.peers.unwrap().into_valid().unwrap();
         got.sort();
         assert_eq!(got, vec![addr("1.1.1.1:1000"), addr("2.2.2.2:2000")]);
-        h.answer(
-            t,
-            k,
-            &req(PeersRequestType::Unannounce, None, None),
-            addr("2.2.2.2:2000"),
-            true,
-        );
-        let r = h
-            .answer(
-                t,
-                k,
-                &req(PeersRequestType::Lookup, None, None),
-                addr("9.9.9.9:9"),
-                false,
-            )
-            .unwrap();
+        unannounce(&mut h, tk, None, addr("2.2.2.2:2000"));
+        let r = lookup(&mut h, tk, None, addr("9.9.9.9:9")).unwrap();
         assert_eq!(
             r.peers.unwrap().into_valid().unwrap(),
             vec![addr("1.1.1.1:1000")]
@@ -378,23 +361,9 @@ mod tests {
         let mut h = PeersHandler::new(PeerStore::default(), 1);
         for i in 0..400u32 {
             let from = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 + i), 4000);
-            h.answer(
-                t,
-                k,
-                &req(PeersRequestType::Announce, None, Some("192.168.0.1:1")),
-                from,
-                true,
-            );
+            announce(&mut h, (t, k), None, Some("192.168.0.1:1"), from);
         }
-        let r = h
-            .answer(
-                t,
-                k,
-                &req(PeersRequestType::Lookup, None, Some("192.168.9.9:0")),
-                addr("9.9.9.9:9"),
-                false,
-            )
-            .unwrap();
+        let r = lookup(&mut h, (t, k), Some("192.168.9.9:0"), addr("9.9.9.9:9")).unwrap();
         let peers = r.peers.unwrap().into_valid().unwrap().len();
         let locals = r.local_peers.unwrap().len();
         assert!(
