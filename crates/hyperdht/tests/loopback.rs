@@ -34,6 +34,15 @@ async fn network(n: usize) -> (HyperDht, Vec<HyperDht>) {
     (entry, nodes)
 }
 
+/// All the replies of a lookup of `key` from `node`, telling LAN address `lan`.
+async fn lookup_from_lan(node: &HyperDht, key: Key, lan: &str) -> Vec<hyperdht::PeersReply> {
+    let opts = AnnounceOptions {
+        port: None,
+        local_address: Some(lan.parse().expect("addr")),
+    };
+    node.lookup(key, opts).collect_all().await.expect("lookup")
+}
+
 fn peers_of(replies: &[hyperdht::PeersReply]) -> BTreeSet<SocketAddrV4> {
     replies
         .iter()
@@ -136,33 +145,13 @@ async fn local_peers_only_for_matching_prefixes() {
         .collect_all()
         .await
         .expect("announce");
-    let same = nodes[2]
-        .lookup(
-            key,
-            AnnounceOptions {
-                port: None,
-                local_address: Some("192.168.4.4:0".parse().expect("addr")),
-            },
-        )
-        .collect_all()
-        .await
-        .expect("lookup");
+    let same = lookup_from_lan(&nodes[2], key, "192.168.4.4:0").await;
     let locals: BTreeSet<SocketAddrV4> = same
         .iter()
         .flat_map(|r| r.local_peers.iter().copied())
         .collect();
     assert_eq!(locals, [lan].into());
-    let other = nodes[2]
-        .lookup(
-            key,
-            AnnounceOptions {
-                port: None,
-                local_address: Some("10.1.4.4:0".parse().expect("addr")),
-            },
-        )
-        .collect_all()
-        .await
-        .expect("lookup");
+    let other = lookup_from_lan(&nodes[2], key, "10.1.4.4:0").await;
     assert!(other.iter().all(|r| r.local_peers.is_empty()));
     assert!(!peers_of(&other).is_empty());
 }

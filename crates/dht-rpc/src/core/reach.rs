@@ -284,8 +284,7 @@ impl<H: Handler> Core<H> {
                 {
                     continue;
                 }
-                let targets: Vec<SocketAddrV4> = picked.iter().map(|(n, _)| n.addr).collect();
-                match relays.find(|a| *a != node.addr && !targets.contains(a)) {
+                match relays.find(|a| *a != node.addr && picked.iter().all(|(n, _)| n.addr != *a)) {
                     Some(relay) => picked.push((node, relay)),
                     None => break,
                 }
