@@ -212,7 +212,7 @@ impl<H: Handler> Core<H> {
     /// Whether we send no id now: configured ephemeral, or found firewalled (see
     /// [`Config::adaptive`]).
     pub fn is_ephemeral(&self) -> bool {
-        self.config.ephemeral || self.reach.firewalled
+        self.config.ephemeral || self.is_firewalled()
     }
 
     /// Whether the reachability check runs: asked for, and we would send an id at all.
@@ -223,7 +223,13 @@ impl<H: Handler> Core<H> {
     /// Whether the last reachability check found that nodes we never sent to cannot reach
     /// us (only with [`Config::adaptive`]).
     pub fn is_firewalled(&self) -> bool {
-        self.reach.firewalled
+        self.reach.verdict == Some(true)
+    }
+
+    /// The last reachability verdict (only with [`Config::adaptive`]): `Some(true)`
+    /// firewalled, `Some(false)` reachable, `None` before the first.
+    pub fn reachability(&self) -> Option<bool> {
+        self.reach.verdict
     }
 
     /// Sends `_ping` to `to`; an [`Event::Pong`] follows.

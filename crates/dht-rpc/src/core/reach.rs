@@ -64,8 +64,9 @@ struct Target {
 /// The state of the reachability check.
 #[derive(Debug, Default)]
 pub(crate) struct Reach {
-    /// The last round's verdict: true while we send no id because of it.
-    pub(crate) firewalled: bool,
+    /// The last round's verdict (`Some(true)`: firewalled, so we send no id); `None` before
+    /// the first.
+    pub(crate) verdict: Option<bool>,
     last_round: Option<Instant>,
     /// Probes of the current round still out (relayed, or confirming directly).
     outstanding: usize,
@@ -220,7 +221,7 @@ impl Reach {
             self.last_round = None;
             return None;
         };
-        self.firewalled = verdict;
+        self.verdict = Some(verdict);
         self.reached = 0;
         self.blocked = 0;
         self.extra_finds = 0;
@@ -415,7 +416,7 @@ mod tests {
         assert_eq!(r.on_blocked(p(1)), None);
         assert_eq!(r.on_blocked(p(2)), None);
         assert_eq!(r.on_reached(p(9)), Some(false));
-        assert!(!r.firewalled);
+        assert_ne!(r.verdict, Some(true));
     }
 
     #[test]
@@ -426,14 +427,14 @@ mod tests {
         assert_eq!(r.on_blocked(p(1)), None);
         assert_eq!(r.on_inconclusive(), None);
         assert_eq!(r.on_blocked(p(3)), Some(true));
-        assert!(r.firewalled);
+        assert_eq!(r.verdict, Some(true));
         assert!(!r.due(t + Duration::from_secs(1)), "one round per RECHECK");
         assert!(r.due(t + RECHECK));
         // A later round where a probe gets through turns it back.
         r.start(t + RECHECK, &[p(1), p(2)]);
         assert_eq!(r.on_inconclusive(), None);
         assert_eq!(r.on_reached(p(9)), Some(false));
-        assert!(!r.firewalled);
+        assert_ne!(r.verdict, Some(true));
     }
 
     #[test]
@@ -444,7 +445,7 @@ mod tests {
         r.heard_request(p(2));
         assert_eq!(r.on_blocked(p(1)), None);
         assert_eq!(r.on_blocked(p(2)), None, "one vote only");
-        assert!(!r.firewalled);
+        assert_ne!(r.verdict, Some(true));
     }
 
     #[test]
@@ -459,7 +460,7 @@ mod tests {
         // The next verdict starts from nothing.
         r.start(t + RECHECK, &[p(3)]);
         assert_eq!(r.on_blocked(p(3)), None);
-        assert!(r.firewalled);
+        assert_eq!(r.verdict, Some(true));
     }
 
     #[test]
@@ -505,7 +506,7 @@ mod tests {
         assert_eq!(r.on_blocked(p(1)), None);
         assert_eq!(r.on_inconclusive(), None);
         assert_eq!(r.on_inconclusive(), None);
-        assert!(!r.firewalled);
+        assert_ne!(r.verdict, Some(true));
         assert!(r.due(t), "no verdict: try again at the next bootstrap");
     }
 }
