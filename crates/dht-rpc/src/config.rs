@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use dht_wire::NodeId;
 
+use crate::guard::Defences;
+
 /// How long a request waits for its response: the reference checks every 250 ms and gives a
 /// request 5 ticks, sending it once.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(1250);
@@ -51,6 +53,8 @@ pub struct Config {
     /// punch, and an announce stored there may not be found. The check uses only hole-punch
     /// pings, so dht-rpc 2.x nodes serve it unchanged. Off by default, as in the reference.
     pub adaptive: bool,
+    /// The defences against hostile networks (see [`crate::guard`]).
+    pub defences: Defences,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             forward_rate: 20,
             max_queued: 4096,
             adaptive: false,
+            defences: Defences::default(),
         }
     }
 }

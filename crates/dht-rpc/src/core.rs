@@ -7,6 +7,7 @@
 //! [`Core::poll_timeout`]. The core never reads the clock, touches a socket or asks the OS
 //! for randomness: time comes in as `now`, randomness from the configured seed.
 
+mod defend;
 mod reach;
 mod requests;
 mod serve;
@@ -24,10 +25,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::{Config, RECENTLY_SEEN, SECRET_ROTATION, TICK};
 use crate::events::{Event, Pong, QueryError, QueryId, RequestError, RequestId};
+use crate::guard::{Guard, Over};
 use crate::handler::{Handler, NoHandler};
-use crate::limiter::RateLimiter;
 use crate::query::{QuerySpec, QueryState};
-use crate::routing::{Contact, Insert, RoutingTable};
+use crate::routing::{Contact, Insert, RoutingTable, TableLimits};
 use crate::stats::Stats;
 use crate::tokens::Tokens;
 
@@ -73,8 +74,13 @@ pub struct Core<H = NoHandler> {
     repinging: BTreeSet<NodeId>,
     /// Contacts being pinged by the liveness sweep.
     checking: BTreeSet<NodeId>,
-    forward_from: RateLimiter<std::net::Ipv4Addr>,
-    forward_to: RateLimiter<SocketAddrV4>,
+    guard: Guard,
+    /// Requesters being pinged before they may enter the routing table.
+    verifying: BTreeSet<SocketAddrV4>,
+    /// Our port and our address as others see it (from pongs), so that nothing is relayed
+    /// or answered to ourselves.
+    local_port: Option<u16>,
+    observed: Option<SocketAddrV4>,
     deliver_unrecognized: bool,
     reach: Reach,
 }
@@ -100,11 +106,19 @@ impl<H: Handler> Core<H> {
             config.max_queued,
             config.request_timeout,
         );
-        let window = std::time::Duration::from_secs(1);
+        let d = &config.defences;
+        let limits = TableLimits {
+            per_ip: d.table_per_ip,
+            per_prefix: d.table_per_prefix,
+            trusted: d.trusted.clone(),
+        };
+        let guard = Guard::new(d.clone(), config.forward_rate, || rng.random());
         Core {
-            table: RoutingTable::new(id, config.k),
-            forward_from: RateLimiter::new(config.forward_rate, window, 4096),
-            forward_to: RateLimiter::new(config.forward_rate, window, 4096),
+            table: RoutingTable::with_limits(id, config.k, limits),
+            guard,
+            verifying: BTreeSet::new(),
+            local_port: None,
+            observed: None,
             config,
             id,
             rng,
@@ -136,6 +150,12 @@ impl<H: Handler> Core<H> {
     /// path a hole punch opened) for their own datagrams.
     pub fn set_deliver_unrecognized(&mut self, on: bool) {
         self.deliver_unrecognized = on;
+    }
+
+    /// Tells the core the port its socket is bound to, so that it relays and answers nothing
+    /// to itself (the driver calls it at bind).
+    pub fn set_local_port(&mut self, port: u16) {
+        self.local_port = Some(port);
     }
 
     /// Sends an application datagram from the DHT socket. Make it one that does not decode
@@ -468,9 +488,30 @@ impl<H: Handler> Core<H> {
         });
     }
 
+    /// [`Core::transmit`] of a datagram already encoded.
+    fn transmit_encoded(&mut self, now: Instant, to: SocketAddrV4, payload: Bytes) {
+        if self.checks_reach() {
+            self.reach.on_send(now, to);
+        }
+        self.stats.datagrams_out += 1;
+        self.transmits.push_back(Transmit { to, payload });
+    }
+
     /// Feeds a received datagram. Malformed ones are counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
+        // A request (the header's top bit) is checked against its source's budgets before
+        // anything is decoded, so that a flood costs a hash and a compare per datagram.
+        if bytes.first().is_some_and(|b| b & 0x80 != 0)
+            && let Err(over) = self.guard.admit_request(now, *from.ip())
+        {
+            match over {
+                Over::Ip => self.stats.limited_ip += 1,
+                Over::Prefix => self.stats.limited_prefix += 1,
+                Over::Total => self.stats.limited_total += 1,
+            }
+            return;
+        }
         let datagram = match Datagram::decode(bytes) {
             Ok(d) => d,
             Err(_) if self.deliver_unrecognized => {
@@ -505,6 +546,8 @@ impl<H: Handler> Core<H> {
             self.stats.unknown_responses += 1;
             return;
         };
+        // It answered a request of ours: it receives at this address.
+        self.guard.proven.insert(now, *from.ip());
         if let Some(id) = res.sender_id() {
             self.add_node(now, id, from);
         } else if let Purpose::Check(asked)
@@ -520,6 +563,9 @@ impl<H: Handler> Core<H> {
         match pending.purpose {
             Purpose::Ping(request) | Purpose::Holepunch(request) => {
                 let observed = res.value.as_deref().and_then(compact::decode_peer);
+                if observed.is_some() {
+                    self.observed = observed;
+                }
                 let pong = Pong {
                     from,
                     id: res.sender_id(),
@@ -532,10 +578,10 @@ impl<H: Handler> Core<H> {
                 });
             }
             Purpose::Query { query, .. } => {
+                let closer = self.admit_candidates(from, query, res.closer_nodes());
                 if let Some(q) = self.queries.get_mut(&query) {
                     let id = res.sender_id();
-                    let report =
-                        q.on_response(from, id, res.roundtrip_token.as_ref(), res.closer_nodes());
+                    let report = q.on_response(from, id, res.roundtrip_token.as_ref(), &closer);
                     if let (true, Some(id)) = (report, id) {
                         let reply = crate::events::Reply {
                             node: NodeAddr { id, addr: from },
@@ -562,6 +608,9 @@ impl<H: Handler> Core<H> {
             }
             Purpose::Check(id) => {
                 self.checking.remove(&id);
+            }
+            Purpose::Verify(addr) => {
+                self.verifying.remove(&addr);
             }
             Purpose::ReachProbe { peer } => {
                 let verdict = self.reach.on_reached(peer);
@@ -646,6 +695,9 @@ impl<H: Handler> Core<H> {
                 self.checking.remove(&id);
                 self.remove_node(&id);
             }
+            Purpose::Verify(addr) => {
+                self.verifying.remove(&addr);
+            }
             Purpose::ReachProbe { peer } if error == RequestError::Timeout => {
                 // Is the target there at all? Ask it directly.
                 self.reach.confirming(peer);
@@ -725,6 +777,7 @@ impl<H: Handler> Core<H> {
                 .events
                 .push_back(Event::NodeAdded(NodeAddr { id, addr })),
             Insert::Refreshed | Insert::Own => {}
+            Insert::Limited => self.stats.table_limited += 1,
             Insert::Full(oldest) => {
                 if !self.bootstrapped {
                     return;

@@ -166,6 +166,11 @@ impl QueryState {
         self.candidates.len()
     }
 
+    /// How many candidates sit on `ip`.
+    pub(crate) fn candidates_on(&self, ip: &std::net::Ipv4Addr) -> usize {
+        self.candidates.iter().filter(|c| c.addr.ip() == ip).count()
+    }
+
     /// The candidate with this id.
     pub(crate) fn candidate(&self, id: &NodeId) -> Option<&Candidate> {
         self.candidates.iter().find(|c| c.id == *id)

@@ -5,10 +5,13 @@
 //! of at most `k` contacts, least recently seen first). Contacts are added or refreshed on
 //! every message that carries a valid id; we never add ourselves.
 
-use std::net::SocketAddrV4;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
 use dht_wire::{NodeAddr, NodeId};
+
+use crate::guard::Ipv4Range;
 
 /// A node in the routing table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +45,35 @@ pub enum Insert {
     Full(Vec<Contact>),
     /// The id is ours.
     Own,
+    /// The contact's IP or /24 already holds as many contacts as [`TableLimits`] allow.
+    Limited,
+}
+
+/// How many contacts one IP and one /24 may hold, in all and per bucket, so that one host
+/// cannot fill a table with crafted ids. Sources in `trusted` are exempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableLimits {
+    /// Contacts per IP: in all, per bucket.
+    pub per_ip: (usize, usize),
+    /// Contacts per /24: in all, per bucket.
+    pub per_prefix: (usize, usize),
+    /// Exempt ranges.
+    pub trusted: Vec<Ipv4Range>,
+}
+
+impl TableLimits {
+    /// No limits (the reference's behaviour).
+    pub fn none() -> Self {
+        TableLimits {
+            per_ip: (usize::MAX, usize::MAX),
+            per_prefix: (usize::MAX, usize::MAX),
+            trusted: Vec::new(),
+        }
+    }
+}
+
+fn prefix_of(ip: &Ipv4Addr) -> u32 {
+    u32::from(*ip) >> 8
 }
 
 /// Kademlia k-buckets around `own`.
@@ -51,17 +83,70 @@ pub struct RoutingTable {
     k: usize,
     buckets: Vec<Vec<Contact>>,
     len: usize,
+    limits: TableLimits,
+    per_ip: BTreeMap<Ipv4Addr, usize>,
+    per_prefix: BTreeMap<u32, usize>,
 }
 
 impl RoutingTable {
     /// An empty table around `own` with buckets of `k` contacts.
     pub fn new(own: NodeId, k: usize) -> Self {
+        Self::with_limits(own, k, TableLimits::none())
+    }
+
+    /// An empty table whose contacts per IP and per /24 are bounded by `limits`.
+    pub fn with_limits(own: NodeId, k: usize, limits: TableLimits) -> Self {
         RoutingTable {
             own,
             k: k.max(1),
             buckets: vec![Vec::new(); 257],
             len: 0,
+            limits,
+            per_ip: BTreeMap::new(),
+            per_prefix: BTreeMap::new(),
         }
+    }
+
+    /// Whether a contact at `ip` may join bucket `b` (`except`: a contact that is moving
+    /// there from another IP, not counted).
+    fn within_limits(&self, b: usize, ip: &Ipv4Addr, except: Option<&NodeId>) -> bool {
+        if self.limits.trusted.iter().any(|r| r.contains(*ip)) {
+            return true;
+        }
+        let p = prefix_of(ip);
+        let others = self.buckets[b].iter().filter(|c| Some(&c.id) != except);
+        let (mut bucket_ip, mut bucket_prefix) = (0, 0);
+        for c in others {
+            bucket_ip += usize::from(c.addr.ip() == ip);
+            bucket_prefix += usize::from(prefix_of(c.addr.ip()) == p);
+        }
+        // A contact that moves keeps its old IP counted until it has moved: its old IP
+        // differs from `ip`, so the counts below are of others only.
+        let all_ip = self.per_ip.get(ip).copied().unwrap_or(0);
+        let all_prefix = self.per_prefix.get(&p).copied().unwrap_or(0);
+        let moving_in_prefix = except
+            .and_then(|id| self.buckets[b].iter().find(|c| c.id == *id))
+            .is_some_and(|c| prefix_of(c.addr.ip()) == p);
+        let all_prefix = all_prefix - usize::from(moving_in_prefix);
+        bucket_ip < self.limits.per_ip.1
+            && all_ip < self.limits.per_ip.0
+            && bucket_prefix < self.limits.per_prefix.1
+            && all_prefix < self.limits.per_prefix.0
+    }
+
+    fn count(&mut self, ip: Ipv4Addr, up: bool) {
+        fn bump<K: Ord>(m: &mut BTreeMap<K, usize>, k: K, up: bool) {
+            if up {
+                *m.entry(k).or_default() += 1;
+            } else if let Some(n) = m.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&k);
+                }
+            }
+        }
+        bump(&mut self.per_ip, ip, up);
+        bump(&mut self.per_prefix, prefix_of(&ip), up);
     }
 
     /// Our own id.
@@ -98,25 +183,37 @@ impl RoutingTable {
         }
         let k = self.k;
         let b = self.bucket_of(&id);
-        let bucket = &mut self.buckets[b];
-        if let Some(pos) = bucket.iter().position(|c| c.id == id) {
+        if let Some(pos) = self.buckets[b].iter().position(|c| c.id == id) {
+            let old = self.buckets[b][pos].addr;
+            if old.ip() != addr.ip() {
+                if !self.within_limits(b, addr.ip(), Some(&id)) {
+                    return Insert::Limited;
+                }
+                self.count(*old.ip(), false);
+                self.count(*addr.ip(), true);
+            }
+            let bucket = &mut self.buckets[b];
             let mut c = bucket.remove(pos);
             c.addr = addr;
             c.last_seen = now;
             bucket.push(c);
             return Insert::Refreshed;
         }
+        if !self.within_limits(b, addr.ip(), None) {
+            return Insert::Limited;
+        }
         let contact = Contact {
             id,
             addr,
             last_seen: now,
         };
-        if bucket.len() < k {
-            bucket.push(contact);
+        if self.buckets[b].len() < k {
+            self.buckets[b].push(contact);
             self.len += 1;
+            self.count(*addr.ip(), true);
             return Insert::Added;
         }
-        Insert::Full(bucket.clone())
+        Insert::Full(self.buckets[b].clone())
     }
 
     /// Removes a contact; returns it if it was there.
@@ -125,7 +222,9 @@ impl RoutingTable {
         let bucket = &mut self.buckets[b];
         let pos = bucket.iter().position(|c| c.id == *id)?;
         self.len -= 1;
-        Some(bucket.remove(pos))
+        let c = bucket.remove(pos);
+        self.count(*c.addr.ip(), false);
+        Some(c)
     }
 
     /// The `n` contacts closest to `target`, closest first, by exact XOR distance.
@@ -213,6 +312,7 @@ mod tests {
                     Insert::Added => kept.push(id),
                     Insert::Own | Insert::Refreshed => {}
                     Insert::Full(old) => prop_assert_eq!(old.len(), k),
+                    Insert::Limited => prop_assert!(false, "no limits configured"),
                 }
             }
             for b in &t.buckets {
@@ -233,6 +333,55 @@ mod tests {
             let t = RoutingTable::new(NodeId::from_bytes(own), 20);
             let id = t.id_in_bucket(i, random);
             prop_assert_eq!(t.bucket_of(&id), i);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn one_ip_or_prefix_never_holds_more_than_its_share(
+            own in any::<[u8; 32]>(),
+            ids in proptest::collection::vec((any::<[u8; 32]>(), 0u32..8, 1u16..4), 0..400),
+        ) {
+            let limits = TableLimits {
+                per_ip: (2, 1),
+                per_prefix: (4, 2),
+                trusted: vec!["127.0.0.0/8".parse().unwrap()],
+            };
+            let mut t = RoutingTable::with_limits(NodeId::from_bytes(own), 20, limits);
+            let now = Instant::now();
+            for (id, host, port) in &ids {
+                // Eight hosts in two /24s, a few ports each; now and then on loopback.
+                let ip = if *host == 7 {
+                    Ipv4Addr::LOCALHOST
+                } else {
+                    Ipv4Addr::new(1, 2, (*host % 2) as u8, *host as u8)
+                };
+                t.insert(NodeId::from_bytes(*id), SocketAddrV4::new(ip, *port), now);
+                let first = t.iter().next().map(|c| c.id);
+                if let Some(c) = first && port % 3 == 0 {
+                    t.remove(&c);
+                }
+            }
+            let mut per_ip = BTreeMap::<Ipv4Addr, usize>::new();
+            let mut per_prefix = BTreeMap::<u32, usize>::new();
+            for c in t.iter().filter(|c| !c.addr.ip().is_loopback()) {
+                *per_ip.entry(*c.addr.ip()).or_default() += 1;
+                *per_prefix.entry(prefix_of(c.addr.ip())).or_default() += 1;
+            }
+            prop_assert!(per_ip.values().all(|n| *n <= 2), "{per_ip:?}");
+            prop_assert!(per_prefix.values().all(|n| *n <= 4), "{per_prefix:?}");
+            for b in &t.buckets {
+                let mut ips: Vec<_> = b.iter().filter(|c| !c.addr.ip().is_loopback()).map(|c| *c.addr.ip()).collect();
+                ips.sort();
+                let n = ips.len();
+                ips.dedup();
+                prop_assert_eq!(ips.len(), n, "one contact per IP per bucket");
+            }
+            // The counters agree with the contacts.
+            prop_assert_eq!(
+                t.per_ip.values().sum::<usize>(),
+                t.len()
+            );
         }
     }
 

@@ -29,4 +29,31 @@ pub struct Stats {
     pub resent: u64,
     /// Requests of ours refused because the queue was full.
     pub overloaded: u64,
+    /// Requests dropped before decoding: their source IP was over its budget.
+    pub limited_ip: u64,
+    /// Requests dropped before decoding: their source /24 was over its budget.
+    pub limited_prefix: u64,
+    /// Requests dropped before decoding: untrusted sources in all were over budget.
+    pub limited_total: u64,
+    /// Answers not sent: their destination was over its response byte budget (tight for
+    /// IPs that never proved they receive, so that spoofed requests reflect little).
+    pub responses_limited: u64,
+    /// Forwards, pongs, walk candidates and punch hints refused for their destination: a
+    /// special-purpose address, or loopback or a private range the requester is not in.
+    pub refused_destinations: u64,
+    /// Pongs of forwarded pings not sent: their third-party target or all pongs over rate.
+    pub pongs_limited: u64,
+    /// Punch hints (a relayed ping's value) ignored because the relay never proved it
+    /// receives at its address.
+    pub hints_unproven: u64,
+    /// Contacts not added: their IP or /24 already holds its share of the routing table.
+    pub table_limited: u64,
+    /// Pings sent to requesters we did not know, so that they enter the table only once they
+    /// answered.
+    pub verify_pings: u64,
+    /// Requesters not pinged for the table: the verification pings were over their rate.
+    pub verify_limited: u64,
+    /// Nodes named in answers that a walk did not take: past the per-answer or per-IP cap,
+    /// or at a refused destination.
+    pub candidates_refused: u64,
 }

@@ -187,7 +187,10 @@ impl<H: Handler> Sim<H> {
     /// Adds a node with a handler; its seed comes from the simulation's. Returns its address.
     pub fn add_node_with(&mut self, mut config: Config, handler: H) -> SocketAddrV4 {
         let i = self.nodes.len() as u32 + 1;
-        let addr = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | i), 49737);
+        // One node per /24 of 10/8 (the defences limit what one /24 holds in a routing
+        // table), then a second host in each, and so on.
+        let (net, host) = (i & 0xffff, 1 + (i >> 16));
+        let addr = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | net << 8 | host), 49737);
         config.seed = self.rng.random();
         let core = Core::with_handler(config, handler, self.now);
         self.nodes.insert(

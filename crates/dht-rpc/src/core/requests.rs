@@ -33,6 +33,8 @@ pub(crate) enum Purpose {
     QueryPunch { query: QueryId, node: NodeAddr },
     /// The liveness sweep.
     Check(NodeId),
+    /// A ping to a requester we do not know: its answer lets it into the routing table.
+    Verify(SocketAddrV4),
     /// A reachability probe: a hole-punch ping to `peer` through the node that named it.
     ReachProbe { peer: SocketAddrV4 },
     /// A `_find_node` to a contact, for reachability targets.

@@ -12,24 +12,27 @@ use std::time::Instant;
 use bytes::Bytes;
 use dht_wire::{Checked, Datagram, FIND_NODE, PING, Request, Response, Tid, compact};
 
-use super::Core;
+use super::{Core, defend};
 use crate::events::Event;
+use crate::guard::{Relay, dest};
 use crate::handler::{Answer, Handler, Incoming};
 
 impl<H: Handler> Core<H> {
     pub(super) fn on_request(&mut self, now: Instant, from: SocketAddrV4, tid: Tid, req: Request) {
         // A relayed hole-punch ping (it has forwardResponse) carries the requester's id but
         // comes from the relay's address: adding it would map the requester's id to the
-        // relay (the reference does, and then routes that id's traffic to the relay).
-        if let Some(id) = req.sender_id()
-            && req.forward_response.is_none()
-        {
-            self.add_node(now, id, from);
+        // relay (the reference does, and then routes that id's traffic to the relay). A
+        // direct sender enters the table only once it answered a ping of ours.
+        if let Some(id) = defend::direct_sender(&req) {
+            self.heard_id(now, id, from);
         }
         let update = req
             .roundtrip_token
             .as_deref()
             .is_some_and(|t| self.tokens.is_valid(*from.ip(), t));
+        if update {
+            self.proved(now, from);
+        }
 
         if let Some(forward) = &req.forward_request {
             self.relay(now, from, tid, forward.valid().copied(), req);
@@ -42,17 +45,33 @@ impl<H: Handler> Core<H> {
             Some(Checked::Valid(requester)) if req.command == PING => *requester,
             Some(_) => return self.drop_request(from, "invalid forwardResponse"),
         };
+        if to != from {
+            if dest::may_send_for(*from.ip(), to).is_err() || self.is_self(to) {
+                self.stats.refused_destinations += 1;
+                return self.drop_request(from, "forwardResponse to a refused destination");
+            }
+            if !self.guard.admit_pong(now, *to.ip()) {
+                self.stats.pongs_limited += 1;
+                return;
+            }
+        }
 
         // A relayed hole-punch ping that carries a value: an application-level hint from
         // the requester (the reference ignores a ping's value, so this stays compatible).
+        // Hints can make the application send much (a birthday punch), so they count only
+        // from a relay that proved it receives at its address: not from a spoofed source.
         if to != from
             && let Some(value) = req.value.clone()
         {
-            self.events.push_back(Event::PunchRequest {
-                requester: to,
-                relay: from,
-                value,
-            });
+            if self.guard.proven.contains(from.ip()) || self.guard.is_trusted(*from.ip()) {
+                self.events.push_back(Event::PunchRequest {
+                    requester: to,
+                    relay: from,
+                    value,
+                });
+            } else {
+                self.stats.hints_unproven += 1;
+            }
         }
         let response = match req.command.as_str() {
             PING => Response {
@@ -96,8 +115,7 @@ impl<H: Handler> Core<H> {
                 }
             }
         };
-        self.stats.requests_answered += 1;
-        self.transmit(now, to, Datagram::response(tid, response));
+        self.answer(now, to, tid, response);
     }
 
     fn token_for(&self, peer: &SocketAddrV4) -> Bytes {
@@ -124,7 +142,11 @@ impl<H: Handler> Core<H> {
         let Some(to) = to.filter(|_| req.command == PING) else {
             return self.drop_request(from, "forward of anything but a valid _ping");
         };
-        if !self.forward_from.allow(now, *from.ip()) || !self.forward_to.allow(now, to) {
+        if to == from || dest::may_send_for(*from.ip(), to).is_err() || self.is_self(to) {
+            self.stats.refused_destinations += 1;
+            return self.drop_request(from, "forward to a refused destination");
+        }
+        if self.guard.admit_relay(now, *from.ip(), to) == Relay::Limited {
             self.stats.forwards_limited += 1;
             return;
         }

@@ -75,6 +75,19 @@ impl NodeBuilder {
         self
     }
 
+    /// The defences against hostile networks (defaults protect a public node).
+    pub fn defences(mut self, defences: crate::Defences) -> Self {
+        self.config.defences = defences;
+        self
+    }
+
+    /// Adds ranges whose sources skip the per-source limits (loopback is trusted by
+    /// default): a private cluster, or a test network whose nodes share one IP.
+    pub fn trust(mut self, ranges: impl IntoIterator<Item = crate::guard::Ipv4Range>) -> Self {
+        self.config.defences.trusted.extend(ranges);
+        self
+    }
+
     /// Requests in flight at once (16).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n.max(1);
@@ -129,7 +142,8 @@ impl NodeBuilder {
             Ok(SocketAddr::V4(a)) => a,
             Ok(SocketAddr::V6(_)) | Err(_) => bind,
         };
-        let core = Core::with_handler(self.config, handler, std::time::Instant::now());
+        let mut core = Core::with_handler(self.config, handler, std::time::Instant::now());
+        core.set_local_port(local.port());
         Ok(Node::start(
             socket,
             local,

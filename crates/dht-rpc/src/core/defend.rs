@@ -1,0 +1,115 @@
+//! The core's side of the defences (see [`crate::guard`]): who may enter the routing table,
+//! which named nodes a walk takes, what is never sent to ourselves, and the byte budget of
+//! answers.
+
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use dht_wire::{Checked, Datagram, NodeAddr, NodeId, PING, Request, Response, Tid};
+
+use super::{Core, Purpose};
+use crate::events::QueryId;
+use crate::guard::dest;
+use crate::handler::Handler;
+
+/// Requesters being verified at once, at most.
+const MAX_VERIFYING: usize = 256;
+
+impl<H: Handler> Core<H> {
+    /// A request from `from` carried the id `id`: refresh it if the table has it there;
+    /// otherwise ping it, and let it in only when it answers (a spoofed source never does).
+    pub(super) fn heard_id(&mut self, now: Instant, id: NodeId, from: SocketAddrV4) {
+        if self.table.get(&id).is_some_and(|c| c.addr == from) {
+            self.add_node(now, id, from);
+            return;
+        }
+        if id == self.id || self.verifying.contains(&from) || self.verifying.len() >= MAX_VERIFYING
+        {
+            return;
+        }
+        if !self.guard.admit_verify(now, *from.ip()) {
+            self.stats.verify_limited += 1;
+            return;
+        }
+        self.verifying.insert(from);
+        self.stats.verify_pings += 1;
+        let req = Request {
+            id: self.wire_id(),
+            ..Request::new(PING)
+        };
+        self.send(now, from, from, req, Purpose::Verify(from));
+    }
+
+    /// The nodes of `from`'s answer that query `query` may take as candidates: at most
+    /// [`Defences::candidates_per_answer`] new ones, at most
+    /// [`Defences::candidates_per_ip`] per IP in the whole walk (trusted IPs exempt), and
+    /// none at a destination `from` may not make us send to.
+    ///
+    /// [`Defences::candidates_per_answer`]: crate::Defences::candidates_per_answer
+    /// [`Defences::candidates_per_ip`]: crate::Defences::candidates_per_ip
+    pub(super) fn admit_candidates(
+        &mut self,
+        from: SocketAddrV4,
+        query: QueryId,
+        named: &[NodeAddr],
+    ) -> Vec<NodeAddr> {
+        let Some(q) = self.queries.get(&query) else {
+            return Vec::new();
+        };
+        let per_answer = self.guard.cfg.candidates_per_answer;
+        let per_ip = self.guard.cfg.candidates_per_ip;
+        let mut taken: Vec<NodeAddr> = Vec::new();
+        let mut refused = 0;
+        for n in named {
+            if q.candidate(&n.id).is_some() || taken.iter().any(|t| t.id == n.id) {
+                continue;
+            }
+            let ok = taken.len() < per_answer
+                && dest::may_send_for(*from.ip(), n.addr).is_ok()
+                && !self.is_self(n.addr)
+                && (self.guard.is_trusted(*n.addr.ip())
+                    || q.candidates_on(n.addr.ip())
+                        + taken.iter().filter(|t| t.addr.ip() == n.addr.ip()).count()
+                        < per_ip);
+            if ok {
+                taken.push(*n);
+            } else {
+                refused += 1;
+            }
+        }
+        self.stats.candidates_refused += refused;
+        taken
+    }
+
+    /// Whether `to` is our own socket (as loopback or as others see us).
+    pub(super) fn is_self(&self, to: SocketAddrV4) -> bool {
+        Some(to.port()) == self.local_port
+            && (to.ip().is_loopback() || to.ip().is_unspecified() || Some(to) == self.observed)
+    }
+
+    /// Sends `response` to `to` if its bytes fit the destination's response budget.
+    pub(super) fn answer(&mut self, now: Instant, to: SocketAddrV4, tid: Tid, response: Response) {
+        let datagram = Datagram::response(tid, response);
+        let payload = datagram.encode();
+        if !self.guard.admit_response(now, *to.ip(), payload.len()) {
+            self.stats.responses_limited += 1;
+            return;
+        }
+        self.stats.requests_answered += 1;
+        self.transmit_encoded(now, to, payload);
+    }
+
+    /// Records that a request came back with a valid token of ours: its IP receives.
+    pub(super) fn proved(&mut self, now: Instant, from: SocketAddrV4) {
+        self.guard.proven.insert(now, *from.ip());
+    }
+}
+
+/// The sender id of a request, unless it is relayed (then it is the requester's, and the
+/// address the relay's).
+pub(super) fn direct_sender(req: &Request) -> Option<NodeId> {
+    match (&req.id, &req.forward_response) {
+        (Some(Checked::Valid(id)), None) => Some(*id),
+        _ => None,
+    }
+}

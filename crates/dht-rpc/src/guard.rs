@@ -1,0 +1,254 @@
+//! Defences against hostile networks, as protocol rules inside the core.
+//!
+//! Every datagram may be malformed, spoofed or sent by someone who wants to use the node
+//! against a third party. The rules, each configured in [`Defences`] and counted in
+//! [`Stats`](crate::Stats) by reason:
+//! - **Destinations** ([`dest`]): nothing is sent on a stranger's behalf to a special-purpose
+//!   address, nor to loopback or a private range unless the requester is in it.
+//! - **Per-source budgets**: requests per IP, per /24 and in total, checked on the first
+//!   byte before anything is decoded, in fixed memory ([`Budget`]).
+//! - **Response budgets**: bytes per second toward each IP, tight for IPs that never proved
+//!   they receive ([`Proven`]), so that a spoofed-source flood reflects little at its victim.
+//! - **Forwards**: hole-punch relays and forwarded pongs per requester, per target and (for
+//!   targets that never proved they receive) in total.
+//! - **Routing table**: contacts per IP and per /24, per bucket and in all; a requester enters
+//!   only once it answered a ping of ours.
+//! - **Walks**: a bounded number of new candidates from any one answer, and per IP.
+//!
+//! Sources in [`Defences::trusted`] (loopback by default, so that local test networks keep
+//! working) skip the per-source budgets and limits; the destination rules apply to all.
+
+pub mod budget;
+pub mod dest;
+pub mod proven;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+pub use budget::{Budget, Limit};
+pub use dest::{Ipv4Range, Refused};
+pub use proven::Proven;
+
+/// The knobs of the defences, with defaults for a public node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defences {
+    /// Sources exempt from the per-source budgets, response budgets, table and store limits
+    /// (not from the destination rules). Default: loopback only.
+    pub trusted: Vec<Ipv4Range>,
+    /// Requests per source IP (`None`: unlimited). Default 2,000/s, burst 4,000.
+    pub requests_per_ip: Option<Limit>,
+    /// Requests per source /24. Default 8,000/s, burst 16,000.
+    pub requests_per_prefix: Option<Limit>,
+    /// Requests from untrusted sources in all. Default 150,000/s.
+    pub requests_total: Option<Limit>,
+    /// Response bytes per second toward an IP that never proved it receives. Default
+    /// 128 KiB/s, burst 256 KiB: a spoofed-source flood reflects at most that at its victim.
+    pub unproven_bytes_per_ip: Option<Limit>,
+    /// The same per /24. Default 512 KiB/s, burst 1 MiB.
+    pub unproven_bytes_per_prefix: Option<Limit>,
+    /// Response bytes per second toward a proven IP. Default 8 MiB/s.
+    pub proven_bytes_per_ip: Option<Limit>,
+    /// Relays per second to targets that never proved they receive, in all (relays to
+    /// proven targets are limited only per requester and per target, by
+    /// [`Config::forward_rate`](crate::Config::forward_rate)). Default 20/s, burst 40.
+    pub unproven_relays_total: Limit,
+    /// Pongs of forwarded pings sent to one third IP (the requester a relay names). Default
+    /// 10/s, burst 20.
+    pub pongs_per_target: Limit,
+    /// Pongs of forwarded pings in all. Default 500/s, burst 1,000.
+    pub pongs_total: Limit,
+    /// Routing-table contacts per IP in all, and per bucket. Default 2 and 1.
+    pub table_per_ip: (usize, usize),
+    /// Routing-table contacts per /24 in all, and per bucket. Default 16 and 2.
+    pub table_per_prefix: (usize, usize),
+    /// Pings per second that let requesters we do not know yet into the routing table.
+    /// Default 200/s, burst 400.
+    pub verify_pings: Limit,
+    /// New candidates a walk takes from one answer (past them the rest are ignored).
+    /// Default 20 (the reference's k).
+    pub candidates_per_answer: usize,
+    /// Candidates of one walk on one IP. Default 2.
+    pub candidates_per_ip: usize,
+}
+
+impl Default for Defences {
+    fn default() -> Self {
+        Defences {
+            trusted: vec![dest::LOOPBACK],
+            requests_per_ip: Some(Limit {
+                rate: 2_000,
+                burst: 4_000,
+            }),
+            requests_per_prefix: Some(Limit::per_second(8_000)),
+            requests_total: Some(Limit::per_second(150_000)),
+            unproven_bytes_per_ip: Some(Limit::per_second(128 * 1024)),
+            unproven_bytes_per_prefix: Some(Limit::per_second(512 * 1024)),
+            proven_bytes_per_ip: Some(Limit::per_second(8 * 1024 * 1024)),
+            unproven_relays_total: Limit::per_second(20),
+            pongs_per_target: Limit::per_second(10),
+            pongs_total: Limit::per_second(500),
+            table_per_ip: (2, 1),
+            table_per_prefix: (16, 2),
+            verify_pings: Limit::per_second(200),
+            candidates_per_answer: 20,
+            candidates_per_ip: 2,
+        }
+    }
+}
+
+impl Defences {
+    /// Whether `ip` is in a trusted range.
+    pub fn is_trusted(&self, ip: Ipv4Addr) -> bool {
+        self.trusted.iter().any(|r| r.contains(ip))
+    }
+}
+
+/// The /24 of an IP, as a budget key.
+pub(crate) fn prefix(ip: Ipv4Addr) -> u64 {
+    u64::from(u32::from(ip) >> 8) | 1 << 40
+}
+
+fn ip_key(ip: Ipv4Addr) -> u64 {
+    u64::from(u32::from(ip))
+}
+
+fn addr_key(a: SocketAddrV4) -> u64 {
+    u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port())
+}
+
+/// Why a request was dropped before decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Over {
+    Ip,
+    Prefix,
+    Total,
+}
+
+/// How a relay request fares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Relay {
+    Allowed,
+    Limited,
+}
+
+/// The state of the defences: budgets and the proven set.
+#[derive(Debug, Clone)]
+pub(crate) struct Guard {
+    pub(crate) cfg: Defences,
+    requests_ip: Option<Budget>,
+    requests_prefix: Option<Budget>,
+    requests_total: Option<Budget>,
+    unproven_ip: Option<Budget>,
+    unproven_prefix: Option<Budget>,
+    proven_ip: Option<Budget>,
+    relay_from: Budget,
+    relay_to: Budget,
+    relay_unproven: Budget,
+    pong_to: Budget,
+    pong_total: Budget,
+    verify: Budget,
+    pub(crate) proven: Proven,
+}
+
+/// Slots of the per-IP budgets (8 bytes each).
+const IP_SLOTS: usize = 16_384;
+/// Slots of the per-/24 budgets.
+const PREFIX_SLOTS: usize = 4_096;
+/// Proven IPs per generation, and how long a generation lasts.
+const PROVEN_MAX: usize = 65_536;
+const PROVEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
+
+impl Guard {
+    pub(crate) fn new(cfg: Defences, forward_rate: u32, mut key: impl FnMut() -> u64) -> Self {
+        let mut b = |l: Limit, slots| Budget::new(l, slots, key());
+        let forward = Limit::per_second(forward_rate);
+        Guard {
+            requests_ip: cfg.requests_per_ip.map(|l| b(l, IP_SLOTS)),
+            requests_prefix: cfg.requests_per_prefix.map(|l| b(l, PREFIX_SLOTS)),
+            requests_total: cfg.requests_total.map(|l| b(l, 1)),
+            unproven_ip: cfg.unproven_bytes_per_ip.map(|l| b(l, IP_SLOTS)),
+            unproven_prefix: cfg.unproven_bytes_per_prefix.map(|l| b(l, PREFIX_SLOTS)),
+            proven_ip: cfg.proven_bytes_per_ip.map(|l| b(l, IP_SLOTS)),
+            relay_from: b(forward, IP_SLOTS),
+            relay_to: b(forward, IP_SLOTS),
+            relay_unproven: b(cfg.unproven_relays_total, 1),
+            pong_to: b(cfg.pongs_per_target, IP_SLOTS),
+            pong_total: b(cfg.pongs_total, 1),
+            verify: b(cfg.verify_pings, 1),
+            proven: Proven::new(PROVEN_MAX, PROVEN_LIFETIME),
+            cfg,
+        }
+    }
+
+    pub(crate) fn is_trusted(&self, ip: Ipv4Addr) -> bool {
+        self.cfg.is_trusted(ip)
+    }
+
+    /// A request from `from` arrived: within its source's budgets?
+    pub(crate) fn admit_request(&mut self, now: Instant, from: Ipv4Addr) -> Result<(), Over> {
+        if self.is_trusted(from) {
+            return Ok(());
+        }
+        let take = |b: &mut Option<Budget>, key| b.as_mut().is_none_or(|b| b.allow(now, key, 1));
+        if !take(&mut self.requests_ip, ip_key(from)) {
+            return Err(Over::Ip);
+        }
+        if !take(&mut self.requests_prefix, prefix(from)) {
+            return Err(Over::Prefix);
+        }
+        if !take(&mut self.requests_total, 0) {
+            return Err(Over::Total);
+        }
+        Ok(())
+    }
+
+    /// May a response of `bytes` go to `to` now?
+    pub(crate) fn admit_response(&mut self, now: Instant, to: Ipv4Addr, bytes: usize) -> bool {
+        if self.is_trusted(to) {
+            return true;
+        }
+        let cost = bytes as u32;
+        if self.proven.contains(&to) {
+            return self
+                .proven_ip
+                .as_mut()
+                .is_none_or(|b| b.allow(now, ip_key(to), cost));
+        }
+        self.unproven_ip
+            .as_mut()
+            .is_none_or(|b| b.allow(now, ip_key(to), cost))
+            && self
+                .unproven_prefix
+                .as_mut()
+                .is_none_or(|b| b.allow(now, prefix(to), cost))
+    }
+
+    /// May `from` have a ping relayed to `to` now?
+    pub(crate) fn admit_relay(&mut self, now: Instant, from: Ipv4Addr, to: SocketAddrV4) -> Relay {
+        if self.is_trusted(from) && self.is_trusted(*to.ip()) {
+            return Relay::Allowed;
+        }
+        if !self.proven.contains(to.ip()) && !self.relay_unproven.allow(now, 0, 1) {
+            return Relay::Limited;
+        }
+        if self.relay_to.allow(now, addr_key(to), 1) && self.relay_from.allow(now, ip_key(from), 1)
+        {
+            Relay::Allowed
+        } else {
+            Relay::Limited
+        }
+    }
+
+    /// May the pong of a forwarded ping go to the third address `to` now?
+    pub(crate) fn admit_pong(&mut self, now: Instant, to: Ipv4Addr) -> bool {
+        if self.is_trusted(to) {
+            return true;
+        }
+        self.pong_to.allow(now, ip_key(to), 1) && self.pong_total.allow(now, 0, 1)
+    }
+
+    /// May we ping `to` so that it can enter the routing table?
+    pub(crate) fn admit_verify(&mut self, now: Instant, to: Ipv4Addr) -> bool {
+        self.is_trusted(to) || self.verify.allow(now, 0, 1)
+    }
+}
