@@ -8,11 +8,26 @@ pub mod ping;
 pub mod testnet;
 
 use std::net::SocketAddrV4;
+use std::sync::OnceLock;
 
 use anyhow::Context as _;
-use hyperdht::HyperDht;
+use dht_rpc::guard::Ipv4Range;
+use hyperdht::{HyperDht, HyperDhtBuilder};
 use hyperdht_cli::UsageError;
 use serde_json::{Value, json};
+
+/// The ranges given with `--trust`, for every node the process starts.
+static TRUSTED: OnceLock<Vec<Ipv4Range>> = OnceLock::new();
+
+/// Sets the `--trust` ranges (once, at start).
+pub fn set_trusted(ranges: Vec<Ipv4Range>) {
+    let _ = TRUSTED.set(ranges);
+}
+
+/// A node builder with the `--trust` ranges applied.
+pub fn builder() -> HyperDhtBuilder {
+    HyperDht::builder().trust(TRUSTED.get().cloned().unwrap_or_default())
+}
 
 /// An ephemeral node for a one-shot command: it asks, and is never added to routing tables.
 pub async fn client(bootstrap: Vec<String>, needs_bootstrap: bool) -> anyhow::Result<HyperDht> {
@@ -22,7 +37,7 @@ pub async fn client(bootstrap: Vec<String>, needs_bootstrap: bool) -> anyhow::Re
         )
         .into());
     }
-    HyperDht::builder()
+    builder()
         .ephemeral(true)
         .bootstrap(bootstrap)
         .bind("0.0.0.0:0")

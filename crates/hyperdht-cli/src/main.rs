@@ -49,6 +49,11 @@ struct Cli {
     /// The address the node binds. Example: --host 127.0.0.1
     #[arg(long, default_value = "0.0.0.0")]
     host: String,
+    /// Sources in this range (CIDR, or one IP) skip the per-IP and per-/24 limits of the
+    /// defences: a private cluster, or a test network whose nodes share one IP (loopback is
+    /// always trusted). Repeat for several. Example: --trust 10.0.0.0/8
+    #[arg(long, global = true, value_name = "CIDR")]
+    trust: Vec<dht_rpc::guard::Ipv4Range>,
     /// (node) Check after bootstraps whether nodes we never sent to can reach us, and stay out
     /// of routing tables (send no id) while they cannot: for a node behind a NAT or firewall.
     #[arg(long)]
@@ -92,8 +97,8 @@ enum Command {
     Ping {
         /// The node, as HOST:PORT (or HOST alone, for port 49737).
         node: String,
-        /// How long to wait for the answer, in milliseconds.
-        #[arg(long, default_value_t = 2000)]
+        /// How long to wait for the answer, in milliseconds (1 to 600000).
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
         timeout_ms: u64,
     },
     /// Open a UDP path to PEER through NODE (the node that returned PEER in a lookup).
@@ -108,9 +113,9 @@ enum Command {
     /// Run a local test network on 127.0.0.1 until Ctrl-C: a bootstrap node and N nodes.
     /// Example: hyperdht testnet --nodes 10 --port 10000
     Testnet {
-        /// How many DHT nodes besides the bootstrap node.
-        #[arg(long, default_value_t = 10)]
-        nodes: usize,
+        /// How many DHT nodes besides the bootstrap node (1 to 10000).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        nodes: u32,
         /// The bootstrap node's port.
         #[arg(long, default_value_t = 10000)]
         port: u16,
@@ -122,9 +127,9 @@ enum Command {
     /// Show the whole thing at work: a network in-process, an announce, a lookup, a ping and
     /// a hole punch, each step timed. Needs nothing else.
     Demo {
-        /// How many DHT nodes to start.
-        #[arg(long, default_value_t = 12)]
-        nodes: usize,
+        /// How many DHT nodes to start (2 to 1000).
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(2..=1000))]
+        nodes: u32,
     },
 }
 
@@ -139,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         quiet: cli.quiet,
     };
     let bootstrap = cli.bootstrap;
+    cmd::set_trusted(cli.trust);
     match cli.command {
         None => cmd::node::run(&out, &cli.host, cli.port, bootstrap, cli.adaptive).await,
         Some(Command::Lookup { key, local_address }) => {
@@ -155,8 +161,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Ping { node, timeout_ms }) => cmd::ping::run(&out, &node, timeout_ms).await,
         Some(Command::Holepunch { peer, via }) => cmd::ping::holepunch(&out, &peer, &via).await,
         Some(Command::Testnet { nodes, port, bind }) => {
-            cmd::testnet::run(&out, &bind, nodes, port).await
+            cmd::testnet::run(&out, &bind, nodes as usize, port).await
         }
-        Some(Command::Demo { nodes }) => cmd::demo::run(&out, nodes).await,
+        Some(Command::Demo { nodes }) => cmd::demo::run(&out, nodes as usize).await,
     }
 }

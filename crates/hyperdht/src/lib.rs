@@ -42,4 +42,4 @@ pub use node::{AnnounceOptions, HyperDht, HyperDhtBuilder};
 pub use punch::{Holepunch, HolepunchPath};
 pub use reply::{PeersReply, PeersStream};
 pub use serve::{ANSWER_BYTES, PeersHandler};
-pub use store::{DEFAULT_MAX, DEFAULT_MAX_AGE, Entry, PeerStore};
+pub use store::{DEFAULT_MAX, DEFAULT_MAX_AGE, Entry, OverQuota, PeerStore, QuotaStats, Quotas};

@@ -14,7 +14,8 @@ use tokio::sync::broadcast;
 use crate::events::PeerEvent;
 use crate::reply::{PeersStream, to_reply};
 use crate::serve::PeersHandler;
-use crate::store::PeerStore;
+use crate::store::{DEFAULT_MAX, DEFAULT_MAX_AGE, PeerStore, Quotas};
+use dht_rpc::guard::Ipv4Range;
 
 /// Options of announce, lookup and unannounce.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub struct AnnounceOptions {
 pub struct HyperDhtBuilder {
     rpc: NodeBuilder,
     seed: Option<u64>,
+    quotas: Option<Quotas>,
+    trusted: Vec<Ipv4Range>,
 }
 
 impl HyperDhtBuilder {
@@ -64,6 +67,29 @@ impl HyperDhtBuilder {
         self
     }
 
+    /// The defences of the dht-rpc core against hostile networks (the defaults protect a
+    /// public node; see `dht_rpc::guard`).
+    pub fn defences(mut self, defences: dht_rpc::Defences) -> Self {
+        self.rpc = self.rpc.defences(defences);
+        self
+    }
+
+    /// What one announcer IP or /24 may hold in the peer store (see [`Quotas`]).
+    pub fn quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = Some(quotas);
+        self
+    }
+
+    /// Sources in these ranges skip the per-source limits of the core and the store
+    /// quotas (loopback always does): a private cluster, or a test network whose nodes
+    /// share one IP. The destination rules still apply.
+    pub fn trust(mut self, ranges: impl IntoIterator<Item = Ipv4Range>) -> Self {
+        let ranges: Vec<Ipv4Range> = ranges.into_iter().collect();
+        self.rpc = self.rpc.trust(ranges.iter().copied());
+        self.trusted.extend(ranges);
+        self
+    }
+
     /// Requests in flight at once (16).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.rpc = self.rpc.concurrency(n);
@@ -87,8 +113,10 @@ impl HyperDhtBuilder {
     /// bootstraps at once.
     pub async fn bind(self, addr: &str) -> Result<HyperDht, BindError> {
         let (events, _) = broadcast::channel(1024);
-        let mut handler =
-            PeersHandler::new(PeerStore::default(), self.seed.unwrap_or_else(rand::random));
+        let mut quotas = self.quotas.unwrap_or_default();
+        quotas.trusted.extend(self.trusted);
+        let store = PeerStore::with_quotas(DEFAULT_MAX, DEFAULT_MAX_AGE, quotas);
+        let mut handler = PeersHandler::new(store, self.seed.unwrap_or_else(rand::random));
         let tx = events.clone();
         handler.set_sink(Box::new(move |e| {
             let _ = tx.send(e);

@@ -57,16 +57,50 @@ const MAX_PATHS: usize = 64;
 
 type Inbox = mpsc::Sender<(SocketAddrV4, Bytes)>;
 
+/// Birthday hard sides (256 extra sockets each) that peers' hints may run at once.
+const MAX_HARD_SIDES: usize = 1;
+
+/// What peers' birthday hints may ask of us. A hint makes us send up to
+/// [`birthday::SPRAYS`] datagrams to the requester's IP, or open [`birthday::SOCKETS`]
+/// sockets that each send it one. The dht-rpc core passes hints on only from relays that
+/// proved they receive at their address (a spoofed datagram never gets here); these limits
+/// bound what a lying relay gets out of us: one punch per requester IP every 10 s, two per
+/// relay IP a minute, and six a minute in all, so that one relay cannot take every slot.
+#[derive(Debug)]
+struct HintLimits {
+    per_requester: RateLimiter<Ipv4Addr>,
+    per_relay: RateLimiter<Ipv4Addr>,
+    total: RateLimiter<()>,
+}
+
+impl Default for HintLimits {
+    fn default() -> Self {
+        HintLimits {
+            per_requester: RateLimiter::new(1, Duration::from_secs(10), 1024),
+            per_relay: RateLimiter::new(2, Duration::from_secs(60), 4096),
+            total: RateLimiter::new(6, Duration::from_secs(60), 1),
+        }
+    }
+}
+
+impl HintLimits {
+    /// Counts a hint relayed by `relay` for `requester`; whether to act on it.
+    fn allow(&mut self, now: Instant, relay: Ipv4Addr, requester: Ipv4Addr) -> bool {
+        self.per_relay.allow(now, relay)
+            && self.per_requester.allow(now, requester)
+            && self.total.allow(now, ())
+    }
+}
+
 /// State shared by the handle and its background tasks (never a strong node handle).
 pub(crate) struct Shared {
     app: Mutex<Option<Inbox>>,
     paths: Mutex<HashMap<SocketAddrV4, Arc<UdpSocket>>>,
     acks: Mutex<HashMap<Ipv4Addr, mpsc::Sender<SocketAddrV4>>>,
-    /// Birthday work a peer may ask of us: once per peer IP every 10 s, and three times a
-    /// minute in all. (A hint makes us send up to 1024 datagrams to the peer's IP, which a
-    /// lying relay could aim at someone else: these limits bound what it gets out of us.)
-    asked: Mutex<RateLimiter<Ipv4Addr>>,
-    asked_all: Mutex<RateLimiter<()>>,
+    /// Birthday work a peer may ask of us (see [`hint_allowed`]).
+    asked: Mutex<HintLimits>,
+    /// Hard sides (256 sockets each) running now.
+    hard_running: std::sync::atomic::AtomicUsize,
     symmetric: Mutex<Option<(Instant, bool)>>,
 }
 
@@ -115,8 +149,8 @@ pub(crate) fn start(node: &Node<PeersHandler>) -> Arc<Shared> {
         app: Mutex::new(None),
         paths: Mutex::new(HashMap::new()),
         acks: Mutex::new(HashMap::new()),
-        asked: Mutex::new(RateLimiter::new(1, Duration::from_secs(10), 1024)),
-        asked_all: Mutex::new(RateLimiter::new(3, Duration::from_secs(60), 1)),
+        asked: Mutex::new(HintLimits::default()),
+        hard_running: std::sync::atomic::AtomicUsize::new(0),
         symmetric: Mutex::new(None),
     });
     let mut datagrams = node.datagrams();
@@ -150,7 +184,9 @@ pub(crate) fn start(node: &Node<PeersHandler>) -> Arc<Shared> {
                 Err(_) => return,
             };
             let Event::PunchRequest {
-                requester, value, ..
+                requester,
+                relay,
+                value,
             } = e
             else {
                 continue;
@@ -158,19 +194,13 @@ pub(crate) fn start(node: &Node<PeersHandler>) -> Arc<Shared> {
             let (Some(hint), Some(shared)) = (Hint::decode(&value), s.upgrade()) else {
                 continue;
             };
-            let now = Instant::now();
             let allowed = shared
                 .asked
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .allow(now, *requester.ip())
-                && shared
-                    .asked_all
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .allow(now, ());
+                .allow(Instant::now(), *relay.ip(), *requester.ip());
             if !allowed {
-                tracing::debug!(%requester, "birthday hint over the rate limit");
+                tracing::debug!(%requester, %relay, "birthday hint over the rate limit");
                 continue;
             }
             let weak = weak.clone();
@@ -204,9 +234,18 @@ async fn answer_hint(
             let hit = birthday::spray(*requester.ip(), send, rx).await;
             tracing::debug!(%requester, ?hit, "sprayed for a birthday punch");
         }
-        // The requester has a stable address: open sockets toward it.
+        // The requester has a stable address: open sockets toward it (one such set of
+        // sockets at a time).
         Hint::ProbeMe => {
-            if let Some((socket, from)) = birthday::hard_side(requester).await {
+            use std::sync::atomic::Ordering;
+            if shared.hard_running.fetch_add(1, Ordering::SeqCst) >= MAX_HARD_SIDES {
+                shared.hard_running.fetch_sub(1, Ordering::SeqCst);
+                tracing::debug!(%requester, "a birthday hard side is running already");
+                return;
+            }
+            let hit = birthday::hard_side(requester).await;
+            shared.hard_running.fetch_sub(1, Ordering::SeqCst);
+            if let Some((socket, from)) = hit {
                 tracing::debug!(peer = %from, "birthday punch met on an extra socket");
                 shared.add_path(from, socket);
             }

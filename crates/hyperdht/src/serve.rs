@@ -105,7 +105,7 @@ impl PeersHandler {
                     .local_address()
                     .filter(|a| a.port() != 0)
                     .map(|a| split_local(&a));
-                self.store.put(
+                let stored = self.store.put(
                     key,
                     Entry {
                         peer,
@@ -113,7 +113,10 @@ impl PeersHandler {
                         at: now,
                     },
                 );
-                self.emit(PeerEvent::Announce { key, peer });
+                match stored {
+                    Ok(()) => self.emit(PeerEvent::Announce { key, peer }),
+                    Err(why) => tracing::debug!(%peer, ?why, "announce over quota"),
+                }
             }
             (true, PeersRequestType::Unannounce) => {
                 self.store.remove(&key, &peer);
@@ -128,7 +131,10 @@ impl PeersHandler {
         let mut peers = Vec::new();
         let mut locals = Vec::new();
         let mut bytes = 0;
-        for e in self.store.entries(&key, now, &mut self.rng) {
+        // A sample of what fits in an answer (one more: the requester may be among them), so
+        // that answering a crowded key costs no more than answering a quiet one.
+        let fits = ANSWER_BYTES / 6 + 1;
+        for e in self.store.sample(&key, now, fits, &mut self.rng) {
             if bytes >= ANSWER_BYTES {
                 break;
             }

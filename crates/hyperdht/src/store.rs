@@ -1,14 +1,22 @@
-//! [`PeerStore`]: who announced which key, bounded in memory, as the reference keeps it.
+//! [`PeerStore`]: who announced which key, bounded in memory, with a bounded share for any
+//! one source.
 //!
 //! Entries are keyed by key and announcer address. The store has two generations: when the
 //! current one passes `max` (keys + entries, 65,536 by default), it becomes the previous one
 //! and the old previous is dropped, so memory stays bounded whatever arrives. An entry older
 //! than `max_age` (about 6 minutes: announcers re-announce every 4-5) is not returned.
+//!
+//! [`Quotas`] bound what one announcer IP and one /24 may hold, in the whole store and on one
+//! key, so that no single source can push everyone else's announces out (the reference lets
+//! one IP evict the whole store with 65,536 announces) or crowd a key. A lookup's answer
+//! costs O(answer), not O(entries): [`PeerStore::sample`] reads a window of the key's
+//! entries from a random starting address.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use dht_rpc::guard::Ipv4Range;
 use dht_wire::{Key, LocalPeer};
 use rand::Rng;
 
@@ -16,6 +24,9 @@ use rand::Rng;
 pub const DEFAULT_MAX: usize = 65_536;
 /// The reference's entry lifetime: `6 * 60 * 1024` ms.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_millis(6 * 60 * 1024);
+/// Entries a sample scans per generation, per entry it may return (expired ones are
+/// skipped).
+const SCAN_PER_ENTRY: usize = 4;
 
 /// One announcement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +37,73 @@ pub struct Entry {
     pub local: Option<([u8; 2], LocalPeer)>,
     /// When it was last announced.
     pub at: Instant,
+}
+
+/// What one source may hold. Announcers in `trusted` are exempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quotas {
+    /// Entries one IP holds in the whole store. Default 256.
+    pub per_ip: usize,
+    /// Entries one /24 holds in the whole store. Default 1,024.
+    pub per_prefix: usize,
+    /// Entries one IP holds on one key (several peers behind one NAT). Default 16.
+    pub per_key_ip: usize,
+    /// Entries one /24 holds on one key. Default 64.
+    pub per_key_prefix: usize,
+    /// Exempt ranges. Default: loopback.
+    pub trusted: Vec<Ipv4Range>,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            per_ip: 256,
+            per_prefix: 1024,
+            per_key_ip: 16,
+            per_key_prefix: 64,
+            trusted: vec![dht_rpc::guard::dest::LOOPBACK],
+        }
+    }
+}
+
+impl Quotas {
+    /// No quotas (the reference's behaviour).
+    pub fn none() -> Self {
+        Quotas {
+            per_ip: usize::MAX,
+            per_prefix: usize::MAX,
+            per_key_ip: usize::MAX,
+            per_key_prefix: usize::MAX,
+            trusted: Vec::new(),
+        }
+    }
+}
+
+/// Why [`PeerStore::put`] refused a new entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverQuota {
+    /// The announcer's IP holds [`Quotas::per_ip`] entries.
+    Ip,
+    /// Its /24 holds [`Quotas::per_prefix`].
+    Prefix,
+    /// Its IP holds [`Quotas::per_key_ip`] on this key.
+    KeyIp,
+    /// Its /24 holds [`Quotas::per_key_prefix`] on this key.
+    KeyPrefix,
+}
+
+/// Announces refused by quota, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QuotaStats {
+    /// Over [`Quotas::per_ip`].
+    pub ip: u64,
+    /// Over [`Quotas::per_prefix`].
+    pub prefix: u64,
+    /// Over [`Quotas::per_key_ip`].
+    pub key_ip: u64,
+    /// Over [`Quotas::per_key_prefix`].
+    pub key_prefix: u64,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +119,10 @@ pub struct PeerStore {
     previous: Generation,
     max: usize,
     max_age: Duration,
+    quotas: Quotas,
+    per_ip: BTreeMap<Ipv4Addr, usize>,
+    per_prefix: BTreeMap<u32, usize>,
+    refused: QuotaStats,
 }
 
 impl Default for PeerStore {
@@ -49,14 +131,28 @@ impl Default for PeerStore {
     }
 }
 
+fn prefix_of(ip: &Ipv4Addr) -> u32 {
+    u32::from(*ip) >> 8
+}
+
 impl PeerStore {
-    /// A store of at most `max` keys and entries per generation.
+    /// A store of at most `max` keys and entries per generation, with the default
+    /// [`Quotas`].
     pub fn new(max: usize, max_age: Duration) -> Self {
+        Self::with_quotas(max, max_age, Quotas::default())
+    }
+
+    /// A store with its own quotas.
+    pub fn with_quotas(max: usize, max_age: Duration, quotas: Quotas) -> Self {
         PeerStore {
             current: Generation::default(),
             previous: Generation::default(),
             max: max.max(1),
             max_age,
+            quotas,
+            per_ip: BTreeMap::new(),
+            per_prefix: BTreeMap::new(),
+            refused: QuotaStats::default(),
         }
     }
 
@@ -75,8 +171,19 @@ impl PeerStore {
         self.len() == 0
     }
 
-    /// Stores or refreshes an announcement.
-    pub fn put(&mut self, key: Key, entry: Entry) {
+    /// Entries held for announcer IP `ip` (both generations).
+    pub fn held_by(&self, ip: &Ipv4Addr) -> usize {
+        self.per_ip.get(ip).copied().unwrap_or(0)
+    }
+
+    /// Announces refused by quota so far.
+    pub fn refused(&self) -> QuotaStats {
+        self.refused
+    }
+
+    /// Stores or refreshes an announcement. A new entry over one of the [`Quotas`] is
+    /// refused (a refresh of an existing one never is).
+    pub fn put(&mut self, key: Key, entry: Entry) -> Result<(), OverQuota> {
         if let Some(e) = self
             .current
             .keys
@@ -84,9 +191,21 @@ impl PeerStore {
             .and_then(|m| m.get_mut(&entry.peer))
         {
             *e = entry;
-            return;
+            return Ok(());
         }
-        remove(&mut self.previous, &key, &entry.peer);
+        let ip = *entry.peer.ip();
+        let moving = remove(&mut self.previous, &key, &entry.peer);
+        if moving {
+            self.count(ip, false);
+        } else if let Err(why) = self.check(&key, &ip) {
+            match why {
+                OverQuota::Ip => self.refused.ip += 1,
+                OverQuota::Prefix => self.refused.prefix += 1,
+                OverQuota::KeyIp => self.refused.key_ip += 1,
+                OverQuota::KeyPrefix => self.refused.key_prefix += 1,
+            }
+            return Err(why);
+        }
         let list = match self.current.keys.get_mut(&key) {
             Some(l) => l,
             None => {
@@ -96,43 +215,121 @@ impl PeerStore {
         };
         list.insert(entry.peer, entry);
         self.current.size += 1;
+        self.count(ip, true);
         if self.current.size > self.max {
-            self.previous = std::mem::take(&mut self.current);
+            let dropped = std::mem::replace(&mut self.previous, std::mem::take(&mut self.current));
+            for peer in dropped.keys.values().flat_map(|m| m.keys()) {
+                self.count(*peer.ip(), false);
+            }
         }
+        Ok(())
+    }
+
+    fn check(&self, key: &Key, ip: &Ipv4Addr) -> Result<(), OverQuota> {
+        let q = &self.quotas;
+        if q.trusted.iter().any(|r| r.contains(*ip)) {
+            return Ok(());
+        }
+        if self.held_by(ip) >= q.per_ip {
+            return Err(OverQuota::Ip);
+        }
+        let p = prefix_of(ip);
+        if self.per_prefix.get(&p).copied().unwrap_or(0) >= q.per_prefix {
+            return Err(OverQuota::Prefix);
+        }
+        // Entries sort by address, so one IP's or one /24's entries on a key are a range.
+        let on_key = |from: Ipv4Addr, to: Ipv4Addr, cap: usize| {
+            let range = SocketAddrV4::new(from, 0)..=SocketAddrV4::new(to, u16::MAX);
+            [&self.current, &self.previous]
+                .into_iter()
+                .filter_map(|g| g.keys.get(key))
+                .map(|m| m.range(range.clone()).take(cap).count())
+                .sum::<usize>()
+        };
+        if on_key(*ip, *ip, q.per_key_ip) >= q.per_key_ip {
+            return Err(OverQuota::KeyIp);
+        }
+        let (lo, hi) = (Ipv4Addr::from(p << 8), Ipv4Addr::from(p << 8 | 0xff));
+        if on_key(lo, hi, q.per_key_prefix) >= q.per_key_prefix {
+            return Err(OverQuota::KeyPrefix);
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, ip: Ipv4Addr, up: bool) {
+        fn bump<K: Ord>(m: &mut BTreeMap<K, usize>, k: K, up: bool) {
+            if up {
+                *m.entry(k).or_default() += 1;
+            } else if let Some(n) = m.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&k);
+                }
+            }
+        }
+        bump(&mut self.per_ip, ip, up);
+        bump(&mut self.per_prefix, prefix_of(&ip), up);
     }
 
     /// Removes the announcement of `peer` on `key`, from both generations.
     pub fn remove(&mut self, key: &Key, peer: &SocketAddrV4) {
-        remove(&mut self.current, key, peer);
-        remove(&mut self.previous, key, peer);
+        let held = usize::from(remove(&mut self.current, key, peer))
+            + usize::from(remove(&mut self.previous, key, peer));
+        for _ in 0..held {
+            self.count(*peer.ip(), false);
+        }
     }
 
-    /// The fresh entries of `key`, in random order.
-    pub fn entries(&self, key: &Key, now: Instant, rng: &mut impl Rng) -> Vec<&Entry> {
-        let mut out: Vec<&Entry> = [&self.current, &self.previous]
+    /// Up to `max` fresh entries of `key`, in random order, at a cost of O(`max`) whatever
+    /// the key holds: a window of each generation's entries (sorted by address) from a
+    /// random address, wrapping around, skipping expired ones (at most
+    /// `SCAN_PER_ENTRY * max` looked at per generation). On a key with at most `max`
+    /// fresh entries, that is all of them.
+    pub fn sample(&self, key: &Key, now: Instant, max: usize, rng: &mut impl Rng) -> Vec<&Entry> {
+        let mut out: Vec<&Entry> = Vec::new();
+        for m in [&self.current, &self.previous]
             .into_iter()
             .filter_map(|g| g.keys.get(key))
-            .flat_map(|m| m.values())
-            .filter(|e| now.saturating_duration_since(e.at) <= self.max_age)
-            .collect();
+        {
+            let start = SocketAddrV4::new(Ipv4Addr::from(rng.random::<u32>()), rng.random());
+            let window = m.range(start..).chain(m.range(..start)).map(|(_, e)| e);
+            let fresh = window
+                .take(max.saturating_mul(SCAN_PER_ENTRY))
+                .filter(|e| now.saturating_duration_since(e.at) <= self.max_age);
+            for e in fresh {
+                if out.len() >= max {
+                    break;
+                }
+                out.push(e);
+            }
+        }
         // Fisher-Yates with the caller's (seeded) generator.
         for i in (1..out.len()).rev() {
             out.swap(i, rng.random_range(0..=i));
         }
         out
     }
+
+    /// The fresh entries of `key`, in random order (all of them: O(entries)).
+    pub fn entries(&self, key: &Key, now: Instant, rng: &mut impl Rng) -> Vec<&Entry> {
+        self.sample(key, now, usize::MAX, rng)
+    }
 }
 
-fn remove(g: &mut Generation, key: &Key, peer: &SocketAddrV4) {
-    if let Some(m) = g.keys.get_mut(key)
-        && m.remove(peer).is_some()
-    {
-        g.size -= 1;
-        if m.is_empty() {
-            g.keys.remove(key);
-            g.size -= 1;
-        }
+/// Removes `peer` from `key` in `g`; whether it was there.
+fn remove(g: &mut Generation, key: &Key, peer: &SocketAddrV4) -> bool {
+    let Some(m) = g.keys.get_mut(key) else {
+        return false;
+    };
+    if m.remove(peer).is_none() {
+        return false;
     }
+    g.size -= 1;
+    if m.is_empty() {
+        g.keys.remove(key);
+        g.size -= 1;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -159,9 +356,10 @@ mod tests {
         let t = Instant::now();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut s = PeerStore::default();
-        s.put(key(1), entry(1, t));
-        s.put(key(1), entry(2, t));
-        s.put(key(1), entry(1, t + Duration::from_secs(100)));
+        s.put(key(1), entry(1, t)).unwrap();
+        s.put(key(1), entry(2, t)).unwrap();
+        s.put(key(1), entry(1, t + Duration::from_secs(100)))
+            .unwrap();
         assert_eq!(s.len(), 3, "one key and two entries");
         assert_eq!(s.entries(&key(1), t, &mut rng).len(), 2);
         let later = t + DEFAULT_MAX_AGE + Duration::from_secs(1);
@@ -178,7 +376,7 @@ mod tests {
         let t = Instant::now();
         let mut s = PeerStore::default();
         for i in 0..200_000 {
-            s.put(key(i), entry(i, t));
+            s.put(key(i), entry(i, t)).unwrap();
             assert!(s.len() <= 2 * (DEFAULT_MAX + 1), "{} at {i}", s.len());
         }
         // The newest are still there; the oldest are gone.
@@ -191,10 +389,10 @@ mod tests {
     fn an_entry_moves_from_the_previous_generation_on_refresh() {
         let t = Instant::now();
         let mut s = PeerStore::new(4, DEFAULT_MAX_AGE);
-        s.put(key(1), entry(1, t));
-        s.put(key(2), entry(2, t));
-        s.put(key(3), entry(3, t)); // 6 > 4: rotate
-        s.put(key(1), entry(1, t)); // back into the current generation
+        s.put(key(1), entry(1, t)).unwrap();
+        s.put(key(2), entry(2, t)).unwrap();
+        s.put(key(3), entry(3, t)).unwrap(); // 6 > 4: rotate
+        s.put(key(1), entry(1, t)).unwrap(); // back into the current generation
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         assert_eq!(
             s.entries(&key(1), t, &mut rng).len(),
@@ -203,12 +401,96 @@ mod tests {
         );
     }
 
+    fn at(ip: [u8; 4], port: u16, t: Instant) -> Entry {
+        Entry {
+            peer: SocketAddrV4::new(ip.into(), port),
+            local: None,
+            at: t,
+        }
+    }
+
+    #[test]
+    fn one_ip_or_prefix_holds_a_bounded_share_and_others_survive() {
+        let t = Instant::now();
+        let mut s = PeerStore::default();
+        // Someone else's announce, then one IP floods with 100,000 distinct keys.
+        s.put(key(1), at([9, 9, 9, 9], 1, t)).unwrap();
+        let mut refused = 0;
+        for i in 0..100_000u32 {
+            refused += u32::from(s.put(key(10 + i), at([6, 6, 6, 6], 1, t)).is_err());
+        }
+        assert_eq!(s.held_by(&Ipv4Addr::new(6, 6, 6, 6)), 256);
+        assert_eq!(refused, 100_000 - 256);
+        assert_eq!(s.refused().ip, u64::from(refused));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        assert_eq!(
+            s.entries(&key(1), t, &mut rng).len(),
+            1,
+            "the other announce survives"
+        );
+        // Its /24 as a whole: 4 more IPs fill the prefix's 1,024.
+        for host in 1..=8u8 {
+            for i in 0..256u32 {
+                let _ = s.put(key(200_000 + i), at([6, 6, 6, host], 1, t));
+            }
+        }
+        let prefix: usize = (0..=255u8)
+            .map(|h| s.held_by(&Ipv4Addr::new(6, 6, 6, h)))
+            .sum();
+        assert_eq!(prefix, 1024);
+        assert!(s.refused().prefix > 0);
+        // On one key: 16 per IP, 64 per /24.
+        let crowded = key(7_000_000);
+        for port in 1..100u16 {
+            let _ = s.put(crowded, at([5, 5, 5, 5], port, t));
+        }
+        for host in 6..20u8 {
+            for port in 1..100u16 {
+                let _ = s.put(crowded, at([5, 5, 5, host], port, t));
+            }
+        }
+        assert_eq!(s.entries(&crowded, t, &mut rng).len(), 64);
+        assert!(s.refused().key_ip > 0 && s.refused().key_prefix > 0);
+        // A refresh of an entry already held is never refused.
+        assert!(s.put(crowded, at([5, 5, 5, 5], 1, t)).is_ok());
+        // Loopback is exempt.
+        for i in 0..1000u32 {
+            s.put(key(8_000_000 + i), at([127, 0, 0, 1], 1, t)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_sample_is_bounded_and_fresh() {
+        let t = Instant::now();
+        let mut s = PeerStore::with_quotas(1 << 20, DEFAULT_MAX_AGE, Quotas::none());
+        let k = key(1);
+        for i in 0..40_000u32 {
+            let when = if i % 2 == 0 {
+                t
+            } else {
+                t + Duration::from_secs(300)
+            };
+            s.put(k, entry(i, when)).unwrap();
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let later = t + DEFAULT_MAX_AGE + Duration::from_secs(10);
+        let got = s.sample(&k, later, 150, &mut rng);
+        assert_eq!(got.len(), 150);
+        assert!(got.iter().all(|e| e.at > t), "only fresh entries");
+        let again = s.sample(&k, later, 150, &mut rng);
+        assert_ne!(
+            got.iter().map(|e| e.peer).collect::<Vec<_>>(),
+            again.iter().map(|e| e.peer).collect::<Vec<_>>(),
+            "another window"
+        );
+    }
+
     #[test]
     fn order_is_random_but_seeded() {
         let t = Instant::now();
         let mut s = PeerStore::default();
         for i in 0..50 {
-            s.put(key(7), entry(i, t));
+            s.put(key(7), entry(i, t)).unwrap();
         }
         let order = |seed| {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

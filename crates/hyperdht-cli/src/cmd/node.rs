@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use dht_rpc::Event;
-use hyperdht::{HyperDht, PeerEvent};
+use hyperdht::PeerEvent;
 use rand::Rng;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -18,7 +18,7 @@ pub async fn run(
     adaptive: bool,
 ) -> anyhow::Result<()> {
     let bind = format!("{host}:{port}");
-    let dht = HyperDht::builder()
+    let dht = crate::cmd::builder()
         .bootstrap(bootstrap.clone())
         .adaptive(adaptive)
         .bind(&bind)

@@ -10,7 +10,7 @@ use crate::out::Out;
 
 pub async fn run(out: &Out, node: &str, timeout_ms: u64) -> anyhow::Result<()> {
     let to = address(node).await?;
-    let dht = hyperdht::HyperDht::builder()
+    let dht = crate::cmd::builder()
         .ephemeral(true)
         .request_timeout(Duration::from_millis(timeout_ms))
         .bind("0.0.0.0:0")

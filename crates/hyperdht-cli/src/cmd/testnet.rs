@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
+use dht_rpc::guard::Ipv4Range;
 use hyperdht::HyperDht;
 use serde_json::json;
 
@@ -11,15 +12,22 @@ use crate::out::Out;
 
 /// Starts an ephemeral bootstrap node on `host:port` and `n` nodes on `host` bootstrapping
 /// from it.
+///
+/// All its nodes share one IP, so they trust it: the defences' limits per IP (routing
+/// table, walks, store) would otherwise keep them from knowing each other. Hosts that join
+/// it from elsewhere need `--trust IP` for the same reason.
 pub async fn start(host: &str, n: usize, port: u16) -> anyhow::Result<(HyperDht, Vec<HyperDht>)> {
-    let entry = HyperDht::builder()
+    let own: Vec<Ipv4Range> = host.parse::<Ipv4Range>().into_iter().collect();
+    let entry = crate::cmd::builder()
+        .trust(own.clone())
         .ephemeral(true)
         .bind(&format!("{host}:{port}"))
         .await?;
     let addr = entry.local_addr().to_string();
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
-        let node = HyperDht::builder()
+        let node = crate::cmd::builder()
+            .trust(own.clone())
             .bootstrap([addr.clone()])
             .bind(&format!("{host}:0"))
             .await
