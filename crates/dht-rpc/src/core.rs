@@ -699,12 +699,11 @@ impl<H: Handler> Core<H> {
                 self.verifying.remove(&addr);
             }
             Purpose::ReachProbe { peer } if error == RequestError::Timeout => {
-                // Is the target there at all? Ask it directly.
+                // Is the target there at all? Ask it directly, without our id: a node that
+                // hears an id it does not know pings it back to verify it, and that request
+                // through our freshly opened NAT would taint the target.
                 self.reach.confirming(peer);
-                let req = Request {
-                    id: self.wire_id(),
-                    ..Request::new(PING)
-                };
+                let req = Request::new(PING);
                 self.send(now, peer, peer, req, Purpose::ReachConfirm { peer });
             }
             Purpose::ReachFind => self.find_targets(now),

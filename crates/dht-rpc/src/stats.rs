@@ -57,3 +57,34 @@ pub struct Stats {
     /// or at a refused destination.
     pub candidates_refused: u64,
 }
+
+impl Stats {
+    /// Every counter with its name, in declaration order (for logs and metrics).
+    pub fn fields(&self) -> [(&'static str, u64); 23] {
+        [
+            ("datagrams_in", self.datagrams_in),
+            ("datagrams_out", self.datagrams_out),
+            ("malformed", self.malformed),
+            ("unrecognized", self.unrecognized),
+            ("unknown_responses", self.unknown_responses),
+            ("requests_answered", self.requests_answered),
+            ("requests_dropped", self.requests_dropped),
+            ("forwards", self.forwards),
+            ("forwards_limited", self.forwards_limited),
+            ("timeouts", self.timeouts),
+            ("resent", self.resent),
+            ("overloaded", self.overloaded),
+            ("limited_ip", self.limited_ip),
+            ("limited_prefix", self.limited_prefix),
+            ("limited_total", self.limited_total),
+            ("responses_limited", self.responses_limited),
+            ("refused_destinations", self.refused_destinations),
+            ("pongs_limited", self.pongs_limited),
+            ("hints_unproven", self.hints_unproven),
+            ("table_limited", self.table_limited),
+            ("verify_pings", self.verify_pings),
+            ("verify_limited", self.verify_limited),
+            ("candidates_refused", self.candidates_refused),
+        ]
+    }
+}

@@ -17,16 +17,21 @@ use hyperdht_cli::UsageError;
 use serde_json::{Value, json};
 
 /// The ranges given with `--trust`, for every node the process starts.
-static TRUSTED: OnceLock<Vec<Ipv4Range>> = OnceLock::new();
+static TRUSTED: OnceLock<(Vec<Ipv4Range>, bool)> = OnceLock::new();
 
-/// Sets the `--trust` ranges (once, at start).
-pub fn set_trusted(ranges: Vec<Ipv4Range>) {
-    let _ = TRUSTED.set(ranges);
+/// Sets the `--trust` ranges, and whether loopback stays trusted (once, at start).
+pub fn set_trusted(ranges: Vec<Ipv4Range>, no_loopback: bool) {
+    let _ = TRUSTED.set((ranges, no_loopback));
 }
 
 /// A node builder with the `--trust` ranges applied.
 pub fn builder() -> HyperDhtBuilder {
-    HyperDht::builder().trust(TRUSTED.get().cloned().unwrap_or_default())
+    let (ranges, no_loopback) = TRUSTED.get().cloned().unwrap_or_default();
+    let mut b = HyperDht::builder();
+    if no_loopback {
+        b = b.distrust_loopback();
+    }
+    b.trust(ranges)
 }
 
 /// An ephemeral node for a one-shot command: it asks, and is never added to routing tables.

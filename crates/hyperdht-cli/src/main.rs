@@ -54,6 +54,10 @@ struct Cli {
     /// always trusted). Repeat for several. Example: --trust 10.0.0.0/8
     #[arg(long, global = true, value_name = "CIDR")]
     trust: Vec<dht_rpc::guard::Ipv4Range>,
+    /// Treat loopback like any other source (it is trusted by default, so that local test
+    /// networks work): to try the defences on one machine, from 127.0.0.2, 127.0.0.3, ...
+    #[arg(long, global = true)]
+    no_trust_loopback: bool,
     /// (node) Check after bootstraps whether nodes we never sent to can reach us, and stay out
     /// of routing tables (send no id) while they cannot: for a node behind a NAT or firewall.
     #[arg(long)]
@@ -144,7 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         quiet: cli.quiet,
     };
     let bootstrap = cli.bootstrap;
-    cmd::set_trusted(cli.trust);
+    cmd::set_trusted(cli.trust, cli.no_trust_loopback);
     match cli.command {
         None => cmd::node::run(&out, &cli.host, cli.port, bootstrap, cli.adaptive).await,
         Some(Command::Lookup { key, local_address }) => {

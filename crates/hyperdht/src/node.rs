@@ -34,6 +34,7 @@ pub struct HyperDhtBuilder {
     seed: Option<u64>,
     quotas: Option<Quotas>,
     trusted: Vec<Ipv4Range>,
+    distrust_loopback: bool,
 }
 
 impl HyperDhtBuilder {
@@ -90,6 +91,14 @@ impl HyperDhtBuilder {
         self
     }
 
+    /// Treats loopback like any other source (it is trusted by default so that local test
+    /// networks work): for trying the defences on one machine.
+    pub fn distrust_loopback(mut self) -> Self {
+        self.rpc = self.rpc.distrust_loopback();
+        self.distrust_loopback = true;
+        self
+    }
+
     /// Requests in flight at once (16).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.rpc = self.rpc.concurrency(n);
@@ -114,6 +123,11 @@ impl HyperDhtBuilder {
     pub async fn bind(self, addr: &str) -> Result<HyperDht, BindError> {
         let (events, _) = broadcast::channel(1024);
         let mut quotas = self.quotas.unwrap_or_default();
+        if self.distrust_loopback {
+            quotas
+                .trusted
+                .retain(|r| *r != dht_rpc::guard::dest::LOOPBACK);
+        }
         quotas.trusted.extend(self.trusted);
         let store = PeerStore::with_quotas(DEFAULT_MAX, DEFAULT_MAX_AGE, quotas);
         let mut handler = PeersHandler::new(store, self.seed.unwrap_or_else(rand::random));

@@ -162,3 +162,88 @@ fn a_flood_of_announces_through_the_core_stays_bounded() {
     assert!(held <= 2 * (hyperdht::DEFAULT_MAX + 1), "{held}");
     assert!(held > 65_536, "both generations in use: {held}");
 }
+
+/// A client at `from` that takes a token from a ping and announces on `key`, as a real
+/// announcer does; returns whether the core answered the announce.
+fn announce_from(core: &mut Core<PeersHandler>, now: Instant, from: SocketAddrV4, key: [u8; 32]) {
+    let ping = Datagram::request(Tid::from_masked(1), Request::new("_ping")).encode();
+    core.handle_datagram(now, from, &ping);
+    let token = std::iter::from_fn(|| core.poll_transmit())
+        .filter(|t| t.to == from)
+        .find_map(|t| match Datagram::decode(&t.payload).ok()?.message {
+            dht_wire::Message::Response(r) => r.roundtrip_token,
+            dht_wire::Message::Request(_) => None,
+        })
+        .expect("a token");
+    let value = PeersRequest::new(PeersRequestType::Announce, None, None).encode();
+    let announce = Datagram::request(
+        Tid::from_masked(2),
+        Request {
+            target: Some(Checked::Valid(NodeId::from_bytes(key))),
+            roundtrip_token: Some(token),
+            value: Some(value),
+            ..Request::new("peers")
+        },
+    );
+    core.handle_datagram(now, from, &announce.encode());
+    while core.poll_transmit().is_some() {}
+    while core.poll_event().is_some() {}
+}
+
+fn key_n(i: u32) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..4].copy_from_slice(&i.to_be_bytes());
+    key[31] = 1;
+    key
+}
+
+#[test]
+fn one_ip_or_one_prefix_cannot_wipe_the_store() {
+    let t0 = Instant::now();
+    let mut core = Core::with_handler(
+        Config::default(),
+        PeersHandler::new(PeerStore::default(), 1),
+        t0,
+    );
+    let honest = SocketAddrV4::new(Ipv4Addr::new(9, 9, 9, 9), 4000);
+    announce_from(&mut core, t0, honest, [7; 32]);
+    // One IP, 100,000 announces of distinct keys (1,000 a second: within its request budget).
+    let attacker = Ipv4Addr::new(6, 6, 6, 6);
+    for i in 0..100_000u32 {
+        let now = t0 + Duration::from_millis(u64::from(i));
+        announce_from(&mut core, now, SocketAddrV4::new(attacker, 5000), key_n(i));
+    }
+    // Then its whole /24, 200 hosts with 1,000 keys each.
+    for host in 0..200u32 {
+        for i in 0..1_000u32 {
+            let now = t0
+                + Duration::from_secs(100)
+                + Duration::from_millis(u64::from(host * 1_000 + i) / 4);
+            let from = SocketAddrV4::new(Ipv4Addr::new(6, 6, 6, host as u8), 5000);
+            announce_from(&mut core, now, from, key_n(1_000_000 + host * 1_000 + i));
+        }
+    }
+    let store = core.handler().store();
+    let one = store.held_by(&attacker);
+    let prefix: usize = (0..=255u8)
+        .map(|h| store.held_by(&Ipv4Addr::new(6, 6, 6, h)))
+        .sum();
+    let refused = store.refused();
+    println!(
+        "one IP announcing 100,000 keys holds {one} entries; its /24 announcing 200,000 more holds {prefix} ({} + {} refused); the store holds {}",
+        refused.ip,
+        refused.prefix,
+        store.len()
+    );
+    assert!(one <= 256, "{one}");
+    assert!(prefix <= 1024, "{prefix}");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+    let later = t0 + Duration::from_secs(160);
+    assert_eq!(
+        store
+            .entries(&hyperdht::Key::from_bytes([7; 32]), later, &mut rng)
+            .len(),
+        1,
+        "the honest announce survives"
+    );
+}

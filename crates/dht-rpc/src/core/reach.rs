@@ -170,6 +170,7 @@ impl Reach {
         if let Some(t) = self.target(to)
             && !t.confirming
         {
+            tracing::debug!(target = %to, "reachability target tainted: we sent to it");
             t.tainted = true;
         }
         self.note_sent(now, to);
@@ -188,12 +189,14 @@ impl Reach {
     /// A request arrived from `from`.
     pub(crate) fn heard_request(&mut self, from: SocketAddrV4) {
         if let Some(t) = self.target(from) {
+            tracing::debug!(target = %from, "reachability target tainted: it sent us a request");
             t.tainted = true;
         }
     }
 
     /// A probe's target answered directly after its relayed pong never came.
     pub(crate) fn on_blocked(&mut self, peer: SocketAddrV4) -> Option<bool> {
+        tracing::debug!(target = %peer, tainted = self.is_tainted(peer), "reachability probe blocked");
         if !self.is_tainted(peer) {
             self.blocked += 1;
         }
@@ -202,6 +205,7 @@ impl Reach {
 
     /// A probe told nothing (its target is gone, or our queue was full).
     pub(crate) fn on_inconclusive(&mut self) -> Option<bool> {
+        tracing::debug!("reachability probe inconclusive");
         self.finish_one()
     }
 

@@ -88,6 +88,16 @@ impl NodeBuilder {
         self
     }
 
+    /// Treats loopback like any other source (trusted by default, so that local test
+    /// networks work): for trying the defences on one machine.
+    pub fn distrust_loopback(mut self) -> Self {
+        self.config
+            .defences
+            .trusted
+            .retain(|r| *r != crate::guard::dest::LOOPBACK);
+        self
+    }
+
     /// Requests in flight at once (16).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n.max(1);

@@ -76,6 +76,33 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down");
+    let stats = dht.rpc().stats();
+    let store = dht.rpc().read_core(|c| c.handler().store().refused());
+    let mut all: Vec<(&str, u64)> = stats.fields().to_vec();
+    all.extend([
+        ("store_refused_ip", store.ip),
+        ("store_refused_prefix", store.prefix),
+        ("store_refused_key_ip", store.key_ip),
+        ("store_refused_key_prefix", store.key_prefix),
+    ]);
+    out.emit(
+        || {
+            let nonzero: Vec<String> = all
+                .iter()
+                .filter(|(_, v)| *v > 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("stats: {}", nonzero.join(" "))
+        },
+        || {
+            let mut m = serde_json::Map::new();
+            m.insert("event".into(), json!("stats"));
+            for (k, v) in &all {
+                m.insert((*k).into(), json!(v));
+            }
+            serde_json::Value::Object(m)
+        },
+    );
     dht.shutdown().await;
     Ok(())
 }

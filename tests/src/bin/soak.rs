@@ -1,0 +1,413 @@
+//! The soak: a `hyperdht` node on 127.0.0.1 (loopback not trusted, so that the defences see
+//! 127.0.0.x as hosts of the internet) under mixed load for some minutes, reporting every
+//! 10 s what an honest client gets and what the node holds.
+//!
+//! ```sh
+//! cargo build --release -p hyperdht-cli -p hyperdht-tests
+//! target/release/soak --minutes 5                       # report in target/soak/
+//! target/release/soak --minutes 5 --docs docs/RELIABILITY.md
+//! ```
+//!
+//! The load, all bounded by the duration and stopping by itself:
+//! - an honest client (127.0.0.3): 1,000 requests a second, `_ping` and `peers` lookups,
+//!   each matched to its answer for the answered share and latency percentiles;
+//! - announcers (127.1.x.y, a new IP every 20 ms): each takes a token and announces 20 keys;
+//! - garbage (127.0.0.5): 5,000 random datagrams a second;
+//! - a flood (127.0.0.6): 50,000 `_ping`s a second;
+//! - a reflection victim (127.0.0.7): 20,000 `_find_node`s a second sent from its own
+//!   address, as a spoofed-source flood would; it counts the bytes it receives.
+//!
+//! The node runs on core 0 and the load on core 1 when `taskset` exists. Memory is the
+//! node's resident set (`VmRSS`). At the end the node is stopped with SIGTERM and prints
+//! its counters, which the report includes.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dht_wire::{Checked, Datagram, Message, NodeId, PeersRequest, PeersRequestType, Request, Tid};
+
+const WINDOW: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Window {
+    asked: u64,
+    rtts: Vec<Duration>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let minutes: f64 = match arg("--minutes").map(|m| m.parse::<f64>()) {
+        None => 5.0,
+        Some(Ok(m)) if m > 0.0 && m <= 240.0 => m,
+        Some(_) => {
+            eprintln!("soak: --minutes takes a number of minutes from 0 to 240");
+            std::process::exit(2);
+        }
+    };
+    let docs = arg("--docs");
+    let duration = Duration::from_secs_f64(minutes * 60.0);
+
+    let exe = std::env::current_exe().expect("soak executable");
+    let hyperdht = exe.with_file_name("hyperdht");
+    if !hyperdht.exists() {
+        eprintln!(
+            "soak: {} is missing: cargo build --release -p hyperdht-cli",
+            hyperdht.display()
+        );
+        std::process::exit(2);
+    }
+    let taskset = Command::new("taskset").arg("-V").output().is_ok();
+    let mut cmd = if taskset {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(&hyperdht);
+        c
+    } else {
+        Command::new(&hyperdht)
+    };
+    cmd.args(["--host", "127.0.0.1", "--no-trust-loopback", "--json", "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("start hyperdht");
+    let pid = child.id();
+    if taskset {
+        let _ = Command::new("taskset")
+            .args(["-cp", "1", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status();
+    }
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let node: SocketAddr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l).ok()?;
+            (v["event"] == "listening").then(|| v["address"].as_str()?.parse().ok())?
+        })
+        .expect("the node's address");
+    eprintln!("soak: node {node} (pid {pid}) for {minutes} min");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let windows: Arc<Mutex<HashMap<u64, Window>>> = Arc::default();
+    let victim_bytes = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut threads = Vec::new();
+    {
+        let (stop, windows) = (stop.clone(), windows.clone());
+        threads.push(std::thread::spawn(move || {
+            honest(node, &stop, &windows, start);
+        }));
+    }
+    for (who, rate, kind) in [
+        (Ipv4Addr::new(127, 0, 0, 5), 5_000, Load::Garbage),
+        (Ipv4Addr::new(127, 0, 0, 6), 50_000, Load::Flood),
+        (Ipv4Addr::new(127, 0, 0, 7), 20_000, Load::Victim),
+    ] {
+        let (stop, victim_bytes) = (stop.clone(), victim_bytes.clone());
+        threads.push(std::thread::spawn(move || {
+            blast(node, who, rate, kind, &stop, &victim_bytes);
+        }));
+    }
+    {
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || announcers(node, &stop)));
+    }
+
+    let mut report = Vec::new();
+    let mut last_victim = 0;
+    let mut t = WINDOW;
+    while t <= duration {
+        std::thread::sleep((start + t).saturating_duration_since(Instant::now()));
+        let rss = rss_kib(pid);
+        let w = windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(t.as_secs() / WINDOW.as_secs() - 1))
+            .unwrap_or_default();
+        let mut rtts = w.rtts;
+        rtts.sort();
+        let pct = |p: usize| {
+            rtts.get((rtts.len() * p / 100).min(rtts.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        let v = victim_bytes.load(Ordering::Relaxed);
+        let row = Row {
+            at: t.as_secs(),
+            rss_kib: rss,
+            asked: w.asked,
+            answered: rtts.len() as u64,
+            p50_ms: pct(50),
+            p99_ms: pct(99),
+            victim_kib_s: (v - last_victim) as f64 / 1024.0 / WINDOW.as_secs_f64(),
+        };
+        last_victim = v;
+        println!(
+            "{{\"t\":{},\"rss_kib\":{},\"honest_asked\":{},\"honest_answered\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"victim_kib_s\":{:.1}}}",
+            row.at, row.rss_kib, row.asked, row.answered, row.p50_ms, row.p99_ms, row.victim_kib_s
+        );
+        report.push(row);
+        t += WINDOW;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for th in threads {
+        let _ = th.join();
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let stats: Option<serde_json::Value> = lines.map_while(Result::ok).find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(&l).ok()?;
+        (v["event"] == "stats").then_some(v)
+    });
+    let _ = child.wait();
+    let md = markdown(minutes, &report, stats.as_ref());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/soak");
+    let _ = std::fs::create_dir_all(&dir);
+    let out = dir.join("RELIABILITY.md");
+    std::fs::write(&out, &md).expect("write the report");
+    eprintln!("soak: report in {}", out.display());
+    if let Some(d) = docs {
+        std::fs::write(&d, &md).expect("write the docs");
+        eprintln!("soak: written to {d}");
+    }
+}
+
+struct Row {
+    at: u64,
+    rss_kib: u64,
+    asked: u64,
+    answered: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    victim_kib_s: f64,
+}
+
+#[derive(Clone, Copy)]
+enum Load {
+    Garbage,
+    Flood,
+    Victim,
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn request(tid: u16, req: Request) -> Vec<u8> {
+    Datagram::request(Tid::from_masked(tid), req)
+        .encode()
+        .to_vec()
+}
+
+fn lookup(tid: u16, key: [u8; 32]) -> Vec<u8> {
+    request(
+        tid,
+        Request {
+            target: Some(Checked::Valid(NodeId::from_bytes(key))),
+            value: Some(PeersRequest::new(PeersRequestType::Lookup, None, None).encode()),
+            ..Request::new("peers")
+        },
+    )
+}
+
+/// Paces `rate` a second: how many are due by now.
+fn due(start: Instant, rate: u64) -> u64 {
+    start.elapsed().as_micros() as u64 * rate / 1_000_000
+}
+
+fn honest(
+    node: SocketAddr,
+    stop: &AtomicBool,
+    windows: &Mutex<HashMap<u64, Window>>,
+    start: Instant,
+) {
+    let s = UdpSocket::bind("127.0.0.3:0").expect("bind 127.0.0.3");
+    s.set_nonblocking(true).expect("nonblocking");
+    let mut pending: HashMap<u16, (Instant, u64)> = HashMap::new();
+    let (mut sent, mut buf) = (0u64, [0u8; 4096]);
+    while !stop.load(Ordering::Relaxed) {
+        while sent < due(start, 1_000) {
+            let tid = (sent % 32_768) as u16;
+            let d = if sent % 2 == 0 {
+                request(tid, Request::new("_ping"))
+            } else {
+                lookup(tid, [(sent % 251) as u8; 32])
+            };
+            let _ = s.send_to(&d, node);
+            let w = start.elapsed().as_secs() / WINDOW.as_secs();
+            pending.insert(tid, (Instant::now(), w));
+            windows
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(w)
+                .or_default()
+                .asked += 1;
+            sent += 1;
+        }
+        while let Ok((n, _)) = s.recv_from(&mut buf) {
+            if let Ok(d) = Datagram::decode(&buf[..n])
+                && let Some((at, w)) = pending.remove(&d.tid.get())
+            {
+                windows
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(w)
+                    .or_default()
+                    .rtts
+                    .push(at.elapsed());
+            }
+        }
+        // Requests unanswered for 5 s are lost.
+        pending.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn blast(
+    node: SocketAddr,
+    who: Ipv4Addr,
+    rate: u64,
+    kind: Load,
+    stop: &AtomicBool,
+    victim_bytes: &AtomicU64,
+) {
+    let s = UdpSocket::bind(SocketAddrV4::new(who, 0)).expect("bind a load address");
+    s.set_nonblocking(true).expect("nonblocking");
+    let start = Instant::now();
+    let (mut sent, mut x, mut buf) = (0u64, 0x2545_f491_4f6c_dd1du64, [0u8; 4096]);
+    let find = request(
+        1,
+        Request {
+            target: Some(Checked::Valid(NodeId::from_bytes([0x42; 32]))),
+            ..Request::new("_find_node")
+        },
+    );
+    let ping = request(1, Request::new("_ping"));
+    while !stop.load(Ordering::Relaxed) {
+        while sent < due(start, rate) {
+            match kind {
+                Load::Garbage => {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let len = (x % 120) as usize;
+                    let bytes: Vec<u8> = (0..len).map(|i| (x >> (i % 8 * 8)) as u8).collect();
+                    let _ = s.send_to(&bytes, node);
+                }
+                Load::Flood => {
+                    let _ = s.send_to(&ping, node);
+                }
+                Load::Victim => {
+                    let _ = s.send_to(&find, node);
+                }
+            }
+            sent += 1;
+        }
+        while let Ok((n, _)) = s.recv_from(&mut buf) {
+            if matches!(kind, Load::Victim) {
+                victim_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// A new announcer IP every 20 ms, each announcing 20 keys with a token from a ping.
+fn announcers(node: SocketAddr, stop: &AtomicBool) {
+    let mut buf = [0u8; 4096];
+    let mut i = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let ip = Ipv4Addr::new(127, 1, (i >> 8) as u8, i as u8);
+        i = (i + 1) % 65_000;
+        let Ok(s) = UdpSocket::bind(SocketAddrV4::new(ip, 0)) else {
+            continue;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = s.send_to(&request(1, Request::new("_ping")), node);
+        let token = s.recv_from(&mut buf).ok().and_then(|(n, _)| {
+            match Datagram::decode(&buf[..n]).ok()?.message {
+                Message::Response(r) => r.roundtrip_token,
+                Message::Request(_) => None,
+            }
+        });
+        if let Some(token) = token {
+            for k in 0..20u32 {
+                let mut key = [0u8; 32];
+                key[..4].copy_from_slice(&i.to_be_bytes());
+                key[4..8].copy_from_slice(&k.to_be_bytes());
+                let d = request(
+                    2,
+                    Request {
+                        target: Some(Checked::Valid(NodeId::from_bytes(key))),
+                        roundtrip_token: Some(token.clone()),
+                        value: Some(
+                            PeersRequest::new(PeersRequestType::Announce, None, None).encode(),
+                        ),
+                        ..Request::new("peers")
+                    },
+                );
+                let _ = s.send_to(&d, node);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn markdown(minutes: f64, rows: &[Row], stats: Option<&serde_json::Value>) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Reliability: the soak\n");
+    let _ = writeln!(
+        md,
+        "Written by `target/release/soak --minutes {minutes} --docs docs/RELIABILITY.md` (see `tests/src/bin/soak.rs`). A `hyperdht` node on 127.0.0.1 with loopback not trusted (`--no-trust-loopback`), pinned to core 0, the load on core 1: an honest client at 1,000 requests/s (`_ping` and `peers` lookups), a new announcer IP every 20 ms announcing 20 keys each, 5,000 garbage datagrams/s, a flood of 50,000 `_ping`s/s from one IP, and a reflection victim sending 20,000 `_find_node`s/s from its own address (what a spoofed-source flood does) and counting what it receives.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| t (s) | node RSS (MiB) | honest answered | p50 (ms) | p99 (ms) | at the victim (KiB/s) |\n|---|---|---|---|---|---|"
+    );
+    for r in rows {
+        let share = if r.asked == 0 {
+            0.0
+        } else {
+            r.answered as f64 * 100.0 / r.asked as f64
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {}/{} ({share:.1} %) | {:.3} | {:.3} | {:.1} |",
+            r.at,
+            r.rss_kib as f64 / 1024.0,
+            r.answered,
+            r.asked,
+            r.p50_ms,
+            r.p99_ms,
+            r.victim_kib_s
+        );
+    }
+    if let Some(s) = stats.and_then(|s| s.as_object()) {
+        let _ = writeln!(md, "\nThe node's counters at the end (non-zero):\n");
+        for (k, v) in s {
+            if k != "event" && v.as_u64().is_some_and(|n| n > 0) {
+                let _ = writeln!(md, "- `{k}`: {v}");
+            }
+        }
+    }
+    md
+}
