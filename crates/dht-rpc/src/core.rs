@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::{Config, RECENTLY_SEEN, SECRET_ROTATION, TICK};
 use crate::events::{Event, Pong, QueryError, QueryId, RequestError, RequestId};
-use crate::guard::{Guard, Over};
+use crate::guard::{self, Guard, Over};
 use crate::handler::{Handler, NoHandler};
 use crate::query::{QuerySpec, QueryState};
 use crate::routing::{Contact, Insert, RoutingTable, TableLimits};
@@ -500,6 +500,10 @@ impl<H: Handler> Core<H> {
     /// Feeds a received datagram. Malformed ones are counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
+        if guard::dest::is_bogus_source(from) {
+            self.stats.bogus_sources += 1;
+            return;
+        }
         // A request (the header's top bit) is checked against its source's budgets before
         // anything is decoded, so that a flood costs a hash and a compare per datagram.
         if bytes.first().is_some_and(|b| b & 0x80 != 0)

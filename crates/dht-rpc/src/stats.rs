@@ -29,6 +29,9 @@ pub struct Stats {
     pub resent: u64,
     /// Requests of ours refused because the queue was full.
     pub overloaded: u64,
+    /// Datagrams dropped unread: their source cannot be real (port 0, an unspecified,
+    /// multicast, reserved or broadcast address), and an answer would go to it.
+    pub bogus_sources: u64,
     /// Requests dropped before decoding: their source IP was over its budget.
     pub limited_ip: u64,
     /// Requests dropped before decoding: their source /24 was over its budget.
@@ -60,7 +63,7 @@ pub struct Stats {
 
 impl Stats {
     /// Every counter with its name, in declaration order (for logs and metrics).
-    pub fn fields(&self) -> [(&'static str, u64); 23] {
+    pub fn fields(&self) -> [(&'static str, u64); 24] {
         [
             ("datagrams_in", self.datagrams_in),
             ("datagrams_out", self.datagrams_out),
@@ -74,6 +77,7 @@ impl Stats {
             ("timeouts", self.timeouts),
             ("resent", self.resent),
             ("overloaded", self.overloaded),
+            ("bogus_sources", self.bogus_sources),
             ("limited_ip", self.limited_ip),
             ("limited_prefix", self.limited_prefix),
             ("limited_total", self.limited_total),

@@ -10,6 +10,18 @@ use dht_rpc::guard::{Defences, Limit};
 use dht_rpc::{Config, Core, NodeId, QuerySpec, Transmit};
 use dht_wire::{Checked, Datagram, Message, NodeAddr, Request, Response, Tid, compact};
 
+/// Prints a figure and keeps it in `target/reports/defences/NAME.txt`, which the soak's
+/// report (docs/RELIABILITY.md) includes.
+macro_rules! report {
+    ($name:expr, $($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        println!("{line}");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/reports/defences");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(format!("{}.txt", $name)), line + "\n");
+    }};
+}
+
 fn a(s: &str) -> SocketAddrV4 {
     s.parse().expect("address")
 }
@@ -125,7 +137,10 @@ fn nothing_is_sent_for_a_stranger_to_special_or_local_destinations() {
             .count();
     }
     let refused = core.stats().refused_destinations;
-    println!("special destinations: {sent_to_targets} datagrams sent, {refused} refused");
+    report!(
+        "nothing_is_sent_for_a_stranger_to_special_or_local_destinations",
+        "special destinations: {sent_to_targets} datagrams sent, {refused} refused"
+    );
     assert_eq!(sent_to_targets, 0);
     // (Port 0 does not even decode as an address: dropped as malformed, not counted here.)
     assert!(refused >= 2 * (targets.len() as u64 - 1), "{refused}");
@@ -188,7 +203,8 @@ fn a_spoofed_source_flood_reflects_a_bounded_rate_at_its_victim() {
     };
     let before = reflected(open, 5, 20_000, victim);
     let after = reflected(Defences::default(), 5, 20_000, victim);
-    println!(
+    report!(
+        "a_spoofed_source_flood_reflects_a_bounded_rate_at_its_victim",
         "spoofed _find_node flood, 20,000/s for 5 s: {} KiB/s reach the victim without budgets, {} KiB/s with",
         before / 1024,
         after / 1024
@@ -224,7 +240,8 @@ fn one_flooding_source_is_dropped_cheaply_and_others_keep_their_answers() {
         }
     }
     let s = core.stats();
-    println!(
+    report!(
+        "one_flooding_source_is_dropped_cheaply_and_others_keep_their_answers",
         "flood of 1,000,000 pings from one IP beside an honest client at 1,000/s: honest {answered}/{asked} answered; flooder {flood_answered} answered, {} dropped before decoding",
         s.limited_ip
     );
@@ -273,7 +290,8 @@ fn a_spoofed_relay_flood_leaves_a_legitimate_requester_its_relays() {
             }
         }
     }
-    println!(
+    report!(
+        "a_spoofed_relay_flood_leaves_a_legitimate_requester_its_relays",
         "spoofed relay flood, 500,000 requests to random targets: {flood_out} relayed; the legitimate requester {relayed}/{asked}"
     );
     assert!(relayed * 10 >= asked * 9, "{relayed}/{asked}");
@@ -292,7 +310,8 @@ fn a_spoofed_relay_flood_leaves_a_legitimate_requester_its_relays() {
         core.handle_datagram(now, from, &pong_to);
         hits += drain(&mut core).iter().filter(|x| x.to == victim).count();
     }
-    println!(
+    report!(
+        "forwarded_pongs_at_one_victim",
         "10,000 forwarded pings at one victim in 1 s from 10,000 relays: {hits} pongs reached it"
     );
     assert!(hits <= 10 + 20, "{hits}");
@@ -328,9 +347,12 @@ fn one_ip_gets_a_bounded_share_of_the_routing_table() {
         .filter(|c| u32::from(*c.addr.ip()) >> 24 == 0x32)
         .count();
     let s = core.stats();
-    println!(
+    report!(
+        "one_ip_gets_a_bounded_share_of_the_routing_table",
         "one IP with 500 ports and crafted ids: {on_host} in the table ({} refused); 1000 spoofed ids: {spoofed} in the table ({} verifying pings, {} over their rate)",
-        s.table_limited, s.verify_pings, s.verify_limited
+        s.table_limited,
+        s.verify_pings,
+        s.verify_limited
     );
     assert!(on_host <= 2, "{on_host}");
     assert_eq!(spoofed, 0);
@@ -385,7 +407,8 @@ fn a_walk_takes_a_bounded_number_of_candidates_from_one_answer() {
             .filter(|x| x.to.ip() == &victim)
             .count();
     }
-    println!(
+    report!(
+        "a_walk_takes_a_bounded_number_of_candidates_from_one_answer",
         "an answer naming 1,700 nodes on one IP: {to_victim} datagrams to it ({} candidates refused)",
         core.stats().candidates_refused
     );
@@ -419,6 +442,11 @@ fn punch_hints_count_only_from_relays_that_proved_they_receive() {
     answer_all(&mut core, t0, out, |_| None);
     core.handle_datagram(t0, relay, &hint(a("8.8.8.8:3")));
     assert_eq!(punch_requests(&mut core), 1);
+    report!(
+        "punch_hints",
+        "a stranger's hint: ignored ({} counted); a proven relay's: passed on",
+        core.stats().hints_unproven
+    );
 }
 
 #[test]

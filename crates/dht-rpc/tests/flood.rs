@@ -11,6 +11,18 @@ use std::time::{Duration, Instant};
 use dht_rpc::{Defences, Node};
 use dht_wire::{Datagram, Request, Tid};
 
+/// Prints a figure and keeps it in `target/reports/defences/NAME.txt`, which the soak's
+/// report (docs/RELIABILITY.md) includes.
+macro_rules! report {
+    ($name:expr, $($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        println!("{line}");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/reports/defences");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(format!("{}.txt", $name)), line + "\n");
+    }};
+}
+
 const SECONDS: u64 = 3;
 const FLOOD_PER_SEC: u64 = 40_000;
 const HONEST_PER_SEC: u64 = 1_000;
@@ -86,7 +98,8 @@ async fn a_flooding_source_does_not_starve_a_well_behaved_client() {
     rtts.sort();
     let pct = |p: usize| rtts.get(rtts.len() * p / 100).copied().unwrap_or_default();
     let s = node.stats();
-    println!(
+    report!(
+        "a_flooding_source_does_not_starve_a_well_behaved_client",
         "flood {flooded} pings from 127.0.0.2 ({} dropped before decoding); well-behaved client {}/{asked} answered, p50 {:?}, p99 {:?}",
         s.limited_ip,
         rtts.len(),
@@ -130,11 +143,13 @@ async fn a_relayed_hole_punch_works_between_untrusted_hosts() {
     let pong = requester
         .holepunch(target.local_addr(), relay.local_addr())
         .await;
-    println!(
-        "relay {:?}, target {:?}, requester {:?}",
-        relay.stats(),
-        target.stats(),
-        requester.stats()
+    report!(
+        "a_relayed_hole_punch_works_between_untrusted_hosts",
+        "honest hole punch between untrusted hosts: {:?} in {:?}; the relay relayed {} and limited {}",
+        pong.as_ref().map(|_| "answered"),
+        pong.as_ref().map(|p| p.rtt).unwrap_or_default(),
+        relay.stats().forwards,
+        relay.stats().forwards_limited
     );
     assert!(pong.is_ok(), "relayed punch: {pong:?}");
     assert!(requester.ping(target.local_addr()).await.is_ok());

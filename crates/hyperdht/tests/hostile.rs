@@ -12,6 +12,18 @@ use hyperdht::{PeerStore, PeersHandler};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
+/// Prints a figure and keeps it in `target/reports/defences/NAME.txt`, which the soak's
+/// report (docs/RELIABILITY.md) includes.
+macro_rules! report {
+    ($name:expr, $($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        println!("{line}");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/reports/defences");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(format!("{}.txt", $name)), line + "\n");
+    }};
+}
+
 fn core() -> Core<PeersHandler> {
     Core::with_handler(
         Config {
@@ -229,7 +241,8 @@ fn one_ip_or_one_prefix_cannot_wipe_the_store() {
         .map(|h| store.held_by(&Ipv4Addr::new(6, 6, 6, h)))
         .sum();
     let refused = store.refused();
-    println!(
+    report!(
+        "one_ip_or_one_prefix_cannot_wipe_the_store",
         "one IP announcing 100,000 keys holds {one} entries; its /24 announcing 200,000 more holds {prefix} ({} + {} refused); the store holds {}",
         refused.ip,
         refused.prefix,

@@ -9,12 +9,13 @@
 //! ```
 //!
 //! The load, all bounded by the duration and stopping by itself:
-//! - an honest client (127.0.0.3): 1,000 requests a second, `_ping` and `peers` lookups,
+//! Each load comes from its own /24 of 127/8 (the defences budget per IP and per /24):
+//! - an honest client (127.0.3.1): 1,000 requests a second, `_ping` and `peers` lookups,
 //!   each matched to its answer for the answered share and latency percentiles;
 //! - announcers (127.1.x.y, a new IP every 20 ms): each takes a token and announces 20 keys;
-//! - garbage (127.0.0.5): 5,000 random datagrams a second;
-//! - a flood (127.0.0.6): 50,000 `_ping`s a second;
-//! - a reflection victim (127.0.0.7): 20,000 `_find_node`s a second sent from its own
+//! - garbage (127.0.5.1): 5,000 random datagrams a second;
+//! - a flood (127.0.6.1): 50,000 `_ping`s a second;
+//! - a reflection victim (127.0.7.1): 20,000 `_find_node`s a second sent from its own
 //!   address, as a spoofed-source flood would; it counts the bytes it receives.
 //!
 //! The node runs on core 0 and the load on core 1 when `taskset` exists. Memory is the
@@ -111,9 +112,9 @@ fn main() {
         }));
     }
     for (who, rate, kind) in [
-        (Ipv4Addr::new(127, 0, 0, 5), 5_000, Load::Garbage),
-        (Ipv4Addr::new(127, 0, 0, 6), 50_000, Load::Flood),
-        (Ipv4Addr::new(127, 0, 0, 7), 20_000, Load::Victim),
+        (Ipv4Addr::new(127, 0, 5, 1), 5_000, Load::Garbage),
+        (Ipv4Addr::new(127, 0, 6, 1), 50_000, Load::Flood),
+        (Ipv4Addr::new(127, 0, 7, 1), 20_000, Load::Victim),
     ] {
         let (stop, victim_bytes) = (stop.clone(), victim_bytes.clone());
         threads.push(std::thread::spawn(move || {
@@ -240,7 +241,7 @@ fn honest(
     windows: &Mutex<HashMap<u64, Window>>,
     start: Instant,
 ) {
-    let s = UdpSocket::bind("127.0.0.3:0").expect("bind 127.0.0.3");
+    let s = UdpSocket::bind("127.0.3.1:0").expect("bind 127.0.3.1");
     s.set_nonblocking(true).expect("nonblocking");
     let mut pending: HashMap<u16, (Instant, u64)> = HashMap::new();
     let (mut sent, mut buf) = (0u64, [0u8; 4096]);
@@ -372,9 +373,97 @@ fn announcers(node: SocketAddr, stop: &AtomicBool) {
     }
 }
 
+/// The attacks of the tests, by the name of the report each writes: the attack, the
+/// defence, and the bound that remains.
+const ATTACKS: [(&str, &str, &str, &str); 11] = [
+    (
+        "nothing_is_sent_for_a_stranger_to_special_or_local_destinations",
+        "A stranger names loopback, a LAN address, broadcast, multicast, 0.0.0.0 or our own socket in `forwardRequest` / `forwardResponse`",
+        "Destination rules (`dht_rpc::guard::dest`): never special-purpose addresses; loopback and private ranges only for requesters inside them; nothing to ourselves",
+        "A requester on a LAN can still have pings relayed to that LAN (as the protocol needs)",
+    ),
+    (
+        "a_spoofed_source_flood_reflects_a_bounded_rate_at_its_victim",
+        "Spoofed-source `_find_node` flood: every answer goes to the victim",
+        "Response byte budget per IP that never proved it receives (128 KiB/s, burst 256 KiB) and per /24 (512 KiB/s)",
+        "128 KiB/s per victim IP per node (512 KiB/s per victim /24); a victim that is a real DHT node we talk to gets up to 8 MiB/s",
+    ),
+    (
+        "one_flooding_source_is_dropped_cheaply_and_others_keep_their_answers",
+        "One IP floods `_ping`",
+        "Request budget per IP (2,000/s, burst 4,000), per /24 (8,000/s) and in total (150,000/s), checked on the first byte before decoding",
+        "A flood from many /24s at once can use up the total budget",
+    ),
+    (
+        "a_spoofed_relay_flood_leaves_a_legitimate_requester_its_relays",
+        "Spoofed relay flood (100,000/s from random sources to random targets) against a legitimate requester",
+        "Relays per requester and per target (20/s) in fixed-memory hashed buckets that spoofed sources cannot fill; targets that never proved they receive share 20/s in all",
+        "A flood aimed at the legitimate target itself limits relays to that target to 20/s",
+    ),
+    (
+        "forwarded_pongs_at_one_victim",
+        "Many relays (spoofed) ask us to pong one third address",
+        "Forwarded pongs per target IP (10/s, burst 20) and in all (500/s)",
+        "10 pongs/s per victim per node",
+    ),
+    (
+        "one_ip_gets_a_bounded_share_of_the_routing_table",
+        "One IP with 500 ports and crafted ids; 1,000 spoofed ids that never answer",
+        "A requester enters the table only after answering our ping; at most 2 contacts per IP (1 per bucket) and 16 per /24 (2 per bucket)",
+        "An attacker with many /24s can still place nodes (a Sybil attack needs addresses)",
+    ),
+    (
+        "a_walk_takes_a_bounded_number_of_candidates_from_one_answer",
+        "One answer names 1,700 nodes, all on a victim's IP",
+        "At most 20 new candidates per answer, at most 2 per IP per walk, none at refused destinations",
+        "2 requests per walk toward one victim IP",
+    ),
+    (
+        "one_ip_or_one_prefix_cannot_wipe_the_store",
+        "One IP (then its /24) announces 100,000 (300,000) keys with a valid token",
+        "Store quotas: 256 entries per IP, 1,024 per /24, 16 per IP and 64 per /24 on one key; answers sample O(answer) entries",
+        "Many /24s together can still fill the store (65,536 entries a generation)",
+    ),
+    (
+        "a_flooding_source_does_not_starve_a_well_behaved_client",
+        "Through the real socket: one source floods while a client asks 1,000/s",
+        "The request budgets above",
+        "The kernel's receive buffer: a flood faster than the node drains it drops datagrams before the node sees them",
+    ),
+    (
+        "a_relayed_hole_punch_works_between_untrusted_hosts",
+        "(The honest case) a relayed hole punch between hosts the defences do not trust",
+        "Relays to proven targets pass",
+        "",
+    ),
+    (
+        "punch_hints",
+        "A single datagram asks for a birthday punch (1,024 sprayed datagrams or 256 sockets)",
+        "Hints count only from relays that proved they receive; one punch per requester IP every 10 s, two per relay IP a minute, six a minute in all; one 256-socket hard side at a time",
+        "A relay that proved itself can still aim 2 sprays (2,048 small datagrams) a minute at victims of its choice",
+    ),
+];
+
+fn attacks(md: &mut String) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/reports/defences");
+    let _ = writeln!(
+        md,
+        "## The attacks\n\nEach row is a test that performs the attack (`cargo test -p dht-rpc --test defences --test flood`, `cargo test -p hyperdht --test hostile`, and for hints `punch_hints_count_only_from_relays_that_proved_they_receive`); the figure is what the test printed on its last run before this report.\n\n| attack | defence | measured | bound that remains |\n|---|---|---|---|"
+    );
+    for (name, attack, defence, remains) in ATTACKS {
+        let figure = std::fs::read_to_string(dir.join(format!("{name}.txt")))
+            .map(|s| s.trim().replace('|', "/"))
+            .unwrap_or_else(|_| "(asserted; no figure)".into());
+        let _ = writeln!(md, "| {attack} | {defence} | {figure} | {remains} |");
+    }
+    let _ = writeln!(md);
+}
+
 fn markdown(minutes: f64, rows: &[Row], stats: Option<&serde_json::Value>) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# Reliability: the soak\n");
+    let _ = writeln!(md, "# Reliability: attacks, defences, and the soak\n");
+    attacks(&mut md);
+    let _ = writeln!(md, "## The soak\n");
     let _ = writeln!(
         md,
         "Written by `target/release/soak --minutes {minutes} --docs docs/RELIABILITY.md` (see `tests/src/bin/soak.rs`). A `hyperdht` node on 127.0.0.1 with loopback not trusted (`--no-trust-loopback`), pinned to core 0, the load on core 1: an honest client at 1,000 requests/s (`_ping` and `peers` lookups), a new announcer IP every 20 ms announcing 20 keys each, 5,000 garbage datagrams/s, a flood of 50,000 `_ping`s/s from one IP, and a reflection victim sending 20,000 `_find_node`s/s from its own address (what a spoofed-source flood does) and counting what it receives.\n"

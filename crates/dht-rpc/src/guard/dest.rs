@@ -114,6 +114,17 @@ pub fn may_send_for(requester: Ipv4Addr, dest: SocketAddrV4) -> Result<(), Refus
     }
 }
 
+/// Whether a datagram cannot really have come from `from`: port 0, or an unspecified,
+/// "this network", multicast, reserved or broadcast source. Answering one would send to a
+/// special-purpose address.
+pub fn is_bogus_source(from: SocketAddrV4) -> bool {
+    let ip = *from.ip();
+    from.port() == 0
+        || [NEVER[0], NEVER[6], NEVER[7]]
+            .iter()
+            .any(|r| r.contains(ip))
+}
+
 /// Whether `ip` is a public address: in none of the special-purpose ranges above.
 pub fn is_public(ip: Ipv4Addr) -> bool {
     !NEVER.iter().chain(LOCAL.iter()).any(|r| r.contains(ip))
@@ -194,6 +205,17 @@ mod tests {
         let all: Ipv4Range = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(Ipv4Addr::new(9, 9, 9, 9)));
         assert!(is_public(Ipv4Addr::new(9, 9, 9, 9)));
+        for bogus in [
+            "0.0.0.0:1",
+            "255.255.255.255:1",
+            "224.0.0.1:1",
+            "250.1.1.1:1",
+            "1.2.3.4:0",
+        ] {
+            assert!(is_bogus_source(a(bogus)), "{bogus}");
+        }
+        assert!(!is_bogus_source(a("1.2.3.4:5")));
+        assert!(!is_bogus_source(a("127.0.0.1:5")));
         assert!(!is_public(Ipv4Addr::new(10, 9, 9, 9)));
     }
 }
