@@ -177,6 +177,17 @@ fn errors_read_as_one_line_with_their_exit_code() {
     assert!(fails("hyperdht", &["lookup", KEY], 2).contains("--bootstrap"));
     // Unknown flag: clap's usage error, 2.
     cmd("hyperdht").arg("--no-such-flag").assert().code(2);
+    // Numbers out of their range, and malformed ranges: usage, 2 (not a huge allocation).
+    for args in [
+        &["testnet", "--nodes", "4000000000"][..],
+        &["testnet", "--nodes", "0"],
+        &["demo", "--nodes", "100000"],
+        &["ping", "127.0.0.1:1", "--timeout-ms", "0"],
+        &["--trust", "10.0.0.0/33"],
+        &["--trust", "not-an-ip"],
+    ] {
+        cmd("hyperdht").args(args).assert().code(2);
+    }
     // No bootstrap node answering: 3.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let silent = silent.local_addr().expect("addr").to_string();

@@ -69,6 +69,10 @@ pub struct Defences {
     pub candidates_per_answer: usize,
     /// Candidates of one walk on one IP. Default 2.
     pub candidates_per_ip: usize,
+    /// Slots of each per-IP budget (8 bytes each, allocated on first use; per-/24 budgets
+    /// get a quarter). More slots make it rarer that two sources share one; a flood from
+    /// spoofed sources spreads over all of them. Default 4,096 (32 KiB a budget).
+    pub budget_slots: usize,
 }
 
 impl Default for Defences {
@@ -92,6 +96,7 @@ impl Default for Defences {
             verify_pings: Limit::per_second(200),
             candidates_per_answer: 20,
             candidates_per_ip: 2,
+            budget_slots: 4_096,
         }
     }
 }
@@ -150,10 +155,6 @@ pub(crate) struct Guard {
     pub(crate) proven: Proven,
 }
 
-/// Slots of the per-IP budgets (8 bytes each).
-const IP_SLOTS: usize = 16_384;
-/// Slots of the per-/24 budgets.
-const PREFIX_SLOTS: usize = 4_096;
 /// Proven IPs per generation, and how long a generation lasts.
 const PROVEN_MAX: usize = 65_536;
 const PROVEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
@@ -162,17 +163,18 @@ impl Guard {
     pub(crate) fn new(cfg: Defences, forward_rate: u32, mut key: impl FnMut() -> u64) -> Self {
         let mut b = |l: Limit, slots| Budget::new(l, slots, key());
         let forward = Limit::per_second(forward_rate);
+        let (ip_slots, prefix_slots) = (cfg.budget_slots, cfg.budget_slots / 4);
         Guard {
-            requests_ip: cfg.requests_per_ip.map(|l| b(l, IP_SLOTS)),
-            requests_prefix: cfg.requests_per_prefix.map(|l| b(l, PREFIX_SLOTS)),
+            requests_ip: cfg.requests_per_ip.map(|l| b(l, ip_slots)),
+            requests_prefix: cfg.requests_per_prefix.map(|l| b(l, prefix_slots)),
             requests_total: cfg.requests_total.map(|l| b(l, 1)),
-            unproven_ip: cfg.unproven_bytes_per_ip.map(|l| b(l, IP_SLOTS)),
-            unproven_prefix: cfg.unproven_bytes_per_prefix.map(|l| b(l, PREFIX_SLOTS)),
-            proven_ip: cfg.proven_bytes_per_ip.map(|l| b(l, IP_SLOTS)),
-            relay_from: b(forward, IP_SLOTS),
-            relay_to: b(forward, IP_SLOTS),
+            unproven_ip: cfg.unproven_bytes_per_ip.map(|l| b(l, ip_slots)),
+            unproven_prefix: cfg.unproven_bytes_per_prefix.map(|l| b(l, prefix_slots)),
+            proven_ip: cfg.proven_bytes_per_ip.map(|l| b(l, ip_slots)),
+            relay_from: b(forward, ip_slots),
+            relay_to: b(forward, ip_slots),
             relay_unproven: b(cfg.unproven_relays_total, 1),
-            pong_to: b(cfg.pongs_per_target, IP_SLOTS),
+            pong_to: b(cfg.pongs_per_target, ip_slots),
             pong_total: b(cfg.pongs_total, 1),
             verify: b(cfg.verify_pings, 1),
             proven: Proven::new(PROVEN_MAX, PROVEN_LIFETIME),

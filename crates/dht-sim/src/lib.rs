@@ -192,6 +192,9 @@ impl<H: Handler> Sim<H> {
         let (net, host) = (i & 0xffff, 1 + (i >> 16));
         let addr = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | net << 8 | host), 49737);
         config.seed = self.rng.random();
+        // Thousands of cores in one process: small budget tables (a simulated node's sources
+        // are few and slow, so sharing slots changes nothing but memory).
+        config.defences.budget_slots = config.defences.budget_slots.min(256);
         let core = Core::with_handler(config, handler, self.now);
         self.nodes.insert(
             addr,

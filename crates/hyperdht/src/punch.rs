@@ -443,3 +443,28 @@ impl HyperDht {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_relay_cannot_take_every_birthday_slot() {
+        let t = Instant::now();
+        let mut l = HintLimits::default();
+        let ip = |i: u32| Ipv4Addr::from(0x0600_0000 + i);
+        // A lying relay names 100 victims in a second: it gets two.
+        let attacker = Ipv4Addr::new(6, 6, 6, 6);
+        let got = (0..100).filter(|i| l.allow(t, attacker, ip(*i))).count();
+        assert_eq!(got, 2);
+        // An honest relay's punch still goes through.
+        assert!(l.allow(t, Ipv4Addr::new(9, 9, 9, 9), Ipv4Addr::new(8, 8, 8, 8)));
+        // One requester IP at most once every 10 s, whoever relays.
+        assert!(!l.allow(t, Ipv4Addr::new(9, 9, 9, 10), Ipv4Addr::new(8, 8, 8, 8)));
+        assert!(l.allow(
+            t + Duration::from_secs(10),
+            Ipv4Addr::new(9, 9, 9, 10),
+            Ipv4Addr::new(8, 8, 8, 8)
+        ));
+    }
+}

@@ -38,11 +38,13 @@ struct Slot {
     at: u32,
 }
 
-/// Token buckets for many sources in `slots` slots.
+/// Token buckets for many sources in `slots` slots (allocated on first use, so that a
+/// budget nobody touches costs nothing).
 #[derive(Debug, Clone)]
 pub struct Budget {
     limit: Limit,
     slots: Vec<Slot>,
+    n: usize,
     mask: usize,
     key: u64,
     origin: Option<Instant>,
@@ -55,13 +57,8 @@ impl Budget {
         let n = slots.max(1).next_power_of_two();
         Budget {
             limit,
-            slots: vec![
-                Slot {
-                    tokens: limit.burst as f32,
-                    at: 0,
-                };
-                n
-            ],
+            slots: Vec::new(),
+            n,
             mask: n - 1,
             key,
             origin: None,
@@ -78,6 +75,13 @@ impl Budget {
     pub fn allow(&mut self, now: Instant, source: u64, cost: u32) -> bool {
         let origin = *self.origin.get_or_insert(now);
         let ms = now.saturating_duration_since(origin).as_millis() as u32;
+        if self.slots.is_empty() {
+            let full = Slot {
+                tokens: self.limit.burst as f32,
+                at: ms,
+            };
+            self.slots = vec![full; self.n];
+        }
         let i = (mix(source ^ self.key) as usize) & self.mask;
         let slot = &mut self.slots[i];
         let elapsed = ms.wrapping_sub(slot.at);
