@@ -216,6 +216,26 @@ impl RoutingTable {
         Insert::Full(self.buckets[b].clone())
     }
 
+    /// Whether [`RoutingTable::insert`] could take `id` at `addr` now, or after evicting a
+    /// contact not seen since `stale_before`: its bucket has room or a stale contact, and
+    /// its IP and /24 are within the limits. (No point verifying a newcomer that cannot
+    /// get in.)
+    pub fn could_take(
+        &self,
+        id: &NodeId,
+        addr: SocketAddrV4,
+        stale_before: Option<Instant>,
+    ) -> bool {
+        if *id == self.own {
+            return false;
+        }
+        let b = self.bucket_of(id);
+        let bucket = &self.buckets[b];
+        let room = bucket.len() < self.k
+            || stale_before.is_some_and(|t| bucket.iter().any(|c| c.last_seen < t));
+        room && self.within_limits(b, addr.ip(), None)
+    }
+
     /// Removes a contact; returns it if it was there.
     pub fn remove(&mut self, id: &NodeId) -> Option<Contact> {
         let b = self.bucket_of(id);

@@ -23,8 +23,18 @@ impl<H: Handler> Core<H> {
             self.add_node(now, id, from);
             return;
         }
-        if id == self.id || self.verifying.contains(&from) || self.verifying.len() >= MAX_VERIFYING
-        {
+        if self.verifying.contains(&from) || self.verifying.len() >= MAX_VERIFYING {
+            return;
+        }
+        // Only a newcomer the table could take is worth a ping (a full bucket of fresh
+        // contacts, or a full share for its IP, would refuse it anyway). A stale contact
+        // counts as room only once bootstrapped, as eviction does.
+        let stale = if self.bootstrapped {
+            now.checked_sub(crate::config::RECENTLY_SEEN)
+        } else {
+            None
+        };
+        if !self.table.could_take(&id, from, stale) {
             return;
         }
         if !self.guard.admit_verify(now, *from.ip()) {
