@@ -46,7 +46,9 @@ pub struct Defences {
     pub unproven_bytes_per_ip: Option<Limit>,
     /// The same per /24. Default 512 KiB/s, burst 1 MiB.
     pub unproven_bytes_per_prefix: Option<Limit>,
-    /// Response bytes per second toward a proven IP. Default 8 MiB/s.
+    /// Response bytes per second toward a proven IP. Default 512 KiB/s, burst 1 MiB (about
+    /// 650 full answers a second: a spoofed flood aimed at a real node still reflects no
+    /// more than that at it).
     pub proven_bytes_per_ip: Option<Limit>,
     /// Relays per second to targets that never proved they receive, in all (relays to
     /// proven targets are limited only per requester and per target, by
@@ -87,7 +89,7 @@ impl Default for Defences {
             requests_total: Some(Limit::per_second(150_000)),
             unproven_bytes_per_ip: Some(Limit::per_second(128 * 1024)),
             unproven_bytes_per_prefix: Some(Limit::per_second(512 * 1024)),
-            proven_bytes_per_ip: Some(Limit::per_second(8 * 1024 * 1024)),
+            proven_bytes_per_ip: Some(Limit::per_second(512 * 1024)),
             unproven_relays_total: Limit::per_second(20),
             pongs_per_target: Limit::per_second(10),
             pongs_total: Limit::per_second(500),

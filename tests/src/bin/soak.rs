@@ -386,7 +386,7 @@ const ATTACKS: [(&str, &str, &str, &str); 11] = [
         "a_spoofed_source_flood_reflects_a_bounded_rate_at_its_victim",
         "Spoofed-source `_find_node` flood: every answer goes to the victim",
         "Response byte budget per IP that never proved it receives (128 KiB/s, burst 256 KiB) and per /24 (512 KiB/s)",
-        "128 KiB/s per victim IP per node (512 KiB/s per victim /24); a victim that is a real DHT node we talk to gets up to 8 MiB/s",
+        "128 KiB/s per victim IP per node (512 KiB/s per victim /24); a victim that proved it receives (a DHT node we talk to) up to 512 KiB/s; each node the attacker uses adds its share",
     ),
     (
         "one_flooding_source_is_dropped_cheaply_and_others_keep_their_answers",
