@@ -63,6 +63,10 @@ pub struct Defences {
     pub table_per_ip: (usize, usize),
     /// Routing-table contacts per /24 in all, and per bucket. Default 16 and 2.
     pub table_per_prefix: (usize, usize),
+    /// A requester we do not know enters the routing table only once it answered a ping of
+    /// ours (a spoofed source never does). `false`: it enters at once, as in the reference.
+    /// Default `true`.
+    pub verify_requesters: bool,
     /// Pings per second that let requesters we do not know yet into the routing table.
     /// Default 200/s, burst 400.
     pub verify_pings: Limit,
@@ -95,6 +99,7 @@ impl Default for Defences {
             pongs_total: Limit::per_second(500),
             table_per_ip: (2, 1),
             table_per_prefix: (16, 2),
+            verify_requesters: true,
             verify_pings: Limit::per_second(200),
             candidates_per_answer: 20,
             candidates_per_ip: 2,
@@ -104,6 +109,35 @@ impl Default for Defences {
 }
 
 impl Defences {
+    /// Everything off but the destination rules: the reference's behaviour, for comparison
+    /// (and for networks where every node is trusted).
+    pub fn off() -> Self {
+        let none = (usize::MAX, usize::MAX);
+        let lots = Limit {
+            rate: u32::MAX / 2,
+            burst: u32::MAX / 2,
+        };
+        Defences {
+            trusted: vec![Ipv4Range::new(Ipv4Addr::UNSPECIFIED, 0)],
+            requests_per_ip: None,
+            requests_per_prefix: None,
+            requests_total: None,
+            unproven_bytes_per_ip: None,
+            unproven_bytes_per_prefix: None,
+            proven_bytes_per_ip: None,
+            unproven_relays_total: lots,
+            pongs_per_target: lots,
+            pongs_total: lots,
+            table_per_ip: none,
+            table_per_prefix: none,
+            verify_requesters: false,
+            verify_pings: lots,
+            candidates_per_answer: usize::MAX,
+            candidates_per_ip: usize::MAX,
+            budget_slots: 1,
+        }
+    }
+
     /// Whether `ip` is in a trusted range.
     pub fn is_trusted(&self, ip: Ipv4Addr) -> bool {
         self.trusted.iter().any(|r| r.contains(ip))

@@ -7,7 +7,8 @@
 //! nodes sit behind a port-restricted filter (reachable only by hosts they sent to in the last
 //! 30 s, so queries must hole-punch to them through the node that named them). `ADAPTIVE=1`:
 //! nodes check their reachability and go ephemeral while firewalled (`Config::adaptive`).
-//! `SEED=7`: another network (42 by default).
+//! `SEED=7`: another network (42 by default). `DEFENCES=off`: the reference's behaviour
+//! (`Defences::off()`: requesters enter tables unverified, no limits), for comparison.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,11 @@ fn main() {
         nat,
         Config {
             adaptive,
+            defences: if std::env::var("DEFENCES").is_ok_and(|v| v == "off") {
+                dht_rpc::Defences::off()
+            } else {
+                dht_rpc::Defences::default()
+            },
             ..Config::default()
         },
     );

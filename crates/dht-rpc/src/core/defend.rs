@@ -19,11 +19,17 @@ impl<H: Handler> Core<H> {
     /// A request from `from` carried the id `id`: refresh it if the table has it there;
     /// otherwise ping it, and let it in only when it answers (a spoofed source never does).
     pub(super) fn heard_id(&mut self, now: Instant, id: NodeId, from: SocketAddrV4) {
-        if self.table.get(&id).is_some_and(|c| c.addr == from) {
+        if !self.guard.cfg.verify_requesters || self.table.get(&id).is_some_and(|c| c.addr == from)
+        {
             self.add_node(now, id, from);
             return;
         }
-        if self.verifying.contains(&from) || self.verifying.len() >= MAX_VERIFYING {
+        // A request of ours to it is out: its answer adds it, and a ping would only take a
+        // slot from the walk that sent that request.
+        if self.verifying.contains(&from)
+            || self.verifying.len() >= MAX_VERIFYING
+            || self.requests.pending_to(from)
+        {
             return;
         }
         // Only a newcomer the table could take is worth a ping (a full bucket of fresh

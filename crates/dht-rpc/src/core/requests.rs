@@ -178,6 +178,12 @@ impl Requests {
     }
 
     /// The request that a response with `tid` from `from` answers.
+    /// Whether a request to `to` is in flight or queued: its answer will tell us about `to`
+    /// anyway.
+    pub(crate) fn pending_to(&self, to: SocketAddrV4) -> bool {
+        self.inflight.iter().any(|p| p.reply_from == to) || self.queue.iter().any(|q| q.to == to)
+    }
+
     pub(crate) fn take(&mut self, tid: Tid, from: SocketAddrV4) -> Option<Pending> {
         let pos = self
             .inflight
