@@ -161,8 +161,7 @@ impl<H: Handler> Core<H> {
     /// Sends an application datagram from the DHT socket. Make it one that does not decode
     /// as the protocol (see [`Event::Unrecognized`]).
     pub fn send_datagram(&mut self, to: SocketAddrV4, payload: Bytes) {
-        self.stats.datagrams_out += 1;
-        self.transmits.push_back(Transmit { to, payload });
+        self.push_encoded(to, payload);
     }
 
     /// Our node id (not sent when ephemeral).
@@ -473,26 +472,23 @@ impl<H: Handler> Core<H> {
 
     /// Sends a datagram that is not a queued request (a response, a relayed ping, a resend).
     fn transmit(&mut self, now: Instant, to: SocketAddrV4, datagram: Datagram) {
-        if self.checks_reach() {
-            // Every datagram we send (responses too) keeps a NAT's mapping to `to` alive.
-            self.reach.on_send(now, to);
-        }
-        self.push_transmit(to, datagram);
-    }
-
-    fn push_transmit(&mut self, to: SocketAddrV4, datagram: Datagram) {
-        self.stats.datagrams_out += 1;
-        self.transmits.push_back(Transmit {
-            to,
-            payload: datagram.encode(),
-        });
+        self.transmit_encoded(now, to, datagram.encode());
     }
 
     /// [`Core::transmit`] of a datagram already encoded.
     fn transmit_encoded(&mut self, now: Instant, to: SocketAddrV4, payload: Bytes) {
         if self.checks_reach() {
+            // Every datagram we send (responses too) keeps a NAT's mapping to `to` alive.
             self.reach.on_send(now, to);
         }
+        self.push_encoded(to, payload);
+    }
+
+    fn push_transmit(&mut self, to: SocketAddrV4, datagram: Datagram) {
+        self.push_encoded(to, datagram.encode());
+    }
+
+    fn push_encoded(&mut self, to: SocketAddrV4, payload: Bytes) {
         self.stats.datagrams_out += 1;
         self.transmits.push_back(Transmit { to, payload });
     }
@@ -551,7 +547,7 @@ impl<H: Handler> Core<H> {
             return;
         };
         // It answered a request of ours: it receives at this address.
-        self.guard.proven.insert(now, *from.ip());
+        self.proved(now, from);
         if let Some(id) = res.sender_id() {
             self.add_node(now, id, from);
         } else if let Purpose::Check(asked)

@@ -19,6 +19,7 @@
 //! working) skip the per-source budgets and limits; the destination rules apply to all.
 
 pub mod budget;
+pub mod counts;
 pub mod dest;
 pub mod proven;
 
@@ -26,6 +27,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 pub use budget::{Budget, Limit};
+pub use counts::{SourceCounts, in_ranges, prefix_of};
 pub use dest::{Ipv4Range, Refused};
 pub use proven::Proven;
 
@@ -140,13 +142,13 @@ impl Defences {
 
     /// Whether `ip` is in a trusted range.
     pub fn is_trusted(&self, ip: Ipv4Addr) -> bool {
-        self.trusted.iter().any(|r| r.contains(ip))
+        in_ranges(&self.trusted, ip)
     }
 }
 
 /// The /24 of an IP, as a budget key.
-pub(crate) fn prefix(ip: Ipv4Addr) -> u64 {
-    u64::from(u32::from(ip) >> 8) | 1 << 40
+fn prefix(ip: Ipv4Addr) -> u64 {
+    u64::from(prefix_of(&ip)) | 1 << 40
 }
 
 fn ip_key(ip: Ipv4Addr) -> u64 {
@@ -220,6 +222,11 @@ impl Guard {
 
     pub(crate) fn is_trusted(&self, ip: Ipv4Addr) -> bool {
         self.cfg.is_trusted(ip)
+    }
+
+    /// Whether `ip` proved it receives, or is trusted.
+    pub(crate) fn vouched(&self, ip: Ipv4Addr) -> bool {
+        self.proven.contains(&ip) || self.is_trusted(ip)
     }
 
     /// A request from `from` arrived: within its source's budgets?

@@ -5,13 +5,12 @@
 //! of at most `k` contacts, least recently seen first). Contacts are added or refreshed on
 //! every message that carries a valid id; we never add ourselves.
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
 use dht_wire::{NodeAddr, NodeId};
 
-use crate::guard::Ipv4Range;
+use crate::guard::{Ipv4Range, SourceCounts, in_ranges, prefix_of};
 
 /// A node in the routing table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,10 +71,6 @@ impl TableLimits {
     }
 }
 
-fn prefix_of(ip: &Ipv4Addr) -> u32 {
-    u32::from(*ip) >> 8
-}
-
 /// Kademlia k-buckets around `own`.
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
@@ -84,8 +79,7 @@ pub struct RoutingTable {
     buckets: Vec<Vec<Contact>>,
     len: usize,
     limits: TableLimits,
-    per_ip: BTreeMap<Ipv4Addr, usize>,
-    per_prefix: BTreeMap<u32, usize>,
+    counts: SourceCounts,
 }
 
 impl RoutingTable {
@@ -102,15 +96,14 @@ impl RoutingTable {
             buckets: vec![Vec::new(); 257],
             len: 0,
             limits,
-            per_ip: BTreeMap::new(),
-            per_prefix: BTreeMap::new(),
+            counts: SourceCounts::default(),
         }
     }
 
     /// Whether a contact at `ip` may join bucket `b` (`except`: a contact that is moving
     /// there from another IP, not counted).
     fn within_limits(&self, b: usize, ip: &Ipv4Addr, except: Option<&NodeId>) -> bool {
-        if self.limits.trusted.iter().any(|r| r.contains(*ip)) {
+        if in_ranges(&self.limits.trusted, *ip) {
             return true;
         }
         let p = prefix_of(ip);
@@ -122,8 +115,8 @@ impl RoutingTable {
         }
         // A contact that moves keeps its old IP counted until it has moved: its old IP
         // differs from `ip`, so the counts below are of others only.
-        let all_ip = self.per_ip.get(ip).copied().unwrap_or(0);
-        let all_prefix = self.per_prefix.get(&p).copied().unwrap_or(0);
+        let all_ip = self.counts.ip(ip);
+        let all_prefix = self.counts.prefix(ip);
         let moving_in_prefix = except
             .and_then(|id| self.buckets[b].iter().find(|c| c.id == *id))
             .is_some_and(|c| prefix_of(c.addr.ip()) == p);
@@ -132,21 +125,6 @@ impl RoutingTable {
             && all_ip < self.limits.per_ip.0
             && bucket_prefix < self.limits.per_prefix.1
             && all_prefix < self.limits.per_prefix.0
-    }
-
-    fn count(&mut self, ip: Ipv4Addr, up: bool) {
-        fn bump<K: Ord>(m: &mut BTreeMap<K, usize>, k: K, up: bool) {
-            if up {
-                *m.entry(k).or_default() += 1;
-            } else if let Some(n) = m.get_mut(&k) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&k);
-                }
-            }
-        }
-        bump(&mut self.per_ip, ip, up);
-        bump(&mut self.per_prefix, prefix_of(&ip), up);
     }
 
     /// Our own id.
@@ -189,8 +167,8 @@ impl RoutingTable {
                 if !self.within_limits(b, addr.ip(), Some(&id)) {
                     return Insert::Limited;
                 }
-                self.count(*old.ip(), false);
-                self.count(*addr.ip(), true);
+                self.counts.remove(*old.ip());
+                self.counts.add(*addr.ip());
             }
             let bucket = &mut self.buckets[b];
             let mut c = bucket.remove(pos);
@@ -210,7 +188,7 @@ impl RoutingTable {
         if self.buckets[b].len() < k {
             self.buckets[b].push(contact);
             self.len += 1;
-            self.count(*addr.ip(), true);
+            self.counts.add(*addr.ip());
             return Insert::Added;
         }
         Insert::Full(self.buckets[b].clone())
@@ -243,7 +221,7 @@ impl RoutingTable {
         let pos = bucket.iter().position(|c| c.id == *id)?;
         self.len -= 1;
         let c = bucket.remove(pos);
-        self.count(*c.addr.ip(), false);
+        self.counts.remove(*c.addr.ip());
         Some(c)
     }
 
@@ -382,8 +360,8 @@ mod tests {
                     t.remove(&c);
                 }
             }
-            let mut per_ip = BTreeMap::<Ipv4Addr, usize>::new();
-            let mut per_prefix = BTreeMap::<u32, usize>::new();
+            let mut per_ip = std::collections::BTreeMap::<Ipv4Addr, usize>::new();
+            let mut per_prefix = std::collections::BTreeMap::<u32, usize>::new();
             for c in t.iter().filter(|c| !c.addr.ip().is_loopback()) {
                 *per_ip.entry(*c.addr.ip()).or_default() += 1;
                 *per_prefix.entry(prefix_of(c.addr.ip())).or_default() += 1;
@@ -398,10 +376,7 @@ mod tests {
                 prop_assert_eq!(ips.len(), n, "one contact per IP per bucket");
             }
             // The counters agree with the contacts.
-            prop_assert_eq!(
-                t.per_ip.values().sum::<usize>(),
-                t.len()
-            );
+            prop_assert_eq!(t.counts.total(), t.len());
         }
     }
 

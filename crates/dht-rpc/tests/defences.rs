@@ -10,17 +10,8 @@ use dht_rpc::guard::{Defences, Limit};
 use dht_rpc::{Config, Core, NodeId, QuerySpec, Transmit};
 use dht_wire::{Checked, Datagram, Message, NodeAddr, Request, Response, Tid, compact};
 
-/// Prints a figure and keeps it in `target/reports/defences/NAME.txt`, which the soak's
-/// report (docs/RELIABILITY.md) includes.
-macro_rules! report {
-    ($name:expr, $($arg:tt)*) => {{
-        let line = format!($($arg)*);
-        println!("{line}");
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/reports/defences");
-        let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(dir.join(format!("{}.txt", $name)), line + "\n");
-    }};
-}
+#[macro_use]
+mod common;
 
 fn a(s: &str) -> SocketAddrV4 {
     s.parse().expect("address")

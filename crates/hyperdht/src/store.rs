@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use dht_rpc::guard::Ipv4Range;
+use dht_rpc::guard::{Ipv4Range, SourceCounts, in_ranges, prefix_of};
 use dht_wire::{Key, LocalPeer};
 use rand::Rng;
 
@@ -120,8 +120,7 @@ pub struct PeerStore {
     max: usize,
     max_age: Duration,
     quotas: Quotas,
-    per_ip: BTreeMap<Ipv4Addr, usize>,
-    per_prefix: BTreeMap<u32, usize>,
+    counts: SourceCounts,
     refused: QuotaStats,
 }
 
@@ -129,10 +128,6 @@ impl Default for PeerStore {
     fn default() -> Self {
         PeerStore::new(DEFAULT_MAX, DEFAULT_MAX_AGE)
     }
-}
-
-fn prefix_of(ip: &Ipv4Addr) -> u32 {
-    u32::from(*ip) >> 8
 }
 
 impl PeerStore {
@@ -150,8 +145,7 @@ impl PeerStore {
             max: max.max(1),
             max_age,
             quotas,
-            per_ip: BTreeMap::new(),
-            per_prefix: BTreeMap::new(),
+            counts: SourceCounts::default(),
             refused: QuotaStats::default(),
         }
     }
@@ -173,7 +167,7 @@ impl PeerStore {
 
     /// Entries held for announcer IP `ip` (both generations).
     pub fn held_by(&self, ip: &Ipv4Addr) -> usize {
-        self.per_ip.get(ip).copied().unwrap_or(0)
+        self.counts.ip(ip)
     }
 
     /// Announces refused by quota so far.
@@ -196,7 +190,7 @@ impl PeerStore {
         let ip = *entry.peer.ip();
         let moving = remove(&mut self.previous, &key, &entry.peer);
         if moving {
-            self.count(ip, false);
+            self.counts.remove(ip);
         } else if let Err(why) = self.check(&key, &ip) {
             match why {
                 OverQuota::Ip => self.refused.ip += 1,
@@ -215,11 +209,11 @@ impl PeerStore {
         };
         list.insert(entry.peer, entry);
         self.current.size += 1;
-        self.count(ip, true);
+        self.counts.add(ip);
         if self.current.size > self.max {
             let dropped = std::mem::replace(&mut self.previous, std::mem::take(&mut self.current));
             for peer in dropped.keys.values().flat_map(|m| m.keys()) {
-                self.count(*peer.ip(), false);
+                self.counts.remove(*peer.ip());
             }
         }
         Ok(())
@@ -227,14 +221,13 @@ impl PeerStore {
 
     fn check(&self, key: &Key, ip: &Ipv4Addr) -> Result<(), OverQuota> {
         let q = &self.quotas;
-        if q.trusted.iter().any(|r| r.contains(*ip)) {
+        if in_ranges(&q.trusted, *ip) {
             return Ok(());
         }
         if self.held_by(ip) >= q.per_ip {
             return Err(OverQuota::Ip);
         }
-        let p = prefix_of(ip);
-        if self.per_prefix.get(&p).copied().unwrap_or(0) >= q.per_prefix {
+        if self.counts.prefix(ip) >= q.per_prefix {
             return Err(OverQuota::Prefix);
         }
         // Entries sort by address, so one IP's or one /24's entries on a key are a range.
@@ -249,6 +242,7 @@ impl PeerStore {
         if on_key(*ip, *ip, q.per_key_ip) >= q.per_key_ip {
             return Err(OverQuota::KeyIp);
         }
+        let p = prefix_of(ip);
         let (lo, hi) = (Ipv4Addr::from(p << 8), Ipv4Addr::from(p << 8 | 0xff));
         if on_key(lo, hi, q.per_key_prefix) >= q.per_key_prefix {
             return Err(OverQuota::KeyPrefix);
@@ -256,27 +250,12 @@ impl PeerStore {
         Ok(())
     }
 
-    fn count(&mut self, ip: Ipv4Addr, up: bool) {
-        fn bump<K: Ord>(m: &mut BTreeMap<K, usize>, k: K, up: bool) {
-            if up {
-                *m.entry(k).or_default() += 1;
-            } else if let Some(n) = m.get_mut(&k) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&k);
-                }
-            }
-        }
-        bump(&mut self.per_ip, ip, up);
-        bump(&mut self.per_prefix, prefix_of(&ip), up);
-    }
-
     /// Removes the announcement of `peer` on `key`, from both generations.
     pub fn remove(&mut self, key: &Key, peer: &SocketAddrV4) {
         let held = usize::from(remove(&mut self.current, key, peer))
             + usize::from(remove(&mut self.previous, key, peer));
         for _ in 0..held {
-            self.count(*peer.ip(), false);
+            self.counts.remove(*peer.ip());
         }
     }
 

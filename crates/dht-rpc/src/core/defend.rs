@@ -115,7 +115,8 @@ impl<H: Handler> Core<H> {
         self.transmit_encoded(now, to, payload);
     }
 
-    /// Records that a request came back with a valid token of ours: its IP receives.
+    /// Records that `from` showed it receives at its address (it answered a request of ours,
+    /// or came back with our token).
     pub(super) fn proved(&mut self, now: Instant, from: SocketAddrV4) {
         self.guard.proven.insert(now, *from.ip());
     }

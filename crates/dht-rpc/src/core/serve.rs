@@ -63,7 +63,7 @@ impl<H: Handler> Core<H> {
         if to != from
             && let Some(value) = req.value.clone()
         {
-            if self.guard.proven.contains(from.ip()) || self.guard.is_trusted(*from.ip()) {
+            if self.guard.vouched(*from.ip()) {
                 self.events.push_back(Event::PunchRequest {
                     requester: to,
                     relay: from,
