@@ -288,6 +288,7 @@ async fn javascript_entry_node_and_the_seed_readme_example() {
 /// `hyperdht@1.3.0`, and a Rust node on loopback (reachable) must say so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reachability_check_runs_on_javascript_relays() {
+    hyperdht_tests::logs();
     let Some(reference) = hyperdht_tests::reference(TEST) else {
         return;
     };

@@ -404,7 +404,18 @@ impl<H: Handler> Core<H> {
             }
             return;
         }
+        let own_walk = self.own_walks.contains(&qid);
+        let mut skipped = false;
         for s in sends {
+            if own_walk && self.reach.is_probing(s.addr) {
+                // Our own maintenance walk would open our NAT to a node whose relayed pong
+                // we are waiting for, and spoil the probe: it asks the next candidate.
+                if let Some(q) = self.queries.get_mut(&qid) {
+                    q.unsend();
+                }
+                skipped = true;
+                continue;
+            }
             let Some(q) = self.queries.get(&qid) else {
                 return;
             };
@@ -415,6 +426,9 @@ impl<H: Handler> Core<H> {
                 punched: false,
             };
             self.send(now, s.addr, s.addr, req, purpose);
+        }
+        if skipped {
+            self.pump_query(now, qid);
         }
     }
 

@@ -274,6 +274,12 @@ impl QueryState {
         out
     }
 
+    /// Takes back one of [`QueryState::next_sends`]'s requests that the core chose not to
+    /// send (the node stays marked as asked, and counts as no error).
+    pub(crate) fn unsend(&mut self) {
+        self.inflight = self.inflight.saturating_sub(1);
+    }
+
     /// Counts a request sent outside [`QueryState::next_sends`] (to a bootstrap node, or a
     /// retry after a hole punch).
     pub(crate) fn on_extra_send(&mut self) {

@@ -72,3 +72,43 @@ fn without_the_check_filtered_nodes_poison_lookups() {
     assert_eq!(caught, 0, "no check, no verdict");
     assert!(found < 0.9, "found {:.1}%", found * 100.0);
 }
+
+/// In a small network a joining node soon writes to everyone (its bootstrap walk, then the
+/// bucket-refresh walks), which leaves few nodes to probe. The refresh walks must not write
+/// to the round's targets while their pongs are on the way, or every probe is spoiled and
+/// no verdict comes until the nodes have been quiet for minutes.
+#[test]
+fn a_node_joining_a_small_network_gets_a_verdict_at_once() {
+    let mut verdicts = 0;
+    let tries = 12;
+    for seed in 0..tries {
+        let (mut sim, entry, _nodes) = Sim::network_with(
+            SimConfig {
+                seed,
+                ..SimConfig::default()
+            },
+            60,
+            0.0,
+            Config::default(),
+        );
+        let node = sim.add_node(Config {
+            adaptive: true,
+            bootstrap: vec![entry],
+            ..Config::default()
+        });
+        sim.with_core(node, |c, now| c.bootstrap(now));
+        let got = sim.run_until(Duration::from_secs(5), |s| {
+            s.core(node).is_some_and(|c| c.reachability().is_some())
+        });
+        if got {
+            assert_eq!(
+                sim.core(node).and_then(|c| c.reachability()),
+                Some(false),
+                "seed {seed}: a public node is reachable"
+            );
+            verdicts += 1;
+        }
+    }
+    eprintln!("{verdicts}/{tries} joining nodes had a verdict within 5 s");
+    assert_eq!(verdicts, tries);
+}

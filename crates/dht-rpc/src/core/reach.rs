@@ -145,6 +145,12 @@ impl Reach {
         self.targets.iter_mut().find(|t| t.addr == addr)
     }
 
+    /// Whether `addr` is a target of the running round whose answer is still worth
+    /// something (our own walks leave it alone until the round ends).
+    pub(crate) fn is_probing(&self, addr: SocketAddrV4) -> bool {
+        self.outstanding > 0 && self.targets.iter().any(|t| t.addr == addr && !t.tainted)
+    }
+
     fn is_tainted(&self, addr: SocketAddrV4) -> bool {
         self.targets.iter().any(|t| t.addr == addr && t.tainted)
     }
