@@ -10,6 +10,9 @@ use crate::guard::Defences;
 /// How long a request waits for its response: the reference checks every 250 ms and gives a
 /// request 5 ticks, sending it once.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(1250);
+/// The least time a walk waits for an answer before it asks the next candidate (see
+/// [`crate::rtt`]): above the scheduling noise of a loaded machine.
+pub const DEFAULT_RTO_FLOOR: Duration = Duration::from_millis(50);
 /// Requests in flight at once per node, and per query.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 /// Bucket size and the size of a query's closest set.
@@ -35,8 +38,12 @@ pub struct Config {
     pub concurrency: usize,
     /// Bucket size and the size of a query's closest set.
     pub k: usize,
-    /// How long a request waits for its response.
+    /// How long a request waits for its response. A walk moves on earlier, after the
+    /// round-trip time it expects (see [`crate::rtt`]): this is the ceiling of that wait, for
+    /// a node we know nothing about.
     pub request_timeout: Duration,
+    /// The least time a walk waits for a node's answer before it asks the next candidate.
+    pub rto_floor: Duration,
     /// Seeds the node's random choices (id, transaction ids, token secrets), so that a run
     /// can be replayed.
     pub seed: u64,
@@ -66,6 +73,7 @@ impl Default for Config {
             concurrency: DEFAULT_CONCURRENCY,
             k: DEFAULT_K,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            rto_floor: DEFAULT_RTO_FLOOR,
             seed: 0,
             forward_rate: 20,
             max_queued: 4096,

@@ -11,6 +11,7 @@ mod defend;
 mod reach;
 mod requests;
 mod serve;
+mod stall;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddrV4;
@@ -24,11 +25,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::{Config, RECENTLY_SEEN, SECRET_ROTATION, TICK};
+use crate::dead::DeadList;
 use crate::events::{Event, Pong, QueryError, QueryId, RequestError, RequestId};
 use crate::guard::{self, Guard, Over};
 use crate::handler::{Handler, NoHandler};
-use crate::query::{QuerySpec, QueryState};
+use crate::query::{QuerySpec, QueryState, Sent};
 use crate::routing::{Contact, Insert, RoutingTable, TableLimits};
+use crate::rtt::Rtts;
 use crate::stats::Stats;
 use crate::tokens::Tokens;
 
@@ -83,6 +86,10 @@ pub struct Core<H = NoHandler> {
     observed: Option<SocketAddrV4>,
     deliver_unrecognized: bool,
     reach: Reach,
+    /// Round-trip times: the timeouts after which walks move on.
+    rtts: Rtts,
+    /// Addresses that stopped answering, kept out of walks for a while.
+    dead: DeadList,
 }
 
 impl Core<NoHandler> {
@@ -142,6 +149,8 @@ impl<H: Handler> Core<H> {
             checking: BTreeSet::new(),
             deliver_unrecognized: false,
             reach: Reach::default(),
+            rtts: Rtts::default(),
+            dead: DeadList::default(),
         }
     }
 
@@ -335,6 +344,7 @@ impl<H: Handler> Core<H> {
                 query: qid,
                 node: None,
                 punched: true,
+                commit: false,
             };
             self.send(now, addr, addr, request.clone(), purpose);
         }
@@ -411,7 +421,7 @@ impl<H: Handler> Core<H> {
                 // Our own maintenance walk would open our NAT to a node whose relayed pong
                 // we are waiting for, and spoil the probe: it asks the next candidate.
                 if let Some(q) = self.queries.get_mut(&qid) {
-                    q.unsend();
+                    q.unsend(s.id);
                 }
                 skipped = true;
                 continue;
@@ -419,11 +429,13 @@ impl<H: Handler> Core<H> {
             let Some(q) = self.queries.get(&qid) else {
                 return;
             };
+            let commit = s.token.is_some();
             let req = self.query_request(q, s.token);
             let purpose = Purpose::Query {
                 query: qid,
                 node: s.id,
                 punched: false,
+                commit,
             };
             self.send(now, s.addr, s.addr, req, purpose);
         }
@@ -468,9 +480,14 @@ impl<H: Handler> Core<H> {
             // target that a queued request is about to open our NAT to.
             self.reach.on_send(now, to);
         }
-        if let Err(purpose) = self.requests.submit(to, reply_from, req, purpose) {
+        // A walk's request stalls after its RTO (see `rtt`); the others wait the timeout.
+        let rto = matches!(purpose, Purpose::Query { .. }).then(|| {
+            self.rtts
+                .rto(to, self.config.rto_floor, self.config.request_timeout)
+        });
+        if let Err(purpose) = self.requests.submit(to, reply_from, req, purpose, rto) {
             self.stats.overloaded += 1;
-            self.fail(now, purpose, RequestError::Overloaded);
+            self.fail(now, purpose, RequestError::Overloaded, to, false, false);
             return;
         }
         self.flush_requests(now);
@@ -546,6 +563,7 @@ impl<H: Handler> Core<H> {
                 return;
             }
         };
+        self.dead.revive(from);
         match datagram.message {
             Message::Request(req) => {
                 self.reach.heard_request(from);
@@ -562,6 +580,10 @@ impl<H: Handler> Core<H> {
         };
         // It answered a request of ours: it receives at this address.
         self.proved(now, from);
+        let rtt = now.saturating_duration_since(pending.sent);
+        if !pending.resent && pending.direct() {
+            self.rtts.sample(from, rtt);
+        }
         if let Some(id) = res.sender_id() {
             self.add_node(now, id, from);
         } else if let Purpose::Check(asked)
@@ -573,7 +595,7 @@ impl<H: Handler> Core<H> {
             // should route to it any more.
             self.remove_node_at(&asked, from);
         }
-        let rtt = now.saturating_duration_since(pending.sent);
+        let late = pending.stalled;
         match pending.purpose {
             Purpose::Ping(request) | Purpose::Holepunch(request) => {
                 let observed = res.value.as_deref().and_then(compact::decode_peer);
@@ -591,35 +613,30 @@ impl<H: Handler> Core<H> {
                     result: Ok(pong),
                 });
             }
-            Purpose::Query { query, .. } => {
-                let closer = self.admit_candidates(from, query, res.closer_nodes());
+            Purpose::Query {
+                query,
+                node,
+                commit,
+                ..
+            } => {
+                let closer = self.admit_candidates(now, from, query, res.closer_nodes());
                 if let Some(q) = self.queries.get_mut(&query) {
                     let id = res.sender_id();
-                    let report = q.on_response(from, id, res.roundtrip_token.as_ref(), &closer);
+                    let sent = Sent { node, commit, late };
+                    let token = res.roundtrip_token.as_ref();
+                    let report = q.on_response(sent, from, id, token, &closer);
                     if let (true, Some(id)) = (report, id) {
                         let reply = crate::events::Reply {
                             node: NodeAddr { id, addr: from },
                             value: res.value,
-                            commit: q.committing,
+                            commit,
                         };
                         self.events.push_back(Event::QueryReply { query, reply });
                     }
                     self.pump_query(now, query);
                 }
             }
-            Purpose::QueryPunch { query, node } => {
-                // The path is open: retry the query request once.
-                if let Some(q) = self.queries.get(&query) {
-                    let token = None;
-                    let req = self.query_request(q, token);
-                    let purpose = Purpose::Query {
-                        query,
-                        node: Some(node.id),
-                        punched: true,
-                    };
-                    self.send(now, node.addr, node.addr, req, purpose);
-                }
-            }
+            Purpose::QueryPunch { query, node } => self.on_punched(now, query, node),
             Purpose::Check(id) => {
                 self.checking.remove(&id);
             }
@@ -652,8 +669,18 @@ impl<H: Handler> Core<H> {
         self.flush_requests(now);
     }
 
-    /// What a failed or refused request means for whoever sent it.
-    fn fail(&mut self, now: Instant, purpose: Purpose, error: RequestError) {
+    /// What a failed or refused request to `to` means for whoever sent it (`late`: it had
+    /// stalled, and its sender was told then; `given_up`: its walk stopped waiting already).
+    fn fail(
+        &mut self,
+        now: Instant,
+        purpose: Purpose,
+        error: RequestError,
+        to: SocketAddrV4,
+        late: bool,
+        given_up: bool,
+    ) {
+        let timeout = error == RequestError::Timeout;
         match purpose {
             Purpose::Ping(request) | Purpose::Holepunch(request) => {
                 self.events.push_back(Event::Pong {
@@ -664,49 +691,35 @@ impl<H: Handler> Core<H> {
             Purpose::Query {
                 query,
                 node,
-                punched,
+                commit,
+                ..
             } => {
-                let referrer = self.queries.get(&query).and_then(|q| {
-                    let c = q.candidate(&node?)?;
-                    Some((
-                        NodeAddr {
-                            id: c.id,
-                            addr: c.addr,
-                        },
-                        c.referrer?,
-                    ))
-                });
-                match referrer {
-                    // Learned from a referrer: punch through it, then retry once.
-                    Some((node, referrer)) if !punched && error == RequestError::Timeout => {
-                        let req = self.holepunch_request(node.addr);
-                        self.send(
-                            now,
-                            referrer,
-                            node.addr,
-                            req,
-                            Purpose::QueryPunch { query, node },
-                        );
-                    }
-                    _ => {
-                        if let Some(q) = self.queries.get_mut(&query) {
-                            q.on_failure();
-                        }
-                        self.pump_query(now, query);
-                    }
+                if let Some(q) = self.queries.get_mut(&query)
+                    && !given_up
+                {
+                    q.on_failure(Sent { node, commit, late });
                 }
-            }
-            Purpose::QueryPunch { query, node } => {
-                // Neither directly nor through the node that named it: unreachable for now,
-                // so our table should stop sending walks to it.
-                self.remove_node_at(&node.id, node.addr);
-                if let Some(q) = self.queries.get_mut(&query) {
-                    q.on_failure();
+                // Silent: dead, unless a hole punch (sent when it stalled) may still show
+                // it is only behind a NAT.
+                if timeout && node.is_some() && !self.requests.punching(to) {
+                    self.mark_dead(now, node, to);
                 }
                 self.pump_query(now, query);
             }
+            Purpose::QueryPunch { node, .. } => {
+                // (The punch took no slot of the walk.)
+                // Neither directly nor through the node that named it: unreachable for now,
+                // so our table should stop sending walks to it, and walks should not take
+                // it from others' answers.
+                if timeout {
+                    self.mark_dead(now, Some(node.id), node.addr);
+                }
+            }
             Purpose::Check(id) => {
                 self.checking.remove(&id);
+                if timeout {
+                    self.mark_dead(now, Some(id), to);
+                }
                 self.remove_node(&id);
             }
             Purpose::Verify(addr) => {
@@ -734,6 +747,9 @@ impl<H: Handler> Core<H> {
                 for c in &rest {
                     self.repinging.remove(&c.id);
                 }
+                if timeout {
+                    self.mark_dead(now, Some(contact), to);
+                }
                 self.remove_node(&contact);
                 self.add_node(now, newcomer.id, newcomer.addr);
             }
@@ -742,13 +758,29 @@ impl<H: Handler> Core<H> {
 
     /// Advances timers: request timeouts, the liveness tick, token rotation.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((to, datagram)) = self.requests.resend_due(now) {
-            self.stats.resent += 1;
-            self.transmit(now, to, datagram);
+        while let Some((purpose, again)) = self.requests.stall_due(now) {
+            self.stats.stalled += 1;
+            if let Some((to, datagram)) = again {
+                self.stats.resent += 1;
+                self.transmit(now, to, datagram);
+            }
+            self.on_stall(now, purpose);
+        }
+        while let Some(purpose) = self.requests.give_up_due(now) {
+            self.on_give_up(now, purpose);
         }
         while let Some(p) = self.requests.expire(now) {
             self.stats.timeouts += 1;
-            self.fail(now, p.purpose, RequestError::Timeout);
+            let to = p.reply_from;
+            // A given-up request's walk was told already.
+            self.fail(
+                now,
+                p.purpose,
+                RequestError::Timeout,
+                to,
+                p.stalled,
+                p.given_up,
+            );
         }
         if now >= self.next_rotation {
             self.tokens.rotate(self.rng.random());

@@ -11,6 +11,7 @@
 
 mod config;
 mod core;
+mod dead;
 pub mod driver;
 mod events;
 pub mod guard;
@@ -18,13 +19,14 @@ mod handler;
 mod limiter;
 mod query;
 mod routing;
+pub mod rtt;
 mod stats;
 mod tokens;
 
 pub use crate::core::{Core, Transmit};
 pub use config::{
-    Config, DEFAULT_CONCURRENCY, DEFAULT_K, DEFAULT_REQUEST_TIMEOUT, RECENTLY_SEEN,
-    SECRET_ROTATION, TICK,
+    Config, DEFAULT_CONCURRENCY, DEFAULT_K, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RTO_FLOOR,
+    RECENTLY_SEEN, SECRET_ROTATION, TICK,
 };
 pub use dht_wire as wire;
 pub use dht_wire::{NodeAddr, NodeId};

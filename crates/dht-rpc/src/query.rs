@@ -64,6 +64,24 @@ pub(crate) struct Candidate {
     /// The node that told us about this one: a hole punch goes through it.
     pub(crate) referrer: Option<SocketAddrV4>,
     queried: bool,
+    /// A request to it takes a slot of the walk (sent, neither answered, failed nor stalled).
+    inflight: bool,
+    /// A request to it stalled, and may still be answered: it no longer takes a slot, but
+    /// while it is among the closest the walk does not end without it.
+    stalled: bool,
+    /// It answered.
+    pub(crate) answered: bool,
+}
+
+/// Which of a query's requests an answer, a failure or a stall is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// The candidate asked; `None` for a bootstrap node.
+    pub(crate) node: Option<NodeId>,
+    /// A commit of the update round (it carried a token).
+    pub(crate) commit: bool,
+    /// It had stalled: it no longer held a slot of the walk.
+    pub(crate) late: bool,
 }
 
 /// A node that answered with an id and a token.
@@ -95,6 +113,8 @@ pub(crate) struct QueryState {
     candidates: Vec<Candidate>,
     closest: Vec<Closest>,
     pub(crate) inflight: usize,
+    /// Requests in flight to bootstrap nodes (no id, so no distance: they may name anyone).
+    extra_inflight: usize,
     pub(crate) committing: bool,
     responses: usize,
     commits: usize,
@@ -111,6 +131,7 @@ impl QueryState {
             candidates: Vec::new(),
             closest: Vec::new(),
             inflight: 0,
+            extra_inflight: 0,
             committing: false,
             responses: 0,
             commits: 0,
@@ -137,6 +158,9 @@ impl QueryState {
                 distance,
                 referrer,
                 queried: false,
+                inflight: false,
+                stalled: false,
+                answered: false,
             },
         );
         self.candidates.truncate(cap);
@@ -176,20 +200,53 @@ impl QueryState {
         self.candidates.iter().find(|c| c.id == *id)
     }
 
-    /// Records a response. `id` and `token` are the responder's; `closer` the nodes it
-    /// returned. Returns whether the response is a reply to report.
+    /// The request `sent` no longer holds a slot (answered, failed or stalled).
+    fn release(&mut self, sent: Sent) {
+        if sent.late {
+            // Its answer, or its final failure: nothing more to wait for.
+            if let Some(c) = sent
+                .node
+                .and_then(|n| self.candidates.iter_mut().find(|c| c.id == n))
+            {
+                c.stalled = false;
+            }
+            return;
+        }
+        self.inflight = self.inflight.saturating_sub(1);
+        match sent.node {
+            None if !sent.commit => self.extra_inflight = self.extra_inflight.saturating_sub(1),
+            None => {}
+            Some(id) => {
+                if let Some(c) = self.candidates.iter_mut().find(|c| c.id == id) {
+                    c.inflight = false;
+                }
+            }
+        }
+    }
+
+    /// Records a response to `sent`. `id` and `token` are the responder's; `closer` the
+    /// nodes it returned. Returns whether the response is a reply to report.
     pub(crate) fn on_response(
         &mut self,
+        sent: Sent,
         from: SocketAddrV4,
         id: Option<NodeId>,
         token: Option<&Bytes>,
         closer: &[NodeAddr],
     ) -> bool {
-        self.inflight = self.inflight.saturating_sub(1);
+        self.release(sent);
         self.responses += 1;
-        if self.committing {
+        if let Some(c) = sent
+            .node
+            .and_then(|n| self.candidates.iter_mut().find(|c| c.id == n))
+        {
+            c.answered = true;
+        }
+        if sent.commit {
             self.commits += 1;
-        } else {
+        } else if !self.committing {
+            // (A straggler of the query round that answers once the commits went out
+            // changes nothing: the closest set was settled without it.)
             if let (Some(id), Some(token)) = (id, token) {
                 self.add_closest(NodeAddr { id, addr: from }, token.clone());
             }
@@ -197,7 +254,7 @@ impl QueryState {
                 self.add_candidate(*n, Some(from));
             }
         }
-        id.is_some() && (!self.spec.update || self.spec.verbose || self.committing)
+        id.is_some() && (!self.spec.update || self.spec.verbose || sent.commit)
     }
 
     fn add_closest(&mut self, node: NodeAddr, token: Bytes) {
@@ -226,9 +283,56 @@ impl QueryState {
     }
 
     /// Records a failed request.
-    pub(crate) fn on_failure(&mut self) {
-        self.inflight = self.inflight.saturating_sub(1);
+    pub(crate) fn on_failure(&mut self, sent: Sent) {
+        self.release(sent);
         self.errors += 1;
+    }
+
+    /// `sent` stalled: it frees its slot, and a late answer still counts.
+    pub(crate) fn on_stall(&mut self, sent: Sent) {
+        self.release(sent);
+        if let Some(c) = sent
+            .node
+            .and_then(|n| self.candidates.iter_mut().find(|c| c.id == n))
+        {
+            c.stalled = true;
+        }
+    }
+
+    /// Takes back one of [`QueryState::next_sends`]'s requests that the core chose not to
+    /// send (the node stays marked as asked, and counts as no error).
+    pub(crate) fn unsend(&mut self, node: Option<NodeId>) {
+        self.release(Sent {
+            node,
+            commit: false,
+            late: false,
+        });
+    }
+
+    /// A candidate is asked again (after a hole punch opened the way to it).
+    pub(crate) fn on_retry(&mut self, node: NodeId) {
+        if let Some(c) = self.candidates.iter_mut().find(|c| c.id == node) {
+            c.inflight = true;
+            c.stalled = false;
+            self.inflight += 1;
+        }
+    }
+
+    /// Whether no answer still to come could change the closest set: every candidate
+    /// closer than the k-th closest answer (all of them, before k answered) was asked and
+    /// is no longer awaited, and no bootstrap node is awaited.
+    fn settled(&self) -> bool {
+        self.extra_inflight == 0 && !self.awaits(|c| !c.queried || c.inflight || c.stalled)
+    }
+
+    /// Whether a candidate closer than the k-th closest answer (any, before k answered)
+    /// is in the state `f` tells.
+    fn awaits(&self, f: impl Fn(&Candidate) -> bool) -> bool {
+        let kth = (self.closest.len() >= self.k).then(|| self.closest[self.k - 1].distance);
+        self.candidates
+            .iter()
+            .take_while(|c| kth.is_none_or(|kth| c.distance < kth))
+            .any(f)
     }
 
     /// The next requests to send, marking them in flight. When it returns nothing and
@@ -245,6 +349,7 @@ impl QueryState {
                     break;
                 }
                 c.queried = true;
+                c.inflight = true;
                 free -= 1;
                 out.push(Send {
                     addr: c.addr,
@@ -252,7 +357,9 @@ impl QueryState {
                     token: None,
                 });
             }
-            if out.is_empty() && self.inflight == 0 && self.spec.update {
+            // The commits go out as soon as the closest set is settled, while requests to
+            // farther candidates may still be out.
+            if out.is_empty() && self.spec.update && self.settled() {
                 self.committing = true;
             }
         }
@@ -274,21 +381,17 @@ impl QueryState {
         out
     }
 
-    /// Takes back one of [`QueryState::next_sends`]'s requests that the core chose not to
-    /// send (the node stays marked as asked, and counts as no error).
-    pub(crate) fn unsend(&mut self) {
-        self.inflight = self.inflight.saturating_sub(1);
-    }
-
-    /// Counts a request sent outside [`QueryState::next_sends`] (to a bootstrap node, or a
-    /// retry after a hole punch).
+    /// Counts a request to a bootstrap node, sent outside [`QueryState::next_sends`].
     pub(crate) fn on_extra_send(&mut self) {
         self.inflight += 1;
+        self.extra_inflight += 1;
     }
 
-    /// Whether the walk is over.
+    /// Whether the walk is over: nothing in flight, and no stalled request to one of the
+    /// closest candidates may still be answered (it is given up at its own timeout, a few
+    /// round trips).
     pub(crate) fn is_done(&self) -> bool {
-        self.inflight == 0
+        self.inflight == 0 && (self.committing || !self.awaits(|c| c.stalled))
     }
 
     /// The result, once done.
@@ -317,6 +420,14 @@ mod tests {
         NodeAddr {
             id: NodeId::from_bytes(id),
             addr: SocketAddrV4::new([10, 0, 0, i].into(), 1000 + u16::from(i)),
+        }
+    }
+
+    fn sent(n: NodeAddr, commit: bool) -> Sent {
+        Sent {
+            node: Some(n.id),
+            commit,
+            late: false,
         }
     }
 
@@ -353,7 +464,13 @@ mod tests {
         q.add_candidate(a, None);
         let sends = q.next_sends();
         assert_eq!(sends.len(), 1);
-        assert!(!q.on_response(a.addr, Some(a.id), Some(&Bytes::from_static(b"t")), &[b]));
+        assert!(!q.on_response(
+            sent(a, false),
+            a.addr,
+            Some(a.id),
+            Some(&Bytes::from_static(b"t")),
+            &[b]
+        ));
         let sends = q.next_sends();
         assert_eq!(
             sends,
@@ -364,7 +481,7 @@ mod tests {
             }]
         );
         // b answers without a token: it takes no part in the commit round.
-        assert!(!q.on_response(b.addr, Some(b.id), None, &[]));
+        assert!(!q.on_response(sent(b, false), b.addr, Some(b.id), None, &[]));
         let sends = q.next_sends();
         assert!(q.committing);
         assert_eq!(
@@ -376,7 +493,7 @@ mod tests {
             }]
         );
         assert!(
-            q.on_response(a.addr, Some(a.id), None, &[]),
+            q.on_response(sent(a, true), a.addr, Some(a.id), None, &[]),
             "commit replies are reported"
         );
         assert!(q.next_sends().is_empty());
@@ -393,11 +510,99 @@ mod tests {
             20,
             16,
         );
-        q.add_candidate(node(1, [1; 32]), None);
+        let a = node(1, [1; 32]);
+        q.add_candidate(a, None);
         assert_eq!(q.next_sends().len(), 1);
-        q.on_failure();
+        q.on_failure(sent(a, false));
         assert!(q.next_sends().is_empty());
         assert!(q.is_done());
         assert_eq!(q.finish(), Err(QueryError::NoNodesResponded));
+    }
+
+    #[test]
+    fn a_stalled_request_frees_its_slot_and_its_late_answer_still_counts() {
+        let target = NodeId::from_bytes([0; 32]);
+        let mut q = QueryState::new(
+            QuerySpec::query("_find_node", target, None),
+            NodeId::from_bytes([9; 32]),
+            20,
+            1,
+        );
+        let (a, b, c) = (node(1, [1; 32]), node(2, [2; 32]), node(3, [3; 32]));
+        q.add_candidate(a, None);
+        q.add_candidate(b, None);
+        assert_eq!(q.next_sends().len(), 1, "one slot");
+        q.on_stall(sent(a, false));
+        let next = q.next_sends();
+        assert_eq!(next.len(), 1, "the stall freed the slot");
+        assert_eq!(next[0].id, Some(b.id));
+        let late = Sent {
+            late: true,
+            ..sent(a, false)
+        };
+        q.on_response(
+            late,
+            a.addr,
+            Some(a.id),
+            Some(&Bytes::from_static(b"t")),
+            &[c],
+        );
+        assert_eq!(q.inflight, 1, "a late answer takes no slot back");
+        q.on_response(
+            sent(b, false),
+            b.addr,
+            Some(b.id),
+            Some(&Bytes::from_static(b"t")),
+            &[],
+        );
+        assert_eq!(
+            q.next_sends()[0].id,
+            Some(c.id),
+            "the late answer's nodes are asked"
+        );
+        q.on_stall(sent(c, false));
+        assert!(q.next_sends().is_empty());
+        assert!(
+            !q.is_done(),
+            "a stalled one among the closest may still answer"
+        );
+        q.on_failure(Sent {
+            late: true,
+            ..sent(c, false)
+        });
+        assert!(q.is_done(), "given up: the walk ends without it");
+        let out = q.finish().expect("done");
+        assert_eq!(out.closest.len(), 2);
+    }
+
+    #[test]
+    fn commits_go_out_once_the_closest_set_is_settled() {
+        let target = NodeId::from_bytes([0; 32]);
+        let mut q = QueryState::new(
+            QuerySpec::update("put", target, None),
+            NodeId::from_bytes([9; 32]),
+            1,
+            16,
+        );
+        let (a, far) = (node(1, [1; 32]), node(2, [0xf0; 32]));
+        q.add_candidate(a, None);
+        q.add_candidate(far, None);
+        assert_eq!(q.next_sends().len(), 2);
+        q.on_response(
+            sent(a, false),
+            a.addr,
+            Some(a.id),
+            Some(&Bytes::from_static(b"t")),
+            &[],
+        );
+        let commits = q.next_sends();
+        assert!(q.committing, "the far node cannot change the closest 1");
+        assert_eq!(commits.len(), 1);
+        assert_eq!(commits[0].token, Some(Bytes::from_static(b"t")));
+        q.on_response(sent(far, false), far.addr, Some(far.id), None, &[]);
+        q.on_response(sent(a, true), a.addr, Some(a.id), None, &[]);
+        assert!(q.is_done());
+        let out = q.finish().expect("done");
+        assert_eq!((out.responses, out.commits), (3, 1));
     }
 }

@@ -25,8 +25,14 @@ pub struct Stats {
     pub forwards_limited: u64,
     /// Requests of ours that timed out.
     pub timeouts: u64,
-    /// Query requests sent a second time after half the timeout without an answer.
+    /// Query requests sent a second time when they stalled.
     pub resent: u64,
+    /// Walk requests without an answer after their expected round trip: the walk moved on
+    /// (a late answer still counts).
+    pub stalled: u64,
+    /// Nodes named in answers that walks did not take because they stopped answering us
+    /// lately.
+    pub dead_skipped: u64,
     /// Requests of ours refused because the queue was full.
     pub overloaded: u64,
     /// Datagrams dropped unread: their source cannot be real (port 0, an unspecified,
@@ -63,7 +69,7 @@ pub struct Stats {
 
 impl Stats {
     /// Every counter with its name, in declaration order (for logs and metrics).
-    pub fn fields(&self) -> [(&'static str, u64); 24] {
+    pub fn fields(&self) -> [(&'static str, u64); 26] {
         [
             ("datagrams_in", self.datagrams_in),
             ("datagrams_out", self.datagrams_out),
@@ -76,6 +82,8 @@ impl Stats {
             ("forwards_limited", self.forwards_limited),
             ("timeouts", self.timeouts),
             ("resent", self.resent),
+            ("stalled", self.stalled),
+            ("dead_skipped", self.dead_skipped),
             ("overloaded", self.overloaded),
             ("bogus_sources", self.bogus_sources),
             ("limited_ip", self.limited_ip),

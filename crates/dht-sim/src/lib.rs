@@ -36,8 +36,15 @@ use rand::{Rng, SeedableRng};
 pub struct SimConfig {
     /// Seeds the network and, through it, every node.
     pub seed: u64,
-    /// One-way latency, drawn uniformly from this range for each datagram.
+    /// One-way latency, drawn uniformly from this range for each datagram (unless
+    /// `internet`).
     pub latency: (Duration, Duration),
+    /// Path delays like the internet's instead: each node sits at its own distance from a
+    /// well-connected core (log-normal, median 20 ms, at most 150 ms), a pair's one-way delay
+    /// is the sum of both distances plus 2.5 ms (about 5 to 300 ms, median about 45 ms, with
+    /// a long tail), and each datagram adds jitter (up to 10 % of the path, and 2 % of them
+    /// up to 100 ms more).
+    pub internet: bool,
     /// The probability that a datagram is lost.
     pub loss: f64,
 }
@@ -47,6 +54,7 @@ impl Default for SimConfig {
         SimConfig {
             seed: 1,
             latency: (Duration::from_millis(5), Duration::from_millis(50)),
+            internet: false,
             loss: 0.0,
         }
     }
@@ -75,6 +83,8 @@ struct SimNode<H> {
     contacted_swept: usize,
     /// The timeout queued for this node in the timer heap (older entries are stale).
     scheduled: Option<Instant>,
+    /// Its distance from the network's core (with [`SimConfig::internet`]).
+    access: Duration,
 }
 
 /// How long a filtering node's "contacted" entry lets replies in without traffic: Linux's
@@ -88,6 +98,17 @@ impl<H> SimNode<H> {
             .get(&from)
             .is_some_and(|t| now.saturating_duration_since(*t) < FILTER_TIMEOUT)
     }
+}
+
+/// One measured operation (see [`Sim::timed_ops`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Op {
+    /// Virtual time from start to end.
+    pub time: Duration,
+    /// Datagrams the node sent and received meanwhile.
+    pub datagrams: u64,
+    /// It found exactly the true closest 20.
+    pub exact: bool,
 }
 
 /// Many nodes on a virtual network.
@@ -196,6 +217,7 @@ impl<H: Handler> Sim<H> {
         // are few and slow, so sharing slots changes nothing but memory).
         config.defences.budget_slots = config.defences.budget_slots.min(256);
         let core = Core::with_handler(config, handler, self.now);
+        let access = self.draw_access();
         self.nodes.insert(
             addr,
             SimNode {
@@ -206,10 +228,44 @@ impl<H: Handler> Sim<H> {
                 contacted: BTreeMap::new(),
                 contacted_swept: 0,
                 scheduled: None,
+                access,
             },
         );
         self.reschedule(addr);
         addr
+    }
+
+    /// A node's distance from the core: log-normal (median 20 ms, sigma 0.8), at most
+    /// 150 ms.
+    fn draw_access(&mut self) -> Duration {
+        // Box-Muller: a standard normal from two uniforms.
+        let (u1, u2): (f64, f64) = (self.rng.random_range(1e-12..1.0), self.rng.random());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        Duration::from_secs_f64((0.020 * (0.8 * z).exp()).min(0.150))
+    }
+
+    /// The one-way delay of one datagram from `from` to `to`.
+    fn delay(&mut self, from: SocketAddrV4, to: SocketAddrV4) -> Duration {
+        if !self.config.internet {
+            let (lo, hi) = self.config.latency;
+            return if hi > lo {
+                self.rng.random_range(lo..hi)
+            } else {
+                lo
+            };
+        }
+        let access = |a| self.nodes.get(&a).map_or(Duration::ZERO, |n| n.access);
+        let path = Duration::from_micros(2500) + access(from) + access(to);
+        let mut jitter = path.mul_f64(self.rng.random_range(0.0..0.1));
+        if self.rng.random_bool(0.02) {
+            jitter += Duration::from_millis(self.rng.random_range(0..100));
+        }
+        path + jitter
+    }
+
+    /// Changes the loss rate from now on.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.config.loss = loss;
     }
 
     /// The addresses of all nodes.
@@ -323,12 +379,7 @@ impl<H: Handler> Sim<H> {
                 self.lost += 1;
                 continue;
             }
-            let (lo, hi) = self.config.latency;
-            let latency = if hi > lo {
-                self.rng.random_range(lo..hi)
-            } else {
-                lo
-            };
+            let latency = self.delay(addr, t.to);
             self.seq += 1;
             self.network.push(Reverse(InFlight {
                 at: self.now + latency,
@@ -476,6 +527,44 @@ impl<H: Handler> Sim<H> {
             }
         }
         (exact, found as f64 / (queries.max(1) * 20) as f64)
+    }
+
+    /// Runs `n` operations from the nodes in `from` (in turn), each a `_find_node` lookup
+    /// (or, with `update`, an update: the same walk, then a commit round to the closest) for
+    /// a random target, and measures each: virtual time, the datagrams the node sent and
+    /// received meanwhile, and whether it found exactly the true closest 20 of the live nodes.
+    pub fn timed_ops(&mut self, from: &[SocketAddrV4], n: usize, update: bool) -> Vec<Op> {
+        let ids = self.live_ids();
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let target = self.random_id();
+            let node = from[(i * 7919) % from.len()];
+            let Some((own, before)) = self.core(node).map(|c| (c.id(), c.stats())) else {
+                continue;
+            };
+            let spec = if update {
+                QuerySpec::update("_find_node", target, None)
+            } else {
+                QuerySpec::query("_find_node", target, None)
+            };
+            let start = self.now;
+            let (_, result) = self.run_query(node, spec);
+            let time = self.now - start;
+            let after = self.core(node).map(|c| c.stats()).unwrap_or(before);
+            let got: Vec<NodeId> = result
+                .map(|o| o.closest.iter().map(|c| c.id).collect())
+                .unwrap_or_default();
+            let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != own).collect();
+            want.sort_by_key(|id| id.distance(&target));
+            want.truncate(20);
+            out.push(Op {
+                time,
+                datagrams: (after.datagrams_out + after.datagrams_in)
+                    .saturating_sub(before.datagrams_out + before.datagrams_in),
+                exact: got == want,
+            });
+        }
+        out
     }
 
     /// The ids of the live nodes that offer themselves to routing tables (not ephemeral,

@@ -65,6 +65,7 @@ impl<H: Handler> Core<H> {
     /// [`Defences::candidates_per_ip`]: crate::Defences::candidates_per_ip
     pub(super) fn admit_candidates(
         &mut self,
+        now: Instant,
         from: SocketAddrV4,
         query: QueryId,
         named: &[NodeAddr],
@@ -76,8 +77,14 @@ impl<H: Handler> Core<H> {
         let per_ip = self.guard.cfg.candidates_per_ip;
         let mut taken: Vec<NodeAddr> = Vec::new();
         let mut refused = 0;
+        let mut dead = 0;
         for n in named {
             if q.candidate(&n.id).is_some() || taken.iter().any(|t| t.id == n.id) {
+                continue;
+            }
+            if self.dead.is_dead(now, n.addr) {
+                // It stopped answering us lately: others' tables may still name it.
+                dead += 1;
                 continue;
             }
             let ok = taken.len() < per_answer
@@ -94,6 +101,7 @@ impl<H: Handler> Core<H> {
             }
         }
         self.stats.candidates_refused += refused;
+        self.stats.dead_skipped += dead;
         taken
     }
 

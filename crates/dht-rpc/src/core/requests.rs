@@ -1,5 +1,11 @@
 //! The requests of one node: transaction ids, the requests in flight (at most
-//! `concurrency`), the queue behind them, and timeouts.
+//! `concurrency` that are not stalled), the queue behind them, and timeouts.
+//!
+//! A walk's request has a retransmission timeout (RTO, see [`crate::rtt`]): when it passes
+//! without an answer the request is sent once more and *stalls*: it no longer takes a slot,
+//! so the walk and the queue move on, and its answer is still taken. Three RTOs after it was
+//! sent its walk stops waiting for it (it is *given up*); only the timeout makes it a
+//! failure (and its node dead).
 //!
 //! A response matches a request by its transaction id *and* the address it must come from:
 //! the address the request went to, or for a hole punch the punched peer's IP (any port: a
@@ -23,11 +29,13 @@ pub(crate) enum Purpose {
     /// A user's hole punch.
     Holepunch(RequestId),
     /// A query's request to a node (`node` is `None` for a bootstrap node). `punched`: it
-    /// is already the retry after a hole punch (or needs none).
+    /// is already the retry after a hole punch (or needs none). `commit`: a commit of an
+    /// update (it carries a token).
     Query {
         query: QueryId,
         node: Option<NodeId>,
         punched: bool,
+        commit: bool,
     },
     /// A hole punch through a referrer, inside a query, before retrying `node`.
     QueryPunch { query: QueryId, node: NodeAddr },
@@ -53,15 +61,34 @@ pub(crate) enum Purpose {
 #[derive(Debug)]
 pub(crate) struct Pending {
     tid: Tid,
-    reply_from: SocketAddrV4,
+    pub(crate) reply_from: SocketAddrV4,
     pub(crate) sent: Instant,
     deadline: Instant,
-    /// A query's request is sent once more, unchanged, if no answer came by this time.
-    resend: Option<(Instant, SocketAddrV4, Datagram)>,
+    /// A walk's request stalls at this time (its RTO) without an answer.
+    stall_at: Option<Instant>,
+    /// It stalled: it takes no slot, and whoever sent it was told.
+    pub(crate) stalled: bool,
+    /// Whoever sent it stops waiting for it at this time (it stays in flight until its
+    /// deadline: a late answer is still taken, and only the deadline makes it a failure).
+    give_up_at: Option<Instant>,
+    pub(crate) given_up: bool,
+    /// A query's request is sent once more, unchanged, when it stalls.
+    resend: Option<(SocketAddrV4, Datagram)>,
+    /// It was sent twice: its answer gives no RTT sample (it may answer either copy).
+    pub(crate) resent: bool,
     pub(crate) purpose: Purpose,
 }
 
 impl Pending {
+    /// Whether the answer comes straight back from where the request went (its time is a
+    /// round trip to that node, not through a relay).
+    pub(crate) fn direct(&self) -> bool {
+        !matches!(
+            self.purpose,
+            Purpose::Holepunch(_) | Purpose::QueryPunch { .. } | Purpose::ReachProbe { .. }
+        )
+    }
+
     /// Whether a response from `from` may answer this request: it must come from the
     /// address the request went to; the pong of a hole punch must come from the punched
     /// peer's IP, on any port, because a symmetric NAT in front of the peer gives its answer
@@ -82,7 +109,14 @@ struct Queued {
     reply_from: SocketAddrV4,
     request: Request,
     purpose: Purpose,
+    rto: Option<Duration>,
 }
+
+/// A request with an RTO is given up after this many of them.
+const GIVE_UP_RTOS: u32 = 3;
+
+/// Requests in flight at most, stalled ones included, per slot of `concurrency`.
+const STALLED_PER_SLOT: usize = 8;
 
 #[derive(Debug)]
 pub(crate) struct Requests {
@@ -111,13 +145,15 @@ impl Requests {
         }
     }
 
-    /// Queues a request; gives the purpose back when the queue is full.
+    /// Queues a request; gives the purpose back when the queue is full. With an `rto`, the
+    /// request stalls after it (see the module docs).
     pub(crate) fn submit(
         &mut self,
         to: SocketAddrV4,
         reply_from: SocketAddrV4,
         request: Request,
         purpose: Purpose,
+        rto: Option<Duration>,
     ) -> Result<(), Purpose> {
         if self.queue.len() >= self.max_queued {
             return Err(purpose);
@@ -127,8 +163,14 @@ impl Requests {
             reply_from,
             request,
             purpose,
+            rto,
         });
         Ok(())
+    }
+
+    /// Requests in flight that take a slot (not stalled).
+    fn active(&self) -> usize {
+        self.inflight.iter().filter(|p| !p.stalled).count()
     }
 
     fn allocate_tid(&mut self) -> Tid {
@@ -143,47 +185,85 @@ impl Requests {
 
     /// The next queued request, if there is room in flight: where to send it, and what.
     pub(crate) fn send_next(&mut self, now: Instant) -> Option<(SocketAddrV4, Datagram)> {
-        if self.inflight.len() >= self.concurrency {
+        if self.queue.is_empty()
+            || self.active() >= self.concurrency
+            || self.inflight.len() >= self.concurrency * STALLED_PER_SLOT
+        {
             return None;
         }
         let q = self.queue.pop_front()?;
         let tid = self.allocate_tid();
         // A walk waits for its closest candidates: one lost datagram would otherwise cost
-        // it the whole timeout and a hole punch. So a query-round request (no token: never
-        // an update, whose handler may not be idempotent) goes out once more after half the
-        // timeout. (The reference sends once; a node answers a repeated request again, and
-        // the second answer is dropped as unknown.)
+        // it a timeout. So a query-round request (no token: never an update, whose handler
+        // may not be idempotent) goes out once more when it stalls. (The reference sends
+        // once; a node answers a repeated request again, and the second answer is dropped
+        // as unknown.)
         let resend_ok =
             matches!(q.purpose, Purpose::Query { .. }) && q.request.roundtrip_token.is_none();
         let datagram = Datagram::request(tid, q.request);
-        let resend = resend_ok.then(|| (now + self.timeout / 2, q.to, datagram.clone()));
+        let stall_at = q.rto.map(|rto| now + rto.min(self.timeout));
+        // A stalled request is given up after GIVE_UP_RTOS of its RTO (the resend had the
+        // rest of it to come back), or at the timeout.
+        let give_up_at = q
+            .rto
+            .map(|rto| now + (rto * GIVE_UP_RTOS).min(self.timeout));
+        let resend = (resend_ok && stall_at.is_some()).then(|| (q.to, datagram.clone()));
         self.inflight.push(Pending {
             tid,
             reply_from: q.reply_from,
             sent: now,
             deadline: now + self.timeout,
+            stall_at,
+            stalled: false,
+            give_up_at,
+            given_up: false,
             resend,
+            resent: false,
             purpose: q.purpose,
         });
         Some((q.to, datagram))
     }
 
-    /// A request due to be sent again.
-    pub(crate) fn resend_due(&mut self, now: Instant) -> Option<(SocketAddrV4, Datagram)> {
+    /// A request that stalls now: it is marked stalled, and its purpose given back (with
+    /// the datagram to send again, if it is one to resend) so that its sender moves on.
+    pub(crate) fn stall_due(
+        &mut self,
+        now: Instant,
+    ) -> Option<(Purpose, Option<(SocketAddrV4, Datagram)>)> {
         let p = self
             .inflight
             .iter_mut()
-            .find(|p| p.resend.as_ref().is_some_and(|(at, _, _)| *at <= now))?;
-        p.resend.take().map(|(_, to, d)| (to, d))
+            .find(|p| !p.stalled && p.stall_at.is_some_and(|at| at <= now))?;
+        p.stalled = true;
+        let again = p.resend.take();
+        p.resent = again.is_some();
+        Some((p.purpose.clone(), again))
     }
 
-    /// The request that a response with `tid` from `from` answers.
     /// Whether a request to `to` is in flight or queued: its answer will tell us about `to`
     /// anyway.
     pub(crate) fn pending_to(&self, to: SocketAddrV4) -> bool {
         self.inflight.iter().any(|p| p.reply_from == to) || self.queue.iter().any(|q| q.to == to)
     }
 
+    /// A stalled request whose sender stops waiting for it now (it is marked so).
+    pub(crate) fn give_up_due(&mut self, now: Instant) -> Option<Purpose> {
+        let p = self
+            .inflight
+            .iter_mut()
+            .find(|p| p.stalled && !p.given_up && p.give_up_at.is_some_and(|at| at <= now))?;
+        p.given_up = true;
+        Some(p.purpose.clone())
+    }
+
+    /// Whether a walk's hole punch to `peer` is in flight.
+    pub(crate) fn punching(&self, peer: SocketAddrV4) -> bool {
+        self.inflight
+            .iter()
+            .any(|p| matches!(p.purpose, Purpose::QueryPunch { node, .. } if node.addr == peer))
+    }
+
+    /// The request that a response with `tid` from `from` answers.
     pub(crate) fn take(&mut self, tid: Tid, from: SocketAddrV4) -> Option<Pending> {
         let pos = self
             .inflight
@@ -198,11 +278,15 @@ impl Requests {
         Some(self.inflight.swap_remove(pos))
     }
 
-    /// The earliest deadline in flight.
+    /// The earliest deadline in flight (a stall or a timeout).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.inflight
             .iter()
-            .map(|p| p.resend.as_ref().map_or(p.deadline, |(at, _, _)| *at))
+            .map(|p| match (p.stall_at, p.give_up_at) {
+                (Some(at), _) if !p.stalled => at.min(p.deadline),
+                (_, Some(at)) if !p.given_up => at.min(p.deadline),
+                _ => p.deadline,
+            })
             .min()
     }
 
@@ -225,47 +309,62 @@ mod tests {
     }
 
     #[test]
-    fn query_round_requests_are_sent_once_more_at_half_the_timeout() {
+    fn walk_requests_stall_at_their_rto_and_are_sent_once_more() {
         let t = Instant::now();
         let timeout = Duration::from_millis(1000);
-        let mut r = Requests::new(1, 16, 16, timeout);
+        let rto = Some(Duration::from_millis(100));
+        let mut r = Requests::new(1, 2, 16, timeout);
         let query = |token: Option<Bytes>| Request {
             roundtrip_token: token,
             ..Request::new(FIND_NODE)
         };
-        let purpose = Purpose::Query {
+        let purpose = |commit| Purpose::Query {
             query: QueryId(1),
             node: None,
             punched: false,
+            commit,
         };
-        r.submit(addr(1), addr(1), query(None), purpose.clone())
+        r.submit(addr(1), addr(1), query(None), purpose(false), rto)
             .expect("room");
-        r.submit(
-            addr(2),
-            addr(2),
-            query(Some(Bytes::from_static(b"t"))),
-            purpose,
-        )
-        .expect("room");
-        r.submit(
-            addr(3),
-            addr(3),
-            Request::new(PING),
-            Purpose::Ping(RequestId(1)),
-        )
-        .expect("room");
+        let commit = query(Some(Bytes::from_static(b"t")));
+        r.submit(addr(2), addr(2), commit, purpose(true), rto)
+            .expect("room");
+        let ping = Purpose::Ping(RequestId(1));
+        r.submit(addr(3), addr(3), Request::new(PING), ping, None)
+            .expect("room");
         let first: Vec<_> = std::iter::from_fn(|| r.send_next(t)).collect();
-        assert_eq!(first.len(), 3);
-        assert_eq!(r.next_deadline(), Some(t + timeout / 2));
-        assert!(r.resend_due(t + timeout / 4).is_none());
-        let (to, again) = r.resend_due(t + timeout / 2).expect("resend");
-        assert_eq!(
-            to,
-            addr(1),
-            "only the query round's request, not the commit or the ping"
-        );
+        assert_eq!(first.len(), 2, "two slots");
+        assert_eq!(r.next_deadline(), Some(t + Duration::from_millis(100)));
+        assert!(r.stall_due(t + Duration::from_millis(99)).is_none());
+        let at = t + Duration::from_millis(100);
+        let mut stalled: Vec<_> = std::iter::from_fn(|| r.stall_due(at)).collect();
+        assert_eq!(stalled.len(), 2);
+        let (_, again) = stalled.remove(0);
+        let (to, again) = again.expect("the query round's request goes again");
+        assert_eq!(to, addr(1));
         assert_eq!(again, first[0].1, "the same datagram, same tid");
-        assert!(r.resend_due(t + timeout / 2).is_none(), "once");
-        assert_eq!(r.next_deadline(), Some(t + timeout));
+        assert!(stalled.remove(0).1.is_none(), "never a commit");
+        assert!(r.stall_due(at).is_none(), "once");
+        assert!(
+            r.send_next(at).is_some(),
+            "stalled requests free their slots"
+        );
+        let give_up = t + Duration::from_millis(300);
+        assert_eq!(
+            r.next_deadline(),
+            Some(give_up),
+            "given up after three RTOs"
+        );
+        assert!(r.give_up_due(give_up).is_some());
+        assert!(r.give_up_due(give_up).is_some(), "the commit too");
+        assert!(r.give_up_due(give_up).is_none());
+        assert_eq!(
+            r.next_deadline(),
+            Some(t + timeout),
+            "then failed at the timeout"
+        );
+        let tid = first[0].1.tid;
+        let p = r.take(tid, addr(1)).expect("a late answer is still taken");
+        assert!(p.stalled && p.resent);
     }
 }

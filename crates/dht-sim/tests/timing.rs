@@ -1,0 +1,80 @@
+//! Walks that do not wait on the dead, on a network with internet-like path delays: with
+//! 10 % of the nodes gone (their entries still in others' tables), lookups with timeouts
+//! from measured round trips against the same network where every wait is the fixed
+//! 1.25 s (the reference's behaviour). Virtual time, seeded: the ratios are exact for a
+//! given seed, so they guard against regressions. The full-size figures come from
+//! `cargo run --release -p dht-sim --example timing`.
+
+use std::time::Duration;
+
+use dht_rpc::Config;
+use dht_sim::{Op, Sim, SimConfig};
+
+fn p50(ops: &[Op]) -> Duration {
+    let mut t: Vec<Duration> = ops.iter().map(|o| o.time).collect();
+    t.sort();
+    t[t.len() / 2]
+}
+
+/// (healthy ops, ops with 10 % gone), 30 lookups each.
+fn run(fixed: bool) -> (Vec<Op>, Vec<Op>) {
+    let mut node = Config::default();
+    if fixed {
+        node.rto_floor = node.request_timeout;
+    }
+    let (mut sim, _entry, nodes) = Sim::network_with(
+        SimConfig {
+            seed: 5,
+            internet: true,
+            ..SimConfig::default()
+        },
+        400,
+        0.0,
+        node,
+    );
+    sim.run_for(Duration::from_secs(10));
+    let healthy = sim.timed_ops(&nodes, 30, false);
+    for &a in nodes.iter().step_by(10) {
+        sim.set_up(a, false);
+    }
+    sim.run_for(Duration::from_secs(10));
+    let live: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 != 0)
+        .map(|(_, a)| *a)
+        .collect();
+    let gone = sim.timed_ops(&live, 30, false);
+    (healthy, gone)
+}
+
+#[test]
+fn dead_entries_cost_round_trips_not_timeouts() {
+    let (h, g) = run(false);
+    let (fh, fg) = run(true);
+    let exact = |ops: &[Op]| ops.iter().filter(|o| o.exact).count();
+    eprintln!(
+        "RTT-based: healthy p50 {:?} ({} exact), 10 % gone p50 {:?} ({} exact); fixed waits: healthy {:?} ({}), gone {:?} ({})",
+        p50(&h),
+        exact(&h),
+        p50(&g),
+        exact(&g),
+        p50(&fh),
+        exact(&fh),
+        p50(&fg),
+        exact(&fg)
+    );
+    assert!(
+        p50(&g) * 2 < p50(&fg),
+        "with dead entries, at least twice as fast as fixed waits"
+    );
+    assert!(
+        p50(&g) < p50(&h) * 2,
+        "with dead entries, within 2x of healthy"
+    );
+    assert!(exact(&h) >= 28, "healthy lookups stay exact");
+    assert!(
+        exact(&g) + 3 >= exact(&fg),
+        "no less exact than fixed waits, give or take 3 of 30"
+    );
+}
