@@ -183,6 +183,12 @@ impl<H: Handler> Core<H> {
         &self.config
     }
 
+    /// Whether `addr` stopped answering us lately, so that walks do not take it from
+    /// others' answers (see [`crate::rtt`] and `Stats::dead_skipped`).
+    pub fn is_marked_dead(&self, now: Instant, addr: SocketAddrV4) -> bool {
+        self.dead.is_dead(now, addr)
+    }
+
     /// The routing table.
     pub fn table(&self) -> &RoutingTable {
         &self.table
@@ -596,6 +602,9 @@ impl<H: Handler> Core<H> {
             self.remove_node_at(&asked, from);
         }
         let late = pending.stalled;
+        if pending.given_up {
+            self.stats.answered_after_give_up += 1;
+        }
         match pending.purpose {
             Purpose::Ping(request) | Purpose::Holepunch(request) => {
                 let observed = res.value.as_deref().and_then(compact::decode_peer);
@@ -717,9 +726,9 @@ impl<H: Handler> Core<H> {
             }
             Purpose::Check(id) => {
                 self.checking.remove(&id);
-                if timeout {
-                    self.mark_dead(now, Some(id), to);
-                }
+                // One lost ping: out of the table, as in the reference, but not marked dead
+                // (walks that meet it ask it twice, and punch, before they give up on it).
+                self.rtts.forget(to);
                 self.remove_node(&id);
             }
             Purpose::Verify(addr) => {
@@ -747,9 +756,7 @@ impl<H: Handler> Core<H> {
                 for c in &rest {
                     self.repinging.remove(&c.id);
                 }
-                if timeout {
-                    self.mark_dead(now, Some(contact), to);
-                }
+                self.rtts.forget(to);
                 self.remove_node(&contact);
                 self.add_node(now, newcomer.id, newcomer.addr);
             }

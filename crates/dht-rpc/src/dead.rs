@@ -1,8 +1,9 @@
 //! Addresses that stopped answering: a short-lived, bounded negative cache.
 //!
-//! A node that failed to answer a walk's request (directly and, where one could help, through
-//! a hole punch), the liveness sweep or an eviction ping leaves the routing table at once, and
-//! its address goes here for [`DEAD_FOR`]. While it is here, walks do not take it as a
+//! A node that failed to answer a walk's request (sent twice, and where one could help, a
+//! hole punch too) leaves the routing table at once, and its address goes here for
+//! [`DEAD_FOR`]. (One that fails a single liveness or eviction ping leaves the table but is
+//! not marked: one lost datagram should not keep a live node out of every walk.) While it is here, walks do not take it as a
 //! candidate when others name it (their tables may still hold it). Anything it sends us takes
 //! it out again, as does its answer to a request we still send it.
 

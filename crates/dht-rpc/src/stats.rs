@@ -30,6 +30,9 @@ pub struct Stats {
     /// Walk requests without an answer after their expected round trip: the walk moved on
     /// (a late answer still counts).
     pub stalled: u64,
+    /// Stalled walk requests answered after their walk had stopped waiting for them (three
+    /// RTOs): a sign that the RTO is too short for some paths.
+    pub answered_after_give_up: u64,
     /// Nodes named in answers that walks did not take because they stopped answering us
     /// lately.
     pub dead_skipped: u64,
@@ -69,7 +72,7 @@ pub struct Stats {
 
 impl Stats {
     /// Every counter with its name, in declaration order (for logs and metrics).
-    pub fn fields(&self) -> [(&'static str, u64); 26] {
+    pub fn fields(&self) -> [(&'static str, u64); 27] {
         [
             ("datagrams_in", self.datagrams_in),
             ("datagrams_out", self.datagrams_out),
@@ -83,6 +86,7 @@ impl Stats {
             ("timeouts", self.timeouts),
             ("resent", self.resent),
             ("stalled", self.stalled),
+            ("answered_after_give_up", self.answered_after_give_up),
             ("dead_skipped", self.dead_skipped),
             ("overloaded", self.overloaded),
             ("bogus_sources", self.bogus_sources),

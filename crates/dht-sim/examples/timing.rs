@@ -102,6 +102,20 @@ fn main() {
             let l = row(&format!("{label}, lookup"), &lookups);
             let updates = sim.timed_ops(&live, ops, true);
             let u = row(&format!("{label}, update"), &updates);
+            let sum = |f: fn(&dht_rpc::Stats) -> u64| -> u64 {
+                live.iter()
+                    .filter_map(|a| sim.core(*a))
+                    .map(|c| f(&c.stats()))
+                    .sum()
+            };
+            eprintln!(
+                "{label}: live nodes marked dead by the first 200 live nodes: {}; so far in all: {} stalled, {} answered after the walk gave up, {} timeouts, {} dead skipped",
+                sim.wrongly_dead(&live[..live.len().min(200)]),
+                sum(|s| s.stalled),
+                sum(|s| s.answered_after_give_up),
+                sum(|s| s.timeouts),
+                sum(|s| s.dead_skipped),
+            );
             if gone == 0.0 {
                 healthy.push((l, u));
             } else if let Some(((hl, hd), (hu, hud))) = healthy.get((loss * 100.0) as usize) {

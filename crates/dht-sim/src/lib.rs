@@ -263,6 +263,25 @@ impl<H: Handler> Sim<H> {
         path + jitter
     }
 
+    /// How many (node, address) pairs have a node marking a live, up node dead, over the
+    /// nodes in `from` (a diagnostic of the dead-node cache).
+    pub fn wrongly_dead(&self, from: &[SocketAddrV4]) -> usize {
+        let up: Vec<SocketAddrV4> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.up)
+            .map(|(a, _)| *a)
+            .collect();
+        from.iter()
+            .filter_map(|a| self.core(*a))
+            .map(|c| {
+                up.iter()
+                    .filter(|u| c.is_marked_dead(self.now, **u))
+                    .count()
+            })
+            .sum()
+    }
+
     /// Changes the loss rate from now on.
     pub fn set_loss(&mut self, loss: f64) {
         self.config.loss = loss;
