@@ -5,8 +5,10 @@
 //!
 //! `cargo run --release -p dht-sim --example timing -- [NODES] [OPS] [SETTLE_SECS]`
 //! (defaults: 10,000 nodes, 100 lookups and 100 updates per row, 30 s of virtual time
-//! after nodes go down). `FIXED=1`: walks wait the fixed 1.25 s for every answer (RTO floor
-//! = request timeout), as before RTT-based timeouts, for comparison. `SEED=7`: another network.
+//! after nodes go down). `FIXED=1`: the RTO is pinned to the 1.25 s timeout (floor = ceiling),
+//! so walks wait the full timeout for every silent node; this is not the code before RTT-based
+//! timeouts (that one also resent at half the timeout; build an older commit for it).
+//! `SEED=7`: another network.
 //! Prints a Markdown table: time per operation (p50 / p90 / p99, virtual), datagrams per
 //! operation (mean, the querying node's in + out), and how many found exactly the true
 //! closest 20.
