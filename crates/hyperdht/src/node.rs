@@ -105,9 +105,17 @@ impl HyperDhtBuilder {
         self
     }
 
-    /// How long a request waits for its answer (1.25 s).
+    /// How long a request waits for its answer (1.25 s). A walk moves on sooner, after the
+    /// round trip it expects (see [`dht_rpc::rtt`]); this is the ceiling of that wait.
     pub fn request_timeout(mut self, t: Duration) -> Self {
         self.rpc = self.rpc.request_timeout(t);
+        self
+    }
+
+    /// The least time a walk waits for a node's answer before it asks the next candidate
+    /// (50 ms).
+    pub fn rto_floor(mut self, t: Duration) -> Self {
+        self.rpc = self.rpc.rto_floor(t);
         self
     }
 

@@ -104,9 +104,17 @@ impl NodeBuilder {
         self
     }
 
-    /// How long a request waits for its answer (1.25 s).
+    /// How long a request waits for its answer (1.25 s). A walk moves on sooner, after the
+    /// round trip it expects (see [`crate::rtt`]); this is the ceiling of that wait.
     pub fn request_timeout(mut self, t: Duration) -> Self {
         self.config.request_timeout = t;
+        self
+    }
+
+    /// The least time a walk waits for a node's answer before it asks the next candidate
+    /// (50 ms). Raise it on a machine so loaded that answers on loopback take longer.
+    pub fn rto_floor(mut self, t: Duration) -> Self {
+        self.config.rto_floor = t;
         self
     }
 
