@@ -86,3 +86,45 @@ fn a_query_punches_through_the_referrer_to_a_filtered_node_and_retries() {
         "the first try went unanswered"
     );
 }
+
+/// A walk that meets a dead node does not wait the timeout for it, drops it from the table,
+/// and the next walk does not take it from others' answers (their tables still hold it).
+#[test]
+fn a_dead_node_costs_one_walk_a_few_round_trips_and_the_next_nothing() {
+    let mut sim = Sim::new(SimConfig::default());
+    let entry = sim.add_node(Config {
+        ephemeral: true,
+        ..Config::default()
+    });
+    let nodes: Vec<_> = (0..30).map(|_| node(&mut sim, entry)).collect();
+    sim.bootstrap_all();
+    let (gone, asker) = (nodes[0], nodes[1]);
+    let gone_id = sim.core(gone).expect("gone").id();
+    sim.set_up(gone, false);
+    let start = sim.elapsed();
+    let (_, outcome) = sim.run_query(asker, QuerySpec::query("_find_node", gone_id, None));
+    let took = sim.elapsed() - start;
+    let outcome = outcome.expect("the walk ends without it");
+    assert!(outcome.closest.iter().all(|n| n.id != gone_id));
+    assert!(
+        took < dht_rpc::DEFAULT_REQUEST_TIMEOUT,
+        "ended in {took:?}, before the dead node's timeout"
+    );
+    // Its requests time out later (1.25 s after they went out): then it is dead.
+    sim.run_for(Duration::from_secs(3));
+    let marked = sim
+        .with_core(asker, |c, now| c.is_marked_dead(now, gone))
+        .unwrap_or(false);
+    assert!(marked, "marked dead");
+    let a = sim.core(asker).expect("asker");
+    assert!(a.table().get(&gone_id).is_none(), "out of the table");
+    let before = a.stats();
+    let (_, outcome) = sim.run_query(asker, QuerySpec::query("_find_node", gone_id, None));
+    outcome.expect("walk");
+    let after = sim.core(asker).expect("asker").stats();
+    assert!(
+        after.dead_skipped > before.dead_skipped,
+        "others named it, the walk did not take it: {after:?}"
+    );
+    assert_eq!(after.stalled, before.stalled, "nothing to wait for");
+}
