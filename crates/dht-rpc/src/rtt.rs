@@ -5,8 +5,14 @@
 //! heard from (bounded) and one for the whole node. A request's *retransmission timeout*
 //! (RTO) is `srtt + 4 * rttvar` of its destination if known, else the node's, clamped to
 //! [`Config::rto_floor`] .. [`Config::request_timeout`]; with no sample at all it is the
-//! ceiling. After its RTO a walk's request is *stalled*: the walk asks the next candidate,
-//! and a late answer is still used until the request's own timeout.
+//! ceiling. After its RTO a walk's request is *stalled*: it is sent once more, the walk asks
+//! the next candidate, and a late answer is still used; after three RTOs the walk stops
+//! waiting for it, and only the request's own timeout makes it a failure.
+//!
+//! Abuse: only an answer to one of our requests, from the address it went to, gives a
+//! sample, so nobody can feed samples for someone else. A node that answers slowly raises
+//! its own estimate and moves the node-wide one by an eighth of a sample at most; many
+//! slow nodes together can push walks back toward the fixed 1.25 s, never beyond it.
 //!
 //! [`Config::rto_floor`]: crate::Config::rto_floor
 //! [`Config::request_timeout`]: crate::Config::request_timeout
