@@ -36,7 +36,7 @@ use crate::stats::Stats;
 use crate::tokens::Tokens;
 
 use reach::Reach;
-use requests::{Purpose, Requests};
+use requests::{Phase, Purpose, Requests};
 
 /// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -493,7 +493,7 @@ impl<H: Handler> Core<H> {
         });
         if let Err(purpose) = self.requests.submit(to, reply_from, req, purpose, rto) {
             self.stats.overloaded += 1;
-            self.fail(now, purpose, RequestError::Overloaded, to, false, false);
+            self.fail(now, purpose, RequestError::Overloaded, to, Phase::Active);
             return;
         }
         self.flush_requests(now);
@@ -601,8 +601,8 @@ impl<H: Handler> Core<H> {
             // should route to it any more.
             self.remove_node_at(&asked, from);
         }
-        let late = pending.stalled;
-        if pending.given_up {
+        let late = pending.phase != Phase::Active;
+        if pending.phase == Phase::GivenUp {
             self.stats.answered_after_give_up += 1;
         }
         match pending.purpose {
@@ -678,16 +678,15 @@ impl<H: Handler> Core<H> {
         self.flush_requests(now);
     }
 
-    /// What a failed or refused request to `to` means for whoever sent it (`late`: it had
-    /// stalled, and its sender was told then; `given_up`: its walk stopped waiting already).
+    /// What a failed or refused request to `to` means for whoever sent it (`phase`: how far
+    /// it had got; a stalled one's sender was told then, a given-up one's stopped waiting).
     fn fail(
         &mut self,
         now: Instant,
         purpose: Purpose,
         error: RequestError,
         to: SocketAddrV4,
-        late: bool,
-        given_up: bool,
+        phase: Phase,
     ) {
         let timeout = error == RequestError::Timeout;
         match purpose {
@@ -704,8 +703,9 @@ impl<H: Handler> Core<H> {
                 ..
             } => {
                 if let Some(q) = self.queries.get_mut(&query)
-                    && !given_up
+                    && phase != Phase::GivenUp
                 {
+                    let late = phase == Phase::Stalled;
                     q.on_failure(Sent { node, commit, late });
                 }
                 // Silent: dead, unless a hole punch (sent when it stalled) may still show
@@ -716,8 +716,7 @@ impl<H: Handler> Core<H> {
                 self.pump_query(now, query);
             }
             Purpose::QueryPunch { node, .. } => {
-                // (The punch took no slot of the walk.)
-                // Neither directly nor through the node that named it: unreachable for now,
+                // (It took no slot of the walk.) Neither directly nor through the node that named it: unreachable for now,
                 // so our table should stop sending walks to it, and walks should not take
                 // it from others' answers.
                 if timeout {
@@ -779,15 +778,7 @@ impl<H: Handler> Core<H> {
         while let Some(p) = self.requests.expire(now) {
             self.stats.timeouts += 1;
             let to = p.reply_from;
-            // A given-up request's walk was told already.
-            self.fail(
-                now,
-                p.purpose,
-                RequestError::Timeout,
-                to,
-                p.stalled,
-                p.given_up,
-            );
+            self.fail(now, p.purpose, RequestError::Timeout, to, p.phase);
         }
         if now >= self.next_rotation {
             self.tokens.rotate(self.rng.random());

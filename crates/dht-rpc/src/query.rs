@@ -423,6 +423,18 @@ mod tests {
         }
     }
 
+    /// A walk (an update, or a query) for the id 0 by the node 9.., with `k` and
+    /// `concurrency`.
+    fn walk(update: bool, k: usize, concurrency: usize) -> QueryState {
+        let target = NodeId::from_bytes([0; 32]);
+        let spec = if update {
+            QuerySpec::update("put", target, None)
+        } else {
+            QuerySpec::query("_find_node", target, None)
+        };
+        QueryState::new(spec, NodeId::from_bytes([9; 32]), k, concurrency)
+    }
+
     fn sent(n: NodeAddr, commit: bool) -> Sent {
         Sent {
             node: Some(n.id),
@@ -452,13 +464,7 @@ mod tests {
 
     #[test]
     fn an_update_commits_to_the_nodes_that_gave_tokens() {
-        let target = NodeId::from_bytes([0; 32]);
-        let mut q = QueryState::new(
-            QuerySpec::update("put", target, None),
-            NodeId::from_bytes([9; 32]),
-            20,
-            16,
-        );
+        let mut q = walk(true, 20, 16);
         let a = node(1, [1; 32]);
         let b = node(2, [2; 32]);
         q.add_candidate(a, None);
@@ -504,12 +510,7 @@ mod tests {
 
     #[test]
     fn failures_are_errors_and_no_response_is_an_error() {
-        let mut q = QueryState::new(
-            QuerySpec::update("put", NodeId::from_bytes([0; 32]), None),
-            NodeId::from_bytes([9; 32]),
-            20,
-            16,
-        );
+        let mut q = walk(true, 20, 16);
         let a = node(1, [1; 32]);
         q.add_candidate(a, None);
         assert_eq!(q.next_sends().len(), 1);
@@ -521,13 +522,7 @@ mod tests {
 
     #[test]
     fn a_stalled_request_frees_its_slot_and_its_late_answer_still_counts() {
-        let target = NodeId::from_bytes([0; 32]);
-        let mut q = QueryState::new(
-            QuerySpec::query("_find_node", target, None),
-            NodeId::from_bytes([9; 32]),
-            20,
-            1,
-        );
+        let mut q = walk(false, 20, 1);
         let (a, b, c) = (node(1, [1; 32]), node(2, [2; 32]), node(3, [3; 32]));
         q.add_candidate(a, None);
         q.add_candidate(b, None);
@@ -577,13 +572,7 @@ mod tests {
 
     #[test]
     fn commits_go_out_once_the_closest_set_is_settled() {
-        let target = NodeId::from_bytes([0; 32]);
-        let mut q = QueryState::new(
-            QuerySpec::update("put", target, None),
-            NodeId::from_bytes([9; 32]),
-            1,
-            16,
-        );
+        let mut q = walk(true, 1, 16);
         let (a, far) = (node(1, [1; 32]), node(2, [0xf0; 32]));
         q.add_candidate(a, None);
         q.add_candidate(far, None);

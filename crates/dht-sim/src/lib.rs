@@ -107,6 +107,8 @@ pub struct Op {
     pub time: Duration,
     /// Datagrams the node sent and received meanwhile.
     pub datagrams: u64,
+    /// How many of the true closest 20 it found.
+    pub found: usize,
     /// It found exactly the true closest 20.
     pub exact: bool,
 }
@@ -525,26 +527,9 @@ impl<H: Handler> Sim<H> {
     /// turn) and checks each against brute force over the live nodes. Returns how many
     /// found exactly the true closest 20, and the fraction of the true closest found.
     pub fn check_lookups(&mut self, from: &[SocketAddrV4], queries: usize) -> (usize, f64) {
-        let ids = self.live_ids();
-        let (mut exact, mut found) = (0, 0usize);
-        for i in 0..queries {
-            let target = self.random_id();
-            let node = from[(i * 7919) % from.len()];
-            let Some(own) = self.core(node).map(|c| c.id()) else {
-                continue;
-            };
-            let (_, result) = self.run_query(node, QuerySpec::query("_find_node", target, None));
-            let got: Vec<NodeId> = result
-                .map(|o| o.closest.iter().map(|c| c.id).collect())
-                .unwrap_or_default();
-            let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != own).collect();
-            want.sort_by_key(|id| id.distance(&target));
-            want.truncate(20);
-            found += got.iter().filter(|g| want.contains(g)).count();
-            if got == want {
-                exact += 1;
-            }
-        }
+        let ops = self.timed_ops(from, queries, false);
+        let exact = ops.iter().filter(|o| o.exact).count();
+        let found: usize = ops.iter().map(|o| o.found).sum();
         (exact, found as f64 / (queries.max(1) * 20) as f64)
     }
 
@@ -580,6 +565,7 @@ impl<H: Handler> Sim<H> {
                 time,
                 datagrams: (after.datagrams_out + after.datagrams_in)
                     .saturating_sub(before.datagrams_out + before.datagrams_in),
+                found: got.iter().filter(|g| want.contains(g)).count(),
                 exact: got == want,
             });
         }

@@ -12,8 +12,8 @@ fn node(sim: &mut Sim, entry: std::net::SocketAddrV4) -> std::net::SocketAddrV4 
     })
 }
 
-#[test]
-fn a_node_that_goes_silent_is_dropped_by_the_sweep() {
+/// An entry node and 30 nodes, bootstrapped.
+fn thirty() -> (Sim, Vec<std::net::SocketAddrV4>) {
     let mut sim = Sim::new(SimConfig::default());
     let entry = sim.add_node(Config {
         ephemeral: true,
@@ -21,6 +21,12 @@ fn a_node_that_goes_silent_is_dropped_by_the_sweep() {
     });
     let nodes: Vec<_> = (0..30).map(|_| node(&mut sim, entry)).collect();
     sim.bootstrap_all();
+    (sim, nodes)
+}
+
+#[test]
+fn a_node_that_goes_silent_is_dropped_by_the_sweep() {
+    let (mut sim, nodes) = thirty();
     let gone = nodes[0];
     let gone_id = sim.core(gone).expect("node").id();
     let knew = nodes[1..]
@@ -91,13 +97,7 @@ fn a_query_punches_through_the_referrer_to_a_filtered_node_and_retries() {
 /// and the next walk does not take it from others' answers (their tables still hold it).
 #[test]
 fn a_dead_node_costs_one_walk_a_few_round_trips_and_the_next_nothing() {
-    let mut sim = Sim::new(SimConfig::default());
-    let entry = sim.add_node(Config {
-        ephemeral: true,
-        ..Config::default()
-    });
-    let nodes: Vec<_> = (0..30).map(|_| node(&mut sim, entry)).collect();
-    sim.bootstrap_all();
+    let (mut sim, nodes) = thirty();
     let (gone, asker) = (nodes[0], nodes[1]);
     let gone_id = sim.core(gone).expect("gone").id();
     sim.set_up(gone, false);

@@ -57,6 +57,18 @@ pub(crate) enum Purpose {
     },
 }
 
+/// How far a request in flight has got without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// It takes a slot, and its sender waits for it.
+    Active,
+    /// Past its RTO: it takes no slot, and its sender was told (a late answer still counts).
+    Stalled,
+    /// Past three RTOs: its sender stopped waiting for it (it stays in flight until its
+    /// deadline: a late answer is still taken, and only the deadline makes it a failure).
+    GivenUp,
+}
+
 /// A request in flight.
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -64,14 +76,9 @@ pub(crate) struct Pending {
     pub(crate) reply_from: SocketAddrV4,
     pub(crate) sent: Instant,
     deadline: Instant,
-    /// A walk's request stalls at this time (its RTO) without an answer.
-    stall_at: Option<Instant>,
-    /// It stalled: it takes no slot, and whoever sent it was told.
-    pub(crate) stalled: bool,
-    /// Whoever sent it stops waiting for it at this time (it stays in flight until its
-    /// deadline: a late answer is still taken, and only the deadline makes it a failure).
-    give_up_at: Option<Instant>,
-    pub(crate) given_up: bool,
+    /// A walk's request: when it stalls (its RTO) and when it is given up.
+    waits: Option<(Instant, Instant)>,
+    pub(crate) phase: Phase,
     /// A query's request is sent once more, unchanged, when it stalls.
     resend: Option<(SocketAddrV4, Datagram)>,
     /// It was sent twice: its answer gives no RTT sample (it may answer either copy).
@@ -170,7 +177,10 @@ impl Requests {
 
     /// Requests in flight that take a slot (not stalled).
     fn active(&self) -> usize {
-        self.inflight.iter().filter(|p| !p.stalled).count()
+        self.inflight
+            .iter()
+            .filter(|p| p.phase == Phase::Active)
+            .count()
     }
 
     fn allocate_tid(&mut self) -> Tid {
@@ -201,22 +211,20 @@ impl Requests {
         let resend_ok =
             matches!(q.purpose, Purpose::Query { .. }) && q.request.roundtrip_token.is_none();
         let datagram = Datagram::request(tid, q.request);
-        let stall_at = q.rto.map(|rto| now + rto.min(self.timeout));
         // A stalled request is given up after GIVE_UP_RTOS of its RTO (the resend had the
         // rest of it to come back), or at the timeout.
-        let give_up_at = q
-            .rto
-            .map(|rto| now + (rto * GIVE_UP_RTOS).min(self.timeout));
-        let resend = (resend_ok && stall_at.is_some()).then(|| (q.to, datagram.clone()));
+        let waits = q.rto.map(|rto| {
+            let at = |n: u32| now + (rto * n).min(self.timeout);
+            (at(1), at(GIVE_UP_RTOS))
+        });
+        let resend = (resend_ok && waits.is_some()).then(|| (q.to, datagram.clone()));
         self.inflight.push(Pending {
             tid,
             reply_from: q.reply_from,
             sent: now,
             deadline: now + self.timeout,
-            stall_at,
-            stalled: false,
-            give_up_at,
-            given_up: false,
+            waits,
+            phase: Phase::Active,
             resend,
             resent: false,
             purpose: q.purpose,
@@ -233,8 +241,8 @@ impl Requests {
         let p = self
             .inflight
             .iter_mut()
-            .find(|p| !p.stalled && p.stall_at.is_some_and(|at| at <= now))?;
-        p.stalled = true;
+            .find(|p| p.phase == Phase::Active && p.waits.is_some_and(|(stall, _)| stall <= now))?;
+        p.phase = Phase::Stalled;
         let again = p.resend.take();
         p.resent = again.is_some();
         Some((p.purpose.clone(), again))
@@ -248,11 +256,10 @@ impl Requests {
 
     /// A stalled request whose sender stops waiting for it now (it is marked so).
     pub(crate) fn give_up_due(&mut self, now: Instant) -> Option<Purpose> {
-        let p = self
-            .inflight
-            .iter_mut()
-            .find(|p| p.stalled && !p.given_up && p.give_up_at.is_some_and(|at| at <= now))?;
-        p.given_up = true;
+        let p = self.inflight.iter_mut().find(|p| {
+            p.phase == Phase::Stalled && p.waits.is_some_and(|(_, give_up)| give_up <= now)
+        })?;
+        p.phase = Phase::GivenUp;
         Some(p.purpose.clone())
     }
 
@@ -282,9 +289,9 @@ impl Requests {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.inflight
             .iter()
-            .map(|p| match (p.stall_at, p.give_up_at) {
-                (Some(at), _) if !p.stalled => at.min(p.deadline),
-                (_, Some(at)) if !p.given_up => at.min(p.deadline),
+            .map(|p| match (p.phase, p.waits) {
+                (Phase::Active, Some((stall, _))) => stall.min(p.deadline),
+                (Phase::Stalled, Some((_, give_up))) => give_up.min(p.deadline),
                 _ => p.deadline,
             })
             .min()
@@ -365,6 +372,6 @@ mod tests {
         );
         let tid = first[0].1.tid;
         let p = r.take(tid, addr(1)).expect("a late answer is still taken");
-        assert!(p.stalled && p.resent);
+        assert!(p.phase == Phase::GivenUp && p.resent);
     }
 }

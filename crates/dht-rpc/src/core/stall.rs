@@ -9,9 +9,9 @@
 //! only lets in hosts it wrote to: we then ask the node that named it to relay a ping (a
 //! hole punch), which takes no slot of the walk, and ask the candidate again if its pong
 //! comes while the walk runs. A candidate that answered us directly before is never punched
-//! (it is slow, lossy or gone, not behind a NAT that keeps us out). A candidate that answers neither way, and a
-//! contact that fails the liveness sweep, is dead: it leaves the routing table and walks do
-//! not take it from others' answers for a while (see [`crate::dead`]).
+//! (it is slow, lossy or gone, not behind a NAT that keeps us out). A candidate that answers
+//! neither way is dead: it leaves the routing table and walks do not take it from others'
+//! answers for a while (see [`crate::dead`]).
 
 use std::net::SocketAddrV4;
 use std::time::Instant;
@@ -28,14 +28,14 @@ impl<H: Handler> Core<H> {
     /// A request passed its RTO without an answer (it was just sent once more if it is a
     /// query-round request).
     pub(super) fn on_stall(&mut self, now: Instant, purpose: Purpose) {
-        let (query, node, punched, commit) = match purpose {
-            Purpose::Query {
-                query,
-                node,
-                punched,
-                commit,
-            } => (query, node, punched, commit),
-            _ => return,
+        let Purpose::Query {
+            query,
+            node,
+            punched,
+            commit,
+        } = purpose
+        else {
+            return;
         };
         let Some(q) = self.queries.get_mut(&query) else {
             return;
