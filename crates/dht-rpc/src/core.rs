@@ -189,6 +189,11 @@ impl<H: Handler> Core<H> {
         self.dead.is_dead(now, addr)
     }
 
+    /// The round-trip estimates.
+    pub fn rtts(&self) -> &crate::rtt::Rtts {
+        &self.rtts
+    }
+
     /// The routing table.
     pub fn table(&self) -> &RoutingTable {
         &self.table
@@ -487,11 +492,11 @@ impl<H: Handler> Core<H> {
             self.reach.on_send(now, to);
         }
         // A walk's request stalls after its RTO (see `rtt`); the others wait the timeout.
-        let rto = matches!(purpose, Purpose::Query { .. }).then(|| {
+        let waits = matches!(purpose, Purpose::Query { .. }).then(|| {
             self.rtts
-                .rto(to, self.config.rto_floor, self.config.request_timeout)
+                .waits(to, self.config.rto_floor, self.config.request_timeout)
         });
-        if let Err(purpose) = self.requests.submit(to, reply_from, req, purpose, rto) {
+        if let Err(purpose) = self.requests.submit(to, reply_from, req, purpose, waits) {
             self.stats.overloaded += 1;
             self.fail(now, purpose, RequestError::Overloaded, to, Phase::Active);
             return;

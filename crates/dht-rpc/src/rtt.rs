@@ -9,6 +9,15 @@
 //! the next candidate, and a late answer is still used; after three RTOs the walk stops
 //! waiting for it, and only the request's own timeout makes it a failure.
 //!
+//! A node we never heard from is timed by the node-wide estimate, which says how long most
+//! answers take, not how far the slowest live nodes are: on the simulator's internet-like
+//! paths, the node-wide RTO at the time of sending was under a third of the round trip to
+//! the slowest 1 % of nodes, and walks ended without them (2 to 4 lookups in 100 missed one
+//! of the closest 20 on a healthy network). So the walk stops waiting for such a node no
+//! sooner than twice the 99th percentile of the round trips it measured lately (a decayed
+//! log-scale histogram of samples). It only stalls at the RTO: the walk still moves on at
+//! once, and only its end can wait longer.
+//!
 //! Abuse: only an answer to one of our requests, from the address it went to, gives a
 //! sample, so nobody can feed samples for someone else. A node that answers slowly raises
 //! its own estimate and moves the node-wide one by an eighth of a sample at most; many
@@ -55,16 +64,93 @@ impl Estimator {
     }
 }
 
+/// How long a walk waits for one request: when it stalls (the walk moves on) and when the
+/// walk stops waiting for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waits {
+    /// The RTO: the request is sent once more and frees its slot.
+    pub stall: Duration,
+    /// The walk may end without its answer.
+    pub give_up: Duration,
+}
+
+/// A request with an estimate of its own is given up after this many RTOs.
+pub const GIVE_UP_RTOS: u32 = 3;
+
+/// Log-scale buckets of round-trip samples (four per doubling, in microseconds), decayed:
+/// a high quantile of the round trips to everyone we heard from lately.
+#[derive(Debug, Clone)]
+struct Spread {
+    counts: [u32; BUCKETS],
+    total: u32,
+}
+
+const BUCKETS: usize = 4 * 32;
+
+/// After this many samples, every count is halved (recent samples weigh more).
+const DECAY_EVERY: u32 = 1024;
+
+impl Default for Spread {
+    fn default() -> Self {
+        Spread {
+            counts: [0; BUCKETS],
+            total: 0,
+        }
+    }
+}
+
+impl Spread {
+    fn bucket(sample: Duration) -> usize {
+        let us = (sample.as_micros() as u64).max(4);
+        let exp = 63 - us.leading_zeros() as usize;
+        let frac = ((us >> (exp - 2)) & 3) as usize;
+        (exp * 4 + frac).min(BUCKETS - 1)
+    }
+
+    /// The largest round trip that falls in bucket `i`.
+    fn upper(i: usize) -> Duration {
+        let (exp, frac) = (i / 4, (i % 4) as u64);
+        Duration::from_micros((5 + frac) << (exp - 2))
+    }
+
+    fn add(&mut self, sample: Duration) {
+        if self.total >= DECAY_EVERY {
+            self.total = 0;
+            for c in &mut self.counts {
+                *c /= 2;
+                self.total += *c;
+            }
+        }
+        self.counts[Self::bucket(sample)] += 1;
+        self.total += 1;
+    }
+
+    /// The round trip below which about `q` of the samples fell.
+    fn quantile(&self, q: f64) -> Option<Duration> {
+        let want = ((self.total as f64) * q).ceil() as u32;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= want.max(1) {
+                return Some(Self::upper(i));
+            }
+        }
+        None
+    }
+}
+
 /// Estimates per address (bounded) and for the node as a whole.
 #[derive(Debug, Default)]
 pub struct Rtts {
     node: Option<Estimator>,
     per: BTreeMap<SocketAddrV4, Estimator>,
+    spread: Spread,
 }
 
 impl Rtts {
     /// A direct answer from `from` took `rtt`.
     pub fn sample(&mut self, from: SocketAddrV4, rtt: Duration) {
+        self.spread.add(rtt);
         match &mut self.node {
             Some(e) => e.update(rtt),
             None => self.node = Some(Estimator::new(rtt)),
@@ -96,6 +182,25 @@ impl Rtts {
         match self.per.get(&to).or(self.node.as_ref()) {
             Some(e) => e.rto(floor, ceiling),
             None => ceiling,
+        }
+    }
+
+    /// How long a walk waits for a request to `to`: its RTO, then [`GIVE_UP_RTOS`] of it.
+    /// For an address that never answered us, the walk stops waiting no sooner than
+    /// twice the 99th percentile of recent round trips: the node-wide RTO says how long
+    /// most answers take, not how far the slowest live nodes are.
+    pub fn waits(&self, to: SocketAddrV4, floor: Duration, ceiling: Duration) -> Waits {
+        let ceiling = ceiling.max(floor);
+        let stall = self.rto(to, floor, ceiling);
+        let mut give_up = stall * GIVE_UP_RTOS;
+        if !self.per.contains_key(&to) {
+            if let Some(tail) = self.spread.quantile(0.99) {
+                give_up = give_up.max(tail * 2);
+            }
+        }
+        Waits {
+            stall,
+            give_up: give_up.min(ceiling),
         }
     }
 
@@ -149,6 +254,76 @@ mod tests {
         assert_eq!(r.rto(c, floor, ceiling), node);
         r.forget(a);
         assert_eq!(r.rto(a, floor, ceiling), node);
+    }
+
+    #[test]
+    fn spread_quantiles_are_upper_bucket_edges() {
+        let mut s = Spread::default();
+        assert_eq!(s.quantile(0.99), None);
+        for _ in 0..98 {
+            s.add(40 * MS);
+        }
+        s.add(100 * MS);
+        s.add(300 * MS);
+        let p50 = s.quantile(0.5).expect("samples");
+        assert!(p50 >= 40 * MS && p50 < 48 * MS, "{p50:?}");
+        let p99 = s.quantile(0.99).expect("samples");
+        assert!(p99 >= 100 * MS && p99 < 120 * MS, "{p99:?}");
+        let max = s.quantile(1.0).expect("samples");
+        assert!(max >= 300 * MS && max < 360 * MS, "{max:?}");
+        assert_eq!(
+            Spread::bucket(Duration::ZERO),
+            Spread::bucket(4 * Duration::from_micros(1))
+        );
+        assert_eq!(Spread::bucket(Duration::from_secs(100_000)), BUCKETS - 1);
+    }
+
+    #[test]
+    fn spread_decays_old_samples() {
+        let mut s = Spread::default();
+        for _ in 0..DECAY_EVERY {
+            s.add(500 * MS);
+        }
+        for _ in 0..(DECAY_EVERY * 4) {
+            s.add(20 * MS);
+        }
+        let p99 = s.quantile(0.99).expect("samples");
+        assert!(p99 < 30 * MS, "old slow samples fade: {p99:?}");
+    }
+
+    #[test]
+    fn unknown_nodes_are_given_up_after_the_tail_of_round_trips() {
+        let (floor, ceiling) = (50 * MS, 1250 * MS);
+        let mut r = Rtts::default();
+        let far: SocketAddrV4 = "10.9.0.99:1".parse().expect("addr");
+        assert_eq!(
+            r.waits(far, floor, ceiling),
+            Waits {
+                stall: ceiling,
+                give_up: ceiling
+            },
+            "nothing measured: the timeout"
+        );
+        for i in 0..100u32 {
+            let rtt = if i % 50 == 0 { 200 * MS } else { 30 * MS };
+            r.sample(SocketAddrV4::new((0x0a00_0000 + i).into(), 1), rtt);
+        }
+        let known = SocketAddrV4::new(0x0a00_0001.into(), 1);
+        let k = r.waits(known, floor, ceiling);
+        assert_eq!(
+            k.give_up,
+            k.stall * GIVE_UP_RTOS,
+            "its own estimate: three RTOs"
+        );
+        let u = r.waits(far, floor, ceiling);
+        assert_eq!(u.stall, r.node().expect("node").rto(floor, ceiling));
+        assert!(u.stall < 200 * MS, "the walk moves on early: {:?}", u.stall);
+        assert!(
+            u.give_up >= 400 * MS,
+            "but waits past the tail: {:?}",
+            u.give_up
+        );
+        assert!(u.give_up <= ceiling);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use dht_wire::{Datagram, NodeAddr, NodeId, Request, Tid};
 
 use crate::events::{QueryId, RequestId};
 use crate::routing::Contact;
+use crate::rtt::Waits;
 
 /// Why a request was sent: what to do with its answer or failure.
 #[derive(Debug, Clone)]
@@ -116,11 +117,8 @@ struct Queued {
     reply_from: SocketAddrV4,
     request: Request,
     purpose: Purpose,
-    rto: Option<Duration>,
+    waits: Option<Waits>,
 }
-
-/// A request with an RTO is given up after this many of them.
-const GIVE_UP_RTOS: u32 = 3;
 
 /// Requests in flight at most, stalled ones included, per slot of `concurrency`.
 const STALLED_PER_SLOT: usize = 8;
@@ -160,7 +158,7 @@ impl Requests {
         reply_from: SocketAddrV4,
         request: Request,
         purpose: Purpose,
-        rto: Option<Duration>,
+        waits: Option<Waits>,
     ) -> Result<(), Purpose> {
         if self.queue.len() >= self.max_queued {
             return Err(purpose);
@@ -170,7 +168,7 @@ impl Requests {
             reply_from,
             request,
             purpose,
-            rto,
+            waits,
         });
         Ok(())
     }
@@ -211,11 +209,11 @@ impl Requests {
         let resend_ok =
             matches!(q.purpose, Purpose::Query { .. }) && q.request.roundtrip_token.is_none();
         let datagram = Datagram::request(tid, q.request);
-        // A stalled request is given up after GIVE_UP_RTOS of its RTO (the resend had the
-        // rest of it to come back), or at the timeout.
-        let waits = q.rto.map(|rto| {
-            let at = |n: u32| now + (rto * n).min(self.timeout);
-            (at(1), at(GIVE_UP_RTOS))
+        // A request stalls at its RTO and is given up later (the resend had the rest of
+        // that time to come back), and both by the timeout.
+        let waits = q.waits.map(|w| {
+            let at = |d: Duration| now + d.min(self.timeout);
+            (at(w.stall), at(w.give_up))
         });
         let resend = (resend_ok && waits.is_some()).then(|| (q.to, datagram.clone()));
         self.inflight.push(Pending {
@@ -319,7 +317,10 @@ mod tests {
     fn walk_requests_stall_at_their_rto_and_are_sent_once_more() {
         let t = Instant::now();
         let timeout = Duration::from_millis(1000);
-        let rto = Some(Duration::from_millis(100));
+        let rto = Some(Waits {
+            stall: Duration::from_millis(100),
+            give_up: Duration::from_millis(300),
+        });
         let mut r = Requests::new(1, 2, 16, timeout);
         let query = |token: Option<Bytes>| Request {
             roundtrip_token: token,
