@@ -193,10 +193,10 @@ impl Rtts {
         let ceiling = ceiling.max(floor);
         let stall = self.rto(to, floor, ceiling);
         let mut give_up = stall * GIVE_UP_RTOS;
-        if !self.per.contains_key(&to) {
-            if let Some(tail) = self.spread.quantile(0.99) {
-                give_up = give_up.max(tail * 2);
-            }
+        if !self.per.contains_key(&to)
+            && let Some(tail) = self.spread.quantile(0.99)
+        {
+            give_up = give_up.max(tail * 2);
         }
         Waits {
             stall,
