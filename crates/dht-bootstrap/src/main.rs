@@ -2,12 +2,13 @@
 //! id, so it is in nobody's routing table; it answers `_ping` and `_find_node` (and any
 //! command, with closer nodes) and learns of the nodes that query it.
 
+mod process;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use dht_rpc::Node;
-use rand::Rng;
+use dht_rpc::{Maintenance, Node};
 use serde_json::json;
 
 const EXAMPLES: &str = "\
@@ -46,14 +47,18 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    hyperdht_cli::run_main(cli.verbose, cli.quiet, run(cli))
+    process::run_main(cli.verbose, cli.quiet, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let bind = format!("{}:{}", cli.host, cli.port);
+    // With other entry nodes to join, the node re-bootstraps through them every 5 to 65 s
+    // (its core's maintenance); alone, it only answers.
+    let rejoin = !cli.bootstrap.is_empty();
     let node = Node::builder()
         .ephemeral(true)
         .bootstrap(cli.bootstrap.clone())
+        .maintenance(rejoin.then(Maintenance::default))
         .bind(&bind)
         .await?;
     let addr = node.local_addr();
@@ -65,23 +70,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         println!("dht-bootstrap listening on {addr}");
     }
-    let rejoin = !cli.bootstrap.is_empty();
     let mut stats = tokio::time::interval(Duration::from_secs(60));
     stats.tick().await;
     loop {
-        let wait = Duration::from_millis(rand::rng().random_range(5_000..65_000));
         tokio::select! {
-            () = tokio::time::sleep(wait), if rejoin => {
-                if let Err(e) = node.bootstrap().await {
-                    tracing::warn!(error = %e, "re-bootstrap through the other entry nodes failed");
-                }
-            }
             _ = stats.tick() => {
                 let s = node.stats();
                 let known = node.read_core(|c| c.table().len());
                 tracing::info!(known, answered = s.requests_answered, dropped = s.malformed + s.requests_dropped, "stats");
             }
-            () = hyperdht_cli::shutdown_signal() => break,
+            () = process::shutdown_signal() => break,
         }
     }
     tracing::info!("shutting down");

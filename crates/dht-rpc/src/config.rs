@@ -24,6 +24,48 @@ pub const SECRET_ROTATION: Duration = Duration::from_secs(5 * 60);
 /// A contact seen this recently is not pinged by the liveness sweep or before eviction.
 pub const RECENTLY_SEEN: Duration = Duration::from_secs(15);
 
+/// What a long-lived node does by itself to keep its routing table fresh: every so often
+/// (a uniformly drawn wait, so that nodes started together do not walk together) it
+/// re-bootstraps, that is it walks for its own id through its contacts and the bootstrap
+/// nodes, then refreshes up to three empty buckets, and with [`Config::adaptive`] runs a
+/// reachability round after those walks. (The reference's library does none of this; its
+/// `hyperdht` command re-bootstraps every 5 to 65 seconds, the default here.)
+///
+/// ```
+/// use std::time::Duration;
+/// use dht_rpc::{Config, Maintenance};
+///
+/// let config = Config {
+///     maintenance: Some(Maintenance::every(Duration::from_secs(30), Duration::from_secs(90))),
+///     ..Config::default()
+/// };
+/// assert_eq!(config.maintenance.unwrap().between, (Duration::from_secs(30), Duration::from_secs(90)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Maintenance {
+    /// The least and the most time from the node's first bootstrap, or from the last
+    /// re-bootstrap, to the next.
+    pub between: (Duration, Duration),
+}
+
+impl Maintenance {
+    /// A re-bootstrap every `min` to `max` (drawn anew each time; `max` below `min` counts
+    /// as `min`).
+    pub fn every(min: Duration, max: Duration) -> Self {
+        Maintenance {
+            between: (min, max.max(min)),
+        }
+    }
+}
+
+impl Default for Maintenance {
+    /// Every 5 to 65 seconds, as the reference's `hyperdht` command.
+    fn default() -> Self {
+        Maintenance::every(Duration::from_secs(5), Duration::from_secs(65))
+    }
+}
+
 /// The configuration of a node's core.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -62,6 +104,11 @@ pub struct Config {
     pub adaptive: bool,
     /// The defences against hostile networks (see [`crate::guard`]).
     pub defences: Defences,
+    /// Periodic re-bootstrap, bucket refresh and reachability rounds, inside the core (see
+    /// [`Maintenance`]). `None` here, so that a core does only what it is told (the
+    /// simulator's networks stay quiet); the tokio builders (`NodeBuilder`,
+    /// `HyperDhtBuilder`) turn it on by default, as a long-lived node needs it.
+    pub maintenance: Option<Maintenance>,
 }
 
 impl Default for Config {
@@ -79,6 +126,7 @@ impl Default for Config {
             max_queued: 4096,
             adaptive: false,
             defences: Defences::default(),
+            maintenance: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! for randomness: time comes in as `now`, randomness from the configured seed.
 
 mod defend;
+mod maintain;
 mod reach;
 mod requests;
 mod serve;
@@ -72,6 +73,8 @@ pub struct Core<H = NoHandler> {
     next_tick: Instant,
     ticks: u64,
     next_rotation: Instant,
+    /// When the node's own maintenance re-bootstraps next (see [`Config::maintenance`]).
+    next_maintenance: Option<Instant>,
     /// Contacts being pinged to make room for a newcomer, so that one full bucket runs one
     /// eviction at a time.
     repinging: BTreeSet<NodeId>,
@@ -145,6 +148,7 @@ impl<H: Handler> Core<H> {
             next_tick: now + TICK,
             ticks: 0,
             next_rotation: now + SECRET_ROTATION,
+            next_maintenance: None,
             repinging: BTreeSet::new(),
             checking: BTreeSet::new(),
             deliver_unrecognized: false,
@@ -239,6 +243,9 @@ impl<H: Handler> Core<H> {
         let mut t = self.next_tick.min(self.next_rotation);
         if let Some(d) = self.requests.next_deadline() {
             t = t.min(d);
+        }
+        if let Some(m) = self.next_maintenance {
+            t = t.min(m);
         }
         Some(t)
     }
@@ -415,6 +422,7 @@ impl<H: Handler> Core<H> {
             if self.bootstrap_query == Some(qid) {
                 self.bootstrap_query = None;
                 self.mark_ready();
+                self.maintain(now);
             }
             if self.own_walks.remove(&qid) {
                 let probes = self.reach_targets(now, &q);
@@ -789,6 +797,7 @@ impl<H: Handler> Core<H> {
             self.tokens.rotate(self.rng.random());
             self.next_rotation = now + SECRET_ROTATION;
         }
+        self.maintain(now);
         if now >= self.next_tick {
             self.ticks += 1;
             self.next_tick = now + TICK;

@@ -26,7 +26,7 @@ mod tokens;
 pub use crate::core::{Core, Transmit};
 pub use config::{
     Config, DEFAULT_CONCURRENCY, DEFAULT_K, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RTO_FLOOR,
-    RECENTLY_SEEN, SECRET_ROTATION, TICK,
+    Maintenance, RECENTLY_SEEN, SECRET_ROTATION, TICK,
 };
 pub use dht_wire as wire;
 pub use dht_wire::{NodeAddr, NodeId};

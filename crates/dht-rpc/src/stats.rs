@@ -36,6 +36,8 @@ pub struct Stats {
     /// Nodes named in answers that walks did not take because they stopped answering us
     /// lately.
     pub dead_skipped: u64,
+    /// Re-bootstraps the node's own maintenance started (see `Config::maintenance`).
+    pub rebootstraps: u64,
     /// Requests of ours refused because the queue was full.
     pub overloaded: u64,
     /// Datagrams dropped unread: their source cannot be real (port 0, an unspecified,
@@ -72,7 +74,7 @@ pub struct Stats {
 
 impl Stats {
     /// Every counter with its name, in declaration order (for logs and metrics).
-    pub fn fields(&self) -> [(&'static str, u64); 27] {
+    pub fn fields(&self) -> [(&'static str, u64); 28] {
         [
             ("datagrams_in", self.datagrams_in),
             ("datagrams_out", self.datagrams_out),
@@ -88,6 +90,7 @@ impl Stats {
             ("stalled", self.stalled),
             ("answered_after_give_up", self.answered_after_give_up),
             ("dead_skipped", self.dead_skipped),
+            ("rebootstraps", self.rebootstraps),
             ("overloaded", self.overloaded),
             ("bogus_sources", self.bogus_sources),
             ("limited_ip", self.limited_ip),

@@ -269,3 +269,45 @@ async fn dropping_a_query_stream_cancels_the_query() {
     drop(stream);
     assert_eq!(a.read_core(|c| c.active_queries()), 0, "cancelled on drop");
 }
+
+#[tokio::test]
+async fn a_library_node_re_bootstraps_by_itself() {
+    use dht_rpc::Maintenance;
+    use std::time::Duration;
+    let (entry, first) = network(10).await;
+    let addr = entry.local_addr().to_string();
+    let kept = Node::builder()
+        .bootstrap([addr.clone()])
+        .maintenance(Some(Maintenance::every(
+            Duration::from_millis(100),
+            Duration::from_millis(200),
+        )))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let bare = Node::builder()
+        .bootstrap([addr.clone()])
+        .maintenance(None)
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    kept.ready().await;
+    bare.ready().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (k, b) = (kept.stats(), bare.stats());
+    assert!(
+        k.rebootstraps >= 4,
+        "every 100-200 ms for 1.5 s: {}",
+        k.rebootstraps
+    );
+    assert_eq!(b.rebootstraps, 0, "turned off");
+    assert!(
+        kept.read_core(|c| c.table().len()) >= 8,
+        "it knows the network"
+    );
+    assert_eq!(
+        first[0].read_core(|c| c.config().maintenance),
+        Some(Maintenance::default()),
+        "a builder's node maintains itself unless told not to"
+    );
+}

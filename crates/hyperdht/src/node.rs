@@ -119,6 +119,13 @@ impl HyperDhtBuilder {
         self
     }
 
+    /// The node's own maintenance (re-bootstrap, bucket refresh, reachability rounds);
+    /// `None` turns it off. On by default: see [`dht_rpc::Maintenance`].
+    pub fn maintenance(mut self, maintenance: Option<dht_rpc::Maintenance>) -> Self {
+        self.rpc = self.rpc.maintenance(maintenance);
+        self
+    }
+
     /// Seeds the node's random choices, for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.rpc = self.rpc.seed(seed);

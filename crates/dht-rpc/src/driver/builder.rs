@@ -7,7 +7,7 @@ use dht_wire::NodeId;
 use tokio::net::UdpSocket;
 
 use super::{Handlers, Node};
-use crate::config::Config;
+use crate::config::{Config, Maintenance};
 use crate::core::Core;
 use crate::handler::Handler;
 
@@ -37,12 +37,26 @@ pub enum BindError {
     },
 }
 
-/// Options of a [`Node`]; the defaults are the reference's.
-#[derive(Debug, Default, Clone)]
+/// Options of a [`Node`]; the defaults are the reference's, but for [`Maintenance`], which
+/// is on (a re-bootstrap every 5 to 65 seconds).
+#[derive(Debug, Clone)]
 pub struct NodeBuilder {
     config: Config,
     bootstrap: Vec<String>,
     no_bootstrap_on_start: bool,
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        NodeBuilder {
+            config: Config {
+                maintenance: Some(Maintenance::default()),
+                ..Config::default()
+            },
+            bootstrap: Vec::new(),
+            no_bootstrap_on_start: false,
+        }
+    }
 }
 
 impl NodeBuilder {
@@ -121,6 +135,13 @@ impl NodeBuilder {
     /// Seeds the node's random choices, for reproducible runs (random otherwise).
     pub fn seed(mut self, seed: u64) -> Self {
         self.config.seed = seed;
+        self
+    }
+
+    /// The node's own maintenance (re-bootstrap, bucket refresh, reachability rounds);
+    /// `None` turns it off. On by default: see [`Maintenance`].
+    pub fn maintenance(mut self, maintenance: Option<Maintenance>) -> Self {
+        self.config.maintenance = maintenance;
         self
     }
 

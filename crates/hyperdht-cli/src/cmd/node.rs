@@ -1,10 +1,7 @@
 //! `hyperdht` with no command: a long-lived node.
 
-use std::time::Duration;
-
 use dht_rpc::Event;
 use hyperdht::PeerEvent;
-use rand::Rng;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -31,13 +28,13 @@ pub async fn run(
     );
     let ready = dht.ready();
     tokio::pin!(ready);
+    // Re-bootstrap, bucket refresh and reachability rounds run inside the node (the
+    // builder's default `Maintenance`: every 5 to 65 seconds, as the original).
     let mut bootstrapped = false;
-    let mut next = tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365);
     loop {
         tokio::select! {
             () = &mut ready, if !bootstrapped => {
                 bootstrapped = true;
-                next = tokio::time::Instant::now() + interval();
                 let nodes = dht.rpc().read_core(|c| c.table().len());
                 if !out.quiet {
                     out.emit(|| format!("bootstrapped ({nodes} nodes known)"), || json!({"event": "bootstrapped", "nodes": nodes}));
@@ -45,14 +42,6 @@ pub async fn run(
                 if nodes == 0 && !bootstrap.is_empty() {
                     tracing::warn!("no node answered the bootstrap: check --bootstrap and that UDP gets through");
                 }
-            }
-            () = tokio::time::sleep_until(next), if bootstrapped => {
-                if let Err(e) = dht.bootstrap().await {
-                    tracing::warn!(error = %e, "re-bootstrap failed");
-                } else {
-                    tracing::info!(nodes = dht.rpc().read_core(|c| c.table().len()), "re-bootstrapped");
-                }
-                next = tokio::time::Instant::now() + interval();
             }
             e = events.recv() => match e {
                 Ok(e) if !out.quiet => print_event(out, e),
@@ -105,11 +94,6 @@ pub async fn run(
     );
     dht.shutdown().await;
     Ok(())
-}
-
-/// 5 to 65 seconds, as the original.
-fn interval() -> Duration {
-    Duration::from_millis(rand::rng().random_range(5_000..65_000))
 }
 
 fn print_event(out: &Out, e: PeerEvent) {

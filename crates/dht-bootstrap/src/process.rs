@@ -1,0 +1,60 @@
+//! What the process needs around the node: logging on stderr, the shutdown signals, and exit
+//! codes (the `hyperdht` command's, so that scripts treat both alike: 0 ok, 1 failure,
+//! 2 usage error (clap's own), 4 port in use or unknown host).
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use dht_rpc::BindError;
+use tracing_subscriber::EnvFilter;
+
+/// Exit code of an address problem (port in use, unknown host).
+const EXIT_ADDRESS: u8 = 4;
+
+/// Sets up logging (`RUST_LOG` wins; otherwise warn, raised by each `-v`, lowered to error
+/// by `-q`), runs `job` on a tokio runtime and turns its result into the exit code.
+pub fn run_main(
+    verbose: u8,
+    quiet: bool,
+    job: impl Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| anyhow::Error::new(e).context("starting the runtime"))
+        .and_then(|rt| rt.block_on(job));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let address = e.chain().any(|c| c.is::<BindError>());
+            ExitCode::from(if address { EXIT_ADDRESS } else { 1 })
+        }
+    }
+}
+
+/// Resolves at Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
