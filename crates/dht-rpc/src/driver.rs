@@ -34,7 +34,8 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
 use crate::core::{Core, Transmit};
 use crate::events::{Event, Pong, QueryError, QueryId, QueryOutcome, RequestError, RequestId};
-use crate::handler::{Answer, Handler, Incoming};
+use crate::handler::{Answer, Incoming};
+use crate::machine::{Machine, MachineEvent};
 use crate::query::QuerySpec;
 use crate::stats::Stats;
 use dht_wire::NodeId;
@@ -45,25 +46,28 @@ use stream::QueryMsg;
 pub use stream::QueryStream;
 
 /// What the handle and the task share, behind one lock that is never held across an await.
-pub(crate) struct Shared<H> {
-    pub(crate) core: Core<H>,
+pub(crate) struct Shared<M: Machine> {
+    pub(crate) core: M,
     pongs: HashMap<RequestId, oneshot::Sender<Result<Pong, RequestError>>>,
     pub(crate) queries: HashMap<QueryId, mpsc::UnboundedSender<QueryMsg>>,
+    /// Callers waiting for an own event of the machine (see [`Machine::waiter`]).
+    waiters: HashMap<u64, oneshot::Sender<M::Own>>,
     closed: bool,
 }
 
-pub(crate) struct Inner<H> {
-    shared: Mutex<Shared<H>>,
+pub(crate) struct Inner<M: Machine> {
+    shared: Mutex<Shared<M>>,
     socket: UdpSocket,
     local_addr: SocketAddrV4,
     wake: Notify,
     events: broadcast::Sender<Event>,
+    own: broadcast::Sender<M::Own>,
     ready: watch::Sender<bool>,
     datagrams: Mutex<Option<mpsc::Sender<(SocketAddrV4, Bytes)>>>,
 }
 
-impl<H: Handler + Send + 'static> Inner<H> {
-    pub(crate) fn with_shared<R>(&self, f: impl FnOnce(&mut Shared<H>) -> R) -> R {
+impl<M: Machine> Inner<M> {
+    pub(crate) fn with_shared<R>(&self, f: impl FnOnce(&mut Shared<M>) -> R) -> R {
         let mut guard = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         let r = f(&mut guard);
         drop(guard);
@@ -72,13 +76,27 @@ impl<H: Handler + Send + 'static> Inner<H> {
     }
 
     /// Reads the core without waking the driver (nothing to send can come of it).
-    pub(crate) fn read<R>(&self, f: impl FnOnce(&Shared<H>) -> R) -> R {
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Shared<M>) -> R) -> R {
         f(&self.shared.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Hands the core's events to whoever waits for them.
-    fn dispatch(&self, s: &mut Shared<H>) {
+    fn dispatch(&self, s: &mut Shared<M>) {
         while let Some(e) = s.core.poll_event() {
+            let e = match e {
+                MachineEvent::Rpc(e) => e,
+                MachineEvent::Own(own) => {
+                    match M::waiter(&own).and_then(|k| s.waiters.remove(&k)) {
+                        Some(tx) => {
+                            let _ = tx.send(own);
+                        }
+                        None => {
+                            let _ = self.own.send(own);
+                        }
+                    }
+                    continue;
+                }
+            };
             match e {
                 Event::Pong { request, result } => {
                     if let Some(tx) = s.pongs.remove(&request) {
@@ -92,7 +110,7 @@ impl<H: Handler + Send + 'static> Inner<H> {
                         .is_some_and(|tx| tx.send(QueryMsg::Reply(reply)).is_err());
                     if gone {
                         s.queries.remove(&query);
-                        s.core.cancel_query(query);
+                        s.core.rpc_mut().cancel_query(query);
                     }
                 }
                 Event::QueryDone { query, result } => {
@@ -122,67 +140,75 @@ impl<H: Handler + Send + 'static> Inner<H> {
     }
 }
 
-/// A dht-rpc node on a UDP socket. Cheap to clone; the node shuts down when the last clone
-/// is dropped or [`Node::shutdown`] is called.
-pub struct Node<H: Handler + Send + 'static = Handlers> {
-    inner: Arc<Inner<H>>,
-    _guard: Arc<ShutdownOnDrop<H>>,
+/// A dht-rpc node on a UDP socket: the driver of a dht-rpc [`Core`].
+pub type Node<H = Handlers> = Driver<Core<H>>;
+
+/// A weak handle of a [`Node`].
+pub type WeakNode<H = Handlers> = WeakDriver<Core<H>>;
+
+/// A [`Machine`] on a UDP socket: dht-rpc's core ([`Node`]) or a layer's that wraps it.
+/// Cheap to clone; the node shuts down when the last clone is dropped or
+/// [`Driver::shutdown`] is called.
+pub struct Driver<M: Machine> {
+    inner: Arc<Inner<M>>,
+    _guard: Arc<ShutdownOnDrop<M>>,
 }
 
-impl<H: Handler + Send + 'static> Clone for Node<H> {
+impl<M: Machine> Clone for Driver<M> {
     fn clone(&self) -> Self {
-        Node {
+        Driver {
             inner: self.inner.clone(),
             _guard: self._guard.clone(),
         }
     }
 }
 
-/// A handle that does not keep the node alive; [`WeakNode::upgrade`] gives a [`Node`] while
-/// the node runs.
-pub struct WeakNode<H: Handler + Send + 'static = Handlers> {
-    inner: std::sync::Weak<Inner<H>>,
-    guard: std::sync::Weak<ShutdownOnDrop<H>>,
+/// A handle that does not keep the node alive; [`WeakDriver::upgrade`] gives a [`Driver`]
+/// while the node runs.
+pub struct WeakDriver<M: Machine> {
+    inner: std::sync::Weak<Inner<M>>,
+    guard: std::sync::Weak<ShutdownOnDrop<M>>,
 }
 
-impl<H: Handler + Send + 'static> Clone for WeakNode<H> {
+impl<M: Machine> Clone for WeakDriver<M> {
     fn clone(&self) -> Self {
-        WeakNode {
+        WeakDriver {
             inner: self.inner.clone(),
             guard: self.guard.clone(),
         }
     }
 }
 
-impl<H: Handler + Send + 'static> WeakNode<H> {
-    /// The node, unless every [`Node`] handle is gone.
-    pub fn upgrade(&self) -> Option<Node<H>> {
-        Some(Node {
+impl<M: Machine> WeakDriver<M> {
+    /// The node, unless every [`Driver`] handle is gone.
+    pub fn upgrade(&self) -> Option<Driver<M>> {
+        Some(Driver {
             inner: self.inner.upgrade()?,
             _guard: self.guard.upgrade()?,
         })
     }
 }
 
-struct ShutdownOnDrop<H: Handler + Send + 'static>(Arc<Inner<H>>);
+struct ShutdownOnDrop<M: Machine>(Arc<Inner<M>>);
 
-impl<H: Handler + Send + 'static> Drop for ShutdownOnDrop<H> {
+impl<M: Machine> Drop for ShutdownOnDrop<M> {
     fn drop(&mut self) {
         close(&self.0);
     }
 }
 
-fn close<H: Handler + Send + 'static>(inner: &Inner<H>) {
+fn close<M: Machine>(inner: &Inner<M>) {
     inner.with_shared(|s| {
         if !s.closed {
             s.closed = true;
-            s.core.cancel_all();
+            s.waiters.clear();
+            s.core.rpc_mut().cancel_all();
             inner.dispatch(s);
         }
     });
 }
 
-impl Node<Handlers> {
+impl Driver<Core<Handlers>> {
     /// A builder for a node whose application commands are answered by closures.
     pub fn builder() -> NodeBuilder {
         NodeBuilder::default()
@@ -200,30 +226,30 @@ impl Node<Handlers> {
     }
 }
 
-impl<H: Handler + Send + 'static> Node<H> {
-    pub(crate) fn start(
-        socket: UdpSocket,
-        local_addr: SocketAddrV4,
-        core: Core<H>,
-        bootstrap: bool,
-    ) -> Self {
+impl<M: Machine> Driver<M> {
+    /// Runs `machine` on `socket` (bound to `local_addr`) in a new tokio task; with
+    /// `bootstrap`, starts its first bootstrap at once.
+    pub fn start(socket: UdpSocket, local_addr: SocketAddrV4, machine: M, bootstrap: bool) -> Self {
         let (events, _) = broadcast::channel(1024);
+        let (own, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
             shared: Mutex::new(Shared {
-                core,
+                core: machine,
                 pongs: HashMap::new(),
                 queries: HashMap::new(),
+                waiters: HashMap::new(),
                 closed: false,
             }),
             socket,
             local_addr,
             wake: Notify::new(),
             events,
+            own,
             ready: watch::channel(false).0,
             datagrams: Mutex::new(None),
         });
         tokio::spawn(run(inner.clone()));
-        let node = Node {
+        let node = Driver {
             _guard: Arc::new(ShutdownOnDrop(inner.clone())),
             inner,
         };
@@ -233,23 +259,58 @@ impl<H: Handler + Send + 'static> Node<H> {
         node
     }
 
-    /// Reads the core (routing table, stats, handler state) without waking the driver.
-    pub fn read_core<R>(&self, f: impl FnOnce(&Core<H>) -> R) -> R {
+    /// Reads the dht-rpc core (routing table, stats, handler state) without waking the
+    /// driver.
+    pub fn read_core<R>(&self, f: impl FnOnce(&Core<M::Handler>) -> R) -> R {
+        self.inner.read(|s| f(s.core.rpc()))
+    }
+
+    /// Reads the machine without waking the driver.
+    pub fn read_machine<R>(&self, f: impl FnOnce(&M) -> R) -> R {
         self.inner.read(|s| f(&s.core))
     }
 
     /// A handle that does not keep the node alive (for background tasks).
-    pub fn downgrade(&self) -> WeakNode<H> {
-        WeakNode {
+    pub fn downgrade(&self) -> WeakDriver<M> {
+        WeakDriver {
             inner: Arc::downgrade(&self.inner),
             guard: Arc::downgrade(&self._guard),
         }
     }
 
-    /// Runs `f` on the core (for layers built on top, such as hyperdht), then lets the
-    /// driver send what it emitted.
-    pub fn with_core<R>(&self, f: impl FnOnce(&mut Core<H>) -> R) -> R {
-        self.inner.with_shared(|s| f(&mut s.core))
+    /// Runs `f` on the dht-rpc core, then lets the driver send what it emitted.
+    pub fn with_core<R>(&self, f: impl FnOnce(&mut Core<M::Handler>) -> R) -> R {
+        self.inner.with_shared(|s| f(s.core.rpc_mut()))
+    }
+
+    /// Runs `f` on the machine, then lets the driver send what it emitted.
+    pub fn with_machine<R>(&self, f: impl FnOnce(&mut M) -> R) -> R {
+        self.inner.with_shared(|s| {
+            let r = f(&mut s.core);
+            self.inner.dispatch(s);
+            r
+        })
+    }
+
+    /// Starts something on the machine that ends with an own event (`start` returns the
+    /// key [`Machine::waiter`] gives that event), and waits for that event; `None` if the
+    /// node shut down first.
+    pub async fn own_request(&self, start: impl FnOnce(&mut M) -> u64) -> Option<M::Own> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.with_shared(|s| {
+            if s.closed {
+                return;
+            }
+            let key = start(&mut s.core);
+            s.waiters.insert(key, tx);
+            self.inner.dispatch(s);
+        });
+        rx.await.ok()
+    }
+
+    /// The machine's own events that no caller waits for.
+    pub fn own_events(&self) -> broadcast::Receiver<M::Own> {
+        self.inner.own.subscribe()
     }
 
     /// The address the socket is bound to.
@@ -335,14 +396,14 @@ impl<H: Handler + Send + 'static> Node<H> {
 
     async fn request(
         &self,
-        start: impl FnOnce(&mut Core<H>) -> RequestId,
+        start: impl FnOnce(&mut Core<M::Handler>) -> RequestId,
     ) -> Result<Pong, RequestError> {
         let (tx, rx) = oneshot::channel();
         self.inner.with_shared(|s| {
             if s.closed {
                 return;
             }
-            let id = start(&mut s.core);
+            let id = start(s.core.rpc_mut());
             s.pongs.insert(id, tx);
             // The core may have failed it at once (overloaded).
             self.inner.dispatch(s);
@@ -356,7 +417,7 @@ impl<H: Handler + Send + 'static> Node<H> {
         command: impl Into<String>,
         target: NodeId,
         value: Option<Bytes>,
-    ) -> QueryStream<H> {
+    ) -> QueryStream<M> {
         self.run_query(QuerySpec::query(command, target, value))
     }
 
@@ -367,19 +428,19 @@ impl<H: Handler + Send + 'static> Node<H> {
         command: impl Into<String>,
         target: NodeId,
         value: Option<Bytes>,
-    ) -> QueryStream<H> {
+    ) -> QueryStream<M> {
         self.run_query(QuerySpec::update(command, target, value))
     }
 
     /// Starts any query or update.
-    pub fn run_query(&self, spec: QuerySpec) -> QueryStream<H> {
+    pub fn run_query(&self, spec: QuerySpec) -> QueryStream<M> {
         self.start_query(|c| c.query(Instant::now(), spec))
     }
 
-    fn start_query(&self, start: impl FnOnce(&mut Core<H>) -> QueryId) -> QueryStream<H> {
+    fn start_query(&self, start: impl FnOnce(&mut Core<M::Handler>) -> QueryId) -> QueryStream<M> {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = self.inner.with_shared(|s| {
-            let id = start(&mut s.core);
+            let id = start(s.core.rpc_mut());
             if s.closed {
                 let _ = tx.send(QueryMsg::Done(Err(QueryError::Cancelled)));
             } else {
@@ -404,7 +465,7 @@ impl<H: Handler + Send + 'static> Node<H> {
 }
 
 /// The driver task.
-async fn run<H: Handler + Send + 'static>(inner: Arc<Inner<H>>) {
+async fn run<M: Machine>(inner: Arc<Inner<M>>) {
     let mut buf = vec![0u8; 65536];
     loop {
         let (transmits, deadline, closed) = {

@@ -17,6 +17,7 @@ mod events;
 pub mod guard;
 mod handler;
 mod limiter;
+mod machine;
 mod query;
 mod routing;
 pub mod rtt;
@@ -30,11 +31,14 @@ pub use config::{
 };
 pub use dht_wire as wire;
 pub use dht_wire::{NodeAddr, NodeId};
-pub use driver::{BindError, Handlers, Node, NodeBuilder, QueryStream, WeakNode};
+pub use driver::{
+    BindError, Driver, Handlers, Node, NodeBuilder, QueryStream, WeakDriver, WeakNode,
+};
 pub use events::{Event, Pong, QueryError, QueryId, QueryOutcome, Reply, RequestError, RequestId};
 pub use guard::Defences;
 pub use handler::{Answer, Handler, Incoming, NoHandler};
 pub use limiter::RateLimiter;
+pub use machine::{Machine, MachineEvent};
 pub use query::QuerySpec;
 pub use routing::{Contact, Insert, RoutingTable, TableLimits};
 pub use stats::Stats;

@@ -53,7 +53,7 @@ pub(crate) fn to_reply(
 /// The replies of an announce or lookup as they arrive; dropping it cancels the query.
 pub struct PeersStream {
     pub(crate) first: VecDeque<PeersReply>,
-    pub(crate) inner: QueryStream<PeersHandler>,
+    pub(crate) inner: QueryStream<dht_rpc::Core<PeersHandler>>,
     pub(crate) local: Option<SocketAddrV4>,
 }
 

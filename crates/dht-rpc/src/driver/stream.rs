@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::Inner;
 use crate::events::{QueryError, QueryId, QueryOutcome, Reply};
-use crate::handler::Handler;
+use crate::machine::Machine;
 
 /// What the driver forwards to a query's stream.
 #[derive(Debug)]
@@ -22,14 +22,14 @@ pub(crate) enum QueryMsg {
 ///
 /// After the stream ends, [`QueryStream::outcome`] tells how the query went; or use
 /// [`QueryStream::collect_all`] to wait for everything at once.
-pub struct QueryStream<H: Handler + Send + 'static> {
+pub struct QueryStream<M: Machine> {
     pub(crate) id: QueryId,
     pub(crate) rx: mpsc::UnboundedReceiver<QueryMsg>,
-    pub(crate) inner: Weak<Inner<H>>,
+    pub(crate) inner: Weak<Inner<M>>,
     pub(crate) outcome: Option<Result<QueryOutcome, QueryError>>,
 }
 
-impl<H: Handler + Send + 'static> QueryStream<H> {
+impl<M: Machine> QueryStream<M> {
     /// How the query went: `None` until the stream has ended.
     pub fn outcome(&self) -> Option<&Result<QueryOutcome, QueryError>> {
         self.outcome.as_ref()
@@ -51,7 +51,7 @@ impl<H: Handler + Send + 'static> QueryStream<H> {
     }
 }
 
-impl<H: Handler + Send + 'static> Stream for QueryStream<H> {
+impl<M: Machine> Stream for QueryStream<M> {
     type Item = Reply;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Reply>> {
@@ -73,7 +73,7 @@ impl<H: Handler + Send + 'static> Stream for QueryStream<H> {
     }
 }
 
-impl<H: Handler + Send + 'static> Drop for QueryStream<H> {
+impl<M: Machine> Drop for QueryStream<M> {
     fn drop(&mut self) {
         if self.outcome.is_some() {
             return;
@@ -84,9 +84,9 @@ impl<H: Handler + Send + 'static> Drop for QueryStream<H> {
     }
 }
 
-fn cancel<H: Handler + Send + 'static>(inner: &Arc<Inner<H>>, id: QueryId) {
+fn cancel<M: Machine>(inner: &Arc<Inner<M>>, id: QueryId) {
     inner.with_shared(|s| {
         s.queries.remove(&id);
-        s.core.cancel_query(id);
+        s.core.rpc_mut().cancel_query(id);
     });
 }

@@ -1,0 +1,91 @@
+//! [`Machine`]: what the tokio driver runs. dht-rpc's [`Core`] is one; a layer built on it
+//! (hyperdht's core, with its peer store and hole punching) is another, wrapping a `Core`
+//! and adding timers and events of its own. The driver owns the socket and the clock, feeds
+//! the machine datagrams and timeouts, sends its transmits, and hands its events out:
+//! the rpc core's to the futures and streams of requests and queries, the layer's own to
+//! their waiters (by key) or to a broadcast channel.
+
+use std::convert::Infallible;
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use crate::core::{Core, Transmit};
+use crate::events::Event;
+use crate::handler::Handler;
+
+/// A sans-I/O node that the driver can run (see the module docs).
+///
+/// The driving rule is [`Core`]'s: after anything that may change the machine (a datagram,
+/// a timeout, a call of the application), send every [`Machine::poll_transmit`], hand out
+/// every [`Machine::poll_event`], and sleep until [`Machine::poll_timeout`] or the next
+/// datagram.
+pub trait Machine: Send + 'static {
+    /// The handler of the rpc core's application commands.
+    type Handler: Handler + Send + 'static;
+    /// The layer's own events.
+    type Own: Clone + Send + std::fmt::Debug + 'static;
+
+    /// The dht-rpc core inside.
+    fn rpc(&self) -> &Core<Self::Handler>;
+    /// The dht-rpc core inside, to start requests and queries on it.
+    fn rpc_mut(&mut self) -> &mut Core<Self::Handler>;
+    /// A datagram arrived.
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]);
+    /// Time passed [`Machine::poll_timeout`].
+    fn handle_timeout(&mut self, now: Instant);
+    /// When to call [`Machine::handle_timeout`] next.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// The next datagram to send.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// The next event.
+    fn poll_event(&mut self) -> Option<MachineEvent<Self::Own>>;
+    /// The waiter an own event completes, if it is the answer to something a caller
+    /// started (see the driver's `own_request`); `None` broadcasts it.
+    fn waiter(own: &Self::Own) -> Option<u64>;
+}
+
+/// An event of a [`Machine`]: the rpc core's, or the layer's own.
+#[derive(Debug, Clone)]
+pub enum MachineEvent<O> {
+    /// From the dht-rpc core.
+    Rpc(Event),
+    /// From the layer.
+    Own(O),
+}
+
+impl<H: Handler + Send + 'static> Machine for Core<H> {
+    type Handler = H;
+    type Own = Infallible;
+
+    fn rpc(&self) -> &Core<H> {
+        self
+    }
+
+    fn rpc_mut(&mut self) -> &mut Core<H> {
+        self
+    }
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
+        Core::handle_datagram(self, now, from, bytes);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Core::handle_timeout(self, now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Core::poll_timeout(self)
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        Core::poll_transmit(self)
+    }
+
+    fn poll_event(&mut self) -> Option<MachineEvent<Infallible>> {
+        Core::poll_event(self).map(MachineEvent::Rpc)
+    }
+
+    fn waiter(own: &Infallible) -> Option<u64> {
+        match *own {}
+    }
+}
