@@ -20,12 +20,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! - [`HyperDht`]: the handle (announce, lookup, unannounce, ping, holepunch).
+//! - [`HyperDht`]: the handle (announce, lookup, unannounce, ping, holepunch), the tokio
+//!   driver of a [`Core`].
+//! - [`Core`]: the node without I/O (the dht-rpc core, hole-punch rounds, hint limits).
 //! - [`PeersHandler`] and [`PeerStore`]: the server side, without I/O, as the dht-rpc core's
 //!   handler.
 #![forbid(unsafe_code)]
 
 pub mod birthday;
+mod core;
 mod events;
 mod keep;
 mod node;
@@ -34,6 +37,7 @@ mod reply;
 mod serve;
 mod store;
 
+pub use crate::core::{Core, CoreEvent, PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId};
 pub use dht_rpc;
 pub use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType, PeersResponse};
 pub use events::PeerEvent;

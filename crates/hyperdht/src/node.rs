@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use dht_rpc::{
-    Answer, BindError, Event, Incoming, Node, NodeAddr, NodeBuilder, NodeId, Pong, QueryError,
+    Answer, BindError, Driver, Event, Incoming, NodeAddr, NodeBuilder, NodeId, Pong, QueryError,
     QuerySpec, RequestError, Stats,
 };
 use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType};
@@ -150,7 +150,12 @@ impl HyperDhtBuilder {
         handler.set_sink(Box::new(move |e| {
             let _ = tx.send(e);
         }));
-        let node = self.rpc.bind_with(addr, handler).await?;
+        let node = self
+            .rpc
+            .bind_machine(addr, handler, |rpc| {
+                crate::core::Core::new(rpc, std::time::Instant::now())
+            })
+            .await?;
         let shared = crate::punch::start(&node);
         Ok(HyperDht {
             node,
@@ -163,7 +168,7 @@ impl HyperDhtBuilder {
 /// A hyperdht node: announce and look up keys, ping, hole-punch.
 #[derive(Clone)]
 pub struct HyperDht {
-    pub(crate) node: Node<PeersHandler>,
+    pub(crate) node: Driver<crate::core::Core>,
     events: broadcast::Sender<PeerEvent>,
     pub(crate) shared: std::sync::Arc<crate::punch::Shared>,
 }
@@ -175,7 +180,7 @@ impl HyperDht {
     }
 
     /// The dht-rpc node underneath.
-    pub fn rpc(&self) -> &Node<PeersHandler> {
+    pub fn rpc(&self) -> &Driver<crate::core::Core> {
         &self.node
     }
 

@@ -9,20 +9,17 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dht_rpc::{Event, Node, NodeId, RateLimiter, RequestError, WeakNode};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
+use dht_rpc::{Driver, NodeId, RequestError, WeakDriver};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::birthday::{self, Hint};
+use crate::core::{Core, CoreEvent};
 use crate::node::HyperDht;
-use crate::serve::PeersHandler;
 
 /// Which path a hole punch opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +46,6 @@ pub struct Holepunch {
     pub elapsed: Duration,
 }
 
-/// Rounds of direct probe + relayed ping, and how far apart.
-const PUNCH_ROUNDS: u32 = 4;
-const PUNCH_INTERVAL: Duration = Duration::from_millis(300);
 /// Paths through extra sockets kept at most.
 const MAX_PATHS: usize = 64;
 
@@ -60,45 +54,11 @@ type Inbox = mpsc::Sender<(SocketAddrV4, Bytes)>;
 /// Birthday hard sides (256 extra sockets each) that peers' hints may run at once.
 const MAX_HARD_SIDES: usize = 1;
 
-/// What peers' birthday hints may ask of us. A hint makes us send up to
-/// [`birthday::SPRAYS`] datagrams to the requester's IP, or open [`birthday::SOCKETS`]
-/// sockets that each send it one. The dht-rpc core passes hints on only from relays that
-/// proved they receive at their address (a spoofed datagram never gets here); these limits
-/// bound what a lying relay gets out of us: one punch per requester IP every 10 s, two per
-/// relay IP a minute, and six a minute in all, so that one relay cannot take every slot.
-#[derive(Debug)]
-struct HintLimits {
-    per_requester: RateLimiter<Ipv4Addr>,
-    per_relay: RateLimiter<Ipv4Addr>,
-    total: RateLimiter<()>,
-}
-
-impl Default for HintLimits {
-    fn default() -> Self {
-        HintLimits {
-            per_requester: RateLimiter::new(1, Duration::from_secs(10), 1024),
-            per_relay: RateLimiter::new(2, Duration::from_secs(60), 4096),
-            total: RateLimiter::new(6, Duration::from_secs(60), 1),
-        }
-    }
-}
-
-impl HintLimits {
-    /// Counts a hint relayed by `relay` for `requester`; whether to act on it.
-    fn allow(&mut self, now: Instant, relay: Ipv4Addr, requester: Ipv4Addr) -> bool {
-        self.per_relay.allow(now, relay)
-            && self.per_requester.allow(now, requester)
-            && self.total.allow(now, ())
-    }
-}
-
 /// State shared by the handle and its background tasks (never a strong node handle).
 pub(crate) struct Shared {
     app: Mutex<Option<Inbox>>,
     paths: Mutex<HashMap<SocketAddrV4, Arc<UdpSocket>>>,
     acks: Mutex<HashMap<Ipv4Addr, mpsc::Sender<SocketAddrV4>>>,
-    /// Birthday work a peer may ask of us (see [`hint_allowed`]).
-    asked: Mutex<HintLimits>,
     /// Hard sides (256 sockets each) running now.
     hard_running: std::sync::atomic::AtomicUsize,
     symmetric: Mutex<Option<(Instant, bool)>>,
@@ -143,13 +103,12 @@ impl Shared {
 }
 
 /// Starts the background tasks of a new node: routing of datagrams that are not of the
-/// protocol, and answers to peers' birthday hints.
-pub(crate) fn start(node: &Node<PeersHandler>) -> Arc<Shared> {
+/// protocol, and answers to peers' birthday hints (those the core's limits let through).
+pub(crate) fn start(node: &Driver<Core>) -> Arc<Shared> {
     let shared = Arc::new(Shared {
         app: Mutex::new(None),
         paths: Mutex::new(HashMap::new()),
         acks: Mutex::new(HashMap::new()),
-        asked: Mutex::new(HintLimits::default()),
         hard_running: std::sync::atomic::AtomicUsize::new(0),
         symmetric: Mutex::new(None),
     });
@@ -173,38 +132,31 @@ pub(crate) fn start(node: &Node<PeersHandler>) -> Arc<Shared> {
             }
         }
     });
-    let mut events = node.events();
+    let mut events = node.own_events();
     let weak = node.downgrade();
     let s = Arc::downgrade(&shared);
     tokio::spawn(async move {
         loop {
             let e = match events.recv().await {
                 Ok(e) => e,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                // Hints are limited to a few a minute before this channel: a lag is a
+                // stalled runtime, and a dropped hint only fails that peer's punch.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "birthday hints dropped");
+                    continue;
+                }
                 Err(_) => return,
             };
-            let Event::PunchRequest {
-                requester,
-                relay,
-                value,
+            let CoreEvent::Hint {
+                requester, hint, ..
             } = e
             else {
                 continue;
             };
-            let (Some(hint), Some(shared)) = (Hint::decode(&value), s.upgrade()) else {
-                continue;
+            let Some(shared) = s.upgrade() else {
+                return;
             };
-            let allowed = shared
-                .asked
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .allow(Instant::now(), *relay.ip(), *requester.ip());
-            if !allowed {
-                tracing::debug!(%requester, %relay, "birthday hint over the rate limit");
-                continue;
-            }
-            let weak = weak.clone();
-            tokio::spawn(answer_hint(weak, shared, hint, requester));
+            tokio::spawn(answer_hint(weak.clone(), shared, hint, requester));
         }
     });
     shared
@@ -212,7 +164,7 @@ pub(crate) fn start(node: &Node<PeersHandler>) -> Arc<Shared> {
 
 /// What a peer's hint asks of us.
 async fn answer_hint(
-    weak: WeakNode<PeersHandler>,
+    weak: WeakDriver<Core>,
     shared: Arc<Shared>,
     hint: Hint,
     requester: SocketAddrV4,
@@ -299,7 +251,7 @@ impl HyperDht {
         referrer: SocketAddrV4,
     ) -> Result<Holepunch, RequestError> {
         let start = Instant::now();
-        let err = match self.probe_and_relay(peer, referrer, start).await {
+        let err = match self.probe_and_relay(peer, referrer).await {
             Ok(h) => return Ok(h),
             Err(e) => e,
         };
@@ -326,47 +278,16 @@ impl HyperDht {
         &self,
         peer: SocketAddrV4,
         referrer: SocketAddrV4,
-        start: Instant,
     ) -> Result<Holepunch, RequestError> {
-        type Attempt = Pin<
-            Box<
-                dyn std::future::Future<
-                        Output = (HolepunchPath, Result<dht_rpc::Pong, RequestError>),
-                    > + Send,
-            >,
-        >;
-        let via_self = self.via_self(referrer);
-        let mut attempts: FuturesUnordered<Attempt> = FuturesUnordered::new();
-        for round in 0..PUNCH_ROUNDS {
-            let delay = PUNCH_INTERVAL * round;
-            let node = self.node.clone();
-            attempts.push(Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                (HolepunchPath::Direct, node.ping(peer).await)
-            }));
-            if referrer != peer && !via_self {
-                let node = self.node.clone();
-                attempts.push(Box::pin(async move {
-                    tokio::time::sleep(delay).await;
-                    (HolepunchPath::Relayed, node.holepunch(peer, referrer).await)
-                }));
-            }
+        let relay = !self.via_self(referrer);
+        let done = self
+            .node
+            .own_request(|m| m.holepunch(Instant::now(), peer, referrer, relay).0)
+            .await;
+        match done {
+            Some(CoreEvent::Punched { result, .. }) => result,
+            _ => Err(RequestError::Cancelled),
         }
-        let mut last = RequestError::Timeout;
-        while let Some((path, result)) = attempts.next().await {
-            match result {
-                Ok(pong) => {
-                    return Ok(Holepunch {
-                        path,
-                        addr: pong.from,
-                        id: pong.id,
-                        elapsed: start.elapsed(),
-                    });
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
     }
 
     /// Whether our NAT maps each destination to a new port: two DHT nodes see us at
@@ -441,30 +362,5 @@ impl HyperDht {
             )
             .await
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_relay_cannot_take_every_birthday_slot() {
-        let t = Instant::now();
-        let mut l = HintLimits::default();
-        let ip = |i: u32| Ipv4Addr::from(0x0600_0000 + i);
-        // A lying relay names 100 victims in a second: it gets two.
-        let attacker = Ipv4Addr::new(6, 6, 6, 6);
-        let got = (0..100).filter(|i| l.allow(t, attacker, ip(*i))).count();
-        assert_eq!(got, 2);
-        // An honest relay's punch still goes through.
-        assert!(l.allow(t, Ipv4Addr::new(9, 9, 9, 9), Ipv4Addr::new(8, 8, 8, 8)));
-        // One requester IP at most once every 10 s, whoever relays.
-        assert!(!l.allow(t, Ipv4Addr::new(9, 9, 9, 10), Ipv4Addr::new(8, 8, 8, 8)));
-        assert!(l.allow(
-            t + Duration::from_secs(10),
-            Ipv4Addr::new(9, 9, 9, 10),
-            Ipv4Addr::new(8, 8, 8, 8)
-        ));
     }
 }

@@ -9,7 +9,7 @@ use dht_rpc::{NodeAddr, QueryError, QueryOutcome, QueryStream, Reply};
 use dht_wire::PeersResponse;
 use futures::Stream;
 
-use crate::serve::{PeersHandler, local_addr};
+use crate::serve::local_addr;
 
 /// One node's answer: the peers it knows for the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub(crate) fn to_reply(
 /// The replies of an announce or lookup as they arrive; dropping it cancels the query.
 pub struct PeersStream {
     pub(crate) first: VecDeque<PeersReply>,
-    pub(crate) inner: QueryStream<dht_rpc::Core<PeersHandler>>,
+    pub(crate) inner: QueryStream<crate::core::Core>,
     pub(crate) local: Option<SocketAddrV4>,
 }
 

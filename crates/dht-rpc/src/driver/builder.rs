@@ -6,10 +6,11 @@ use std::time::Duration;
 use dht_wire::NodeId;
 use tokio::net::UdpSocket;
 
-use super::{Handlers, Node};
+use super::{Driver, Handlers, Node};
 use crate::config::{Config, Maintenance};
 use crate::core::Core;
 use crate::handler::Handler;
+use crate::machine::Machine;
 
 /// The port of a bootstrap address given without one, as in the reference.
 pub const DEFAULT_BOOTSTRAP_PORT: u16 = 49737;
@@ -159,10 +160,21 @@ impl NodeBuilder {
 
     /// Binds the socket and starts a node whose commands `handler` answers.
     pub async fn bind_with<H: Handler + Send + 'static>(
-        mut self,
+        self,
         addr: &str,
         handler: H,
     ) -> Result<Node<H>, BindError> {
+        self.bind_machine(addr, handler, |core| core).await
+    }
+
+    /// Binds the socket and starts a machine that `wrap` builds around the dht-rpc core
+    /// (a layer such as hyperdht's), on the same driver.
+    pub async fn bind_machine<H: Handler + Send + 'static, M: Machine<Handler = H>>(
+        mut self,
+        addr: &str,
+        handler: H,
+        wrap: impl FnOnce(Core<H>) -> M,
+    ) -> Result<Driver<M>, BindError> {
         let bind = resolve(addr, None).await?;
         for b in &self.bootstrap {
             let a = resolve(b, Some(DEFAULT_BOOTSTRAP_PORT)).await?;
@@ -183,10 +195,10 @@ impl NodeBuilder {
         };
         let mut core = Core::with_handler(self.config, handler, std::time::Instant::now());
         core.set_local_port(local.port());
-        Ok(Node::start(
+        Ok(Driver::start(
             socket,
             local,
-            core,
+            wrap(core),
             !self.no_bootstrap_on_start,
         ))
     }
