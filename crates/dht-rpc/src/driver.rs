@@ -20,7 +20,6 @@
 //! ```
 
 mod builder;
-mod handlers;
 mod stream;
 
 use std::collections::HashMap;
@@ -40,8 +39,8 @@ use crate::query::QuerySpec;
 use crate::stats::Stats;
 use dht_wire::NodeId;
 
+pub use crate::handlers::{CommandFn, Handlers};
 pub use builder::{BindError, DEFAULT_BOOTSTRAP_PORT, NodeBuilder, resolve};
-pub use handlers::{CommandFn, Handlers};
 use stream::QueryMsg;
 pub use stream::QueryStream;
 

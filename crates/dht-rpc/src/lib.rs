@@ -12,10 +12,12 @@
 mod config;
 mod core;
 mod dead;
+#[cfg(feature = "tokio")]
 pub mod driver;
 mod events;
 pub mod guard;
 mod handler;
+mod handlers;
 mod limiter;
 mod machine;
 mod query;
@@ -31,12 +33,12 @@ pub use config::{
 };
 pub use dht_wire as wire;
 pub use dht_wire::{NodeAddr, NodeId};
-pub use driver::{
-    BindError, Driver, Handlers, Node, NodeBuilder, QueryStream, WeakDriver, WeakNode,
-};
+#[cfg(feature = "tokio")]
+pub use driver::{BindError, Driver, Node, NodeBuilder, QueryStream, WeakDriver, WeakNode};
 pub use events::{Event, Pong, QueryError, QueryId, QueryOutcome, Reply, RequestError, RequestId};
 pub use guard::Defences;
 pub use handler::{Answer, Handler, Incoming, NoHandler};
+pub use handlers::{CommandFn, Handlers};
 pub use limiter::RateLimiter;
 pub use machine::{Machine, MachineEvent};
 pub use query::QuerySpec;

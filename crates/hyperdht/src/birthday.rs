@@ -14,13 +14,18 @@
 //! reference ignores: JavaScript peers are unaffected. Every datagram here starts with
 //! `[0, 0, 7]`, which never decodes as the protocol.
 
+#[cfg(feature = "tokio")]
 use std::net::{Ipv4Addr, SocketAddrV4};
+#[cfg(feature = "tokio")]
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+#[cfg(feature = "tokio")]
 use rand::Rng;
+#[cfg(feature = "tokio")]
 use tokio::net::UdpSocket;
+#[cfg(feature = "tokio")]
 use tokio::sync::mpsc;
 
 /// Extra sockets the hard side opens.
@@ -85,6 +90,7 @@ impl Hint {
 
 /// The hard side: opens the sockets toward `easy`, waits for a spray from `easy`'s IP, and
 /// acknowledges it. Returns the socket that was reached and the sprayer's address.
+#[cfg(feature = "tokio")]
 pub async fn hard_side(easy: SocketAddrV4) -> Option<(Arc<UdpSocket>, SocketAddrV4)> {
     let (tx, mut rx) = mpsc::channel(1);
     let mut tasks = Vec::with_capacity(SOCKETS);
@@ -122,6 +128,7 @@ pub async fn hard_side(easy: SocketAddrV4) -> Option<(Arc<UdpSocket>, SocketAddr
 
 /// The easy side: sprays random ports of `hard` from the DHT socket through `send`, until
 /// `acked` reports an acknowledgement (the hard side's address) or the budget is spent.
+#[cfg(feature = "tokio")]
 pub async fn spray(
     hard: Ipv4Addr,
     send: impl Fn(SocketAddrV4, Bytes),

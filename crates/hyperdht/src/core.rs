@@ -19,16 +19,42 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use dht_rpc::{Event, Machine, MachineEvent, Pong, RateLimiter, RequestError, RequestId, Transmit};
+use dht_rpc::{
+    Event, Machine, MachineEvent, NodeId, Pong, RateLimiter, RequestError, RequestId, Transmit,
+};
 
 use crate::birthday::Hint;
-use crate::punch::{Holepunch, HolepunchPath};
 use crate::serve::PeersHandler;
 
 /// Rounds of direct probe + relayed ping.
 pub const PUNCH_ROUNDS: u32 = 4;
 /// The time between two rounds.
 pub const PUNCH_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Which path a hole punch opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolepunchPath {
+    /// Our direct probe was answered.
+    Direct,
+    /// The ping relayed through the referrer was answered.
+    Relayed,
+    /// The birthday punch (a symmetric NAT on one side) met.
+    Birthday,
+}
+
+/// A successful hole punch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holepunch {
+    /// The path that opened first.
+    pub path: HolepunchPath,
+    /// Where the peer answered from: send to this address (a symmetric NAT in front of the
+    /// peer makes it differ from the announced one).
+    pub addr: SocketAddrV4,
+    /// The peer's id, when it answered a ping.
+    pub id: Option<NodeId>,
+    /// From the start of the punch to the first answer.
+    pub elapsed: Duration,
+}
 
 /// Identifies a hole punch of a [`Core`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

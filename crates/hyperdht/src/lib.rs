@@ -30,20 +30,28 @@
 pub mod birthday;
 mod core;
 mod events;
+#[cfg(feature = "tokio")]
 mod keep;
+#[cfg(feature = "tokio")]
 mod node;
+#[cfg(feature = "tokio")]
 mod punch;
+#[cfg(feature = "tokio")]
 mod reply;
 mod serve;
 mod store;
 
-pub use crate::core::{Core, CoreEvent, PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId};
+pub use crate::core::{
+    Core, CoreEvent, Holepunch, HolepunchPath, PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId,
+};
 pub use dht_rpc;
 pub use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType, PeersResponse};
 pub use events::PeerEvent;
+#[cfg(feature = "tokio")]
 pub use keep::Announcement;
+#[cfg(feature = "tokio")]
 pub use node::{AnnounceOptions, HyperDht, HyperDhtBuilder};
-pub use punch::{Holepunch, HolepunchPath};
+#[cfg(feature = "tokio")]
 pub use reply::{PeersReply, PeersStream};
 pub use serve::{ANSWER_BYTES, PeersHandler};
 pub use store::{DEFAULT_MAX, DEFAULT_MAX_AGE, Entry, OverQuota, PeerStore, QuotaStats, Quotas};

@@ -18,33 +18,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::birthday::{self, Hint};
-use crate::core::{Core, CoreEvent};
+use crate::core::{Core, CoreEvent, Holepunch, HolepunchPath};
 use crate::node::HyperDht;
-
-/// Which path a hole punch opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HolepunchPath {
-    /// Our direct probe was answered.
-    Direct,
-    /// The ping relayed through the referrer was answered.
-    Relayed,
-    /// The birthday punch (a symmetric NAT on one side) met.
-    Birthday,
-}
-
-/// A successful hole punch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holepunch {
-    /// The path that opened first.
-    pub path: HolepunchPath,
-    /// Where the peer answered from: send to this address (a symmetric NAT in front of the
-    /// peer makes it differ from the announced one).
-    pub addr: SocketAddrV4,
-    /// The peer's id, when it answered a ping.
-    pub id: Option<NodeId>,
-    /// From the start of the punch to the first answer.
-    pub elapsed: Duration,
-}
 
 /// Paths through extra sockets kept at most.
 const MAX_PATHS: usize = 64;

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::time::Instant;
 
 use dht_rpc::{Answer, Handler, Handlers, Incoming};
@@ -174,9 +174,10 @@ fn split_local(a: &SocketAddrV4) -> ([u8; 2], LocalPeer) {
 }
 
 /// The address a requester's LAN prefix and a local peer make.
+#[cfg(feature = "tokio")]
 pub fn local_addr(prefix: [u8; 2], lp: &LocalPeer) -> SocketAddrV4 {
     SocketAddrV4::new(
-        Ipv4Addr::new(prefix[0], prefix[1], lp.suffix[0], lp.suffix[1]),
+        std::net::Ipv4Addr::new(prefix[0], prefix[1], lp.suffix[0], lp.suffix[1]),
         lp.port,
     )
 }
@@ -366,7 +367,7 @@ mod tests {
         let k = Key::from_bytes([4; 32]);
         let mut h = PeersHandler::new(PeerStore::default(), 1);
         for i in 0..400u32 {
-            let from = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 + i), 4000);
+            let from = SocketAddrV4::new(std::net::Ipv4Addr::from(0x0b00_0000 + i), 4000);
             announce(&mut h, (t, k), None, Some("192.168.0.1:1"), from);
         }
         let r = lookup(&mut h, (t, k), Some("192.168.9.9:0"), addr("9.9.9.9:9")).unwrap();
