@@ -307,6 +307,38 @@ impl<M: Machine> Driver<M> {
         rx.await.ok()
     }
 
+    /// Follows a query that `start` starts on the machine (a layer's own walk, such as an
+    /// unannounce); `None` from `start` gives a stream that ends at once, successfully
+    /// empty.
+    pub fn machine_query(&self, start: impl FnOnce(&mut M) -> Option<QueryId>) -> QueryStream<M> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.inner.with_shared(|s| {
+            let id = if s.closed { None } else { start(&mut s.core) };
+            match id {
+                Some(id) => {
+                    s.queries.insert(id, tx);
+                    self.inner.dispatch(s);
+                    id
+                }
+                None => {
+                    let result = if s.closed {
+                        Err(QueryError::Cancelled)
+                    } else {
+                        Ok(QueryOutcome::default())
+                    };
+                    let _ = tx.send(QueryMsg::Done(result));
+                    QueryId(u64::MAX)
+                }
+            }
+        });
+        QueryStream {
+            id,
+            rx,
+            inner: Arc::downgrade(&self.inner),
+            outcome: None,
+        }
+    }
+
     /// The machine's own events that no caller waits for.
     pub fn own_events(&self) -> broadcast::Receiver<M::Own> {
         self.inner.own.subscribe()

@@ -55,7 +55,7 @@ pub struct Reply {
 }
 
 /// How a finished query went.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueryOutcome {
     /// The closest nodes that answered with an id, closest first (at most k).
     pub closest: Vec<NodeAddr>,

@@ -39,6 +39,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .flat_map(|r| r.peers.clone())
             .collect::<std::collections::BTreeSet<_>>()
     );
-    keep.stop().await;
+    keep.stop().await?;
     Ok(())
 }

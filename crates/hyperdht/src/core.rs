@@ -15,13 +15,22 @@
 //! per relay IP a minute and six a minute in all ([`CoreEvent::Hint`]), and the dht-rpc core
 //! passes hints on only from relays that proved they receive at their address.
 
+mod kept;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use dht_rpc::{
-    Event, Machine, MachineEvent, NodeId, Pong, RateLimiter, RequestError, RequestId, Transmit,
+    Event, Machine, MachineEvent, NodeId, Pong, QueryError, RateLimiter, RequestError, RequestId,
+    Transmit,
 };
+use dht_wire::Key;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use kept::Kept;
+pub use kept::{KeepId, REANNOUNCE};
 
 use crate::birthday::Hint;
 use crate::serve::PeersHandler;
@@ -70,6 +79,16 @@ pub enum CoreEvent {
         punch: PunchId,
         /// The path that opened first, or why none did.
         result: Result<Holepunch, RequestError>,
+    },
+    /// A kept announcement was announced again (see [`Core::keep`]).
+    Announced {
+        /// Which one.
+        keep: KeepId,
+        /// Its key.
+        key: Key,
+        /// How many nodes stored it, or why the announce failed (it is tried again at the
+        /// next deadline).
+        result: Result<usize, QueryError>,
     },
     /// A peer's birthday hint that the limits let through: the driver acts on it (it may
     /// need sockets).
@@ -136,12 +155,20 @@ pub struct Core {
     hints: HintLimits,
     /// The time of the last datagram or timeout handled.
     now: Instant,
+    kept: BTreeMap<KeepId, Kept>,
+    next_keep: u64,
+    /// Seeded from the rpc core's seed: the re-announce waits.
+    rng: StdRng,
 }
 
 impl Core {
     /// A hyperdht core around a dht-rpc core whose handler is the peer store.
     pub fn new(rpc: dht_rpc::Core<PeersHandler>, now: Instant) -> Self {
+        let rng = StdRng::seed_from_u64(rpc.config().seed ^ 0x6b65_6570);
         Core {
+            kept: BTreeMap::new(),
+            next_keep: 0,
+            rng,
             rpc,
             punches: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -246,6 +273,10 @@ impl Core {
 
     /// Turns the dht-rpc core's event into ours where it is about our work.
     fn translate(&mut self, e: Event) -> Option<MachineEvent<CoreEvent>> {
+        let e = match self.kept_event(e) {
+            Ok(own) => return own.map(MachineEvent::Own),
+            Err(e) => e,
+        };
         match e {
             Event::Pong { request, result } => match self.requests.remove(&request) {
                 Some((punch, path)) => self.on_pong(punch, path, result).map(MachineEvent::Own),
@@ -296,6 +327,7 @@ impl Machine for Core {
         self.now = now;
         self.rpc.handle_timeout(now);
         self.send_rounds(now);
+        self.announce_due(now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -304,6 +336,7 @@ impl Machine for Core {
             .values()
             .filter(|p| p.rounds_sent < PUNCH_ROUNDS)
             .map(|p| p.next_round)
+            .chain(self.next_announce())
             .min();
         match (self.rpc.poll_timeout(), rounds) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -327,7 +360,7 @@ impl Machine for Core {
     fn waiter(own: &CoreEvent) -> Option<u64> {
         match own {
             CoreEvent::Punched { punch, .. } => Some(punch.0),
-            CoreEvent::Hint { .. } => None,
+            CoreEvent::Hint { .. } | CoreEvent::Announced { .. } => None,
         }
     }
 }
@@ -337,6 +370,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::options::AnnounceOptions;
     use crate::store::PeerStore;
 
     fn addr(i: u8) -> SocketAddrV4 {
@@ -360,8 +394,15 @@ mod tests {
             let now = Instant::now();
             let nodes = (1..=n)
                 .map(|i| {
+                    // The first node bootstraps from the others.
+                    let bootstrap = if i == 1 {
+                        (2..=n).map(addr).collect()
+                    } else {
+                        Vec::new()
+                    };
                     let config = dht_rpc::Config {
                         seed: u64::from(i),
+                        bootstrap,
                         ..dht_rpc::Config::default()
                     };
                     let handler = PeersHandler::new(PeerStore::default(), u64::from(i));
@@ -443,7 +484,7 @@ mod tests {
                 .iter()
                 .filter_map(|e| match e {
                     CoreEvent::Punched { result, .. } => Some(result),
-                    CoreEvent::Hint { .. } => None,
+                    _ => None,
                 })
                 .collect()
         }
@@ -524,6 +565,71 @@ mod tests {
         net.run_for(Duration::from_secs(5));
         assert!(net.sent.iter().all(|(_, to)| *to == addr(2)));
         assert_eq!(net.punched().len(), 1);
+    }
+
+    fn announced(net: &Net) -> Vec<&Result<usize, QueryError>> {
+        net.own
+            .iter()
+            .filter_map(|e| match e {
+                CoreEvent::Announced { result, .. } => Some(result),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn stored(net: &Net, key: &Key) -> usize {
+        net.nodes[1..]
+            .iter()
+            .filter(|(_, n)| n.rpc().handler().store().has(key))
+            .count()
+    }
+
+    #[test]
+    fn a_kept_announcement_is_announced_again_then_unannounced() {
+        let mut net = Net::new(4);
+        let key = Key::from_bytes([7; 32]);
+        let now = net.now;
+        let opts = AnnounceOptions {
+            port: Some(7777),
+            local_address: None,
+        };
+        let id = net.a().keep(now, key, opts, true);
+        net.run_for(Duration::from_secs(10));
+        assert_eq!(
+            announced(&net),
+            vec![&Ok(3)],
+            "announced at once, on all three"
+        );
+        assert_eq!(stored(&net, &key), 3);
+        net.run_for(REANNOUNCE.0 - Duration::from_secs(20));
+        assert_eq!(announced(&net).len(), 1, "not before 4 minutes");
+        net.run_for(REANNOUNCE.1 - REANNOUNCE.0 + Duration::from_secs(20));
+        assert_eq!(announced(&net).len(), 2, "again within 5 minutes");
+        net.run_for(REANNOUNCE.1 * 2);
+        assert_eq!(announced(&net).len(), 4, "and so on");
+        assert!(announced(&net).iter().all(|r| **r == Ok(3)));
+        let now = net.now;
+        let q = net.a().stop_keeping(now, id);
+        assert!(q.is_some(), "an unannounce walk");
+        assert_eq!(net.a().kept(), 0);
+        net.run_for(Duration::from_secs(10));
+        assert_eq!(stored(&net, &key), 0, "unannounced everywhere");
+        net.run_for(REANNOUNCE.1 * 2);
+        assert_eq!(announced(&net).len(), 4, "never again");
+        assert!(net.a().stop_keeping(now, id).is_none(), "stopped once");
+    }
+
+    #[test]
+    fn a_key_kept_after_its_own_announce_waits_for_the_first_deadline() {
+        let mut net = Net::new(3);
+        let key = Key::from_bytes([8; 32]);
+        let now = net.now;
+        net.a().keep(now, key, AnnounceOptions::default(), false);
+        net.run_for(REANNOUNCE.0 - Duration::from_secs(1));
+        assert!(announced(&net).is_empty());
+        assert_eq!(stored(&net, &key), 0);
+        net.run_for(REANNOUNCE.1 - REANNOUNCE.0 + Duration::from_secs(2));
+        assert_eq!(announced(&net), vec![&Ok(2)]);
     }
 
     #[test]

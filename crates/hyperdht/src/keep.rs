@@ -1,63 +1,56 @@
-//! [`Announcement`]: an announce kept alive until dropped.
+//! [`Announcement`]: an announce kept alive by the node's core until stopped or dropped.
 
-use std::time::Duration;
+use std::time::Instant;
 
+use dht_rpc::{QueryError, WeakDriver};
 use dht_wire::Key;
-use rand::Rng;
-use tokio::sync::oneshot;
 
+use crate::core::{Core, KeepId};
 use crate::node::{AnnounceOptions, HyperDht};
 
-/// An announcement that re-announces every 4 to 5 minutes (at random, so that many
-/// announcers do not move in step) and unannounces when dropped or stopped.
+/// An announcement that the node's core re-announces every 4 to 5 minutes (a seeded random
+/// wait, so that many announcers do not move in step) and unannounces when stopped or
+/// dropped. Each re-announce's outcome is a [`crate::CoreEvent::Announced`] on
+/// [`HyperDht::core_events`].
+#[must_use = "dropping an Announcement unannounces it at once"]
 pub struct Announcement {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    node: WeakDriver<Core>,
+    id: Option<KeepId>,
 }
 
 impl Announcement {
-    pub(crate) fn start(dht: HyperDht, key: Key, opts: AnnounceOptions) -> Self {
-        let (stop, mut stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            loop {
-                match dht.announce(key, opts).collect_all().await {
-                    Ok(replies) => tracing::debug!(%key, nodes = replies.len(), "announced"),
-                    Err(e) => {
-                        tracing::warn!(%key, error = %e, "announce failed; retrying at the next interval")
-                    }
-                }
-                let wait = Duration::from_millis(rand::rng().random_range(240_000..300_000));
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    _ = &mut stopped => break,
-                }
-            }
-            if let Err(e) = dht.unannounce(key, opts).await {
-                tracing::debug!(%key, error = %e, "unannounce failed");
-            }
-        });
+    pub(crate) fn start(dht: &HyperDht, key: Key, opts: AnnounceOptions, now: bool) -> Self {
+        let id = dht
+            .node
+            .with_machine(|m| m.keep(Instant::now(), key, opts, now));
         Announcement {
-            stop: Some(stop),
-            task: Some(task),
+            node: dht.node.downgrade(),
+            id: Some(id),
         }
     }
 
+    /// Which kept announcement this is (as [`crate::CoreEvent::Announced`] names it).
+    pub fn id(&self) -> Option<KeepId> {
+        self.id
+    }
+
     /// Stops re-announcing and waits for the unannounce to finish.
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
+    pub async fn stop(mut self) -> Result<(), QueryError> {
+        let (Some(id), Some(node)) = (self.id.take(), self.node.upgrade()) else {
+            return Err(QueryError::Cancelled);
+        };
+        node.machine_query(|m| m.stop_keeping(Instant::now(), id))
+            .collect_all()
+            .await
+            .map(|_| ())
     }
 }
 
 impl Drop for Announcement {
     fn drop(&mut self) {
-        // The task unannounces in the background.
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
+        // The core unannounces in the background.
+        if let (Some(id), Some(node)) = (self.id.take(), self.node.upgrade()) {
+            node.with_machine(|m| m.stop_keeping(Instant::now(), id));
         }
     }
 }

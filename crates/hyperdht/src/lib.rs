@@ -34,6 +34,7 @@ mod events;
 mod keep;
 #[cfg(feature = "tokio")]
 mod node;
+mod options;
 #[cfg(feature = "tokio")]
 mod punch;
 #[cfg(feature = "tokio")]
@@ -42,7 +43,8 @@ mod serve;
 mod store;
 
 pub use crate::core::{
-    Core, CoreEvent, Holepunch, HolepunchPath, PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId,
+    Core, CoreEvent, Holepunch, HolepunchPath, KeepId, PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId,
+    REANNOUNCE,
 };
 pub use dht_rpc;
 pub use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType, PeersResponse};
@@ -50,7 +52,8 @@ pub use events::PeerEvent;
 #[cfg(feature = "tokio")]
 pub use keep::Announcement;
 #[cfg(feature = "tokio")]
-pub use node::{AnnounceOptions, HyperDht, HyperDhtBuilder};
+pub use node::{HyperDht, HyperDhtBuilder};
+pub use options::AnnounceOptions;
 #[cfg(feature = "tokio")]
 pub use reply::{PeersReply, PeersStream};
 pub use serve::{ANSWER_BYTES, PeersHandler};

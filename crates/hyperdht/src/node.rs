@@ -12,20 +12,11 @@ use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType};
 use tokio::sync::broadcast;
 
 use crate::events::PeerEvent;
+pub use crate::options::AnnounceOptions;
 use crate::reply::{PeersStream, to_reply};
 use crate::serve::PeersHandler;
 use crate::store::{DEFAULT_MAX, DEFAULT_MAX_AGE, PeerStore, Quotas};
 use dht_rpc::guard::Ipv4Range;
-
-/// Options of announce, lookup and unannounce.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AnnounceOptions {
-    /// The port we listen on; our UDP port when `None`.
-    pub port: Option<u16>,
-    /// Our LAN address: announced so that peers on the same LAN find it; in a lookup, asks
-    /// for the local peers sharing its first two octets.
-    pub local_address: Option<SocketAddrV4>,
-}
 
 /// Options of a [`HyperDht`]: those of dht-rpc.
 #[derive(Debug, Default, Clone)]
@@ -303,10 +294,23 @@ impl HyperDht {
         }
     }
 
-    /// Announces `key` now and every 4-5 minutes until the handle is dropped (then it
-    /// unannounces).
+    /// Announces `key` now and every 4-5 minutes until the handle is stopped or dropped
+    /// (then it unannounces). The node's core does the re-announcing: no task of its own.
     pub fn announce_and_keep(&self, key: Key, opts: AnnounceOptions) -> crate::keep::Announcement {
-        crate::keep::Announcement::start(self.clone(), key, opts)
+        crate::keep::Announcement::start(self, key, opts, true)
+    }
+
+    /// [`HyperDht::announce_and_keep`] for a key just announced (with
+    /// [`HyperDht::announce`], to see its replies): the first re-announce comes in 4-5
+    /// minutes.
+    pub fn keep_announced(&self, key: Key, opts: AnnounceOptions) -> crate::keep::Announcement {
+        crate::keep::Announcement::start(self, key, opts, false)
+    }
+
+    /// The core's events that nobody waits for: the outcome of every re-announce of a
+    /// kept announcement ([`crate::CoreEvent::Announced`]).
+    pub fn core_events(&self) -> broadcast::Receiver<crate::CoreEvent> {
+        self.node.own_events()
     }
 
     /// Pings a node: our address as it sees us, its id, the round-trip time.
@@ -321,5 +325,5 @@ impl HyperDht {
 }
 
 fn request(kind: PeersRequestType, opts: AnnounceOptions) -> PeersRequest {
-    PeersRequest::new(kind, opts.port, opts.local_address)
+    opts.request(kind)
 }

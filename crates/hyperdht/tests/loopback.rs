@@ -161,6 +161,7 @@ async fn events_and_the_keepalive_handle() {
     let (_entry, nodes) = network(6).await;
     let key = Key::from_bytes([5; 32]);
     let mut events = nodes[3].events();
+    let mut kept = nodes[0].core_events();
     let keep = nodes[0].announce_and_keep(key, AnnounceOptions::default());
     let me = nodes[0].local_addr();
     let found = tokio::time::timeout(Duration::from_secs(10), async {
@@ -173,7 +174,23 @@ async fn events_and_the_keepalive_handle() {
     })
     .await;
     assert!(found.is_ok(), "node 3 stored the announce");
-    keep.stop().await;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let hyperdht::CoreEvent::Announced { key: k, result, .. } =
+                kept.recv().await.expect("core event")
+            {
+                assert_eq!(k, key);
+                return result;
+            }
+        }
+    })
+    .await
+    .expect("the core reports the announce");
+    assert!(
+        outcome.as_ref().is_ok_and(|n| *n >= 3),
+        "stored on the closest: {outcome:?}"
+    );
+    keep.stop().await.expect("unannounced");
     let after = nodes[4]
         .lookup(key, AnnounceOptions::default())
         .collect_all()

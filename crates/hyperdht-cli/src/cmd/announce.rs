@@ -1,11 +1,9 @@
 //! `hyperdht announce KEY` (kept alive until interrupted) and `hyperdht unannounce KEY`.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
-use hyperdht::{AnnounceOptions, HyperDht, Key};
-use rand::Rng;
+use hyperdht::{AnnounceOptions, CoreEvent, HyperDht, Key};
 use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::{client, lan_address};
 use crate::out::Out;
@@ -24,19 +22,25 @@ pub async fn run(
         local_address,
     };
     let dht = client(bootstrap, true).await?;
+    let mut events = dht.core_events();
     announce_once(out, &dht, key, opts).await?;
+    // The node's core re-announces every 4-5 minutes from here on.
+    let kept = dht.keep_announced(key, opts);
     loop {
-        let wait = Duration::from_millis(rand::rng().random_range(240_000..300_000));
         tokio::select! {
-            () = tokio::time::sleep(wait) => {
-                if let Err(e) = announce_once(out, &dht, key, opts).await {
-                    tracing::warn!(error = %format!("{e:#}"), "re-announce failed; trying again at the next interval");
-                }
-            }
+            e = events.recv() => match e {
+                Ok(CoreEvent::Announced { key, result: Ok(nodes), .. }) => out.emit(
+                    || format!("re-announced {key} on {nodes} node(s)"),
+                    || json!({"event": "announced", "key": key.to_string(), "nodes": nodes}),
+                ),
+                // (A failed re-announce is logged by the library, and tried again.)
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            },
             () = hyperdht_cli::shutdown_signal() => break,
         }
     }
-    let result = dht.unannounce(key, opts).await;
+    let result = kept.stop().await;
     finish_unannounce(out, &dht, key, result).await
 }
 
