@@ -51,20 +51,26 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     };
+    // The driving rule: every deadline the core asks for, in order, up to `to`.
+    let advance = |core: &mut Core, to: Instant, ended: &mut Vec<_>, hints: &mut u32| {
+        while let Some(t) = core.poll_timeout().filter(|t| *t <= to) {
+            core.handle_timeout(t);
+            drain(core, ended, hints);
+        }
+    };
     let mut rest = data;
     let mut now = t0;
     while let [len, from, body @ ..] = rest {
         let n = (*len as usize).min(body.len());
         now += Duration::from_millis(u64::from(from >> 5) * 100);
+        advance(&mut core, now, &mut ended, &mut hints);
         core.handle_datagram(now, source(*from), &body[..n]);
-        core.handle_timeout(now);
         drain(&mut core, &mut ended, &mut hints);
         rest = &body[n..];
     }
     // Past the last round and the timeout of its requests, both punches are over.
     now += Duration::from_secs(3);
-    core.handle_timeout(now);
-    drain(&mut core, &mut ended, &mut hints);
+    advance(&mut core, now, &mut ended, &mut hints);
     ended.sort();
     assert_eq!(ended, vec![a, b], "each punch ends exactly once");
     assert_eq!(core.punches(), 0);

@@ -182,13 +182,7 @@ async fn mixed_network_announces_are_found_from_either_side() {
     // Local peers across the two.
     let lan: SocketAddrV4 = "192.168.1.2:8888".parse().expect("addr");
     rust[5]
-        .announce(
-            key(50),
-            AnnounceOptions {
-                port: Some(7000),
-                local_address: Some(lan),
-            },
-        )
+        .announce(key(50), AnnounceOptions::new(Some(7000), Some(lan)))
         .collect_all()
         .await
         .expect("announce");
@@ -199,10 +193,7 @@ async fn mixed_network_announces_are_found_from_either_side() {
     let found = rust[1]
         .lookup(
             key(51),
-            AnnounceOptions {
-                port: None,
-                local_address: Some("10.9.200.200:0".parse().expect("addr")),
-            },
+            AnnounceOptions::new(None, Some("10.9.200.200:0".parse().expect("addr"))),
         )
         .collect_all()
         .await
@@ -263,16 +254,10 @@ async fn javascript_entry_node_and_the_seed_readme_example() {
         ["127.0.0.1:10000".parse().expect("addr")].into()
     );
     // And the reverse: Rust announces, JavaScript looks up.
-    a.announce(
-        key(99),
-        AnnounceOptions {
-            port: Some(10001),
-            local_address: None,
-        },
-    )
-    .collect_all()
-    .await
-    .expect("announce");
+    a.announce(key(99), AnnounceOptions::new(Some(10001), None))
+        .collect_all()
+        .await
+        .expect("announce");
     let r = b
         .call(json!({"op": "lookup", "key": key(99).to_string()}))
         .await;
@@ -305,18 +290,22 @@ async fn the_reachability_check_runs_on_javascript_relays() {
     // Polled rather than awaited as an event: the first verdict may come before anyone
     // subscribes. Without one yet, re-bootstrap now and then, as a long-lived node does (a
     // round follows each of the table's walks).
-    let mut verdict = None;
+    let mut verdict = dht_rpc::Reachability::Unknown;
     for second in 1..=30 {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         verdict = node.rpc().read_core(|c| c.reachability());
-        if verdict.is_some() {
+        if verdict != dht_rpc::Reachability::Unknown {
             break;
         }
         if second % 5 == 0 {
             let _ = node.bootstrap().await;
         }
     }
-    assert_eq!(verdict, Some(false), "a loopback node is reachable");
+    assert_eq!(
+        verdict,
+        dht_rpc::Reachability::Reachable,
+        "a loopback node is reachable"
+    );
     assert!(
         !node.rpc().read_core(|c| c.is_ephemeral()),
         "and keeps sending its id"

@@ -48,7 +48,28 @@ pub struct Transmit {
     pub payload: Bytes,
 }
 
-/// A dht-rpc node's protocol logic. `H` answers application commands.
+/// What the reachability check (see [`Config::adaptive`]) found last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reachability {
+    /// No verdict yet (or the check is off).
+    Unknown,
+    /// Nodes we never wrote to reach us: we send our id.
+    Reachable,
+    /// They cannot: we send no id (we act as an ephemeral node) until a later check.
+    Firewalled,
+}
+
+/// A dht-rpc node's protocol logic, without I/O. `H` answers application commands.
+///
+/// The driving rule: after anything that may change the core (a datagram given to
+/// [`Core::handle_datagram`], a deadline passed to [`Core::handle_timeout`], a call that
+/// starts a request or query), send every [`Core::poll_transmit`], take every
+/// [`Core::poll_event`], and call `handle_timeout` again no later than
+/// [`Core::poll_timeout`]. Time is only what the caller passes in (`now`), and every random
+/// choice comes from [`Config::seed`]: the same inputs give the same outputs, which the
+/// simulator relies on. The tokio driver (`dht_rpc::Driver`, feature `tokio`) does exactly
+/// this for a real socket.
 #[derive(Debug)]
 pub struct Core<H = NoHandler> {
     config: Config,
@@ -272,10 +293,13 @@ impl<H: Handler> Core<H> {
         self.reach.verdict == Some(true)
     }
 
-    /// The last reachability verdict (only with [`Config::adaptive`]): `Some(true)`
-    /// firewalled, `Some(false)` reachable, `None` before the first.
-    pub fn reachability(&self) -> Option<bool> {
-        self.reach.verdict
+    /// The last reachability verdict (only with [`Config::adaptive`]).
+    pub fn reachability(&self) -> Reachability {
+        match self.reach.verdict {
+            None => Reachability::Unknown,
+            Some(true) => Reachability::Firewalled,
+            Some(false) => Reachability::Reachable,
+        }
     }
 
     /// Sends `_ping` to `to`; an [`Event::Pong`] follows.

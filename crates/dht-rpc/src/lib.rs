@@ -26,7 +26,7 @@ pub mod rtt;
 mod stats;
 mod tokens;
 
-pub use crate::core::{Core, Transmit};
+pub use crate::core::{Core, Reachability, Transmit};
 pub use config::{
     Config, DEFAULT_CONCURRENCY, DEFAULT_K, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RTO_FLOOR,
     Maintenance, RECENTLY_SEEN, SECRET_ROTATION, TICK,

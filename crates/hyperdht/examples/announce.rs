@@ -11,10 +11,7 @@ use hyperdht::{AnnounceOptions, Key};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (_entry, nodes) = common::local_network(10).await?;
     let key = Key::from_bytes([1; 32]);
-    let opts = AnnounceOptions {
-        port: Some(8080),
-        local_address: Some("192.168.1.20:8080".parse()?),
-    };
+    let opts = AnnounceOptions::new(Some(8080), Some("192.168.1.20:8080".parse()?));
 
     // One-shot: the stream carries the peers already announced that we meet on the way
     // (none here: we are the first).

@@ -13,19 +13,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     nodes[0]
         .announce(
             key,
-            AnnounceOptions {
-                port: Some(9000),
-                local_address: Some("10.0.0.5:9000".parse()?),
-            },
+            AnnounceOptions::new(Some(9000), Some("10.0.0.5:9000".parse()?)),
         )
         .collect_all()
         .await?;
 
     // Give our own LAN address (port 0: we only ask) to be told of peers on 10.0.x.x.
-    let opts = AnnounceOptions {
-        port: None,
-        local_address: Some("10.0.3.3:0".parse()?),
-    };
+    let opts = AnnounceOptions::new(None, Some("10.0.3.3:0".parse()?));
     for reply in nodes[5].lookup(key, opts).collect_all().await? {
         println!(
             "{} says: peers {:?}, local peers {:?}",

@@ -27,15 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     a.ready().await;
     // announce on a 32 byte key
     let key = Key::from_bytes(*b"01234567012345670123456701234567");
-    b.announce(
-        key,
-        AnnounceOptions {
-            port: Some(10000),
-            local_address: None,
-        },
-    )
-    .collect_all()
-    .await?;
+    b.announce(key, AnnounceOptions::new(Some(10000), None))
+        .collect_all()
+        .await?;
 
     let mut stream = a.lookup(key, AnnounceOptions::default());
     while let Some(data) = stream.next().await {

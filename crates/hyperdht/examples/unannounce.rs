@@ -10,10 +10,7 @@ use hyperdht::{AnnounceOptions, Key};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (_entry, nodes) = common::local_network(10).await?;
     let key = Key::from_bytes([3; 32]);
-    let opts = AnnounceOptions {
-        port: Some(7000),
-        local_address: None,
-    };
+    let opts = AnnounceOptions::new(Some(7000), None);
     nodes[0].announce(key, opts).collect_all().await?;
     let count = |r: Vec<hyperdht::PeersReply>| r.iter().filter(|r| !r.peers.is_empty()).count();
     println!(

@@ -18,6 +18,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 #[cfg(feature = "tokio")]
 use std::sync::Arc;
+#[cfg(feature = "tokio")]
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,13 +30,17 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 /// Extra sockets the hard side opens.
-pub const SOCKETS: usize = 256;
+#[cfg(feature = "tokio")]
+pub(crate) const SOCKETS: usize = 256;
 /// Datagrams the easy side sprays at most.
-pub const SPRAYS: usize = 1024;
+#[cfg(feature = "tokio")]
+pub(crate) const SPRAYS: usize = 1024;
 /// Sprays per second at most.
-pub const SPRAY_RATE: u32 = 2000;
+#[cfg(feature = "tokio")]
+pub(crate) const SPRAY_RATE: u32 = 2000;
 /// How long the hard side keeps its sockets open for a spray to land.
-pub const HARD_WAIT: Duration = Duration::from_secs(4);
+#[cfg(feature = "tokio")]
+pub(crate) const HARD_WAIT: Duration = Duration::from_secs(4);
 
 const MAGIC: &[u8] = b"\0\0\x07hyperdht-rs/bday/1/";
 
@@ -91,7 +96,7 @@ impl Hint {
 /// The hard side: opens the sockets toward `easy`, waits for a spray from `easy`'s IP, and
 /// acknowledges it. Returns the socket that was reached and the sprayer's address.
 #[cfg(feature = "tokio")]
-pub async fn hard_side(easy: SocketAddrV4) -> Option<(Arc<UdpSocket>, SocketAddrV4)> {
+pub(crate) async fn hard_side(easy: SocketAddrV4) -> Option<(Arc<UdpSocket>, SocketAddrV4)> {
     let (tx, mut rx) = mpsc::channel(1);
     let mut tasks = Vec::with_capacity(SOCKETS);
     for _ in 0..SOCKETS {
@@ -129,7 +134,7 @@ pub async fn hard_side(easy: SocketAddrV4) -> Option<(Arc<UdpSocket>, SocketAddr
 /// The easy side: sprays random ports of `hard` from the DHT socket through `send`, until
 /// `acked` reports an acknowledgement (the hard side's address) or the budget is spent.
 #[cfg(feature = "tokio")]
-pub async fn spray(
+pub(crate) async fn spray(
     hard: Ipv4Addr,
     send: impl Fn(SocketAddrV4, Bytes),
     mut acked: mpsc::Receiver<SocketAddrV4>,

@@ -589,10 +589,7 @@ mod tests {
         let mut net = Net::new(4);
         let key = Key::from_bytes([7; 32]);
         let now = net.now;
-        let opts = AnnounceOptions {
-            port: Some(7777),
-            local_address: None,
-        };
+        let opts = AnnounceOptions::new(Some(7777), None);
         let id = net.a().keep(now, key, opts, true);
         net.run_for(Duration::from_secs(10));
         assert_eq!(

@@ -12,7 +12,7 @@
 //! let b = HyperDht::builder().bootstrap(["localhost:10000"]).bind("0.0.0.0:0").await?;
 //! a.ready().await;
 //! let key = Key::from_bytes(*b"01234567012345670123456701234567");
-//! b.announce(key, AnnounceOptions { port: Some(10000), ..Default::default() }).collect_all().await?;
+//! b.announce(key, AnnounceOptions::new(Some(10000), None)).collect_all().await?;
 //! let mut found = a.lookup(key, AnnounceOptions::default());
 //! while let Some(reply) = found.next().await {
 //!     println!("found peers: {:?} via {}", reply.peers, reply.node.addr);
@@ -27,7 +27,7 @@
 //!   handler.
 #![forbid(unsafe_code)]
 
-pub mod birthday;
+mod birthday;
 mod core;
 mod events;
 #[cfg(feature = "tokio")]
@@ -46,6 +46,7 @@ pub use crate::core::{
     Core, CoreEvent, Holepunch, HolepunchPath, KeepId, PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId,
     REANNOUNCE,
 };
+pub use birthday::Hint;
 pub use dht_rpc;
 pub use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType, PeersResponse};
 pub use events::PeerEvent;
@@ -53,7 +54,7 @@ pub use events::PeerEvent;
 pub use keep::Announcement;
 #[cfg(feature = "tokio")]
 pub use node::{HyperDht, HyperDhtBuilder};
-pub use options::AnnounceOptions;
+pub use options::{AnnounceOptions, LookupOptions};
 #[cfg(feature = "tokio")]
 pub use reply::{PeersReply, PeersStream};
 pub use serve::{ANSWER_BYTES, PeersHandler};

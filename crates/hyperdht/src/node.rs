@@ -12,7 +12,7 @@ use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType};
 use tokio::sync::broadcast;
 
 use crate::events::PeerEvent;
-pub use crate::options::AnnounceOptions;
+pub use crate::options::{AnnounceOptions, LookupOptions};
 use crate::reply::{PeersStream, to_reply};
 use crate::serve::PeersHandler;
 use crate::store::{DEFAULT_MAX, DEFAULT_MAX_AGE, PeerStore, Quotas};
@@ -237,7 +237,9 @@ impl HyperDht {
     }
 
     /// Finds the peers announced on `key`.
-    pub fn lookup(&self, key: Key, opts: AnnounceOptions) -> PeersStream {
+    pub fn lookup(&self, key: Key, opts: impl Into<LookupOptions>) -> PeersStream {
+        let opts = opts.into();
+        let opts = AnnounceOptions::new(opts.port, opts.local_address);
         let spec = QuerySpec::query(
             PEERS,
             key,

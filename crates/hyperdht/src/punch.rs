@@ -3,7 +3,7 @@
 //! [`HyperDht::holepunch`] first does what works across most NATs: a few rounds of a direct
 //! probe to the peer together with the ping relayed through the referrer (the reference
 //! sends only the latter). When that fails between two Rust peers, it falls back to the
-//! [birthday punch](crate::birthday). A path opened that way may use an extra socket; the
+//! birthday punch (two Rust peers, one behind a symmetric NAT: 256 extra sockets on that side, up to 1024 sprayed ports on the other). A path opened that way may use an extra socket; the
 //! node keeps it in its path table, so [`HyperDht::send_datagram`] and
 //! [`HyperDht::datagrams`] work the same whichever socket carries the path.
 

@@ -51,6 +51,7 @@ pub(crate) fn to_reply(
 }
 
 /// The replies of an announce or lookup as they arrive; dropping it cancels the query.
+#[must_use = "a lookup or announce runs only while its stream is kept; dropping it cancels it"]
 pub struct PeersStream {
     pub(crate) first: VecDeque<PeersReply>,
     pub(crate) inner: QueryStream<crate::core::Core>,

@@ -36,10 +36,7 @@ async fn network(n: usize) -> (HyperDht, Vec<HyperDht>) {
 
 /// All the replies of a lookup of `key` from `node`, telling LAN address `lan`.
 async fn lookup_from_lan(node: &HyperDht, key: Key, lan: &str) -> Vec<hyperdht::PeersReply> {
-    let opts = AnnounceOptions {
-        port: None,
-        local_address: Some(lan.parse().expect("addr")),
-    };
+    let opts = AnnounceOptions::new(None, Some(lan.parse().expect("addr")));
     node.lookup(key, opts).collect_all().await.expect("lookup")
 }
 
@@ -55,13 +52,7 @@ async fn announce_lookup_unannounce() {
     let (_entry, nodes) = network(12).await;
     let key = Key::from_bytes(*b"01234567012345670123456701234567");
     let announced = nodes[0]
-        .announce(
-            key,
-            AnnounceOptions {
-                port: Some(10000),
-                local_address: None,
-            },
-        )
+        .announce(key, AnnounceOptions::new(Some(10000), None))
         .collect_all()
         .await
         .expect("announce");
@@ -85,13 +76,7 @@ async fn announce_lookup_unannounce() {
 
     // The announcer never sees itself; a second announcer sees the first.
     let own = nodes[0]
-        .lookup(
-            key,
-            AnnounceOptions {
-                port: Some(10000),
-                local_address: None,
-            },
-        )
+        .lookup(key, AnnounceOptions::new(Some(10000), None))
         .collect_all()
         .await
         .expect("lookup");
@@ -108,13 +93,7 @@ async fn announce_lookup_unannounce() {
     );
 
     nodes[0]
-        .unannounce(
-            key,
-            AnnounceOptions {
-                port: Some(10000),
-                local_address: None,
-            },
-        )
+        .unannounce(key, AnnounceOptions::new(Some(10000), None))
         .await
         .expect("unannounce");
     let after = nodes[5]
@@ -135,13 +114,7 @@ async fn local_peers_only_for_matching_prefixes() {
     let key = Key::from_bytes([9; 32]);
     let lan: SocketAddrV4 = "192.168.1.2:8888".parse().expect("addr");
     nodes[1]
-        .announce(
-            key,
-            AnnounceOptions {
-                port: None,
-                local_address: Some(lan),
-            },
-        )
+        .announce(key, AnnounceOptions::new(None, Some(lan)))
         .collect_all()
         .await
         .expect("announce");

@@ -43,6 +43,8 @@ pub enum BindError {
 #[derive(Debug, Clone)]
 pub struct NodeBuilder {
     config: Config,
+    /// The seed asked for; random when `None` (0 is a seed like any other).
+    seed: Option<u64>,
     bootstrap: Vec<String>,
     no_bootstrap_on_start: bool,
 }
@@ -54,6 +56,7 @@ impl Default for NodeBuilder {
                 maintenance: Some(Maintenance::default()),
                 ..Config::default()
             },
+            seed: None,
             bootstrap: Vec::new(),
             no_bootstrap_on_start: false,
         }
@@ -135,7 +138,7 @@ impl NodeBuilder {
 
     /// Seeds the node's random choices, for reproducible runs (random otherwise).
     pub fn seed(mut self, seed: u64) -> Self {
-        self.config.seed = seed;
+        self.seed = Some(seed);
         self
     }
 
@@ -180,9 +183,7 @@ impl NodeBuilder {
             let a = resolve(b, Some(DEFAULT_BOOTSTRAP_PORT)).await?;
             self.config.bootstrap.push(a);
         }
-        if self.config.seed == 0 {
-            self.config.seed = rand::random();
-        }
+        self.config.seed = self.seed.unwrap_or_else(rand::random);
         let socket = UdpSocket::bind(SocketAddr::V4(bind))
             .await
             .map_err(|source| BindError::Bind {

@@ -22,6 +22,7 @@ pub(crate) enum QueryMsg {
 ///
 /// After the stream ends, [`QueryStream::outcome`] tells how the query went; or use
 /// [`QueryStream::collect_all`] to wait for everything at once.
+#[must_use = "a query runs only while its stream is kept; dropping it cancels it"]
 pub struct QueryStream<M: Machine> {
     pub(crate) id: QueryId,
     pub(crate) rx: mpsc::UnboundedReceiver<QueryMsg>,

@@ -17,10 +17,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let key = hyperdht_cli::parse_key(key)?;
     let local_address = local.map(lan_address).transpose()?;
-    let opts = AnnounceOptions {
-        port,
-        local_address,
-    };
+    let opts = AnnounceOptions::new(port, local_address);
     let dht = client(bootstrap, true).await?;
     let mut events = dht.core_events();
     announce_once(out, &dht, key, opts).await?;
@@ -90,14 +87,6 @@ pub async fn unannounce(
 ) -> anyhow::Result<()> {
     let key = hyperdht_cli::parse_key(key)?;
     let dht = client(bootstrap, true).await?;
-    let result = dht
-        .unannounce(
-            key,
-            AnnounceOptions {
-                port,
-                local_address: None,
-            },
-        )
-        .await;
+    let result = dht.unannounce(key, AnnounceOptions::new(port, None)).await;
     finish_unannounce(out, &dht, key, result).await
 }

@@ -50,13 +50,7 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
     let key = Key::from_bytes(*b"01234567012345670123456701234567");
 
     let t = Instant::now();
-    let mut announce = a.announce(
-        key,
-        AnnounceOptions {
-            port: None,
-            local_address: None,
-        },
-    );
+    let mut announce = a.announce(key, AnnounceOptions::new(None, None));
     while futures::StreamExt::next(&mut announce).await.is_some() {}
     let stored = match announce.outcome() {
         Some(Ok(o)) => o.commits,

@@ -19,13 +19,7 @@ pub async fn run(
     let key = hyperdht_cli::parse_key(key)?;
     let local_address = local.map(lan_address).transpose()?;
     let dht = client(bootstrap, true).await?;
-    let mut stream = dht.lookup(
-        key,
-        AnnounceOptions {
-            port: None,
-            local_address,
-        },
-    );
+    let mut stream = dht.lookup(key, AnnounceOptions::new(None, local_address));
     let mut all = BTreeSet::new();
     let mut nodes = 0;
     while let Some(reply) = stream.next().await {
