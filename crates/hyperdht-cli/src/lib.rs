@@ -49,6 +49,11 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(RequestError::Timeout) = cause.downcast_ref::<RequestError>() {
             return EXIT_NETWORK;
         }
+        if let Some(hyperdht::HolepunchError::NoAnswer { .. }) =
+            cause.downcast_ref::<hyperdht::HolepunchError>()
+        {
+            return EXIT_NETWORK;
+        }
     }
     1
 }

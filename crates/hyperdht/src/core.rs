@@ -65,6 +65,49 @@ pub struct Holepunch {
     pub elapsed: Duration,
 }
 
+/// Whether the birthday punch (two Rust peers, one behind a symmetric NAT) was tried after the
+/// ordinary rounds failed, and from which side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BirthdayTry {
+    /// Not tried: the referrer is ourselves, so there is nobody to carry the hint.
+    NotTried,
+    /// We are behind a symmetric NAT: we opened 256 sockets toward the peer and asked it
+    /// to spray us; nothing met.
+    HardSide,
+    /// We have a stable address: we asked the peer to open sockets toward us and sprayed
+    /// its IP; no acknowledgement came (the peer is not ours, or not behind a symmetric NAT,
+    /// or too many ports away).
+    EasySide,
+}
+
+/// Why a hole punch failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HolepunchError {
+    /// No answer came to any round of direct probes and relayed pings, and the birthday
+    /// punch (if tried) did not meet. Usually: the peer is gone, the address is not its DHT
+    /// socket (an announced service port, say), or both sides are behind NATs that map each
+    /// destination to a new port.
+    #[error(
+        "no answer from {peer} to {rounds} rounds of direct probes{} ({birthday:?} for the birthday punch); is it the peer's DHT address, and is the peer up?",
+        if *.relayed { " and pings relayed by the referrer" } else { "" }
+    )]
+    NoAnswer {
+        /// The peer.
+        peer: SocketAddrV4,
+        /// Rounds sent.
+        rounds: u32,
+        /// Whether pings were relayed by the referrer (not when it is the peer or us).
+        relayed: bool,
+        /// What came of the birthday punch.
+        birthday: BirthdayTry,
+    },
+    /// Our node could not send (too many requests queued) or shut down.
+    #[error("the hole punch could not run: {0}")]
+    Node(RequestError),
+}
+
 /// Identifies a hole punch of a [`Core`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PunchId(pub u64);

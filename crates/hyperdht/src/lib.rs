@@ -43,8 +43,8 @@ mod serve;
 mod store;
 
 pub use crate::core::{
-    Core, CoreEvent, Holepunch, HolepunchPath, KeepId, PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId,
-    REANNOUNCE,
+    BirthdayTry, Core, CoreEvent, Holepunch, HolepunchError, HolepunchPath, KeepId, PUNCH_INTERVAL,
+    PUNCH_ROUNDS, PunchId, REANNOUNCE,
 };
 pub use birthday::Hint;
 pub use dht_rpc;

@@ -18,7 +18,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::birthday::{self, Hint};
-use crate::core::{Core, CoreEvent, Holepunch, HolepunchPath};
+use crate::core::{
+    BirthdayTry, Core, CoreEvent, Holepunch, HolepunchError, HolepunchPath, PUNCH_ROUNDS,
+};
 use crate::node::HyperDht;
 
 /// Paths through extra sockets kept at most.
@@ -224,23 +226,31 @@ impl HyperDht {
         &self,
         peer: SocketAddrV4,
         referrer: SocketAddrV4,
-    ) -> Result<Holepunch, RequestError> {
+    ) -> Result<Holepunch, HolepunchError> {
         let start = Instant::now();
-        let err = match self.probe_and_relay(peer, referrer).await {
+        let relayed = referrer != peer && !self.via_self(referrer);
+        match self.probe_and_relay(peer, referrer).await {
             Ok(h) => return Ok(h),
-            Err(e) => e,
+            Err(RequestError::Timeout) => {}
+            Err(e) => return Err(HolepunchError::Node(e)),
+        }
+        let no_answer = |birthday| HolepunchError::NoAnswer {
+            peer,
+            rounds: PUNCH_ROUNDS,
+            relayed,
+            birthday,
         };
         if self.via_self(referrer) {
-            return Err(err);
+            return Err(no_answer(BirthdayTry::NotTried));
         }
         match self.birthday(peer, referrer).await {
-            Some(addr) => Ok(Holepunch {
+            (_, Some(addr)) => Ok(Holepunch {
                 path: HolepunchPath::Birthday,
                 addr,
                 id: None,
                 elapsed: start.elapsed(),
             }),
-            None => Err(err),
+            (side, None) => Err(no_answer(side)),
         }
     }
 
@@ -302,8 +312,26 @@ impl HyperDht {
     }
 
     /// The birthday punch; the address to use for the peer when it met.
-    async fn birthday(&self, peer: SocketAddrV4, referrer: SocketAddrV4) -> Option<SocketAddrV4> {
-        if self.is_symmetric(referrer).await {
+    async fn birthday(
+        &self,
+        peer: SocketAddrV4,
+        referrer: SocketAddrV4,
+    ) -> (BirthdayTry, Option<SocketAddrV4>) {
+        let side = if self.is_symmetric(referrer).await {
+            BirthdayTry::HardSide
+        } else {
+            BirthdayTry::EasySide
+        };
+        (side, self.birthday_as(side, peer, referrer).await)
+    }
+
+    async fn birthday_as(
+        &self,
+        side: BirthdayTry,
+        peer: SocketAddrV4,
+        referrer: SocketAddrV4,
+    ) -> Option<SocketAddrV4> {
+        if side == BirthdayTry::HardSide {
             // We are the hard side: open sockets toward the peer, then ask it to spray us.
             let hard = tokio::spawn(birthday::hard_side(peer));
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -239,3 +239,33 @@ async fn holepunch_reports_the_path() {
     // The protocol still works on the same sockets.
     assert!(me.ping(peer.local_addr()).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_holepunch_says_what_was_tried() {
+    let (_entry, nodes) = network(4).await;
+    // A bound socket that never answers: no DHT node behind it.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let silent = match silent.local_addr().expect("addr") {
+        std::net::SocketAddr::V4(a) => a,
+        std::net::SocketAddr::V6(_) => unreachable!("bound on IPv4"),
+    };
+    let err = nodes[0]
+        .holepunch(silent, nodes[1].local_addr())
+        .await
+        .expect_err("nobody answers");
+    match &err {
+        hyperdht::HolepunchError::NoAnswer {
+            peer,
+            rounds,
+            relayed,
+            birthday,
+        } => {
+            assert_eq!(*peer, silent);
+            assert_eq!(*rounds, hyperdht::PUNCH_ROUNDS);
+            assert!(*relayed, "the referrer relayed");
+            assert_ne!(*birthday, hyperdht::BirthdayTry::NotTried);
+        }
+        other => panic!("not a NoAnswer: {other:?}"),
+    }
+    assert!(err.to_string().contains("DHT address"), "{err}");
+}

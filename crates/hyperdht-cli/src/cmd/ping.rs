@@ -38,9 +38,10 @@ pub async fn holepunch(out: &Out, peer: &str, via: &str) -> anyhow::Result<()> {
     let peer = address(peer).await?;
     let via = address(via).await?;
     let dht = client(Vec::new(), false).await?;
-    let punch = dht.holepunch(peer, via).await.with_context(|| {
-        format!("no path to {peer} opened (direct probes and the relay through {via} both failed)")
-    })?;
+    let punch = dht
+        .holepunch(peer, via)
+        .await
+        .with_context(|| format!("no path to {peer} opened through {via}"))?;
     out.emit(
         || format!("{:?} path to {peer} opened in {:.2} ms", punch.path, punch.elapsed.as_secs_f64() * 1e3),
         || json!({"peer": peer.to_string(), "via": via.to_string(), "path": format!("{:?}", punch.path).to_lowercase(), "ms": punch.elapsed.as_secs_f64() * 1e3}),
