@@ -44,7 +44,7 @@ async fn mixed_network_announces_are_found_from_either_side() {
         return;
     };
     let entry = HyperDht::builder()
-        .ephemeral(true)
+        .rpc(|b| b.ephemeral(true))
         .bind("127.0.0.1:0")
         .await
         .expect("entry");
@@ -283,7 +283,7 @@ async fn the_reachability_check_runs_on_javascript_relays() {
     assert_eq!(js.nodes.len(), 60);
     let node = HyperDht::builder()
         .bootstrap([entry_addr.to_string()])
-        .adaptive(true)
+        .rpc(|b| b.adaptive(true))
         .bind("127.0.0.1:0")
         .await
         .expect("node");

@@ -43,7 +43,7 @@ pub async fn client(bootstrap: Vec<String>, needs_bootstrap: bool) -> anyhow::Re
         .into());
     }
     builder()
-        .ephemeral(true)
+        .rpc(|b| b.ephemeral(true))
         .bootstrap(bootstrap)
         .bind("0.0.0.0:0")
         .await

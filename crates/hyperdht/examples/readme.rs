@@ -10,7 +10,7 @@ use hyperdht::{AnnounceOptions, HyperDht, Key};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // First run a bootstrap node (here, in-process on a random port).
     let own = HyperDht::builder()
-        .ephemeral(true)
+        .rpc(|b| b.ephemeral(true))
         .bind("127.0.0.1:0")
         .await?;
     let bootstrap = std::env::var("BOOTSTRAP").unwrap_or_else(|_| own.local_addr().to_string());

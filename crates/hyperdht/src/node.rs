@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dht_rpc::{
     Answer, BindError, Driver, Event, Incoming, NodeAddr, NodeBuilder, NodeId, Pong, QueryError,
@@ -18,7 +18,8 @@ use crate::serve::PeersHandler;
 use crate::store::{DEFAULT_MAX, DEFAULT_MAX_AGE, PeerStore, Quotas};
 use dht_rpc::guard::Ipv4Range;
 
-/// Options of a [`HyperDht`]: those of dht-rpc.
+/// Options of a [`HyperDht`]: the peer store's and those that concern both layers (trust,
+/// seed) here, dht-rpc's through [`HyperDhtBuilder::rpc`]; `bootstrap` is a shortcut for it.
 #[derive(Debug, Default, Clone)]
 pub struct HyperDhtBuilder {
     rpc: NodeBuilder,
@@ -39,30 +40,22 @@ impl HyperDhtBuilder {
         self
     }
 
-    /// Our node id (random otherwise).
-    pub fn id(mut self, id: NodeId) -> Self {
-        self.rpc = self.rpc.id(id);
-        self
-    }
-
-    /// An ephemeral node sends no id, so nobody adds it to a routing table.
-    pub fn ephemeral(mut self, ephemeral: bool) -> Self {
-        self.rpc = self.rpc.ephemeral(ephemeral);
-        self
-    }
-
-    /// Checks whether nodes we never sent to can reach us, and sends no id while they cannot
-    /// (a node behind a NAT then stays out of routing tables that could not reach it). Off
-    /// by default, as in the reference; see `dht_rpc::Config::adaptive`.
-    pub fn adaptive(mut self, adaptive: bool) -> Self {
-        self.rpc = self.rpc.adaptive(adaptive);
-        self
-    }
-
-    /// The defences of the dht-rpc core against hostile networks (the defaults protect a
-    /// public node; see `dht_rpc::guard`).
-    pub fn defences(mut self, defences: dht_rpc::Defences) -> Self {
-        self.rpc = self.rpc.defences(defences);
+    /// Sets the dht-rpc options (id, ephemeral, adaptive, defences, concurrency, timeouts,
+    /// maintenance: everything of [`NodeBuilder`]) on the builder underneath.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hyperdht::HyperDht;
+    ///
+    /// let dht = HyperDht::builder()
+    ///     .bootstrap(["localhost:10000"])
+    ///     .rpc(|b| b.ephemeral(true).adaptive(false).maintenance(None))
+    ///     .bind("0.0.0.0:0")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn rpc(mut self, f: impl FnOnce(NodeBuilder) -> NodeBuilder) -> Self {
+        self.rpc = f(self.rpc);
         self
     }
 
@@ -87,33 +80,6 @@ impl HyperDhtBuilder {
     pub fn distrust_loopback(mut self) -> Self {
         self.rpc = self.rpc.distrust_loopback();
         self.distrust_loopback = true;
-        self
-    }
-
-    /// Requests in flight at once (16).
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.rpc = self.rpc.concurrency(n);
-        self
-    }
-
-    /// How long a request waits for its answer (1.25 s). A walk moves on sooner, after the
-    /// round trip it expects (see [`dht_rpc::rtt`]); this is the ceiling of that wait.
-    pub fn request_timeout(mut self, t: Duration) -> Self {
-        self.rpc = self.rpc.request_timeout(t);
-        self
-    }
-
-    /// The least time a walk waits for a node's answer before it asks the next candidate
-    /// (50 ms).
-    pub fn rto_floor(mut self, t: Duration) -> Self {
-        self.rpc = self.rpc.rto_floor(t);
-        self
-    }
-
-    /// The node's own maintenance (re-bootstrap, bucket refresh, reachability rounds);
-    /// `None` turns it off. On by default: see [`dht_rpc::Maintenance`].
-    pub fn maintenance(mut self, maintenance: Option<dht_rpc::Maintenance>) -> Self {
-        self.rpc = self.rpc.maintenance(maintenance);
         self
     }
 

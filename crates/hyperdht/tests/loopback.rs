@@ -10,7 +10,7 @@ use hyperdht::{AnnounceOptions, HolepunchPath, HyperDht, Key, PeerEvent};
 
 async fn network(n: usize) -> (HyperDht, Vec<HyperDht>) {
     let entry = HyperDht::builder()
-        .ephemeral(true)
+        .rpc(|b| b.ephemeral(true))
         .bind("127.0.0.1:0")
         .await
         .expect("entry");

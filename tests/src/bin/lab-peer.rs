@@ -28,7 +28,7 @@ async fn fresh(bootstrap: &str) -> Peer {
     let lab: dht_rpc::guard::Ipv4Range = "198.18.0.0/15".parse().expect("range");
     let dht = HyperDht::builder()
         .trust([lab])
-        .ephemeral(true)
+        .rpc(|b| b.ephemeral(true))
         .bootstrap([bootstrap.to_owned()])
         .bind("0.0.0.0:0")
         .await

@@ -17,7 +17,7 @@ pub async fn run(
     let bind = format!("{host}:{port}");
     let dht = crate::cmd::builder()
         .bootstrap(bootstrap.clone())
-        .adaptive(adaptive)
+        .rpc(|b| b.adaptive(adaptive))
         .bind(&bind)
         .await?;
     let mut events = dht.events();

@@ -11,8 +11,8 @@ use crate::out::Out;
 pub async fn run(out: &Out, node: &str, timeout_ms: u64) -> anyhow::Result<()> {
     let to = address(node).await?;
     let dht = crate::cmd::builder()
-        .ephemeral(true)
-        .request_timeout(Duration::from_millis(timeout_ms))
+        .rpc(|b| b.ephemeral(true))
+        .rpc(|b| b.request_timeout(Duration::from_millis(timeout_ms)))
         .bind("0.0.0.0:0")
         .await
         .context("starting the node")?;

@@ -20,7 +20,7 @@ pub async fn start(host: &str, n: usize, port: u16) -> anyhow::Result<(HyperDht,
     let own: Vec<Ipv4Range> = host.parse::<Ipv4Range>().into_iter().collect();
     let entry = crate::cmd::builder()
         .trust(own.clone())
-        .ephemeral(true)
+        .rpc(|b| b.ephemeral(true))
         .bind(&format!("{host}:{port}"))
         .await?;
     let addr = entry.local_addr().to_string();

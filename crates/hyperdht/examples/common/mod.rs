@@ -6,7 +6,7 @@ pub async fn local_network(
     n: usize,
 ) -> Result<(HyperDht, Vec<HyperDht>), Box<dyn std::error::Error>> {
     let entry = HyperDht::builder()
-        .ephemeral(true)
+        .rpc(|b| b.ephemeral(true))
         .bind("127.0.0.1:0")
         .await?;
     let bootstrap = entry.local_addr().to_string();
