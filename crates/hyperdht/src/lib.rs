@@ -41,6 +41,8 @@ mod punch;
 mod reply;
 mod serve;
 mod store;
+#[cfg(feature = "tokio")]
+mod testnet;
 
 pub use crate::core::{
     BirthdayTry, Core, CoreEvent, Holepunch, HolepunchError, HolepunchPath, KeepId, PUNCH_INTERVAL,
@@ -59,3 +61,5 @@ pub use options::{AnnounceOptions, LookupOptions};
 pub use reply::{PeersReply, PeersStream};
 pub use serve::{ANSWER_BYTES, PeersHandler};
 pub use store::{DEFAULT_MAX, DEFAULT_MAX_AGE, Entry, OverQuota, PeerStore, QuotaStats, Quotas};
+#[cfg(feature = "tokio")]
+pub use testnet::Testnet;

@@ -9,29 +9,8 @@ use dht_wire::{Checked, Datagram, PeersRequest, PeersRequestType, Request, Tid};
 use hyperdht::{AnnounceOptions, HolepunchPath, HyperDht, Key, PeerEvent};
 
 async fn network(n: usize) -> (HyperDht, Vec<HyperDht>) {
-    let entry = HyperDht::builder()
-        .rpc(|b| b.ephemeral(true))
-        .bind("127.0.0.1:0")
-        .await
-        .expect("entry");
-    let addr = entry.local_addr().to_string();
-    let mut nodes = Vec::new();
-    for _ in 0..n {
-        nodes.push(
-            HyperDht::builder()
-                .bootstrap([addr.clone()])
-                .bind("127.0.0.1:0")
-                .await
-                .expect("node"),
-        );
-    }
-    for n in &nodes {
-        n.ready().await;
-    }
-    for n in &nodes {
-        n.bootstrap().await.expect("bootstrap");
-    }
-    (entry, nodes)
+    let net = hyperdht::Testnet::start(n).await.expect("testnet");
+    (net.entry, net.nodes)
 }
 
 /// All the replies of a lookup of `key` from `node`, telling LAN address `lan`.

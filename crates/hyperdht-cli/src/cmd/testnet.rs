@@ -4,44 +4,18 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-use dht_rpc::guard::Ipv4Range;
-use hyperdht::HyperDht;
+use hyperdht::{HyperDht, Testnet};
 use serde_json::json;
 
 use crate::out::Out;
 
 /// Starts an ephemeral bootstrap node on `host:port` and `n` nodes on `host` bootstrapping
-/// from it.
-///
-/// All its nodes share one IP, so they trust it: the defences' limits per IP (routing
-/// table, walks, store) would otherwise keep them from knowing each other. Hosts that join
-/// it from elsewhere need `--trust IP` for the same reason.
+/// from it (the library's [`Testnet`], with the CLI's trust settings).
 pub async fn start(host: &str, n: usize, port: u16) -> anyhow::Result<(HyperDht, Vec<HyperDht>)> {
-    let own: Vec<Ipv4Range> = host.parse::<Ipv4Range>().into_iter().collect();
-    let entry = crate::cmd::builder()
-        .trust(own.clone())
-        .rpc(|b| b.ephemeral(true))
-        .bind(&format!("{host}:{port}"))
-        .await?;
-    let addr = entry.local_addr().to_string();
-    let mut nodes = Vec::with_capacity(n);
-    for _ in 0..n {
-        let node = crate::cmd::builder()
-            .trust(own.clone())
-            .bootstrap([addr.clone()])
-            .bind(&format!("{host}:0"))
-            .await
-            .context("starting a node")?;
-        nodes.push(node);
-    }
-    for node in &nodes {
-        node.ready().await;
-    }
-    // A second round, so that the early nodes learn of the late ones.
-    for node in &nodes {
-        let _ = node.bootstrap().await;
-    }
-    Ok((entry, nodes))
+    let net = Testnet::start_with(host, port, n, crate::cmd::builder)
+        .await
+        .context("starting the test network")?;
+    Ok((net.entry, net.nodes))
 }
 
 pub async fn run(out: &Out, host: &str, n: usize, port: u16) -> anyhow::Result<()> {
