@@ -1,17 +1,24 @@
 //! Datagrams and timeouts into a `hyperdht::Core` (the dht-rpc core serving `peers`, with
-//! hole-punch rounds and birthday-hint limits on top) while two hole punches run: the input
-//! is split into datagrams (a length byte each) from a few source addresses, the punched
-//! peers among them, with time moving on by an input-chosen step. Nothing may panic; each
-//! punch ends exactly once and by its deadline (four rounds, then the request timeout);
-//! hints that get through stay within their limits; the node still answers a ping.
+//! hole punching, the birthday punch's sessions and sockets, and hint limits on top) while
+//! two hole punches run: the input is split into datagrams (a length byte each) from a few
+//! source addresses, the punched peers among them, to the DHT socket or to an extra socket
+//! the core opened, with time moving on by an input-chosen step. Nothing may panic; each
+//! punch ends exactly once and by its deadline; the extra sockets open at once stay within
+//! three hard sides (two punches, one peer) plus the path table; every transmit leaves from
+//! a socket that is open; the node still answers a ping.
 #![no_main]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use dht_rpc::{Config, Machine, MachineEvent};
+use std::collections::BTreeSet;
+
+use dht_rpc::{Config, Machine, MachineEvent, SocketId, SocketOp};
 use dht_wire::{Datagram, NodeId, Request, Tid};
-use hyperdht::{Core, CoreEvent, PeerStore, PeersHandler};
+use hyperdht::{Core, CoreEvent, MAX_PATHS, PeerStore, PeersHandler};
+
+/// Extra sockets one hard side opens.
+const SOCKETS: usize = 256;
 use libfuzzer_sys::fuzz_target;
 
 const SOURCES: [[u8; 4]; 8] = [
@@ -38,24 +45,32 @@ fuzz_target!(|data: &[u8]| {
     let mut core = Core::new(rpc, t0);
     let a = core.holepunch(t0, source(0), source(2), true);
     let b = core.holepunch(t0, source(6), source(6), true);
-    let (mut ended, mut hints) = (Vec::new(), 0u32);
-    let drain = |core: &mut Core, ended: &mut Vec<_>, hints: &mut u32| {
+    let (mut ended, mut open) = (Vec::new(), BTreeSet::new());
+    let drain = |core: &mut Core, ended: &mut Vec<_>, open: &mut BTreeSet<SocketId>| {
+        while let Some(op) = core.poll_socket_op() {
+            match op {
+                SocketOp::Open(id) => assert!(open.insert(id), "opened twice: {id:?}"),
+                SocketOp::Close(id) => {
+                    open.remove(&id);
+                }
+            }
+        }
+        assert!(open.len() <= 3 * SOCKETS + MAX_PATHS, "{} sockets open", open.len());
         while let Some(t) = core.poll_transmit() {
             assert!(!t.to.ip().is_unspecified() && !t.to.ip().is_broadcast(), "{t:?}");
+            assert!(t.from == SocketId::MAIN || open.contains(&t.from), "{t:?}");
         }
         while let Some(e) = core.poll_event() {
-            match e {
-                MachineEvent::Own(CoreEvent::Punched { punch, .. }) => ended.push(punch),
-                MachineEvent::Own(CoreEvent::Hint { .. }) => *hints += 1,
-                _ => {}
+            if let MachineEvent::Own(CoreEvent::Punched { punch, .. }) = e {
+                ended.push(punch);
             }
         }
     };
     // The driving rule: every deadline the core asks for, in order, up to `to`.
-    let advance = |core: &mut Core, to: Instant, ended: &mut Vec<_>, hints: &mut u32| {
+    let advance = |core: &mut Core, to: Instant, ended: &mut Vec<_>, open: &mut BTreeSet<_>| {
         while let Some(t) = core.poll_timeout().filter(|t| *t <= to) {
             core.handle_timeout(t);
-            drain(core, ended, hints);
+            drain(core, ended, open);
         }
     };
     let mut rest = data;
@@ -63,19 +78,23 @@ fuzz_target!(|data: &[u8]| {
     while let [len, from, body @ ..] = rest {
         let n = (*len as usize).min(body.len());
         now += Duration::from_millis(u64::from(from >> 5) * 100);
-        advance(&mut core, now, &mut ended, &mut hints);
-        core.handle_datagram(now, source(*from), &body[..n]);
-        drain(&mut core, &mut ended, &mut hints);
+        advance(&mut core, now, &mut ended, &mut open);
+        // Every fourth datagram to an extra socket, when one is open.
+        let socket = match (from & 3, open.iter().nth(usize::from(*len) % open.len().max(1))) {
+            (0, Some(id)) => *id,
+            _ => SocketId::MAIN,
+        };
+        core.handle_socket_datagram(now, socket, source(*from), &body[..n]);
+        drain(&mut core, &mut ended, &mut open);
         rest = &body[n..];
     }
-    // Past the last round and the timeout of its requests, both punches are over.
-    now += Duration::from_secs(3);
-    advance(&mut core, now, &mut ended, &mut hints);
+    // Past the rounds, the symmetric check and the birthday punch, both punches are over.
+    now += Duration::from_secs(12);
+    advance(&mut core, now, &mut ended, &mut open);
     ended.sort();
     assert_eq!(ended, vec![a, b], "each punch ends exactly once");
     assert_eq!(core.punches(), 0);
-    let minutes = u32::try_from(now.duration_since(t0).as_secs() / 60).unwrap_or(u32::MAX);
-    assert!(hints <= 6 * (minutes + 1), "hints within the limit: {hints} in {minutes} min");
+    assert!(open.len() <= MAX_PATHS, "the sessions closed their sockets: {}", open.len());
     let ping = Datagram::request(Tid::from_masked(1), Request::new("_ping")).encode();
     core.handle_datagram(now, SocketAddrV4::new(Ipv4Addr::new(9, 9, 9, 8), 9), &ping);
     assert!(core.poll_transmit().is_some(), "the node still answers");

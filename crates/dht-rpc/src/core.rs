@@ -30,6 +30,7 @@ use crate::dead::DeadList;
 use crate::events::{Event, Pong, QueryError, QueryId, RequestError, RequestId};
 use crate::guard::{self, Guard, Over};
 use crate::handler::{Handler, NoHandler};
+use crate::machine::SocketId;
 use crate::query::{QuerySpec, QueryState, Sent};
 use crate::routing::{Contact, Insert, RoutingTable, TableLimits};
 use crate::rtt::Rtts;
@@ -46,6 +47,9 @@ pub struct Transmit {
     pub to: SocketAddrV4,
     /// The encoded datagram.
     pub payload: Bytes,
+    /// The socket it leaves from: the node's own ([`SocketId::MAIN`], always so for the
+    /// dht-rpc core) or one a layer asked its driver for (see [`crate::Machine`]).
+    pub from: SocketId,
 }
 
 /// What the reachability check (see [`Config::adaptive`]) found last.
@@ -564,7 +568,11 @@ impl<H: Handler> Core<H> {
 
     fn push_encoded(&mut self, to: SocketAddrV4, payload: Bytes) {
         self.stats.datagrams_out += 1;
-        self.transmits.push_back(Transmit { to, payload });
+        self.transmits.push_back(Transmit {
+            to,
+            payload,
+            from: SocketId::MAIN,
+        });
     }
 
     /// Feeds a received datagram. Malformed ones are counted and dropped.

@@ -21,9 +21,10 @@
 
 mod builder;
 mod stream;
+mod task;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -31,7 +32,7 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 
-use crate::core::{Core, Transmit};
+use crate::core::Core;
 use crate::events::{Event, Pong, QueryError, QueryId, QueryOutcome, RequestError, RequestId};
 use crate::handler::{Answer, Incoming};
 use crate::machine::{Machine, MachineEvent};
@@ -247,7 +248,7 @@ impl<M: Machine> Driver<M> {
             ready: watch::channel(false).0,
             datagrams: Mutex::new(None),
         });
-        tokio::spawn(run(inner.clone()));
+        tokio::spawn(task::run(inner.clone()));
         let node = Driver {
             _guard: Arc::new(ShutdownOnDrop(inner.clone())),
             inner,
@@ -492,48 +493,5 @@ impl<M: Machine> Driver<M> {
     pub async fn shutdown(&self) {
         close(&self.inner);
         tokio::task::yield_now().await;
-    }
-}
-
-/// The driver task.
-async fn run<M: Machine>(inner: Arc<Inner<M>>) {
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let (transmits, deadline, closed) = {
-            let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
-            inner.dispatch(&mut s);
-            let t: Vec<Transmit> = std::iter::from_fn(|| s.core.poll_transmit()).collect();
-            (t, s.core.poll_timeout(), s.closed)
-        };
-        for t in transmits {
-            if let Err(e) = inner.socket.send_to(&t.payload, SocketAddr::V4(t.to)).await {
-                tracing::debug!(to = %t.to, error = %e, "send failed");
-            }
-        }
-        if closed {
-            return;
-        }
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            r = inner.socket.recv_from(&mut buf) => match r {
-                Ok((n, SocketAddr::V4(from))) => {
-                    let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
-                    s.core.handle_datagram(Instant::now(), from, &buf[..n]);
-                }
-                Ok((_, SocketAddr::V6(from))) => tracing::trace!(%from, "ignoring IPv6 datagram"),
-                // ICMP errors surface here on some systems (connection refused): not fatal.
-                Err(e) => tracing::trace!(error = %e, "recv error"),
-            },
-            () = sleep => {
-                let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
-                s.core.handle_timeout(Instant::now());
-            }
-            () = inner.wake.notified() => {}
-        }
     }
 }

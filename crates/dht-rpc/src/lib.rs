@@ -40,7 +40,7 @@ pub use guard::Defences;
 pub use handler::{Answer, Handler, Incoming, NoHandler};
 pub use handlers::{CommandFn, Handlers};
 pub use limiter::RateLimiter;
-pub use machine::{Machine, MachineEvent};
+pub use machine::{Machine, MachineEvent, SocketId, SocketOp};
 pub use query::QuerySpec;
 pub use routing::{Contact, Insert, RoutingTable, TableLimits};
 pub use stats::Stats;

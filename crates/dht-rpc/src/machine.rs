@@ -13,6 +13,27 @@ use crate::core::{Core, Transmit};
 use crate::events::Event;
 use crate::handler::Handler;
 
+/// Names a socket of the driver: [`SocketId::MAIN`] is the node's own (the DHT socket); a
+/// machine may ask for more ([`SocketOp`]), as the birthday punch does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SocketId(pub u32);
+
+impl SocketId {
+    /// The node's own socket.
+    pub const MAIN: SocketId = SocketId(0);
+}
+
+/// What a machine asks of its driver's sockets (the pattern of quinn-proto's and str0m's
+/// transmits with a source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketOp {
+    /// Bind a new socket under this id, on the main socket's IP and a random port. If that
+    /// fails, the driver says so with [`Machine::handle_socket_gone`].
+    Open(SocketId),
+    /// Close this socket.
+    Close(SocketId),
+}
+
 /// A sans-I/O node that the driver can run (see the module docs).
 ///
 /// The driving rule is [`Core`]'s: after anything that may change the machine (a datagram,
@@ -39,6 +60,27 @@ pub trait Machine: Send + 'static {
     fn poll_transmit(&mut self) -> Option<Transmit>;
     /// The next event.
     fn poll_event(&mut self) -> Option<MachineEvent<Self::Own>>;
+    /// The next socket to open or close. (The dht-rpc core uses its main socket only.)
+    fn poll_socket_op(&mut self) -> Option<SocketOp> {
+        None
+    }
+
+    /// A datagram arrived on `socket`.
+    fn handle_socket_datagram(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) {
+        if socket == SocketId::MAIN {
+            self.handle_datagram(now, from, bytes);
+        }
+    }
+
+    /// A socket asked for could not be opened, or failed: it is gone.
+    fn handle_socket_gone(&mut self, _now: Instant, _socket: SocketId) {}
+
     /// The waiter an own event completes, if it is the answer to something a caller
     /// started (see the driver's `own_request`); `None` broadcasts it.
     fn waiter(own: &Self::Own) -> Option<u64>;

@@ -1,34 +1,41 @@
 //! [`Core`]: the hyperdht node without I/O. It wraps the dht-rpc core (whose handler is the
-//! peer store's [`PeersHandler`]) and adds what hyperdht does on top: hole-punch rounds as
-//! timers, and the limits on what peers' birthday hints may ask of us. The tokio driver
+//! peer store's [`PeersHandler`]) and adds what hyperdht does on top: hole punching (rounds,
+//! the symmetric-NAT check, the birthday punch) as timers and extra sockets, kept
+//! announcements, application datagrams on punched paths. The tokio driver
 //! (`dht_rpc::Driver`) runs it as it runs a plain dht-rpc core; the simulator and fuzzers can
 //! run it with no runtime at all.
 //!
 //! A hole punch ([`Core::holepunch`]) sends, in [`PUNCH_ROUNDS`] rounds [`PUNCH_INTERVAL`]
 //! apart, a direct ping to the peer and a ping relayed through the referrer (the reference
 //! sends only the latter). The first answer ends it with [`CoreEvent::Punched`] and says
-//! which path opened; when every request of every round failed, it ends with the last error.
-//! Answers to its other requests are then dropped.
+//! which path opened. When every request of every round failed and there is a referrer to
+//! carry a hint, the core asks two DHT nodes how they see us: if they see different ports,
+//! our NAT is symmetric (remembered for a minute) and we are the birthday punch's hard side,
+//! else its easy side (see [`crate::birthday`]). The punch then ends with the birthday's
+//! outcome, or [`HolepunchError::NoAnswer`].
 //!
 //! Abuse: a relayed hint (a birthday punch's request to spray or to open sockets) costs us
-//! datagrams or sockets; the core lets through at most one per requester IP every 10 s, two
-//! per relay IP a minute and six a minute in all ([`CoreEvent::Hint`]), and the dht-rpc core
-//! passes hints on only from relays that proved they receive at their address.
+//! datagrams or sockets; the core acts on at most one per requester IP every 10 s, two per
+//! relay IP a minute and six a minute in all, runs one hard side for peers at a time, and the
+//! dht-rpc core passes hints on only from relays that proved they receive at their address.
 
+mod bday;
 mod kept;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use dht_rpc::{
     Event, Machine, MachineEvent, NodeId, Pong, QueryError, RateLimiter, RequestError, RequestId,
-    Transmit,
+    SocketId, SocketOp, Transmit,
 };
 use dht_wire::Key;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+pub use bday::MAX_PATHS;
+use bday::{Easy, Hard};
 use kept::Kept;
 pub use kept::{KeepId, REANNOUNCE};
 
@@ -121,7 +128,7 @@ pub enum CoreEvent {
         /// Which one.
         punch: PunchId,
         /// The path that opened first, or why none did.
-        result: Result<Holepunch, RequestError>,
+        result: Result<Holepunch, HolepunchError>,
     },
     /// A kept announcement was announced again (see [`Core::keep`]).
     Announced {
@@ -132,16 +139,6 @@ pub enum CoreEvent {
         /// How many nodes stored it, or why the announce failed (it is tried again at the
         /// next deadline).
         result: Result<usize, QueryError>,
-    },
-    /// A peer's birthday hint that the limits let through: the driver acts on it (it may
-    /// need sockets).
-    Hint {
-        /// The peer that asked.
-        requester: SocketAddrV4,
-        /// The node that relayed its ping.
-        relay: SocketAddrV4,
-        /// What it asks.
-        hint: Hint,
     },
 }
 
@@ -172,6 +169,13 @@ impl HintLimits {
     }
 }
 
+/// How long a symmetric-NAT verdict is trusted.
+const SYMMETRIC_TTL: Duration = Duration::from_secs(60);
+/// How long after opening its sockets the hard side asks the peer to spray.
+const HARD_HINT_DELAY: Duration = Duration::from_millis(100);
+/// How long after asking the peer to open sockets the easy side starts spraying.
+const EASY_SPRAY_DELAY: Duration = Duration::from_millis(300);
+
 /// One hole punch in progress.
 #[derive(Debug)]
 struct Punch {
@@ -185,6 +189,18 @@ struct Punch {
     /// Requests sent and not yet answered or failed.
     outstanding: usize,
     last_error: RequestError,
+    phase: Phase,
+}
+
+/// Where a punch is.
+#[derive(Debug)]
+enum Phase {
+    /// Direct probes and relayed pings.
+    Rounds,
+    /// Asking two nodes how they see us; their answers so far.
+    Symmetric(Vec<Option<SocketAddrV4>>),
+    /// The birthday punch (the hard side's hint goes out at `hint_at`).
+    Birthday { hint_at: Option<Instant> },
 }
 
 /// The hyperdht node without I/O (see the module docs).
@@ -200,15 +216,41 @@ pub struct Core {
     now: Instant,
     kept: BTreeMap<KeepId, Kept>,
     next_keep: u64,
-    /// Seeded from the rpc core's seed: the re-announce waits.
+    /// Seeded from the rpc core's seed: re-announce waits, spray ports and nonces.
     rng: StdRng,
+    /// Pings of the symmetric-NAT check, by punch.
+    sym_pings: BTreeMap<RequestId, PunchId>,
+    /// The last symmetric-NAT verdict and when it was made.
+    symmetric: Option<(Instant, bool)>,
+    hards: Vec<Hard>,
+    easies: Vec<Easy>,
+    /// Peers reached through an extra socket, and which.
+    paths: BTreeMap<SocketAddrV4, SocketId>,
+    next_socket: u32,
+    socket_ops: VecDeque<SocketOp>,
+    /// Our own datagrams (from extra sockets); the rpc core queues those of the DHT socket.
+    transmits: VecDeque<Transmit>,
+    /// Events made outside `poll_event` (a punch that ended on a timer or a datagram).
+    pending: VecDeque<MachineEvent<CoreEvent>>,
 }
 
 impl Core {
     /// A hyperdht core around a dht-rpc core whose handler is the peer store.
-    pub fn new(rpc: dht_rpc::Core<PeersHandler>, now: Instant) -> Self {
+    pub fn new(mut rpc: dht_rpc::Core<PeersHandler>, now: Instant) -> Self {
         let rng = StdRng::seed_from_u64(rpc.config().seed ^ 0x6b65_6570);
+        // Birthday datagrams and application datagrams are not of the protocol: the core
+        // sorts them.
+        rpc.set_deliver_unrecognized(true);
         Core {
+            sym_pings: BTreeMap::new(),
+            symmetric: None,
+            hards: Vec::new(),
+            easies: Vec::new(),
+            paths: BTreeMap::new(),
+            next_socket: 1,
+            socket_ops: VecDeque::new(),
+            transmits: VecDeque::new(),
+            pending: VecDeque::new(),
             kept: BTreeMap::new(),
             next_keep: 0,
             rng,
@@ -245,6 +287,7 @@ impl Core {
                 next_round: now,
                 outstanding: 0,
                 last_error: RequestError::Timeout,
+                phase: Phase::Rounds,
             },
         );
         self.send_rounds(now);
@@ -261,7 +304,11 @@ impl Core {
         let due: Vec<PunchId> = self
             .punches
             .iter()
-            .filter(|(_, p)| p.rounds_sent < PUNCH_ROUNDS && p.next_round <= now)
+            .filter(|(_, p)| {
+                matches!(p.phase, Phase::Rounds)
+                    && p.rounds_sent < PUNCH_ROUNDS
+                    && p.next_round <= now
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in due {
@@ -285,33 +332,181 @@ impl Core {
         }
     }
 
-    /// A ping or relayed ping of a punch ended.
-    fn on_pong(
-        &mut self,
-        punch: PunchId,
-        path: HolepunchPath,
-        result: Result<Pong, RequestError>,
-    ) -> Option<CoreEvent> {
-        let p = self.punches.get_mut(&punch)?;
+    /// A ping or relayed ping of a punch's rounds ended.
+    fn on_pong(&mut self, punch: PunchId, path: HolepunchPath, result: Result<Pong, RequestError>) {
+        let Some(p) = self.punches.get_mut(&punch) else {
+            return;
+        };
+        if !matches!(p.phase, Phase::Rounds) {
+            // A late answer of a round while the birthday runs: the path is open.
+            if let Ok(pong) = result {
+                self.succeed_punch(punch, path, pong.from, pong.id);
+            }
+            return;
+        }
         p.outstanding = p.outstanding.saturating_sub(1);
-        let result = match result {
-            Ok(pong) => Ok(Holepunch {
-                path,
-                addr: pong.from,
-                id: pong.id,
-                elapsed: self.now.saturating_duration_since(p.start),
-            }),
+        match result {
+            Ok(pong) => self.succeed_punch(punch, path, pong.from, pong.id),
             Err(e) => {
                 p.last_error = e;
                 if p.outstanding > 0 || p.rounds_sent < PUNCH_ROUNDS {
-                    return None;
+                    return;
                 }
-                Err(p.last_error.clone())
+                match p.last_error.clone() {
+                    RequestError::Timeout if p.relay => self.check_symmetric(punch),
+                    RequestError::Timeout => self.fail_punch(punch, BirthdayTry::NotTried),
+                    e => self.end_punch(punch, Err(HolepunchError::Node(e))),
+                }
             }
-        };
-        self.punches.remove(&punch);
+        }
+    }
+
+    /// Ends a punch: its event, and its requests forgotten.
+    fn end_punch(&mut self, punch: PunchId, result: Result<Holepunch, HolepunchError>) {
+        if self.punches.remove(&punch).is_none() {
+            return;
+        }
         self.requests.retain(|_, (id, _)| *id != punch);
-        Some(CoreEvent::Punched { punch, result })
+        self.sym_pings.retain(|_, id| *id != punch);
+        self.hards.retain(|h| h.punch != Some(punch));
+        self.easies.retain(|e| e.punch != Some(punch));
+        self.pending
+            .push_back(MachineEvent::Own(CoreEvent::Punched { punch, result }));
+    }
+
+    fn succeed_punch(
+        &mut self,
+        punch: PunchId,
+        path: HolepunchPath,
+        addr: SocketAddrV4,
+        id: Option<NodeId>,
+    ) {
+        let Some(p) = self.punches.get(&punch) else {
+            return;
+        };
+        let elapsed = self.now.saturating_duration_since(p.start);
+        self.end_punch(punch, Ok(Holepunch::new(path, addr, id, elapsed)));
+    }
+
+    fn fail_punch(&mut self, punch: PunchId, birthday: BirthdayTry) {
+        let Some(p) = self.punches.get(&punch) else {
+            return;
+        };
+        let err = HolepunchError::NoAnswer {
+            peer: p.peer,
+            rounds: PUNCH_ROUNDS,
+            relayed: p.relay,
+            birthday,
+        };
+        self.end_punch(punch, Err(err));
+    }
+
+    /// The rounds failed: is our NAT symmetric? (A verdict of the last minute is reused.)
+    fn check_symmetric(&mut self, punch: PunchId) {
+        let now = self.now;
+        if let Some((at, symmetric)) = self.symmetric
+            && now.saturating_duration_since(at) < SYMMETRIC_TTL
+        {
+            self.start_birthday(punch, symmetric);
+            return;
+        }
+        let Some(referrer) = self.punches.get(&punch).map(|p| p.referrer) else {
+            return;
+        };
+        let target = NodeId::from_bytes(rand::Rng::random(&mut self.rng));
+        let other = self
+            .rpc
+            .table()
+            .closest(&target, 8)
+            .into_iter()
+            .map(|n| n.addr)
+            .chain(self.rpc.config().bootstrap.clone())
+            .find(|a| *a != referrer);
+        let Some(other) = other else {
+            // Nobody to compare with: take the easy side, which needs no sockets.
+            self.start_birthday(punch, false);
+            return;
+        };
+        if let Some(p) = self.punches.get_mut(&punch) {
+            p.phase = Phase::Symmetric(Vec::new());
+        }
+        for to in [referrer, other] {
+            let r = self.rpc.ping(now, to);
+            self.sym_pings.insert(r, punch);
+        }
+    }
+
+    fn on_symmetric_pong(&mut self, punch: PunchId, result: Result<Pong, RequestError>) {
+        let Some(Phase::Symmetric(seen)) = self.punches.get_mut(&punch).map(|p| &mut p.phase)
+        else {
+            return;
+        };
+        seen.push(result.ok().and_then(|p| p.observed));
+        if seen.len() < 2 {
+            return;
+        }
+        let symmetric = matches!(seen[..], [Some(a), Some(b)] if a.port() != b.port());
+        if seen.iter().all(Option::is_some) {
+            self.symmetric = Some((self.now, symmetric));
+        }
+        self.start_birthday(punch, symmetric);
+    }
+
+    /// Starts the birthday punch of `punch` from our side.
+    fn start_birthday(&mut self, punch: PunchId, symmetric: bool) {
+        let now = self.now;
+        let Some(p) = self.punches.get_mut(&punch) else {
+            return;
+        };
+        let (peer, referrer) = (p.peer, p.referrer);
+        if symmetric {
+            // We are the hard side: open sockets toward the peer, then ask it to spray us.
+            p.phase = Phase::Birthday {
+                hint_at: Some(now + HARD_HINT_DELAY),
+            };
+            self.start_hard(now, peer, Some(punch));
+        } else {
+            // We have a stable address: ask the peer to open sockets toward us, then spray.
+            p.phase = Phase::Birthday { hint_at: None };
+            self.rpc
+                .holepunch_with(now, peer, referrer, Some(Hint::ProbeMe.encode()));
+            self.start_easy(now + EASY_SPRAY_DELAY, *peer.ip(), Some(punch));
+        }
+    }
+
+    /// The hard side's hints that are due.
+    fn send_hints(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        for p in self.punches.values_mut() {
+            if let Phase::Birthday { hint_at, .. } = &mut p.phase
+                && hint_at.is_some_and(|t| t <= now)
+            {
+                *hint_at = None;
+                due.push((p.peer, p.referrer));
+            }
+        }
+        for (peer, referrer) in due {
+            self.rpc
+                .holepunch_with(now, peer, referrer, Some(Hint::SprayMe.encode()));
+        }
+    }
+
+    /// A peer's hint, relayed to us (the limits apply).
+    fn on_hint(&mut self, requester: SocketAddrV4, relay: SocketAddrV4, value: &[u8]) {
+        let Some(hint @ (Hint::SprayMe | Hint::ProbeMe)) = Hint::decode(value) else {
+            return;
+        };
+        if !self.hints.allow(self.now, *relay.ip(), *requester.ip()) {
+            tracing::debug!(%requester, %relay, "birthday hint over the rate limit");
+            return;
+        }
+        let now = self.now;
+        match hint {
+            // The requester is behind a symmetric NAT: spray its IP.
+            Hint::SprayMe => self.start_easy(now, *requester.ip(), None),
+            // The requester has a stable address: open sockets toward it.
+            _ => self.start_hard(now, requester, None),
+        }
     }
 
     /// Turns the dht-rpc core's event into ours where it is about our work.
@@ -321,29 +516,32 @@ impl Core {
             Err(e) => e,
         };
         match e {
-            Event::Pong { request, result } => match self.requests.remove(&request) {
-                Some((punch, path)) => self.on_pong(punch, path, result).map(MachineEvent::Own),
-                None => Some(MachineEvent::Rpc(Event::Pong { request, result })),
-            },
+            Event::Pong { request, result } => {
+                if let Some((punch, path)) = self.requests.remove(&request) {
+                    self.on_pong(punch, path, result);
+                    None
+                } else if let Some(punch) = self.sym_pings.remove(&request) {
+                    self.on_symmetric_pong(punch, result);
+                    None
+                } else {
+                    Some(MachineEvent::Rpc(Event::Pong { request, result }))
+                }
+            }
             Event::PunchRequest {
                 requester,
                 relay,
                 value,
             } => {
-                let hint = Hint::decode(&value)?;
-                if !matches!(hint, Hint::SprayMe | Hint::ProbeMe) {
-                    return None;
-                }
-                if !self.hints.allow(self.now, *relay.ip(), *requester.ip()) {
-                    tracing::debug!(%requester, %relay, "birthday hint over the rate limit");
-                    return None;
-                }
-                Some(MachineEvent::Own(CoreEvent::Hint {
-                    requester,
-                    relay,
-                    hint,
-                }))
+                self.on_hint(requester, relay, &value);
+                None
             }
+            Event::Unrecognized { from, payload } => match Hint::decode(&payload) {
+                Some(hint) => {
+                    self.bday_on_main(from, hint);
+                    None
+                }
+                None => Some(MachineEvent::Rpc(Event::Unrecognized { from, payload })),
+            },
             other => Some(MachineEvent::Rpc(other)),
         }
     }
@@ -370,16 +568,47 @@ impl Machine for Core {
         self.now = now;
         self.rpc.handle_timeout(now);
         self.send_rounds(now);
+        self.send_hints(now);
+        self.bday_timers(now);
         self.announce_due(now);
+    }
+
+    fn handle_socket_datagram(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) {
+        self.now = now;
+        if socket == SocketId::MAIN {
+            self.rpc.handle_datagram(now, from, bytes);
+        } else {
+            self.bday_on_extra(socket, from, bytes);
+        }
+    }
+
+    fn handle_socket_gone(&mut self, now: Instant, socket: SocketId) {
+        self.now = now;
+        self.bday_socket_gone(socket);
+    }
+
+    fn poll_socket_op(&mut self) -> Option<SocketOp> {
+        self.socket_ops.pop_front()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         let rounds = self
             .punches
             .values()
-            .filter(|p| p.rounds_sent < PUNCH_ROUNDS)
+            .filter(|p| matches!(p.phase, Phase::Rounds) && p.rounds_sent < PUNCH_ROUNDS)
             .map(|p| p.next_round)
+            .chain(self.punches.values().filter_map(|p| match p.phase {
+                Phase::Birthday { hint_at, .. } => hint_at,
+                _ => None,
+            }))
             .chain(self.next_announce())
+            .chain(self.next_bday())
             .min();
         match (self.rpc.poll_timeout(), rounds) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -388,22 +617,27 @@ impl Machine for Core {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.rpc.poll_transmit()
+        self.transmits
+            .pop_front()
+            .or_else(|| self.rpc.poll_transmit())
     }
 
     fn poll_event(&mut self) -> Option<MachineEvent<CoreEvent>> {
-        while let Some(e) = self.rpc.poll_event() {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            let e = self.rpc.poll_event()?;
             if let Some(e) = self.translate(e) {
                 return Some(e);
             }
         }
-        None
     }
 
     fn waiter(own: &CoreEvent) -> Option<u64> {
         match own {
             CoreEvent::Punched { punch, .. } => Some(punch.0),
-            CoreEvent::Hint { .. } | CoreEvent::Announced { .. } => None,
+            CoreEvent::Announced { .. } => None,
         }
     }
 }
@@ -415,6 +649,7 @@ mod tests {
     use super::*;
     use crate::options::AnnounceOptions;
     use crate::store::PeerStore;
+    use rand::SeedableRng;
 
     fn addr(i: u8) -> SocketAddrV4 {
         SocketAddrV4::new(Ipv4Addr::new(i, 0, 0, 1), 1000 + u16::from(i))
@@ -430,6 +665,15 @@ mod tests {
         contacted: BTreeSet<(SocketAddrV4, SocketAddrV4)>,
         sent: Vec<(SocketAddrV4, SocketAddrV4)>,
         own: Vec<CoreEvent>,
+        /// Nodes behind a symmetric NAT: a new external port per (socket, destination), and
+        /// only that destination gets in through it.
+        symmetric: BTreeSet<SocketAddrV4>,
+        mapped: BTreeMap<(SocketAddrV4, SocketId, SocketAddrV4), u16>,
+        mappings: BTreeMap<SocketAddrV4, (SocketAddrV4, SocketId, SocketAddrV4)>,
+        sockets: BTreeSet<(SocketAddrV4, SocketId)>,
+        ports: StdRng,
+        /// Application datagrams: (receiving node, from, payload).
+        app: Vec<(SocketAddrV4, SocketAddrV4, bytes::Bytes)>,
     }
 
     impl Net {
@@ -462,7 +706,78 @@ mod tests {
                 contacted: BTreeSet::new(),
                 sent: Vec::new(),
                 own: Vec::new(),
+                symmetric: BTreeSet::new(),
+                mapped: BTreeMap::new(),
+                mappings: BTreeMap::new(),
+                sockets: BTreeSet::new(),
+                ports: StdRng::seed_from_u64(3),
+                app: Vec::new(),
             }
+        }
+
+        /// Where a datagram from `node`'s `socket` to `to` seems to come from.
+        fn source(
+            &mut self,
+            node: SocketAddrV4,
+            socket: SocketId,
+            to: SocketAddrV4,
+        ) -> SocketAddrV4 {
+            if !self.symmetric.contains(&node) {
+                return match socket {
+                    SocketId::MAIN => node,
+                    SocketId(id) => SocketAddrV4::new(*node.ip(), 20_000 + id as u16),
+                };
+            }
+            if let Some(port) = self.mapped.get(&(node, socket, to)) {
+                return SocketAddrV4::new(*node.ip(), *port);
+            }
+            loop {
+                let port = rand::Rng::random_range(&mut self.ports, 1024..=u16::MAX);
+                let ext = SocketAddrV4::new(*node.ip(), port);
+                if !self.mappings.contains_key(&ext) {
+                    self.mapped.insert((node, socket, to), port);
+                    self.mappings.insert(ext, (node, socket, to));
+                    return ext;
+                }
+            }
+        }
+
+        /// Where a datagram from `src` to `to` lands: a node and its socket.
+        fn target(&self, src: SocketAddrV4, to: SocketAddrV4) -> Option<(usize, SocketId)> {
+            if let Some(&(node, socket, dest)) = self.mappings.get(&to) {
+                let i = self.nodes.iter().position(|(a, _)| *a == node)?;
+                return (dest == src).then_some((i, socket));
+            }
+            if let Some(i) = self.nodes.iter().position(|(a, _)| *a == to) {
+                return (!self.symmetric.contains(&to)).then_some((i, SocketId::MAIN));
+            }
+            let i = self.nodes.iter().position(|(a, _)| a.ip() == to.ip())?;
+            let id = u32::from(to.port().checked_sub(20_000)?);
+            let node = self.nodes[i].0;
+            (!self.symmetric.contains(&node) && self.sockets.contains(&(node, SocketId(id))))
+                .then_some((i, SocketId(id)))
+        }
+
+        fn deliver(&mut self, i: usize, t: Transmit) {
+            let node = self.nodes[i].0;
+            if t.from != SocketId::MAIN && !self.sockets.contains(&(node, t.from)) {
+                return;
+            }
+            self.sent.push((node, t.to));
+            self.contacted.insert((node, t.to));
+            let src = self.source(node, t.from, t.to);
+            let Some((j, socket)) = self.target(src, t.to) else {
+                return;
+            };
+            let dest = self.nodes[j].0;
+            let open = !self.filtering.contains(&dest) || self.contacted.contains(&(dest, src));
+            if self.silent.contains(&dest) || !open {
+                return;
+            }
+            let now = self.now;
+            self.nodes[j]
+                .1
+                .handle_socket_datagram(now, socket, src, &t.payload);
         }
 
         fn a(&mut self) -> &mut Core {
@@ -477,24 +792,24 @@ mod tests {
                 while moved {
                     moved = false;
                     for i in 0..self.nodes.len() {
-                        let from = self.nodes[i].0;
+                        let node = self.nodes[i].0;
+                        while let Some(op) = self.nodes[i].1.poll_socket_op() {
+                            match op {
+                                SocketOp::Open(id) => self.sockets.insert((node, id)),
+                                SocketOp::Close(id) => self.sockets.remove(&(node, id)),
+                            };
+                        }
                         while let Some(t) = self.nodes[i].1.poll_transmit() {
                             moved = true;
-                            self.sent.push((from, t.to));
-                            self.contacted.insert((from, t.to));
-                            let open = !self.filtering.contains(&t.to)
-                                || self.contacted.contains(&(t.to, from));
-                            if self.silent.contains(&t.to) || !open {
-                                continue;
-                            }
-                            let now = self.now;
-                            if let Some((_, n)) = self.nodes.iter_mut().find(|(a, _)| *a == t.to) {
-                                n.handle_datagram(now, from, &t.payload);
-                            }
+                            self.deliver(i, t);
                         }
                         while let Some(e) = self.nodes[i].1.poll_event() {
-                            if let (0, MachineEvent::Own(e)) = (i, e) {
-                                self.own.push(e);
+                            match (i, e) {
+                                (0, MachineEvent::Own(e)) => self.own.push(e),
+                                (_, MachineEvent::Rpc(Event::Unrecognized { from, payload })) => {
+                                    self.app.push((node, from, payload));
+                                }
+                                _ => {}
                             }
                         }
                     }
@@ -522,7 +837,7 @@ mod tests {
             }
         }
 
-        fn punched(&self) -> Vec<&Result<Holepunch, RequestError>> {
+        fn punched(&self) -> Vec<&Result<Holepunch, HolepunchError>> {
             self.own
                 .iter()
                 .filter_map(|e| match e {
@@ -595,8 +910,120 @@ mod tests {
         assert!(relayed >= PUNCH_ROUNDS as usize, "each with a relayed ping");
         let done = net.punched();
         assert_eq!(done.len(), 1, "ends once: {:?}", net.own);
-        assert_eq!(*done[0], Err(RequestError::Timeout));
+        assert_eq!(
+            *done[0],
+            Err(HolepunchError::NoAnswer {
+                peer: addr(2),
+                rounds: PUNCH_ROUNDS,
+                relayed: true,
+                birthday: BirthdayTry::EasySide,
+            }),
+            "then the birthday punch, from the easy side (the two nodes we asked saw one port)"
+        );
+        let sprays = net
+            .sent
+            .iter()
+            .filter(|(f, t)| *f == addr(1) && t.ip() == addr(2).ip() && t.port() >= 1024)
+            .count();
+        assert_eq!(
+            sprays,
+            crate::birthday::SPRAYS,
+            "every spray, then the wait"
+        );
         assert_eq!(net.nodes[0].1.punches(), 0);
+    }
+
+    #[test]
+    fn behind_a_symmetric_nat_the_birthday_punch_meets_a_port_restricted_peer() {
+        // 1: us, behind a symmetric NAT; 2: a public node to compare with; 3: the referrer;
+        // 4: the peer, behind a port-restricted NAT (it wrote to the referrer).
+        let mut net = Net::new(4);
+        net.symmetric.insert(addr(1));
+        net.filtering.insert(addr(4));
+        let now = net.now;
+        // The peer proves to the referrer that it receives at its address (as a node in its
+        // table would), so that the referrer's relayed hint reaches it.
+        net.nodes[3].1.rpc_mut().ping(now, addr(3));
+        net.nodes[2].1.rpc_mut().ping(now, addr(4));
+        net.run_for(Duration::from_secs(2));
+        let now = net.now;
+        net.a().holepunch(now, addr(4), addr(3), true);
+        net.run_for(Duration::from_secs(15));
+        let done = net.punched();
+        assert_eq!(done.len(), 1, "{:?}", net.own);
+        let h = done[0].as_ref().expect("the birthday punch met");
+        assert_eq!(h.path, HolepunchPath::Birthday);
+        assert_eq!(h.addr, addr(4));
+        assert_eq!(
+            net.nodes[0].1.paths(),
+            1,
+            "the path through the socket that met"
+        );
+        let open = net.sockets.iter().filter(|(n, _)| *n == addr(1)).count();
+        assert_eq!(open, 1, "the other 255 sockets closed");
+        // Application datagrams now go both ways on that path.
+        net.a()
+            .send_datagram(addr(4), bytes::Bytes::from_static(b"\0\0\x07hi"));
+        net.run_for(Duration::from_millis(10));
+        let got = net
+            .app
+            .iter()
+            .find(|(n, _, _)| *n == addr(4))
+            .expect("delivered");
+        assert_eq!(&got.2[..], b"\0\0\x07hi");
+        let back = got.1;
+        net.nodes[3]
+            .1
+            .send_datagram(back, bytes::Bytes::from_static(b"\0\0\x07ho"));
+        net.run_for(Duration::from_millis(10));
+        assert!(
+            net.app
+                .iter()
+                .any(|(n, _, p)| *n == addr(1) && &p[..] == b"\0\0\x07ho")
+        );
+    }
+
+    #[test]
+    fn toward_a_symmetric_nat_we_spray_and_the_peer_acknowledges() {
+        // 1: us, behind a port-restricted NAT; 2: a public node; 3: the referrer; 4: the
+        // peer, behind a symmetric NAT.
+        let mut net = Net::new(4);
+        net.filtering.insert(addr(1));
+        net.symmetric.insert(addr(4));
+        let now = net.now;
+        net.nodes[3].1.rpc_mut().ping(now, addr(3));
+        net.nodes[0].1.rpc_mut().ping(now, addr(3));
+        net.nodes[0].1.rpc_mut().ping(now, addr(2));
+        net.run_for(Duration::from_secs(2));
+        // The peer as the referrer sees it (its NAT's port toward the referrer).
+        let peer = *net
+            .mapped
+            .get(&(addr(4), SocketId::MAIN, addr(3)))
+            .expect("mapped");
+        let peer = SocketAddrV4::new(*addr(4).ip(), peer);
+        let now = net.now;
+        net.a().holepunch(now, peer, addr(3), true);
+        net.run_for(Duration::from_secs(15));
+        let done = net.punched();
+        assert_eq!(done.len(), 1, "{:?}", net.own);
+        let h = done[0].as_ref().expect("the birthday punch met");
+        assert_eq!(h.path, HolepunchPath::Birthday);
+        assert_eq!(
+            h.addr.ip(),
+            addr(4).ip(),
+            "the peer's socket that a spray reached"
+        );
+        assert_ne!(h.addr, peer, "a port of its own");
+        let sprays = net
+            .sent
+            .iter()
+            .filter(|(f, t)| *f == addr(1) && t.ip() == addr(4).ip() && *t != peer)
+            .count();
+        assert!(
+            sprays < crate::birthday::SPRAYS,
+            "spraying stopped at the acknowledgement: {sprays}"
+        );
+        assert_eq!(net.nodes[0].1.paths(), 0, "our side uses the DHT socket");
     }
 
     #[test]

@@ -45,8 +45,8 @@ mod store;
 mod testnet;
 
 pub use crate::core::{
-    BirthdayTry, Core, CoreEvent, Holepunch, HolepunchError, HolepunchPath, KeepId, PUNCH_INTERVAL,
-    PUNCH_ROUNDS, PunchId, REANNOUNCE,
+    BirthdayTry, Core, CoreEvent, Holepunch, HolepunchError, HolepunchPath, KeepId, MAX_PATHS,
+    PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId, REANNOUNCE,
 };
 pub use birthday::Hint;
 pub use dht_rpc;

@@ -113,12 +113,7 @@ impl HyperDhtBuilder {
                 crate::core::Core::new(rpc, std::time::Instant::now())
             })
             .await?;
-        let shared = crate::punch::start(&node);
-        Ok(HyperDht {
-            node,
-            events,
-            shared,
-        })
+        Ok(HyperDht { node, events })
     }
 }
 
@@ -127,7 +122,6 @@ impl HyperDhtBuilder {
 pub struct HyperDht {
     pub(crate) node: Driver<crate::core::Core>,
     events: broadcast::Sender<PeerEvent>,
-    pub(crate) shared: std::sync::Arc<crate::punch::Shared>,
 }
 
 impl HyperDht {

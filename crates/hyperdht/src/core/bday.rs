@@ -1,0 +1,254 @@
+//! The birthday punch as timers and sockets of the core (the wire format and the sizes are
+//! in [`crate::birthday`]): a *hard* session opens extra sockets toward the easy side and
+//! waits for a spray to land on one of them; an *easy* session sprays random ports of the
+//! hard side's IP from the DHT socket, in bursts, and waits for the acknowledgement that
+//! echoes its nonce. The ports and nonces come from the core's seeded generator.
+//!
+//! A session runs for one of our hole punches, or for a peer's hint (limited as the module
+//! docs of [`crate::Core`] say, and at most one hard session for peers at a time: each costs
+//! 256 sockets). A path a hard session opened stays in the path table (at most
+//! [`MAX_PATHS`]): application datagrams to that peer leave from its socket.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Instant;
+
+use dht_rpc::{Event, MachineEvent, SocketId, SocketOp, Transmit};
+use rand::Rng;
+
+use super::{BirthdayTry, Core, Holepunch, HolepunchPath, PunchId};
+use crate::birthday::{ACK_WAIT, HARD_WAIT, Hint, SOCKETS, SPRAY_BURST, SPRAY_RATE, SPRAYS};
+
+/// Paths through extra sockets kept at most.
+pub const MAX_PATHS: usize = 64;
+
+/// Hard sessions run for peers' hints at once at most.
+const MAX_HARD_FOR_PEERS: usize = 1;
+
+/// We opened sockets toward `easy` and wait for its spray.
+#[derive(Debug)]
+pub(super) struct Hard {
+    easy: SocketAddrV4,
+    sockets: Vec<SocketId>,
+    until: Instant,
+    pub(super) punch: Option<PunchId>,
+}
+
+/// We spray `hard`'s IP and wait for its acknowledgement.
+#[derive(Debug)]
+pub(super) struct Easy {
+    hard: Ipv4Addr,
+    nonce: u64,
+    sent: usize,
+    next_burst: Instant,
+    /// Set once every spray went out: the wait for the acknowledgement ends then.
+    until: Option<Instant>,
+    pub(super) punch: Option<PunchId>,
+}
+
+impl Core {
+    /// Starts a hard session toward `easy` (for our punch, or a peer's hint).
+    pub(super) fn start_hard(&mut self, now: Instant, easy: SocketAddrV4, punch: Option<PunchId>) {
+        if punch.is_none()
+            && self.hards.iter().filter(|h| h.punch.is_none()).count() >= MAX_HARD_FOR_PEERS
+        {
+            tracing::debug!(%easy, "a birthday hard side for a peer is running already");
+            return;
+        }
+        let mut sockets = Vec::with_capacity(SOCKETS);
+        for _ in 0..SOCKETS {
+            let id = SocketId(self.next_socket);
+            self.next_socket = self.next_socket.wrapping_add(1).max(1);
+            self.socket_ops.push_back(SocketOp::Open(id));
+            self.transmits.push_back(Transmit {
+                to: easy,
+                payload: Hint::Open.encode(),
+                from: id,
+            });
+            sockets.push(id);
+        }
+        self.hards.push(Hard {
+            easy,
+            sockets,
+            until: now + HARD_WAIT,
+            punch,
+        });
+    }
+
+    /// Starts an easy session toward `hard`'s IP, spraying from `start` on.
+    pub(super) fn start_easy(&mut self, start: Instant, hard: Ipv4Addr, punch: Option<PunchId>) {
+        let nonce = self.rng.random();
+        self.easies.push(Easy {
+            hard,
+            nonce,
+            sent: 0,
+            next_burst: start,
+            until: None,
+            punch,
+        });
+    }
+
+    /// The next deadline of the birthday sessions.
+    pub(super) fn next_bday(&self) -> Option<Instant> {
+        let hard = self.hards.iter().map(|h| h.until);
+        let easy = self.easies.iter().map(|e| e.until.unwrap_or(e.next_burst));
+        hard.chain(easy).min()
+    }
+
+    /// Sprays what is due, and ends the sessions whose time is up.
+    pub(super) fn bday_timers(&mut self, now: Instant) {
+        let burst_gap =
+            std::time::Duration::from_secs_f64(SPRAY_BURST as f64 / f64::from(SPRAY_RATE));
+        let mut sprays = Vec::new();
+        for e in &mut self.easies {
+            while e.until.is_none() && e.next_burst <= now {
+                for _ in 0..SPRAY_BURST.min(SPRAYS - e.sent) {
+                    let port = self.rng.random_range(1024..=u16::MAX);
+                    sprays.push((SocketAddrV4::new(e.hard, port), e.nonce));
+                }
+                e.sent = (e.sent + SPRAY_BURST).min(SPRAYS);
+                e.next_burst += burst_gap;
+                if e.sent >= SPRAYS {
+                    e.until = Some(now + ACK_WAIT);
+                }
+            }
+        }
+        for (to, nonce) in sprays {
+            self.rpc.send_datagram(to, Hint::Spray(nonce).encode());
+        }
+        let (done, keep): (Vec<Easy>, Vec<Easy>) = std::mem::take(&mut self.easies)
+            .into_iter()
+            .partition(|e| e.until.is_some_and(|u| u <= now));
+        self.easies = keep;
+        for e in done {
+            tracing::debug!(hard = %e.hard, "birthday spray: no acknowledgement");
+            if let Some(p) = e.punch {
+                self.fail_punch(p, BirthdayTry::EasySide);
+            }
+        }
+        let (done, keep): (Vec<Hard>, Vec<Hard>) = std::mem::take(&mut self.hards)
+            .into_iter()
+            .partition(|h| h.until <= now);
+        self.hards = keep;
+        for h in done {
+            tracing::debug!(easy = %h.easy, "birthday sockets: no spray landed");
+            for id in h.sockets {
+                self.socket_ops.push_back(SocketOp::Close(id));
+            }
+            if let Some(p) = h.punch {
+                self.fail_punch(p, BirthdayTry::HardSide);
+            }
+        }
+    }
+
+    /// A birthday datagram on the DHT socket: an easy session's acknowledgement, or nothing
+    /// to us (the opening datagrams of a hard side toward us need no answer).
+    pub(super) fn bday_on_main(&mut self, from: SocketAddrV4, hint: Hint) {
+        let Hint::Ack(nonce) = hint else {
+            return;
+        };
+        let Some(i) = self
+            .easies
+            .iter()
+            .position(|e| e.nonce == nonce && e.hard == *from.ip())
+        else {
+            return;
+        };
+        let e = self.easies.swap_remove(i);
+        tracing::debug!(peer = %from, "birthday punch met (we sprayed)");
+        if let Some(p) = e.punch {
+            self.succeed_punch(p, HolepunchPath::Birthday, from, None);
+        }
+    }
+
+    /// A datagram on an extra socket: a spray landing on a hard session's socket, or an
+    /// application datagram on a path.
+    pub(super) fn bday_on_extra(&mut self, socket: SocketId, from: SocketAddrV4, bytes: &[u8]) {
+        let Some(i) = self.hards.iter().position(|h| h.sockets.contains(&socket)) else {
+            if Hint::decode(bytes).is_none() && self.paths.values().any(|s| *s == socket) {
+                self.pending
+                    .push_back(MachineEvent::Rpc(Event::Unrecognized {
+                        from,
+                        payload: bytes::Bytes::copy_from_slice(bytes),
+                    }));
+            }
+            return;
+        };
+        let Some(Hint::Spray(nonce)) = Hint::decode(bytes) else {
+            return;
+        };
+        if from.ip() != self.hards[i].easy.ip() {
+            return;
+        }
+        let h = self.hards.swap_remove(i);
+        self.transmits.push_back(Transmit {
+            to: from,
+            payload: Hint::Ack(nonce).encode(),
+            from: socket,
+        });
+        for id in h.sockets.iter().filter(|id| **id != socket) {
+            self.socket_ops.push_back(SocketOp::Close(*id));
+        }
+        self.add_path(from, socket);
+        tracing::debug!(peer = %from, "birthday punch met on an extra socket");
+        if let Some(p) = h.punch {
+            self.succeed_punch(p, HolepunchPath::Birthday, from, None);
+        }
+    }
+
+    /// An extra socket failed or could not be opened.
+    pub(super) fn bday_socket_gone(&mut self, socket: SocketId) {
+        for h in &mut self.hards {
+            h.sockets.retain(|s| *s != socket);
+        }
+        self.paths.retain(|_, s| *s != socket);
+    }
+
+    fn add_path(&mut self, peer: SocketAddrV4, socket: SocketId) {
+        if self.paths.len() >= MAX_PATHS && !self.paths.contains_key(&peer) {
+            // The oldest socket id goes (ids grow): its path was opened first.
+            if let Some((&old_peer, &old)) = self.paths.iter().min_by_key(|(_, s)| s.0) {
+                self.paths.remove(&old_peer);
+                self.socket_ops.push_back(SocketOp::Close(old));
+            }
+        }
+        if let Some(old) = self.paths.insert(peer, socket)
+            && old != socket
+        {
+            self.socket_ops.push_back(SocketOp::Close(old));
+        }
+    }
+
+    /// Sends an application datagram to `to`: from the socket of the path a birthday punch
+    /// opened to it, or from the DHT socket.
+    pub fn send_datagram(&mut self, to: SocketAddrV4, payload: bytes::Bytes) {
+        match self.paths.get(&to) {
+            Some(socket) => self.transmits.push_back(Transmit {
+                to,
+                payload,
+                from: *socket,
+            }),
+            None => self.rpc.send_datagram(to, payload),
+        }
+    }
+
+    /// Paths through extra sockets.
+    pub fn paths(&self) -> usize {
+        self.paths.len()
+    }
+}
+
+impl Holepunch {
+    pub(super) fn new(
+        path: HolepunchPath,
+        addr: SocketAddrV4,
+        id: Option<dht_rpc::NodeId>,
+        elapsed: std::time::Duration,
+    ) -> Self {
+        Holepunch {
+            path,
+            addr,
+            id,
+            elapsed,
+        }
+    }
+}
