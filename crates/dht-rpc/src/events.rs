@@ -16,6 +16,7 @@ pub struct QueryId(pub(crate) u64);
 
 /// The answer to a ping (or a hole punch: then it came from the punched peer).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Pong {
     /// Who answered.
     pub from: SocketAddrV4,
@@ -44,6 +45,7 @@ pub enum RequestError {
 
 /// One node's answer during a query or update.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Reply {
     /// The node that answered, with the address it answered from.
     pub node: NodeAddr,
@@ -56,6 +58,7 @@ pub struct Reply {
 
 /// How a finished query went.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct QueryOutcome {
     /// The closest nodes that answered with an id, closest first (at most k).
     pub closest: Vec<NodeAddr>,

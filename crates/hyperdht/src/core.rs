@@ -60,6 +60,7 @@ pub enum HolepunchPath {
 
 /// A successful hole punch.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Holepunch {
     /// The path that opened first.
     pub path: HolepunchPath,
