@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dht_rpc::{
-    Config, Core, Event, Handler, NoHandler, NodeId, QueryError, QueryOutcome, QuerySpec, Reply,
+    Config, Core, Event, Handler, Machine, MachineEvent, NoHandler, NodeId, QueryError,
+    QueryOutcome, QuerySpec, Reply, SocketId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -69,9 +70,11 @@ struct InFlight {
     payload: Bytes,
 }
 
-struct SimNode<H> {
-    core: Core<H>,
+struct SimNode<M: Machine> {
+    core: M,
     events: VecDeque<Event>,
+    /// The machine's own events (a layer's, such as hyperdht's), since the last take.
+    own: VecDeque<M::Own>,
     up: bool,
     /// Behind a port-restricted NAT-like filter: only datagrams from addresses the node has
     /// sent to within [`FILTER_TIMEOUT`] get in.
@@ -91,7 +94,7 @@ struct SimNode<H> {
 /// `nf_conntrack_udp_timeout` (30 s) for an unreplied UDP flow.
 pub const FILTER_TIMEOUT: Duration = Duration::from_secs(30);
 
-impl<H> SimNode<H> {
+impl<M: Machine> SimNode<M> {
     /// Whether the filter lets a datagram from `from` in at `now` (refreshing the entry).
     fn admits(&self, from: SocketAddrV4, now: Instant) -> bool {
         self.contacted
@@ -113,14 +116,16 @@ pub struct Op {
     pub exact: bool,
 }
 
-/// Many nodes on a virtual network.
-pub struct Sim<H = NoHandler> {
+/// Many nodes on a virtual network: dht-rpc cores (`Sim<Core<H>>`, the default), or any
+/// [`Machine`] that wraps one (hyperdht's core), with [`Sim::add_machine`]. A machine's
+/// extra sockets are not simulated: what it sends from them is lost.
+pub struct Sim<M: Machine = Core<NoHandler>> {
     config: SimConfig,
     rng: StdRng,
     start: Instant,
     now: Instant,
     seq: u64,
-    nodes: BTreeMap<SocketAddrV4, SimNode<H>>,
+    nodes: BTreeMap<SocketAddrV4, SimNode<M>>,
     network: BinaryHeap<Reverse<InFlight>>,
     /// Node timeouts, earliest first; an entry is stale unless it is its node's `scheduled`.
     timers: BinaryHeap<Reverse<(Instant, SocketAddrV4)>>,
@@ -132,22 +137,10 @@ pub struct Sim<H = NoHandler> {
     pub filtered: u64,
 }
 
-impl Sim<NoHandler> {
-    /// An empty network.
+impl Sim<Core<NoHandler>> {
+    /// An empty network of dht-rpc cores.
     pub fn new(config: SimConfig) -> Self {
-        Sim {
-            rng: StdRng::seed_from_u64(config.seed),
-            config,
-            start: Instant::now(),
-            now: Instant::now(),
-            seq: 0,
-            nodes: BTreeMap::new(),
-            network: BinaryHeap::new(),
-            timers: BinaryHeap::new(),
-            delivered: 0,
-            lost: 0,
-            filtered: 0,
-        }
+        Sim::of_machines(config)
     }
 
     /// Adds a node that serves no application command.
@@ -196,7 +189,33 @@ impl Sim<NoHandler> {
     }
 }
 
-impl<H: Handler> Sim<H> {
+impl<H: Handler + Send + 'static> Sim<Core<H>> {
+    /// Adds a node with a handler; its seed comes from the simulation's. Returns its address.
+    pub fn add_node_with(&mut self, config: Config, handler: H) -> SocketAddrV4 {
+        self.add_machine(config, |config, now| {
+            Core::with_handler(config, handler, now)
+        })
+    }
+}
+
+impl<M: Machine> Sim<M> {
+    /// An empty network (of machines of type `M`: see [`Sim::add_machine`]).
+    pub fn of_machines(config: SimConfig) -> Self {
+        Sim {
+            rng: StdRng::seed_from_u64(config.seed),
+            config,
+            start: Instant::now(),
+            now: Instant::now(),
+            seq: 0,
+            nodes: BTreeMap::new(),
+            network: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            delivered: 0,
+            lost: 0,
+            filtered: 0,
+        }
+    }
+
     /// The virtual time since the simulation started.
     pub fn elapsed(&self) -> Duration {
         self.now - self.start
@@ -207,8 +226,13 @@ impl<H: Handler> Sim<H> {
         NodeId::from_bytes(self.rng.random())
     }
 
-    /// Adds a node with a handler; its seed comes from the simulation's. Returns its address.
-    pub fn add_node_with(&mut self, mut config: Config, handler: H) -> SocketAddrV4 {
+    /// Adds a node that `make` builds from its configuration (seeded from the simulation's)
+    /// at the current time. Returns its address.
+    pub fn add_machine(
+        &mut self,
+        mut config: Config,
+        make: impl FnOnce(Config, Instant) -> M,
+    ) -> SocketAddrV4 {
         let i = self.nodes.len() as u32 + 1;
         // One node per /24 of 10/8 (the defences limit what one /24 holds in a routing
         // table), then a second host in each, and so on.
@@ -218,13 +242,14 @@ impl<H: Handler> Sim<H> {
         // Thousands of cores in one process: small budget tables (a simulated node's sources
         // are few and slow, so sharing slots changes nothing but memory).
         config.defences.budget_slots = config.defences.budget_slots.min(256);
-        let core = Core::with_handler(config, handler, self.now);
+        let core = make(config, self.now);
         let access = self.draw_access();
         self.nodes.insert(
             addr,
             SimNode {
                 core,
                 events: VecDeque::new(),
+                own: VecDeque::new(),
                 up: true,
                 filtering: false,
                 contacted: BTreeMap::new(),
@@ -295,18 +320,43 @@ impl<H: Handler> Sim<H> {
     }
 
     /// A node's core.
-    pub fn core(&self, addr: SocketAddrV4) -> Option<&Core<H>> {
+    pub fn core(&self, addr: SocketAddrV4) -> Option<&Core<M::Handler>> {
+        self.nodes.get(&addr).map(|n| n.core.rpc())
+    }
+
+    /// A node's machine.
+    pub fn machine(&self, addr: SocketAddrV4) -> Option<&M> {
         self.nodes.get(&addr).map(|n| &n.core)
+    }
+
+    /// Calls `f` on a node's machine at the current time, then collects what it sends.
+    pub fn with_machine<R>(
+        &mut self,
+        addr: SocketAddrV4,
+        f: impl FnOnce(&mut M, Instant) -> R,
+    ) -> Option<R> {
+        let now = self.now;
+        let r = f(&mut self.nodes.get_mut(&addr)?.core, now);
+        self.collect(addr);
+        Some(r)
+    }
+
+    /// The own events of a node's machine since the last call.
+    pub fn take_own_events(&mut self, addr: SocketAddrV4) -> Vec<M::Own> {
+        self.nodes
+            .get_mut(&addr)
+            .map(|n| n.own.drain(..).collect())
+            .unwrap_or_default()
     }
 
     /// Calls `f` on a node's core at the current time, then collects what it sends.
     pub fn with_core<R>(
         &mut self,
         addr: SocketAddrV4,
-        f: impl FnOnce(&mut Core<H>, Instant) -> R,
+        f: impl FnOnce(&mut Core<M::Handler>, Instant) -> R,
     ) -> Option<R> {
         let now = self.now;
-        let r = f(&mut self.nodes.get_mut(&addr)?.core, now);
+        let r = f(self.nodes.get_mut(&addr)?.core.rpc_mut(), now);
         self.collect(addr);
         Some(r)
     }
@@ -375,11 +425,20 @@ impl<H: Handler> Sim<H> {
             return;
         };
         while let Some(e) = node.core.poll_event() {
-            node.events.push_back(e);
+            match e {
+                MachineEvent::Rpc(e) => node.events.push_back(e),
+                MachineEvent::Own(o) => node.own.push_back(o),
+            }
         }
+        // Extra sockets are not simulated: what leaves from them is lost.
+        while node.core.poll_socket_op().is_some() {}
         let mut out = Vec::new();
         while let Some(t) = node.core.poll_transmit() {
-            out.push(t);
+            if t.from == SocketId::MAIN {
+                out.push(t);
+            } else {
+                self.lost += 1;
+            }
         }
         let up = node.up;
         {
@@ -489,7 +548,9 @@ impl<H: Handler> Sim<H> {
             self.run_for(Duration::from_millis(10));
         }
         self.run_until(Duration::from_secs(60), |s| {
-            s.nodes.values().all(|n| n.core.is_bootstrapped() || !n.up)
+            s.nodes
+                .values()
+                .all(|n| n.core.rpc().is_bootstrapped() || !n.up)
         });
     }
 
@@ -577,13 +638,15 @@ impl<H: Handler> Sim<H> {
     pub fn live_ids(&self) -> Vec<NodeId> {
         self.nodes
             .values()
-            .filter(|n| n.up && !n.core.is_ephemeral())
-            .map(|n| n.core.id())
+            .filter(|n| n.up && !n.core.rpc().is_ephemeral())
+            .map(|n| n.core.rpc().id())
             .collect()
     }
 
     /// Which query ids a node still runs (for tests of cancellation).
     pub fn active_queries(&self, addr: SocketAddrV4) -> usize {
-        self.nodes.get(&addr).map_or(0, |n| n.core.active_queries())
+        self.nodes
+            .get(&addr)
+            .map_or(0, |n| n.core.rpc().active_queries())
     }
 }
