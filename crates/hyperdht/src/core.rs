@@ -669,6 +669,9 @@ mod tests {
         /// Nodes behind a symmetric NAT: a new external port per (socket, destination), and
         /// only that destination gets in through it.
         symmetric: BTreeSet<SocketAddrV4>,
+        /// Nodes behind an address-restricted filter: datagrams from any port of an IP they
+        /// sent to get in.
+        restricted: BTreeSet<SocketAddrV4>,
         mapped: BTreeMap<(SocketAddrV4, SocketId, SocketAddrV4), u16>,
         mappings: BTreeMap<SocketAddrV4, (SocketAddrV4, SocketId, SocketAddrV4)>,
         sockets: BTreeSet<(SocketAddrV4, SocketId)>,
@@ -708,6 +711,7 @@ mod tests {
                 sent: Vec::new(),
                 own: Vec::new(),
                 symmetric: BTreeSet::new(),
+                restricted: BTreeSet::new(),
                 mapped: BTreeMap::new(),
                 mappings: BTreeMap::new(),
                 sockets: BTreeSet::new(),
@@ -771,7 +775,15 @@ mod tests {
                 return;
             };
             let dest = self.nodes[j].0;
-            let open = !self.filtering.contains(&dest) || self.contacted.contains(&(dest, src));
+            let open = if self.filtering.contains(&dest) {
+                self.contacted.contains(&(dest, src))
+            } else if self.restricted.contains(&dest) {
+                self.contacted
+                    .iter()
+                    .any(|(n, to)| *n == dest && to.ip() == src.ip())
+            } else {
+                true
+            };
             if self.silent.contains(&dest) || !open {
                 return;
             }
@@ -1025,6 +1037,75 @@ mod tests {
             "spraying stopped at the acknowledgement: {sprays}"
         );
         assert_eq!(net.nodes[0].1.paths(), 0, "our side uses the DHT socket");
+    }
+
+    /// The NATs of the lab, as the harness models them (a full-cone NAT maps and admits like
+    /// no NAT at all here).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Nat {
+        Open,
+        FullCone,
+        Restricted,
+        PortRestricted,
+        Symmetric,
+    }
+
+    fn put_behind(net: &mut Net, node: SocketAddrV4, nat: Nat) {
+        match nat {
+            Nat::Open | Nat::FullCone => {}
+            Nat::Restricted => {
+                net.restricted.insert(node);
+            }
+            Nat::PortRestricted => {
+                net.filtering.insert(node);
+            }
+            Nat::Symmetric => {
+                net.symmetric.insert(node);
+            }
+        }
+    }
+
+    #[test]
+    fn every_pair_of_nats_opens_but_symmetric_to_symmetric() {
+        use Nat::*;
+        let kinds = [Open, FullCone, Restricted, PortRestricted, Symmetric];
+        let mut table = String::new();
+        for a in kinds {
+            for b in kinds {
+                // 1: us (behind `a`); 2: a public node; 3: the referrer; 4: the peer (behind `b`).
+                let mut net = Net::new(4);
+                put_behind(&mut net, addr(1), a);
+                put_behind(&mut net, addr(4), b);
+                let now = net.now;
+                net.nodes[3].1.rpc_mut().ping(now, addr(3));
+                net.nodes[0].1.rpc_mut().ping(now, addr(3));
+                net.nodes[0].1.rpc_mut().ping(now, addr(2));
+                net.run_for(Duration::from_secs(2));
+                // The peer as the referrer knows it.
+                let peer = net
+                    .mapped
+                    .get(&(addr(4), SocketId::MAIN, addr(3)))
+                    .map_or(addr(4), |p| SocketAddrV4::new(*addr(4).ip(), *p));
+                let now = net.now;
+                net.a().holepunch(now, peer, addr(3), true);
+                net.run_for(Duration::from_secs(15));
+                let done = net.punched();
+                assert_eq!(done.len(), 1, "{a:?} -> {b:?}: {:?}", net.own);
+                let got = done[0].as_ref().map(|h| h.path);
+                table += &format!("{a:?} -> {b:?}: {got:?}\n");
+                match (a, b) {
+                    (Symmetric, Symmetric) => assert!(got.is_err(), "{a:?} -> {b:?}"),
+                    (Symmetric, PortRestricted) | (PortRestricted, Symmetric) => {
+                        assert_eq!(got, Ok(HolepunchPath::Birthday), "{a:?} -> {b:?}")
+                    }
+                    _ => assert!(
+                        matches!(got, Ok(HolepunchPath::Direct | HolepunchPath::Relayed)),
+                        "{a:?} -> {b:?}: {got:?}"
+                    ),
+                }
+            }
+        }
+        println!("{table}");
     }
 
     #[test]

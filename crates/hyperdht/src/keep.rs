@@ -46,6 +46,21 @@ impl Announcement {
     }
 }
 
+impl HyperDht {
+    /// Announces `key` now and every 4-5 minutes until the handle is stopped or dropped
+    /// (then it unannounces). The node's core does the re-announcing: no task of its own.
+    pub fn announce_and_keep(&self, key: Key, opts: AnnounceOptions) -> Announcement {
+        Announcement::start(self, key, opts, true)
+    }
+
+    /// [`HyperDht::announce_and_keep`] for a key just announced (with
+    /// [`HyperDht::announce`], to see its replies): the first re-announce comes in 4-5
+    /// minutes.
+    pub fn keep_announced(&self, key: Key, opts: AnnounceOptions) -> Announcement {
+        Announcement::start(self, key, opts, false)
+    }
+}
+
 impl Drop for Announcement {
     fn drop(&mut self) {
         // The core unannounces in the background.

@@ -256,19 +256,6 @@ impl HyperDht {
         }
     }
 
-    /// Announces `key` now and every 4-5 minutes until the handle is stopped or dropped
-    /// (then it unannounces). The node's core does the re-announcing: no task of its own.
-    pub fn announce_and_keep(&self, key: Key, opts: AnnounceOptions) -> crate::keep::Announcement {
-        crate::keep::Announcement::start(self, key, opts, true)
-    }
-
-    /// [`HyperDht::announce_and_keep`] for a key just announced (with
-    /// [`HyperDht::announce`], to see its replies): the first re-announce comes in 4-5
-    /// minutes.
-    pub fn keep_announced(&self, key: Key, opts: AnnounceOptions) -> crate::keep::Announcement {
-        crate::keep::Announcement::start(self, key, opts, false)
-    }
-
     /// The core's events that nobody waits for: the outcome of every re-announce of a
     /// kept announcement ([`crate::CoreEvent::Announced`]).
     pub fn core_events(&self) -> broadcast::Receiver<crate::CoreEvent> {
