@@ -1,0 +1,107 @@
+//! The hot paths of a node, without I/O: a roundtrip token, the routing table's closest 20,
+//! and whole requests through the core (`_ping`, and `_find_node` against a table of 1,000
+//! contacts), from a loopback source as in `rpc_load` (trusted: no per-source budgets).
+//!
+//! `cargo bench -p dht-rpc --bench core`
+
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use dht_rpc::{Config, Core, NodeId, RoutingTable, Tokens};
+use dht_wire::{Checked, Datagram, FIND_NODE, Message, PING, Request, Response, Tid};
+use rand::{Rng, SeedableRng};
+
+fn ids(n: usize) -> Vec<NodeId> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    (0..n).map(|_| NodeId::from_bytes(rng.random())).collect()
+}
+
+fn hot_paths(c: &mut Criterion) {
+    let mut g = c.benchmark_group("core");
+    g.measurement_time(Duration::from_secs(3));
+
+    let tokens = Tokens::new([1; 32], [2; 32]);
+    g.bench_function("token issue", |b| {
+        b.iter(|| black_box(tokens.issue(black_box(Ipv4Addr::new(203, 0, 113, 9)))))
+    });
+
+    let own = NodeId::from_bytes([0; 32]);
+    let mut table = RoutingTable::new(own, 20);
+    let t = Instant::now();
+    for (i, id) in ids(1000).into_iter().enumerate() {
+        let addr = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 + (i as u32) * 256), 4000);
+        table.insert(id, addr, t);
+    }
+    let target = NodeId::from_bytes([0x55; 32]);
+    g.bench_function(format!("closest 20 of {} contacts", table.len()), |b| {
+        b.iter(|| black_box(table.closest(black_box(&target), 20).len()))
+    });
+
+    let from = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50_000);
+    let mut core = Core::new(Config::default(), t);
+    core.set_local_port(49737);
+    let ping = Datagram::request(Tid::from_masked(1), Request::new(PING)).encode();
+    g.bench_function("_ping through the core", |b| {
+        b.iter(|| {
+            core.handle_datagram(t, from, black_box(&ping));
+            black_box(core.poll_transmit().is_some())
+        })
+    });
+
+    let find = Datagram::request(
+        Tid::from_masked(2),
+        Request {
+            target: Some(Checked::Valid(target)),
+            ..Request::new(FIND_NODE)
+        },
+    )
+    .encode();
+    let mut full = Core::new(Config::default(), t);
+    full.set_local_port(49737);
+    // Fill its table as nodes that ping it with their ids would (each answers the verify).
+    for (i, id) in ids(1000).into_iter().enumerate() {
+        let addr = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 + (i as u32) * 256), 4000);
+        let req = Request {
+            id: Some(Checked::Valid(id)),
+            ..Request::new(PING)
+        };
+        full.handle_datagram(
+            t,
+            addr,
+            &Datagram::request(Tid::from_masked(3), req).encode(),
+        );
+        while let Some(tx) = full.poll_transmit() {
+            // Answer the core's verification ping, as a live node would.
+            if let Ok(Datagram {
+                tid,
+                message: Message::Request(_),
+            }) = Datagram::decode(&tx.payload)
+            {
+                let res = Response {
+                    id: Some(Checked::Valid(id)),
+                    ..Response::default()
+                };
+                full.handle_datagram(t, addr, &Datagram::response(tid, res).encode());
+            }
+        }
+    }
+    while full.poll_event().is_some() {}
+    g.bench_function(
+        format!(
+            "_find_node through the core ({} contacts)",
+            full.table().len()
+        ),
+        |b| {
+            b.iter(|| {
+                full.handle_datagram(t, from, black_box(&find));
+                black_box(full.poll_transmit().map(|t| t.payload.len()))
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, hot_paths);
+criterion_main!(benches);
