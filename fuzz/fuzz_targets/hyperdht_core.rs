@@ -8,41 +8,19 @@
 //! a socket that is open; the node still answers a ping.
 #![no_main]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::{Duration, Instant};
+mod common;
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
-use dht_rpc::{Config, Machine, MachineEvent, SocketId, SocketOp};
-use dht_wire::{Datagram, NodeId, Request, Tid};
-use hyperdht::{Core, CoreEvent, MAX_PATHS, PeerStore, PeersHandler};
-
-/// Extra sockets one hard side opens.
-const SOCKETS: usize = 256;
+use common::source;
+use dht_rpc::{Machine, MachineEvent, SocketId, SocketOp};
+use hyperdht::{BIRTHDAY_SOCKETS, Core, CoreEvent, MAX_PATHS};
 use libfuzzer_sys::fuzz_target;
-
-const SOURCES: [[u8; 4]; 8] = [
-    [6, 6, 6, 6],
-    [6, 6, 6, 7],
-    [9, 9, 9, 9],
-    [10, 0, 0, 1],
-    [127, 0, 0, 1],
-    [198, 18, 0, 2],
-    [1, 2, 3, 4],
-    [255, 255, 255, 255],
-];
-
-fn source(b: u8) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(SOURCES[usize::from(b & 7)]), 1000 + u16::from((b >> 3) & 3))
-}
 
 fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
-    let config = Config { id: Some(NodeId::from_bytes([0; 32])), ..Config::default() };
-    let store = PeerStore::new(64, Duration::from_secs(360));
-    let mut rpc = dht_rpc::Core::with_handler(config, PeersHandler::new(store, 1), t0);
-    rpc.set_local_port(49737);
-    let mut core = Core::new(rpc, t0);
+    let mut core = Core::new(common::peers_node(t0), t0);
     let a = core.holepunch(t0, source(0), source(2), true);
     let b = core.holepunch(t0, source(6), source(6), true);
     let (mut ended, mut open) = (Vec::new(), BTreeSet::new());
@@ -55,9 +33,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        assert!(open.len() <= 3 * SOCKETS + MAX_PATHS, "{} sockets open", open.len());
+        assert!(open.len() <= 3 * BIRTHDAY_SOCKETS + MAX_PATHS, "{} sockets open", open.len());
         while let Some(t) = core.poll_transmit() {
-            assert!(!t.to.ip().is_unspecified() && !t.to.ip().is_broadcast(), "{t:?}");
+            common::check_destination(&t);
             assert!(t.from == SocketId::MAIN || open.contains(&t.from), "{t:?}");
         }
         while let Some(e) = core.poll_event() {
@@ -95,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(ended, vec![a, b], "each punch ends exactly once");
     assert_eq!(core.punches(), 0);
     assert!(open.len() <= MAX_PATHS, "the sessions closed their sockets: {}", open.len());
-    let ping = Datagram::request(Tid::from_masked(1), Request::new("_ping")).encode();
-    core.handle_datagram(now, SocketAddrV4::new(Ipv4Addr::new(9, 9, 9, 8), 9), &ping);
+    let (from, ping) = common::ping();
+    core.handle_datagram(now, from, &ping);
     assert!(core.poll_transmit().is_some(), "the node still answers");
 });

@@ -280,7 +280,7 @@ impl<M: Machine> Driver<M> {
 
     /// Runs `f` on the dht-rpc core, then lets the driver send what it emitted.
     pub fn with_core<R>(&self, f: impl FnOnce(&mut Core<M::Handler>) -> R) -> R {
-        self.inner.with_shared(|s| f(s.core.rpc_mut()))
+        self.with_machine(|m| f(m.rpc_mut()))
     }
 
     /// Runs `f` on the machine, then lets the driver send what it emitted.
@@ -470,23 +470,7 @@ impl<M: Machine> Driver<M> {
     }
 
     fn start_query(&self, start: impl FnOnce(&mut Core<M::Handler>) -> QueryId) -> QueryStream<M> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let id = self.inner.with_shared(|s| {
-            let id = start(s.core.rpc_mut());
-            if s.closed {
-                let _ = tx.send(QueryMsg::Done(Err(QueryError::Cancelled)));
-            } else {
-                s.queries.insert(id, tx);
-                self.inner.dispatch(s);
-            }
-            id
-        });
-        QueryStream {
-            id,
-            rx,
-            inner: Arc::downgrade(&self.inner),
-            outcome: None,
-        }
+        self.machine_query(|m| Some(start(m.rpc_mut())))
     }
 
     /// Stops the node: pending requests and queries fail with `Cancelled`, the socket closes.

@@ -355,10 +355,7 @@ impl<M: Machine> Sim<M> {
         addr: SocketAddrV4,
         f: impl FnOnce(&mut Core<M::Handler>, Instant) -> R,
     ) -> Option<R> {
-        let now = self.now;
-        let r = f(self.nodes.get_mut(&addr)?.core.rpc_mut(), now);
-        self.collect(addr);
-        Some(r)
+        self.with_machine(addr, |m, now| f(m.rpc_mut(), now))
     }
 
     /// Takes a node down (it drops everything) or brings it back.

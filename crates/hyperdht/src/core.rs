@@ -948,20 +948,7 @@ mod tests {
 
     #[test]
     fn behind_a_symmetric_nat_the_birthday_punch_meets_a_port_restricted_peer() {
-        // 1: us, behind a symmetric NAT; 2: a public node to compare with; 3: the referrer;
-        // 4: the peer, behind a port-restricted NAT (it wrote to the referrer).
-        let mut net = Net::new(4);
-        net.symmetric.insert(addr(1));
-        net.filtering.insert(addr(4));
-        let now = net.now;
-        // The peer proves to the referrer that it receives at its address (as a node in its
-        // table would), so that the referrer's relayed hint reaches it.
-        net.nodes[3].1.rpc_mut().ping(now, addr(3));
-        net.nodes[2].1.rpc_mut().ping(now, addr(4));
-        net.run_for(Duration::from_secs(2));
-        let now = net.now;
-        net.a().holepunch(now, addr(4), addr(3), true);
-        net.run_for(Duration::from_secs(15));
+        let (mut net, _) = punch_across(Nat::Symmetric, Nat::PortRestricted);
         let done = net.punched();
         assert_eq!(done.len(), 1, "{:?}", net.own);
         let h = done[0].as_ref().expect("the birthday punch met");
@@ -998,25 +985,7 @@ mod tests {
 
     #[test]
     fn toward_a_symmetric_nat_we_spray_and_the_peer_acknowledges() {
-        // 1: us, behind a port-restricted NAT; 2: a public node; 3: the referrer; 4: the
-        // peer, behind a symmetric NAT.
-        let mut net = Net::new(4);
-        net.filtering.insert(addr(1));
-        net.symmetric.insert(addr(4));
-        let now = net.now;
-        net.nodes[3].1.rpc_mut().ping(now, addr(3));
-        net.nodes[0].1.rpc_mut().ping(now, addr(3));
-        net.nodes[0].1.rpc_mut().ping(now, addr(2));
-        net.run_for(Duration::from_secs(2));
-        // The peer as the referrer sees it (its NAT's port toward the referrer).
-        let peer = *net
-            .mapped
-            .get(&(addr(4), SocketId::MAIN, addr(3)))
-            .expect("mapped");
-        let peer = SocketAddrV4::new(*addr(4).ip(), peer);
-        let now = net.now;
-        net.a().holepunch(now, peer, addr(3), true);
-        net.run_for(Duration::from_secs(15));
+        let (net, peer) = punch_across(Nat::PortRestricted, Nat::Symmetric);
         let done = net.punched();
         assert_eq!(done.len(), 1, "{:?}", net.own);
         let h = done[0].as_ref().expect("the birthday punch met");
@@ -1050,6 +1019,31 @@ mod tests {
         Symmetric,
     }
 
+    /// 1: us (behind `a`); 2: a public node to compare with; 3: the referrer; 4: the peer
+    /// (behind `b`). The peer and the referrer exchange pings first (so the referrer's
+    /// relayed hint reaches the peer, as it would a node in its table), we ping the
+    /// referrer and the public node; then we punch to the peer as the referrer knows it (its
+    /// NAT's port toward the referrer). Returns the network 15 s later, and that address.
+    fn punch_across(a: Nat, b: Nat) -> (Net, SocketAddrV4) {
+        let mut net = Net::new(4);
+        put_behind(&mut net, addr(1), a);
+        put_behind(&mut net, addr(4), b);
+        let now = net.now;
+        net.nodes[3].1.rpc_mut().ping(now, addr(3));
+        net.nodes[2].1.rpc_mut().ping(now, addr(4));
+        net.nodes[0].1.rpc_mut().ping(now, addr(3));
+        net.nodes[0].1.rpc_mut().ping(now, addr(2));
+        net.run_for(Duration::from_secs(2));
+        let peer = net
+            .mapped
+            .get(&(addr(4), SocketId::MAIN, addr(3)))
+            .map_or(addr(4), |p| SocketAddrV4::new(*addr(4).ip(), *p));
+        let now = net.now;
+        net.a().holepunch(now, peer, addr(3), true);
+        net.run_for(Duration::from_secs(15));
+        (net, peer)
+    }
+
     fn put_behind(net: &mut Net, node: SocketAddrV4, nat: Nat) {
         match nat {
             Nat::Open | Nat::FullCone => {}
@@ -1072,23 +1066,7 @@ mod tests {
         let mut table = String::new();
         for a in kinds {
             for b in kinds {
-                // 1: us (behind `a`); 2: a public node; 3: the referrer; 4: the peer (behind `b`).
-                let mut net = Net::new(4);
-                put_behind(&mut net, addr(1), a);
-                put_behind(&mut net, addr(4), b);
-                let now = net.now;
-                net.nodes[3].1.rpc_mut().ping(now, addr(3));
-                net.nodes[0].1.rpc_mut().ping(now, addr(3));
-                net.nodes[0].1.rpc_mut().ping(now, addr(2));
-                net.run_for(Duration::from_secs(2));
-                // The peer as the referrer knows it.
-                let peer = net
-                    .mapped
-                    .get(&(addr(4), SocketId::MAIN, addr(3)))
-                    .map_or(addr(4), |p| SocketAddrV4::new(*addr(4).ip(), *p));
-                let now = net.now;
-                net.a().holepunch(now, peer, addr(3), true);
-                net.run_for(Duration::from_secs(15));
+                let (net, _) = punch_across(a, b);
                 let done = net.punched();
                 assert_eq!(done.len(), 1, "{a:?} -> {b:?}: {:?}", net.own);
                 let got = done[0].as_ref().map(|h| h.path);

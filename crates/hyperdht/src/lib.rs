@@ -48,7 +48,7 @@ pub use crate::core::{
     BirthdayTry, Core, CoreEvent, Holepunch, HolepunchError, HolepunchPath, KeepId, MAX_PATHS,
     PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId, REANNOUNCE,
 };
-pub use birthday::Hint;
+pub use birthday::{Hint, SOCKETS as BIRTHDAY_SOCKETS};
 pub use dht_rpc;
 pub use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType, PeersResponse};
 pub use events::PeerEvent;
