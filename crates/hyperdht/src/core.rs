@@ -204,7 +204,39 @@ enum Phase {
     Birthday { hint_at: Option<Instant> },
 }
 
-/// The hyperdht node without I/O (see the module docs).
+/// The hyperdht node without I/O (see the module docs). Drive it as [`dht_rpc::Core`]'s
+/// docs say; `HyperDht` does so on tokio, and an embedder can do so on its own sockets (to run
+/// another protocol on a punched path, say).
+///
+/// ```
+/// use std::time::Instant;
+/// use dht_rpc::{Config, Machine, MachineEvent, SocketId};
+/// use hyperdht::{BirthdayTry, Core, CoreEvent, HolepunchError, PeerStore, PeersHandler};
+///
+/// let now = Instant::now();
+/// let handler = PeersHandler::new(PeerStore::default(), 1);
+/// let mut core = Core::new(dht_rpc::Core::with_handler(Config::default(), handler, now), now);
+/// let (peer, referrer) = ("203.0.113.7:49737".parse()?, "198.51.100.1:49737".parse()?);
+/// let punch = core.holepunch(now, peer, referrer, true);
+/// // Nobody answers here: send what it emits, then wake it at each deadline until it ends.
+/// let result = loop {
+///     while let Some(t) = core.poll_transmit() {
+///         assert_eq!(t.from, SocketId::MAIN); // (a real driver sends it from that socket)
+///     }
+///     while core.poll_socket_op().is_some() {} // (a real driver opens or closes sockets)
+///     if let Some(MachineEvent::Own(CoreEvent::Punched { punch: p, result })) = core.poll_event() {
+///         assert_eq!(p, punch);
+///         break result;
+///     }
+///     let next = core.poll_timeout().expect("a deadline");
+///     core.handle_timeout(next);
+/// };
+/// assert!(matches!(
+///     result,
+///     Err(HolepunchError::NoAnswer { relayed: true, birthday: BirthdayTry::EasySide, .. })
+/// ));
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
 #[derive(Debug)]
 pub struct Core {
     rpc: dht_rpc::Core<PeersHandler>,
