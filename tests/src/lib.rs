@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 pub mod agent;
 pub mod js;
 pub mod lab;
+pub mod load;
+pub mod perf;
 pub mod procs;
 
 /// The folder holding `package.json`, the lockfile, the scripts and the fixtures.

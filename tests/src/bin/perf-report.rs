@@ -1,0 +1,375 @@
+//! `perf-report`: our node, the JavaScript reference and the echo measured side by side in
+//! one run, and `docs/PERFORMANCE.md` written from the figures.
+//!
+//! ```sh
+//! cargo build --release -p hyperdht-cli -p hyperdht-tests
+//! target/release/perf-report --out docs/PERFORMANCE.md      # about 6 minutes
+//! target/release/perf-report --quick                        # a smoke run, target/perf/
+//! ```
+//!
+//! Each measurement starts its target afresh on core 0 (`taskset`) and runs `dht-load` on
+//! core 1; the three targets take turns (interleaved) and every measurement is repeated
+//! (three times by default); the report gives medians and the spread (min-max). Our node
+//! runs with loopback not trusted, so its per-source budgets and quotas are on; the load
+//! comes from 1,024 source addresses across 127.1.0.0/16.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use hyperdht_tests::perf::{self, Target};
+use serde_json::{Value, json};
+
+/// Measures our node, the JavaScript reference and the echo side by side and writes a
+/// Markdown report.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Where to write the report (default: target/perf/PERFORMANCE.md).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Seconds per throughput and latency measurement.
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Repetitions of every measurement.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Announces for the memory measurement.
+    #[arg(long, default_value_t = 100_000)]
+    announces: u64,
+    /// The open-loop rate of the latency measurement.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// A short smoke run: 1 s, one repetition, 10,000 announces.
+    #[arg(long)]
+    quick: bool,
+    /// Leave the JavaScript reference out.
+    #[arg(long)]
+    no_js: bool,
+}
+
+/// The throughput rows: load mode and label.
+const RATES: [(&str, &str); 3] = [
+    ("ping", "`_ping` answered/s, saturated"),
+    ("peers-absent", "`peers` lookups/s, key absent"),
+    ("peers-20", "`peers` lookups/s, 20 peers on the key"),
+];
+
+fn main() -> anyhow::Result<()> {
+    let mut a = Args::parse();
+    if a.quick {
+        (a.secs, a.reps, a.announces) = (1.0, 1, 10_000);
+    }
+    let bin = std::env::current_exe()?
+        .parent()
+        .context("binary folder")?
+        .to_path_buf();
+    let core = |c: usize| perf::can_pin().then_some(c);
+    let js_dir = if a.no_js {
+        None
+    } else {
+        hyperdht_tests::reference("perf-report").map(|r| r.dir)
+    };
+    let mut targets = vec![Target::Ours, Target::Echo];
+    if js_dir.is_some() {
+        targets.insert(1, Target::Js);
+    }
+    // results[row][target] = values of the repetitions
+    let mut results: BTreeMap<String, BTreeMap<&'static str, Vec<f64>>> = BTreeMap::new();
+    let mut runs: Vec<Value> = Vec::new();
+    let mut record = |row: &str, t: Target, v: f64, raw: Value| {
+        results
+            .entry(row.to_string())
+            .or_default()
+            .entry(t.name())
+            .or_default()
+            .push(v);
+        runs.push(json!({"row": row, "target": t.name(), "value": v, "raw": raw}));
+    };
+    let secs = format!("{}", a.secs);
+    for rep in 0..a.reps {
+        // Interleaved: the targets take turns, in a rotated order each repetition.
+        let mut order = targets.clone();
+        order.rotate_left(rep % targets.len());
+        for (mode, _) in RATES {
+            for &t in &order {
+                let run =
+                    perf::start(t, core(0), &bin, js_dir.as_deref()).map_err(anyhow::Error::msg)?;
+                let mut args = vec!["--mode".into(), mode.into(), "--secs".into(), secs.clone()];
+                if t == Target::Echo {
+                    args.push("--echo".into());
+                }
+                let r = perf::load(core(1), &bin, run.addr, &args).map_err(anyhow::Error::msg)?;
+                eprintln!(
+                    "rep {rep} {mode:<13} {:<15} {:>9.0}/s",
+                    t.name(),
+                    num(&r["rate"])
+                );
+                record(mode, t, num(&r["rate"]), r);
+            }
+        }
+        for &t in &order {
+            let run =
+                perf::start(t, core(0), &bin, js_dir.as_deref()).map_err(anyhow::Error::msg)?;
+            let mut args = vec![
+                "--mode".into(),
+                "peers-absent".into(),
+                "--secs".into(),
+                secs.clone(),
+                "--rate".into(),
+                a.rate.to_string(),
+            ];
+            if t == Target::Echo {
+                args.push("--echo".into());
+            }
+            let r = perf::load(core(1), &bin, run.addr, &args).map_err(anyhow::Error::msg)?;
+            let (p50, p99) = (num(&r["latency_us"]["p50"]), num(&r["latency_us"]["p99"]));
+            eprintln!(
+                "rep {rep} latency       {:<15} p50 {p50} us p99 {p99} us",
+                t.name()
+            );
+            record("lat50", t, p50, r.clone());
+            record("lat99", t, p99, Value::Null);
+        }
+        for &t in order.iter().filter(|t| **t != Target::Echo) {
+            let run =
+                perf::start(t, core(0), &bin, js_dir.as_deref()).map_err(anyhow::Error::msg)?;
+            std::thread::sleep(Duration::from_secs(1));
+            let idle = run.rss_kib().unwrap_or(0) as f64 / 1024.0;
+            let args = [
+                "--mode".into(),
+                "announce".into(),
+                "--count".into(),
+                a.announces.to_string(),
+                "--secs".into(),
+                "120".into(),
+            ];
+            let r = perf::load(core(1), &bin, run.addr, &args).map_err(anyhow::Error::msg)?;
+            std::thread::sleep(Duration::from_secs(1));
+            let after = run.rss_kib().unwrap_or(0) as f64 / 1024.0;
+            eprintln!(
+                "rep {rep} announces     {:<15} {:>9.0}/s, {idle:.1} MiB idle, {after:.1} MiB after {} answered",
+                t.name(),
+                num(&r["rate"]),
+                r["answered"]
+            );
+            record("announce", t, num(&r["rate"]), r);
+            record("idle", t, idle, Value::Null);
+            record("after", t, after, Value::Null);
+        }
+    }
+    let report = markdown(&a, &results, perf::can_pin());
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| bin.join("../perf/PERFORMANCE.md"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, &report)?;
+    let raw = bin.join("../perf/runs.json");
+    std::fs::create_dir_all(raw.parent().context("folder")?)?;
+    std::fs::write(&raw, serde_json::to_string_pretty(&runs)?)?;
+    println!("{report}");
+    eprintln!("wrote {} and {}", out.display(), raw.display());
+    Ok(())
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// "median (min-max)" of a cell, in `unit`.
+fn cell(xs: Option<&Vec<f64>>, fmt: fn(f64) -> String) -> String {
+    match xs.and_then(|xs| perf::median(xs)) {
+        Some((m, lo, hi)) if xs.is_some_and(|x| x.len() > 1) => {
+            format!("{} ({}-{})", fmt(m), fmt(lo), fmt(hi))
+        }
+        Some((m, _, _)) => fmt(m),
+        None => "-".into(),
+    }
+}
+
+fn ratio(row: &BTreeMap<&'static str, Vec<f64>>, a: Target, b: Target, pct: bool) -> String {
+    let m = |t: Target| row.get(t.name()).and_then(|x| perf::median(x)).map(|m| m.0);
+    match (m(a), m(b)) {
+        (Some(x), Some(y)) if y > 0.0 && pct => format!("{:.0} %", 100.0 * x / y),
+        (Some(x), Some(y)) if y > 0.0 => format!("{:.2}x", x / y),
+        _ => String::new(),
+    }
+}
+
+fn markdown(
+    a: &Args,
+    r: &BTreeMap<String, BTreeMap<&'static str, Vec<f64>>>,
+    pinned: bool,
+) -> String {
+    let per_s = |x: f64| {
+        format!("{:.0}", x)
+            .chars()
+            .rev()
+            .collect::<Vec<_>>()
+            .chunks(3)
+            .map(|c| c.iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join(",")
+            .chars()
+            .rev()
+            .collect()
+    };
+    let us = |x: f64| format!("{x:.0} us");
+    let mib = |x: f64| format!("{x:.1}");
+    let empty = BTreeMap::new();
+    let row = |k: &str| r.get(k).unwrap_or(&empty);
+    let (o, j, e) = (Target::Ours, Target::Js, Target::Echo);
+    let mut s = String::new();
+    let _ = writeln!(s, "# Performance\n");
+    let _ = writeln!(
+        s,
+        "Written by `perf-report` (`tests/src/bin/perf-report.rs`); do not edit by hand. To \
+         regenerate:\n\n```sh\ncargo build --release -p hyperdht-cli -p hyperdht-tests\n\
+         target/release/perf-report --out docs/PERFORMANCE.md\n```\n"
+    );
+    let _ = writeln!(
+        s,
+        "One run: {} repetitions of {} s per measurement, targets interleaved, each started \
+         afresh; medians, with the spread (min-max) in brackets. {}",
+        a.reps,
+        a.secs,
+        if pinned {
+            "Each target ran pinned to core 0 and the load generator to core 1 (`taskset`)."
+        } else {
+            "**Not pinned** (`taskset` missing): the figures are noisy."
+        }
+    );
+    let _ = writeln!(
+        s,
+        "\n| | hyperdht-rs | hyperdht@1.3.0 | echo | ours / JS | ours / echo |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for (k, label) in RATES {
+        let x = row(k);
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | {} | {} | {} |",
+            cell(x.get(o.name()), per_s),
+            cell(x.get(j.name()), per_s),
+            cell(x.get(e.name()), per_s),
+            ratio(x, o, j, false),
+            ratio(x, o, e, true)
+        );
+    }
+    for (k, label) in [("lat50", "p50"), ("lat99", "p99")] {
+        let x = row(k);
+        let _ = writeln!(
+            s,
+            "| {label} latency of a `peers` lookup at {} req/s | {} | {} | {} | | {} |",
+            per_s(a.rate as f64),
+            cell(x.get(o.name()), us),
+            cell(x.get(j.name()), us),
+            cell(x.get(e.name()), us),
+            ratio(x, o, e, true)
+        );
+    }
+    let x = row("announce");
+    let _ = writeln!(
+        s,
+        "| announces stored/s (each with its source's token) | {} | {} | | {} | |",
+        cell(x.get(o.name()), per_s),
+        cell(x.get(j.name()), per_s),
+        ratio(x, o, j, false)
+    );
+    for (k, label) in [
+        ("idle", "resident memory idle, MiB".to_string()),
+        (
+            "after",
+            format!(
+                "resident memory after {} announces, MiB",
+                per_s(a.announces as f64)
+            ),
+        ),
+    ] {
+        let x = row(k);
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | | {} | |",
+            cell(x.get(o.name()), mib),
+            cell(x.get(j.name()), mib),
+            ratio(x, o, j, false)
+        );
+    }
+    let _ = writeln!(s, "\n## What was measured\n");
+    let _ = writeln!(
+        s,
+        "- **hyperdht-rs**: `hyperdht --host 127.0.0.1 --no-trust-loopback --json -q` (a \
+         long-lived node, no bootstrap, its defences on: per-IP and per-/24 request budgets, \
+         response budgets, store quotas).\n\
+         - **hyperdht@1.3.0**: `tests/interop/perf-node.js`, one node of the reference on \
+         `dht-rpc@2.3.0`, Node.js {}.\n\
+         - **echo**: `udp-echo`, a loop of one `recv_from` and one `send_to` per datagram: the \
+         ceiling of any server making two system calls per datagram.\n\
+         - **Load**: `dht-load` from 1,024 source addresses (127.1.0.1 onwards, four per /24), \
+         one socket sending each source's requests in GSO bursts and receiving with \
+         `recvmmsg`, 512 requests in flight (closed loop) for the rates; open loop at a fixed \
+         rate, one datagram per send, for the latency. `peers-20`: 20 announces on one key \
+         (each from its own source, with its token) first, then lookups of that key. The echo \
+         gets the same requests and sends them back.\n\
+         - **Memory**: `VmRSS` 1 s after start, and 1 s after {} announces of random keys \
+         (each source takes its token with a `_ping` first; the store's own limits apply).",
+        version("node"),
+        per_s(a.announces as f64)
+    );
+    let _ = writeln!(s, "\n## Machine\n");
+    let _ = writeln!(
+        s,
+        "- {}\n- {} cores, {}\n- {}\n- commit {}",
+        cpu(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        kernel(),
+        version("rustc"),
+        commit()
+    );
+    s
+}
+
+fn version(program: &str) -> String {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn cpu() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "cpu unknown".into())
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!("Linux {}", s.trim()))
+        .unwrap_or_else(|_| "kernel unknown".into())
+}
+
+fn commit() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "?".into())
+}

@@ -1,0 +1,175 @@
+//! What `perf-report` measures: one target process (our `hyperdht` node, the JavaScript
+//! reference, or the echo) pinned to one core, loaded by `dht-load` pinned to the other,
+//! with its resident memory read from `/proc`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddrV4;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Our `hyperdht` node, loopback not trusted (the defences on).
+    Ours,
+    /// `hyperdht@1.3.0` (on `dht-rpc@2.3.0`), one node.
+    Js,
+    /// `udp-echo`: one `recv_from` and one `send_to` per datagram.
+    Echo,
+}
+
+impl Target {
+    /// The column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Ours => "hyperdht-rs",
+            Target::Js => "hyperdht@1.3.0",
+            Target::Echo => "echo",
+        }
+    }
+}
+
+/// A running target, killed when dropped.
+pub struct Running {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddrV4,
+}
+
+impl Running {
+    /// Its resident memory in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `cmd` pinned to `core` when `taskset` exists.
+pub fn pinned(core: Option<usize>, program: &Path) -> Command {
+    match core {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(c.to_string()).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Whether `taskset` works here.
+pub fn can_pin() -> bool {
+    Command::new("taskset")
+        .args(["-c", "0", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts `target` on `core`; `bin` is the folder of our binaries, `js_dir` where the
+/// reference is installed. Waits for its `{"address": ...}` line.
+pub fn start(
+    target: Target,
+    core: Option<usize>,
+    bin: &Path,
+    js_dir: Option<&Path>,
+) -> Result<Running, String> {
+    let mut cmd = match target {
+        Target::Ours => {
+            let mut c = pinned(core, &bin.join("hyperdht"));
+            c.args(["--host", "127.0.0.1", "--no-trust-loopback", "--json", "-q"]);
+            c
+        }
+        Target::Js => {
+            let dir = js_dir.ok_or("the reference is not installed")?;
+            let node = which("node").ok_or("node not found")?;
+            let mut c = pinned(core, &node);
+            c.current_dir(dir).args(["perf-node.js", "0", "600"]);
+            c
+        }
+        Target::Echo => {
+            let mut c = pinned(core, &bin.join("udp-echo"));
+            c.args(["--secs", "600"]);
+            c
+        }
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", target.name()))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_str(&line)
+        .map_err(|e| format!("{}: bad first line {line:?}: {e}", target.name()))?;
+    let addr = v["address"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("{}: no address in {line:?}", target.name()))?;
+    // Let it settle (the JavaScript runtime warms up; our node bootstraps alone).
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(Running { child, addr })
+}
+
+/// Runs `dht-load` on `core` with `args` against `addr`; its JSON report.
+pub fn load(
+    core: Option<usize>,
+    bin: &Path,
+    addr: SocketAddrV4,
+    args: &[String],
+) -> Result<Value, String> {
+    let out = pinned(core, &bin.join("dht-load"))
+        .arg("--target")
+        .arg(addr.to_string())
+        .args(args)
+        .output()
+        .map_err(|e| format!("dht-load: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "dht-load {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("dht-load output: {e}"))
+}
+
+/// `program` on the `PATH`.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The median and the spread of `xs`.
+pub fn median(xs: &[f64]) -> Option<(f64, f64, f64)> {
+    if xs.is_empty() {
+        return None;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    Some((m, v[0], v[v.len() - 1]))
+}

@@ -1,0 +1,105 @@
+//! The instruments of `perf-report` work: `dht-load` gets answers from our node and from the
+//! echo in every mode, counts the peers a lookup returns, and stops at its count.
+
+use std::path::{Path, PathBuf};
+
+use hyperdht_tests::perf::{self, Target};
+use hyperdht_tests::procs::binary;
+use serde_json::Value;
+
+fn bin() -> PathBuf {
+    // Our binaries and the hyperdht node's share one folder (target/<profile>).
+    binary("hyperdht");
+    Path::new(env!("CARGO_BIN_EXE_dht-load"))
+        .parent()
+        .expect("folder")
+        .to_path_buf()
+}
+
+fn load(target: Target, args: &[&str]) -> Value {
+    let bin = bin();
+    let run = perf::start(target, None, &bin, None).expect("target starts");
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let r = perf::load(None, &bin, run.addr, &args).expect("dht-load runs");
+    eprintln!("{target:?} {args:?}: {r}");
+    r
+}
+
+#[test]
+fn dht_load_gets_answers_from_our_node_in_every_mode() {
+    for mode in ["ping", "find-node", "peers-absent", "peers-20"] {
+        let r = load(
+            Target::Ours,
+            &[
+                "--mode",
+                mode,
+                "--secs",
+                "0.5",
+                "--sources",
+                "64",
+                "--window",
+                "64",
+            ],
+        );
+        assert_eq!(r["mode"], mode);
+        let answered = r["answered"].as_u64().expect("answered");
+        assert!(answered >= 100, "{mode}: only {answered} answered");
+        assert!(r["latency_us"]["p50"].as_u64().expect("p50") > 0);
+        match mode {
+            "peers-20" => assert_eq!(r["items_per_answer"].as_f64(), Some(20.0), "{r}"),
+            "peers-absent" => assert_eq!(r["items_per_answer"].as_f64(), Some(0.0), "{r}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn dht_load_announces_up_to_its_count_and_measures_latency_at_a_rate() {
+    let r = load(
+        Target::Ours,
+        &[
+            "--mode",
+            "announce",
+            "--count",
+            "2000",
+            "--secs",
+            "20",
+            "--sources",
+            "64",
+        ],
+    );
+    assert_eq!(r["answered"].as_u64(), Some(2000), "{r}");
+    let r = load(
+        Target::Ours,
+        &[
+            "--mode",
+            "ping",
+            "--rate",
+            "1000",
+            "--secs",
+            "0.5",
+            "--sources",
+            "16",
+        ],
+    );
+    let sent = r["sent"].as_u64().expect("sent");
+    assert!((400..=600).contains(&sent), "1000/s for 0.5 s sent {sent}");
+    assert!(r["answered"].as_u64().expect("answered") >= sent - 5, "{r}");
+}
+
+#[test]
+fn dht_load_counts_the_echo() {
+    let r = load(
+        Target::Echo,
+        &[
+            "--mode",
+            "peers-20",
+            "--echo",
+            "--secs",
+            "0.5",
+            "--sources",
+            "64",
+        ],
+    );
+    assert!(r["answered"].as_u64().expect("answered") >= 100, "{r}");
+}
