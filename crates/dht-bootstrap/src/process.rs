@@ -30,7 +30,10 @@ pub fn run_main(
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    let result = tokio::runtime::Runtime::new()
+    // One thread: the node's work is one loop over one socket (see hyperdht-cli's run_main).
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .map_err(|e| anyhow::Error::new(e).context("starting the runtime"))
         .and_then(|rt| rt.block_on(job));
     match result {

@@ -20,6 +20,7 @@
 //! ```
 
 mod builder;
+mod io;
 mod stream;
 mod task;
 

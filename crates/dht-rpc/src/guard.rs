@@ -41,7 +41,9 @@ pub struct Defences {
     pub requests_per_ip: Option<Limit>,
     /// Requests per source /24. Default 8,000/s, burst 16,000.
     pub requests_per_prefix: Option<Limit>,
-    /// Requests from untrusted sources in all. Default 150,000/s.
+    /// Requests from untrusted sources in all. Default 1,000,000/s: a backstop above what one
+    /// core answers (about 240,000/s on loopback, `docs/PERFORMANCE.md`), so that it never
+    /// sheds load the node could serve; beyond its capacity the kernel's socket buffer drops.
     pub requests_total: Option<Limit>,
     /// Response bytes per second toward an IP that never proved it receives. Default
     /// 128 KiB/s, burst 256 KiB: a spoofed-source flood reflects at most that at its victim.
@@ -92,7 +94,7 @@ impl Default for Defences {
                 burst: 4_000,
             }),
             requests_per_prefix: Some(Limit::per_second(8_000)),
-            requests_total: Some(Limit::per_second(150_000)),
+            requests_total: Some(Limit::per_second(1_000_000)),
             unproven_bytes_per_ip: Some(Limit::per_second(128 * 1024)),
             unproven_bytes_per_prefix: Some(Limit::per_second(512 * 1024)),
             proven_bytes_per_ip: Some(Limit::per_second(512 * 1024)),

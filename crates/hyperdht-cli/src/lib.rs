@@ -65,7 +65,12 @@ where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
     init_logging(verbose, quiet);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread: the node's work is one loop over one socket; worker threads would only
+    // hand it between them (a context switch per datagram under load, measured).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return report(&anyhow::Error::new(e).context("starting the runtime")),
     };

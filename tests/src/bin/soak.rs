@@ -391,7 +391,7 @@ const ATTACKS: [(&str, &str, &str, &str); 11] = [
     (
         "one_flooding_source_is_dropped_cheaply_and_others_keep_their_answers",
         "One IP floods `_ping`",
-        "Request budget per IP (2,000/s, burst 4,000), per /24 (8,000/s) and in total (150,000/s), checked on the first byte before decoding",
+        "Request budget per IP (2,000/s, burst 4,000), per /24 (8,000/s) and in total (1,000,000/s), checked on the first byte before decoding",
         "A flood from many /24s at once can use up the total budget",
     ),
     (

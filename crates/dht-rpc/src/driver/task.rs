@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::Inner;
+use super::io::BatchIo;
 use crate::core::Transmit;
 use crate::machine::{Machine, SocketId, SocketOp};
 
@@ -80,23 +81,35 @@ impl Drop for Extra {
     }
 }
 
+/// Datagrams of the main socket handled per turn at most, before timers, extra sockets and
+/// calls of the handle get theirs.
+const RECV_TURN: usize = 256;
+
 /// The driver task.
 pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>) {
+    let mut io = match BatchIo::new(&inner.socket) {
+        Ok(io) => Some(io),
+        Err(e) => {
+            tracing::warn!(error = %e, "batched I/O unavailable, one datagram per call");
+            None
+        }
+    };
     let mut buf = vec![0u8; 65536];
     let (tx, mut extra_rx) = mpsc::channel(EXTRA_QUEUE);
     let mut extra = Extra {
         sockets: HashMap::new(),
         tx,
     };
+    let (mut transmits, mut ops) = (Vec::<Transmit>::new(), Vec::<SocketOp>::new());
     loop {
-        let (transmits, ops, deadline, closed) = {
+        let (deadline, closed) = {
             let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
             inner.dispatch(&mut s);
-            let ops: Vec<SocketOp> = std::iter::from_fn(|| s.core.poll_socket_op()).collect();
-            let t: Vec<Transmit> = std::iter::from_fn(|| s.core.poll_transmit()).collect();
-            (t, ops, s.core.poll_timeout(), s.closed)
+            ops.extend(std::iter::from_fn(|| s.core.poll_socket_op()));
+            transmits.extend(std::iter::from_fn(|| s.core.poll_transmit()));
+            (s.core.poll_timeout(), s.closed)
         };
-        for op in ops {
+        for op in ops.drain(..) {
             match op {
                 SocketOp::Open(id) => {
                     if !extra.open(id, *inner.local_addr.ip()).await {
@@ -107,18 +120,7 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>) {
                 SocketOp::Close(id) => extra.close(id),
             }
         }
-        for t in transmits {
-            let socket = if t.from == SocketId::MAIN {
-                &inner.socket
-            } else if let Some((s, _)) = extra.sockets.get(&t.from) {
-                s.as_ref()
-            } else {
-                continue;
-            };
-            if let Err(e) = socket.send_to(&t.payload, SocketAddr::V4(t.to)).await {
-                tracing::debug!(to = %t.to, error = %e, "send failed");
-            }
-        }
+        send_all(&inner.socket, io.as_mut(), &extra, &mut transmits).await;
         if closed {
             return;
         }
@@ -129,14 +131,31 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>) {
             }
         };
         tokio::select! {
-            r = inner.socket.recv_from(&mut buf) => match r {
-                Ok((n, SocketAddr::V4(from))) => {
-                    let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
-                    s.core.handle_datagram(Instant::now(), from, &buf[..n]);
+            r = inner.socket.readable() => {
+                if let Err(e) = r {
+                    tracing::trace!(error = %e, "socket not readable");
+                    continue;
                 }
-                Ok((_, SocketAddr::V6(from))) => tracing::trace!(%from, "ignoring IPv6 datagram"),
-                // ICMP errors surface here on some systems (connection refused): not fatal.
-                Err(e) => tracing::trace!(error = %e, "recv error"),
+                let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
+                let now = Instant::now();
+                let mut handled = 0;
+                while handled < RECV_TURN {
+                    let n = match io.as_mut() {
+                        Some(io) => io.recv(&inner.socket, |from, d| {
+                            s.core.handle_datagram(now, from, d);
+                        }),
+                        None => recv_one(&inner.socket, &mut buf, |from, d| {
+                            s.core.handle_datagram(now, from, d);
+                        }),
+                    };
+                    match n {
+                        Ok(0) => break,
+                        Ok(n) => handled += n,
+                        // ICMP errors surface here on some systems (connection refused):
+                        // not fatal.
+                        Err(e) => tracing::trace!(error = %e, "recv error"),
+                    }
+                }
             },
             Some(m) = extra_rx.recv() => {
                 let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
@@ -157,4 +176,78 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>) {
             () = inner.wake.notified() => {}
         }
     }
+}
+
+/// One datagram without waiting (when batched I/O is unavailable).
+fn recv_one(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    mut each: impl FnMut(SocketAddrV4, &[u8]),
+) -> std::io::Result<usize> {
+    match socket.try_recv_from(buf) {
+        Ok((n, SocketAddr::V4(from))) => {
+            each(from, &buf[..n]);
+            Ok(1)
+        }
+        Ok((_, SocketAddr::V6(from))) => {
+            tracing::trace!(%from, "ignoring IPv6 datagram");
+            Ok(1)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends every transmit from the socket it names: on the main socket, runs to one address
+/// of one size go out together (GSO); a full socket buffer is waited out.
+async fn send_all(
+    main: &UdpSocket,
+    mut io: Option<&mut BatchIo>,
+    extra: &Extra,
+    transmits: &mut Vec<Transmit>,
+) {
+    let mut i = 0;
+    while i < transmits.len() {
+        let t = &transmits[i];
+        if t.from != SocketId::MAIN {
+            if let Some((s, _)) = extra.sockets.get(&t.from)
+                && let Err(e) = s.send_to(&t.payload, SocketAddr::V4(t.to)).await
+            {
+                tracing::debug!(to = %t.to, error = %e, "send failed");
+            }
+            i += 1;
+            continue;
+        }
+        // A run of transmits to one address, of one size, from the main socket.
+        let max = io.as_deref().map_or(1, BatchIo::max_segments);
+        let run = transmits[i..]
+            .iter()
+            .take(max)
+            .take_while(|u| {
+                u.from == SocketId::MAIN && u.to == t.to && u.payload.len() == t.payload.len()
+            })
+            .count();
+        let group = &transmits[i..i + run];
+        loop {
+            let r = match io.as_deref_mut() {
+                Some(io) => io.send(main, t.to, group),
+                None => main.try_send_to(&t.payload, SocketAddr::V4(t.to)).map(drop),
+            };
+            match r {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // The socket's buffer is full: wait until it drains, then send again.
+                    if main.writable().await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(to = %t.to, error = %e, "send failed");
+                    break;
+                }
+                Ok(()) => break,
+            }
+        }
+        i += run;
+    }
+    transmits.clear();
 }
