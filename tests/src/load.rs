@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 const REQUEST_BIT: u8 = 0x80;
 /// Datagrams one receive call can return.
 const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
-/// Datagrams of one source sent in one GSO burst at most.
+/// Datagrams of one source sent in one GSO burst at most (the default burst).
 const BURST: usize = 16;
 /// A request unanswered this long is lost (and replaced, in closed loop).
 const LOST_AFTER: Duration = Duration::from_secs(1);
@@ -90,6 +90,8 @@ pub struct LoadConfig {
     pub rate: Option<u64>,
     /// Count echoed requests as answers (for the echo server).
     pub echo: bool,
+    /// Requests of one source sent together in one GSO call (1: one datagram per call).
+    pub burst: usize,
 }
 
 impl Default for LoadConfig {
@@ -103,6 +105,7 @@ impl Default for LoadConfig {
             window: 512,
             rate: None,
             echo: false,
+            burst: BURST,
         }
     }
 }
@@ -149,6 +152,7 @@ struct Gen {
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
     echo: bool,
+    burst: usize,
     latencies: Vec<u32>,
     answered: u64,
     lost: u64,
@@ -174,6 +178,7 @@ impl Gen {
             recv_buf: vec![0; RECV_BATCH * 65536],
             send_buf: Vec::with_capacity(BURST * 2048),
             echo: cfg.echo,
+            burst: cfg.burst.clamp(1, BURST),
             latencies: Vec::new(),
             answered: 0,
             lost: 0,
@@ -237,7 +242,7 @@ impl Gen {
     /// Sends `n` requests spread over the sources in bursts.
     fn send(&mut self, mut n: usize, make: &mut dyn FnMut(usize, &mut Vec<u8>)) {
         while n > 0 {
-            let k = n.min(BURST);
+            let k = n.min(self.burst);
             let src = self.next_source;
             self.next_source = (self.next_source + 1) % self.sources.len();
             self.burst(src, k, make);
@@ -466,7 +471,7 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
                 // With a count, lost requests are replaced until that many are answered.
                 let wanted = limit.saturating_sub(g.answered + g.in_flight as u64);
                 let room = room.min(usize::try_from(wanted).unwrap_or(usize::MAX));
-                if got > 0 || room >= BURST {
+                if got > 0 || room >= g.burst {
                     g.send(room, &mut make);
                 }
             }
@@ -517,6 +522,7 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
         "target": cfg.target.to_string(),
         "sources": g.sources.len(),
         "window": cfg.rate.is_none().then_some(cfg.window),
+        "burst": g.burst,
         "rate_asked": cfg.rate,
         "secs": secs,
         "sent": g.sent,

@@ -13,8 +13,10 @@ use serde_json::Value;
 /// What is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// Our `hyperdht` node, loopback not trusted (the defences on).
+    /// Our `hyperdht` node, loopback not trusted (the defences on), batched I/O.
     Ours,
+    /// The same with `--no-batch-io`: one receive and one send call per datagram.
+    OursSingle,
     /// `hyperdht@1.3.0` (on `dht-rpc@2.3.0`), one node.
     Js,
     /// `udp-echo`: one `recv_from` and one `send_to` per datagram.
@@ -26,6 +28,7 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::Ours => "hyperdht-rs",
+            Target::OursSingle => "hyperdht-rs, 1 datagram per call",
             Target::Js => "hyperdht@1.3.0",
             Target::Echo => "echo",
         }
@@ -88,9 +91,12 @@ pub fn start(
     js_dir: Option<&Path>,
 ) -> Result<Running, String> {
     let mut cmd = match target {
-        Target::Ours => {
+        Target::Ours | Target::OursSingle => {
             let mut c = pinned(core, &bin.join("hyperdht"));
             c.args(["--host", "127.0.0.1", "--no-trust-loopback", "--json", "-q"]);
+            if target == Target::OursSingle {
+                c.arg("--no-batch-io");
+            }
             c
         }
         Target::Js => {

@@ -43,6 +43,7 @@ use dht_wire::NodeId;
 
 pub use crate::handlers::{CommandFn, Handlers};
 pub use builder::{BindError, DEFAULT_BOOTSTRAP_PORT, NodeBuilder, resolve};
+pub use io::DatagramIo;
 use stream::QueryMsg;
 pub use stream::QueryStream;
 
@@ -228,9 +229,15 @@ impl Driver<Core<Handlers>> {
 }
 
 impl<M: Machine> Driver<M> {
-    /// Runs `machine` on `socket` (bound to `local_addr`) in a new tokio task; with
-    /// `bootstrap`, starts its first bootstrap at once.
-    pub fn start(socket: UdpSocket, local_addr: SocketAddrV4, machine: M, bootstrap: bool) -> Self {
+    /// Runs `machine` on `socket` (bound to `local_addr`) in a new tokio task, reading and
+    /// writing it as `io` says; with `bootstrap`, starts its first bootstrap at once.
+    pub fn start(
+        socket: UdpSocket,
+        local_addr: SocketAddrV4,
+        machine: M,
+        bootstrap: bool,
+        io: DatagramIo,
+    ) -> Self {
         let (events, _) = broadcast::channel(1024);
         let (own, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
@@ -249,7 +256,7 @@ impl<M: Machine> Driver<M> {
             ready: watch::channel(false).0,
             datagrams: Mutex::new(None),
         });
-        tokio::spawn(task::run(inner.clone()));
+        tokio::spawn(task::run(inner.clone(), io));
         let node = Driver {
             _guard: Arc::new(ShutdownOnDrop(inner.clone())),
             inner,

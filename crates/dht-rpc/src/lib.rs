@@ -34,7 +34,9 @@ pub use config::{
 pub use dht_wire as wire;
 pub use dht_wire::{NodeAddr, NodeId};
 #[cfg(feature = "tokio")]
-pub use driver::{BindError, Driver, Node, NodeBuilder, QueryStream, WeakDriver, WeakNode};
+pub use driver::{
+    BindError, DatagramIo, Driver, Node, NodeBuilder, QueryStream, WeakDriver, WeakNode,
+};
 pub use events::{Event, Pong, QueryError, QueryId, QueryOutcome, Reply, RequestError, RequestId};
 pub use guard::Defences;
 pub use handler::{Answer, Handler, Incoming, NoHandler};

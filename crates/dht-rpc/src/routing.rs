@@ -232,6 +232,7 @@ impl RoutingTable {
         let mut all: Vec<(Distance, &Contact)> = self
             .buckets
             .iter()
+            .filter(|b| !b.is_empty())
             .flatten()
             .map(|c| (c.id.distance(target), c))
             .collect();

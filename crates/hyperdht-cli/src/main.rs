@@ -62,6 +62,10 @@ struct Cli {
     /// of routing tables (send no id) while they cannot: for a node behind a NAT or firewall.
     #[arg(long)]
     adaptive: bool,
+    /// (node) One receive and one send system call per datagram, instead of batches
+    /// (recvmmsg, GSO): for kernels or sandboxes that refuse those, and to measure them.
+    #[arg(long)]
+    no_batch_io: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -150,7 +154,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let bootstrap = cli.bootstrap;
     cmd::set_trusted(cli.trust, cli.no_trust_loopback);
     match cli.command {
-        None => cmd::node::run(&out, &cli.host, cli.port, bootstrap, cli.adaptive).await,
+        None => {
+            let io = if cli.no_batch_io {
+                dht_rpc::DatagramIo::Single
+            } else {
+                dht_rpc::DatagramIo::Batched
+            };
+            cmd::node::run(&out, &cli.host, cli.port, bootstrap, cli.adaptive, io).await
+        }
         Some(Command::Lookup { key, local_address }) => {
             cmd::lookup::run(&out, bootstrap, &key, local_address.as_deref()).await
         }

@@ -12,13 +12,17 @@
 //! costs O(answer), not O(entries): [`PeerStore::sample`] reads a window of the key's
 //! entries from a random starting address.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use dht_rpc::guard::{Ipv4Range, SourceCounts, in_ranges, prefix_of};
 use dht_wire::{Key, LocalPeer};
 use rand::Rng;
+
+mod peers;
+use peers::Peers;
 
 /// The reference's store size: keys and entries of the current generation.
 pub const DEFAULT_MAX: usize = 65_536;
@@ -108,7 +112,7 @@ pub struct QuotaStats {
 
 #[derive(Debug, Default)]
 struct Generation {
-    keys: HashMap<Key, BTreeMap<SocketAddrV4, Entry>>,
+    keys: HashMap<Key, Peers>,
     size: usize,
 }
 
@@ -207,12 +211,12 @@ impl PeerStore {
                 self.current.keys.entry(key).or_default()
             }
         };
-        list.insert(entry.peer, entry);
+        list.insert(entry);
         self.current.size += 1;
         self.counts.add(ip);
         if self.current.size > self.max {
             let dropped = std::mem::replace(&mut self.previous, std::mem::take(&mut self.current));
-            for peer in dropped.keys.values().flat_map(|m| m.keys()) {
+            for peer in dropped.keys.values().flat_map(Peers::peers) {
                 self.counts.remove(*peer.ip());
             }
         }
@@ -232,11 +236,14 @@ impl PeerStore {
         }
         // Entries sort by address, so one IP's or one /24's entries on a key are a range.
         let on_key = |from: Ipv4Addr, to: Ipv4Addr, cap: usize| {
-            let range = SocketAddrV4::new(from, 0)..=SocketAddrV4::new(to, u16::MAX);
+            let range = (
+                Bound::Included(SocketAddrV4::new(from, 0)),
+                Bound::Included(SocketAddrV4::new(to, u16::MAX)),
+            );
             [&self.current, &self.previous]
                 .into_iter()
                 .filter_map(|g| g.keys.get(key))
-                .map(|m| m.range(range.clone()).take(cap).count())
+                .map(|m| m.range(range).take(cap).count())
                 .sum::<usize>()
         };
         if on_key(*ip, *ip, q.per_key_ip) >= q.per_key_ip {
@@ -271,7 +278,9 @@ impl PeerStore {
             .filter_map(|g| g.keys.get(key))
         {
             let start = SocketAddrV4::new(Ipv4Addr::from(rng.random::<u32>()), rng.random());
-            let window = m.range(start..).chain(m.range(..start)).map(|(_, e)| e);
+            let window = m
+                .range((Bound::Included(start), Bound::Unbounded))
+                .chain(m.range((Bound::Unbounded, Bound::Excluded(start))));
             let fresh = window
                 .take(max.saturating_mul(SCAN_PER_ENTRY))
                 .filter(|e| now.saturating_duration_since(e.at) <= self.max_age);

@@ -39,6 +39,9 @@ struct Args {
     /// Open loop at this many requests per second instead (for latency).
     #[arg(long)]
     rate: Option<u64>,
+    /// Requests of one source sent in one GSO call (1 to 16; 1: one datagram per call).
+    #[arg(long, default_value_t = 16)]
+    burst: usize,
     /// The target echoes requests back (count them as answers).
     #[arg(long)]
     echo: bool,
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         window: a.window,
         rate: a.rate,
         echo: a.echo,
+        burst: a.burst,
     })?;
     println!("{report}");
     Ok(())

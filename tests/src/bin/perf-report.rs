@@ -51,6 +51,12 @@ struct Args {
     no_js: bool,
 }
 
+/// `_ping` with every request its own datagram (no GSO train from the generator).
+const SINGLE_SENDS: (&str, &str) = (
+    "ping-1",
+    "`_ping` answered/s, the generator sending one datagram per call",
+);
+
 /// The throughput rows: load mode and label.
 const RATES: [(&str, &str); 3] = [
     ("ping", "`_ping` answered/s, saturated"),
@@ -73,7 +79,7 @@ fn main() -> anyhow::Result<()> {
     } else {
         hyperdht_tests::reference("perf-report").map(|r| r.dir)
     };
-    let mut targets = vec![Target::Ours, Target::Echo];
+    let mut targets = vec![Target::Ours, Target::OursSingle, Target::Echo];
     if js_dir.is_some() {
         targets.insert(1, Target::Js);
     }
@@ -94,21 +100,28 @@ fn main() -> anyhow::Result<()> {
         // Interleaved: the targets take turns, in a rotated order each repetition.
         let mut order = targets.clone();
         order.rotate_left(rep % targets.len());
-        for (mode, _) in RATES {
+        for (row, _) in RATES.iter().chain([&SINGLE_SENDS]) {
+            let (mode, burst) = match *row {
+                "ping-1" => ("ping", "1"),
+                m => (m, "16"),
+            };
             for &t in &order {
                 let run =
                     perf::start(t, core(0), &bin, js_dir.as_deref()).map_err(anyhow::Error::msg)?;
-                let mut args = vec!["--mode".into(), mode.into(), "--secs".into(), secs.clone()];
+                let mut args: Vec<String> = ["--mode", mode, "--secs", &secs, "--burst", burst]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
                 if t == Target::Echo {
                     args.push("--echo".into());
                 }
                 let r = perf::load(core(1), &bin, run.addr, &args).map_err(anyhow::Error::msg)?;
                 eprintln!(
-                    "rep {rep} {mode:<13} {:<15} {:>9.0}/s",
+                    "rep {rep} {row:<13} {:<33} {:>9.0}/s",
                     t.name(),
                     num(&r["rate"])
                 );
-                record(mode, t, num(&r["rate"]), r);
+                record(row, t, num(&r["rate"]), r);
             }
         }
         for &t in &order {
@@ -134,7 +147,10 @@ fn main() -> anyhow::Result<()> {
             record("lat50", t, p50, r.clone());
             record("lat99", t, p99, Value::Null);
         }
-        for &t in order.iter().filter(|t| **t != Target::Echo) {
+        for &t in order
+            .iter()
+            .filter(|t| matches!(t, Target::Ours | Target::Js))
+        {
             let run =
                 perf::start(t, core(0), &bin, js_dir.as_deref()).map_err(anyhow::Error::msg)?;
             std::thread::sleep(Duration::from_secs(1));
@@ -151,7 +167,7 @@ fn main() -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_secs(1));
             let after = run.rss_kib().unwrap_or(0) as f64 / 1024.0;
             eprintln!(
-                "rep {rep} announces     {:<15} {:>9.0}/s, {idle:.1} MiB idle, {after:.1} MiB after {} answered",
+                "rep {rep} announces     {:<33} {:>9.0}/s, {idle:.1} MiB idle, {after:.1} MiB after {} answered",
                 t.name(),
                 num(&r["rate"]),
                 r["answered"]
@@ -224,7 +240,7 @@ fn markdown(
     let mib = |x: f64| format!("{x:.1}");
     let empty = BTreeMap::new();
     let row = |k: &str| r.get(k).unwrap_or(&empty);
-    let (o, j, e) = (Target::Ours, Target::Js, Target::Echo);
+    let (o, j, e, o1) = (Target::Ours, Target::Js, Target::Echo, Target::OursSingle);
     let mut s = String::new();
     let _ = writeln!(s, "# Performance\n");
     let _ = writeln!(
@@ -266,18 +282,20 @@ fn markdown(
         let x = row(k);
         let _ = writeln!(
             s,
-            "| {label} latency of a `peers` lookup at {} req/s | {} | {} | {} | | {} |",
+            "| {label} latency of a `peers` lookup at {} req/s | {} | {} | {} | {} | | {} | {} |",
             per_s(a.rate as f64),
             cell(x.get(o.name()), us),
+            cell(x.get(o1.name()), us),
             cell(x.get(j.name()), us),
             cell(x.get(e.name()), us),
-            ratio(x, o, e, true)
+            ratio(x, o, e, true),
+            ratio(x, o1, e, true)
         );
     }
     let x = row("announce");
     let _ = writeln!(
         s,
-        "| announces stored/s (each with its source's token) | {} | {} | | {} | |",
+        "| announces stored/s (each with its source's token) | {} | | {} | | {} | | |",
         cell(x.get(o.name()), per_s),
         cell(x.get(j.name()), per_s),
         ratio(x, o, j, false)
@@ -295,7 +313,7 @@ fn markdown(
         let x = row(k);
         let _ = writeln!(
             s,
-            "| {label} | {} | {} | | {} | |",
+            "| {label} | {} | | {} | | {} | | |",
             cell(x.get(o.name()), mib),
             cell(x.get(j.name()), mib),
             ratio(x, o, j, false)
@@ -309,11 +327,17 @@ fn markdown(
          response budgets, store quotas).\n\
          - **hyperdht@1.3.0**: `tests/interop/perf-node.js`, one node of the reference on \
          `dht-rpc@2.3.0`, Node.js {}.\n\
+         - **hyperdht-rs, 1 datagram per call**: the same node with `--no-batch-io`: one \
+         `recv_from` and one `send_to` per datagram, as the echo.\n\
          - **echo**: `udp-echo`, a loop of one `recv_from` and one `send_to` per datagram: the \
          ceiling of any server making two system calls per datagram.\n\
          - **Load**: `dht-load` from 1,024 source addresses (127.1.0.1 onwards, four per /24), \
-         one socket sending each source's requests in GSO bursts and receiving with \
-         `recvmmsg`, 512 requests in flight (closed loop) for the rates; open loop at a fixed \
+         one socket sending each source's requests in GSO trains of 16 (but in the row that \
+         says otherwise) and receiving with `recvmmsg`, 512 requests in flight (closed loop) \
+         for the rates. A node reading with GRO (ours, batched) receives a train as one \
+         buffer; the echo and the single-call node get it as 16 datagrams. In the row with \
+         one datagram per call the generator, itself making one send call per request, is \
+         the bottleneck of the fastest targets; open loop at a fixed \
          rate, one datagram per send, for the latency. `peers-20`: 20 announces on one key \
          (each from its own source, with its token) first, then lookups of that key. The echo \
          gets the same requests and sends them back.\n\

@@ -47,6 +47,7 @@ pub struct NodeBuilder {
     seed: Option<u64>,
     bootstrap: Vec<String>,
     no_bootstrap_on_start: bool,
+    io: super::DatagramIo,
 }
 
 impl Default for NodeBuilder {
@@ -59,6 +60,7 @@ impl Default for NodeBuilder {
             seed: None,
             bootstrap: Vec::new(),
             no_bootstrap_on_start: false,
+            io: super::DatagramIo::default(),
         }
     }
 }
@@ -149,6 +151,12 @@ impl NodeBuilder {
         self
     }
 
+    /// How the socket is read and written: batched by default (see [`super::DatagramIo`]).
+    pub fn datagram_io(mut self, io: super::DatagramIo) -> Self {
+        self.io = io;
+        self
+    }
+
     /// Do not bootstrap when the node starts (call [`Node::bootstrap`] yourself).
     pub fn no_bootstrap_on_start(mut self) -> Self {
         self.no_bootstrap_on_start = true;
@@ -201,6 +209,7 @@ impl NodeBuilder {
             local,
             wrap(core),
             !self.no_bootstrap_on_start,
+            self.io,
         ))
     }
 }

@@ -12,6 +12,18 @@ use tokio::net::UdpSocket;
 
 use crate::core::Transmit as Transmit_;
 
+/// How the driver reads and writes the node's main socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DatagramIo {
+    /// Many datagrams per system call: `recvmmsg` (and GRO), GSO for runs of answers to one
+    /// address (the default; falls back to one at a time where the socket refuses).
+    #[default]
+    Batched,
+    /// One `recv_from` and one `send_to` per datagram.
+    Single,
+}
+
 /// Room for one receive buffer: a datagram of the largest size, or a GRO train of them.
 const BUF: usize = 64 * 1024;
 

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::Inner;
-use super::io::BatchIo;
+use super::io::{BatchIo, DatagramIo};
 use crate::core::Transmit;
 use crate::machine::{Machine, SocketId, SocketOp};
 
@@ -86,10 +86,13 @@ impl Drop for Extra {
 const RECV_TURN: usize = 256;
 
 /// The driver task.
-pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>) {
-    let mut io = match BatchIo::new(&inner.socket) {
-        Ok(io) => Some(io),
-        Err(e) => {
+pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, mode: DatagramIo) {
+    // Only batched I/O may turn GRO on: a socket with GRO on must be read stride-aware.
+    let batch = (mode == DatagramIo::Batched).then(|| BatchIo::new(&inner.socket));
+    let mut io = match batch {
+        None => None,
+        Some(Ok(io)) => Some(io),
+        Some(Err(e)) => {
             tracing::warn!(error = %e, "batched I/O unavailable, one datagram per call");
             None
         }

@@ -13,14 +13,17 @@ pub async fn run(
     port: u16,
     bootstrap: Vec<String>,
     adaptive: bool,
+    io: dht_rpc::DatagramIo,
 ) -> anyhow::Result<()> {
     let bind = format!("{host}:{port}");
     let dht = crate::cmd::builder()
         .bootstrap(bootstrap.clone())
-        .rpc(|b| b.adaptive(adaptive))
+        .rpc(|b| b.adaptive(adaptive).datagram_io(io))
         .bind(&bind)
         .await?;
-    let mut events = dht.events();
+    // Quiet: no receiver at all, so that the node keeps no backlog of unprinted events.
+    let (_none, nothing) = tokio::sync::broadcast::channel(1);
+    let mut events = if out.quiet { nothing } else { dht.events() };
     let mut rpc_events = dht.rpc_events();
     out.emit(
         || format!("hyperdht listening on {} (id {})", dht.local_addr(), dht.id()),
@@ -31,6 +34,10 @@ pub async fn run(
     // Re-bootstrap, bucket refresh and reachability rounds run inside the node (the
     // builder's default `Maintenance`: every 5 to 65 seconds, as the original).
     let mut bootstrapped = false;
+    // Made once: a new signal future per loop turn registered the handlers again for every
+    // event printed (measured under load).
+    let shutdown = hyperdht_cli::shutdown_signal();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut ready, if !bootstrapped => {
@@ -61,7 +68,7 @@ pub async fn run(
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             },
-            () = hyperdht_cli::shutdown_signal() => break,
+            () = &mut shutdown => break,
         }
     }
     tracing::info!("shutting down");
