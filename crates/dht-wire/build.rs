@@ -1,4 +1,4 @@
-//! Generates the prost types from `proto/*.proto`.
+//! Generates the prost types from `proto/*.proto` (inside the crate, so that it packages).
 //!
 //! The schemas are compiled by `protox`, a pure-Rust protobuf compiler, so a fresh machine
 //! without `protoc` builds the crate.
@@ -14,7 +14,7 @@ use prost_types::field_descriptor_proto::Label;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    let proto_dir = manifest.join("../../proto");
+    let proto_dir = manifest.join("proto");
     let files = [
         proto_dir.join("dht_rpc.proto"),
         proto_dir.join("hyperdht.proto"),

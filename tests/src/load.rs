@@ -11,6 +11,7 @@
 //! Two ways to load: closed loop (a window of requests in flight, a new one per answer:
 //! saturated throughput) and open loop (a fixed rate, one datagram per send: latency).
 
+use std::collections::VecDeque;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
@@ -29,8 +30,12 @@ const REQUEST_BIT: u8 = 0x80;
 const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
 /// Datagrams of one source sent in one GSO burst at most (the default burst).
 const BURST: usize = 16;
+/// Announces: one in this many is looked up at the end...
+const SAMPLE_EVERY: usize = 97;
+/// ...the last this many of them.
+const SAMPLED: usize = 200;
 /// A request unanswered this long is lost (and replaced, in closed loop).
-const LOST_AFTER: Duration = Duration::from_secs(1);
+const LOST_AFTER: Duration = Duration::from_millis(300);
 
 /// What to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,15 +419,21 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
     (g.answered, g.sent, g.lost) = (0, 0, 0);
 
     let mut pick = 0usize;
+    // Every SAMPLE_EVERY-th announce, to look up at the end (the last SAMPLED of them).
+    let mut sampled: VecDeque<(NodeId, usize, u16)> = VecDeque::new();
     let mut make = |src: usize, out: &mut Vec<u8>| {
         pick = pick.wrapping_add(1);
         if cfg.mode == Mode::Announce {
             let key = NodeId::from_bytes(rand::rng().random());
-            encode(
-                // Ports of one varint size (3 bytes): a burst's requests have one size.
-                announce(key, tokens[src].clone(), 20000 + (pick % 40000) as u16),
-                out,
-            );
+            // Ports of one varint size (3 bytes): a burst's requests have one size.
+            let port = 20000 + (pick % 40000) as u16;
+            if pick.is_multiple_of(SAMPLE_EVERY) {
+                if sampled.len() == SAMPLED {
+                    sampled.pop_front();
+                }
+                sampled.push_back((key, src, port));
+            }
+            encode(announce(key, tokens[src].clone(), port), out);
         } else {
             out.extend_from_slice(&templates[pick % templates.len()]);
         }
@@ -517,6 +528,24 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
         }
         lat[((lat.len() - 1) as f64 * p).round() as usize]
     };
+    // Announces: were they kept? Look up a sample of the last ones (the store keeps the
+    // newest up to its limit: 65,536 keys and entries per generation, two generations).
+    let mut kept = None;
+    if cfg.mode == Mode::Announce {
+        let checked = sampled.len();
+        let mut found = 0;
+        for (key, src, port) in std::mem::take(&mut sampled) {
+            let want = SocketAddrV4::new(source(src), port);
+            let has = g
+                .ask(0, &lookup(key))
+                .and_then(|r| r.value)
+                .and_then(|v| PeersResponse::decode(&v).ok())
+                .and_then(|p| p.peers.and_then(|p| p.into_valid()))
+                .is_some_and(|peers| peers.contains(&want));
+            found += usize::from(has);
+        }
+        kept = Some(json!({"checked": checked, "found": found, "every": SAMPLE_EVERY}));
+    }
     let mut report = json!({
         "mode": cfg.mode.name(),
         "target": cfg.target.to_string(),
@@ -531,6 +560,9 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
         "rate": answered_in_time as f64 / secs,
         "latency_us": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)},
     });
+    if let Some(k) = kept {
+        report["kept"] = k;
+    }
     if count_items {
         report["items_per_answer"] = json!(items as f64 / with_items.max(1) as f64);
     }

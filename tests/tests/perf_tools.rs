@@ -69,6 +69,9 @@ fn dht_load_announces_up_to_its_count_and_measures_latency_at_a_rate() {
         ],
     );
     assert_eq!(r["answered"].as_u64(), Some(2000), "{r}");
+    // The last announces are kept: every sampled one is found by a lookup.
+    assert_eq!(r["kept"]["checked"].as_u64(), Some(20), "{r}");
+    assert_eq!(r["kept"]["found"], r["kept"]["checked"], "{r}");
     let r = load(
         Target::Ours,
         &[

@@ -1,6 +1,6 @@
 //! The hot paths of a node, without I/O: a roundtrip token, the routing table's closest 20,
 //! and whole requests through the core (`_ping`, and `_find_node` against a table of 1,000
-//! contacts), from a loopback source as in `rpc_load` (trusted: no per-source budgets).
+//! contacts), from a loopback source (trusted: no per-source budgets).
 //!
 //! `cargo bench -p dht-rpc --bench core`
 
