@@ -11,6 +11,7 @@
 //! Two ways to load: closed loop (a window of requests in flight, a new one per answer:
 //! saturated throughput) and open loop (a fixed rate, one datagram per send: latency).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -203,19 +204,19 @@ impl Gen {
 
     /// Sends `n` requests from source `src` in one burst; `make` writes request `i` (its
     /// header is then patched with a fresh tid). Requests of a burst must have one size.
-    fn burst(&mut self, src: usize, n: usize, make: &mut dyn FnMut(usize, &mut Vec<u8>)) {
+    fn burst(&mut self, src: usize, n: usize, make: &mut dyn FnMut(usize, Tid, &mut Vec<u8>)) {
         self.send_buf.clear();
         let now = Instant::now();
         let mut size = 0;
         for _ in 0..n {
             let start = self.send_buf.len();
-            make(src, &mut self.send_buf);
+            let tid = self.take_tid();
+            make(src, tid, &mut self.send_buf);
             let len = self.send_buf.len() - start;
             if size == 0 {
                 size = len;
             }
             debug_assert_eq!(len, size, "requests of a burst have one size");
-            let tid = self.take_tid();
             let [a, b] = tid.get().to_be_bytes();
             self.send_buf[start] = REQUEST_BIT | a;
             self.send_buf[start + 1] = b;
@@ -245,7 +246,7 @@ impl Gen {
     }
 
     /// Sends `n` requests spread over the sources in bursts.
-    fn send(&mut self, mut n: usize, make: &mut dyn FnMut(usize, &mut Vec<u8>)) {
+    fn send(&mut self, mut n: usize, make: &mut dyn FnMut(usize, Tid, &mut Vec<u8>)) {
         while n > 0 {
             let k = n.min(self.burst);
             let src = self.next_source;
@@ -315,7 +316,7 @@ impl Gen {
     fn ask(&mut self, src: usize, req: &Request) -> Option<dht_wire::Response> {
         let bytes = Datagram::request(Tid::from_masked(0), req.clone()).encode();
         for _attempt in 0..3 {
-            self.burst(src, 1, &mut |_, out| out.extend_from_slice(&bytes));
+            self.burst(src, 1, &mut |_, _, out| out.extend_from_slice(&bytes));
             let deadline = Instant::now() + Duration::from_millis(500);
             let mut answer = None;
             while answer.is_none() && Instant::now() < deadline {
@@ -419,19 +420,17 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
     (g.answered, g.sent, g.lost) = (0, 0, 0);
 
     let mut pick = 0usize;
-    // Every SAMPLE_EVERY-th announce, to look up at the end (the last SAMPLED of them).
-    let mut sampled: VecDeque<(NodeId, usize, u16)> = VecDeque::new();
-    let mut make = |src: usize, out: &mut Vec<u8>| {
+    // Every SAMPLE_EVERY-th announce, to look up at the end (the last SAMPLED of them that
+    // were answered: one lost on the way was never stored).
+    let sampling = RefCell::new(Sampling::default());
+    let mut make = |src: usize, tid: Tid, out: &mut Vec<u8>| {
         pick = pick.wrapping_add(1);
         if cfg.mode == Mode::Announce {
             let key = NodeId::from_bytes(rand::rng().random());
             // Ports of one varint size (3 bytes): a burst's requests have one size.
             let port = 20000 + (pick % 40000) as u16;
             if pick.is_multiple_of(SAMPLE_EVERY) {
-                if sampled.len() == SAMPLED {
-                    sampled.pop_front();
-                }
-                sampled.push_back((key, src, port));
+                sampling.borrow_mut().sent(tid, (key, src, port));
             }
             encode(announce(key, tokens[src].clone(), port), out);
         } else {
@@ -441,6 +440,11 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
     let (mut items, mut with_items) = (0u64, 0u64);
     let mut seen = 0u64;
     let mut on_answer = |d: &[u8]| {
+        if let [a, b, ..] = *d {
+            sampling
+                .borrow_mut()
+                .answered(Tid::from_masked(u16::from_be_bytes([a, b])));
+        }
         // Decode one answer in 16 to count its items: the generator's time goes to sending.
         seen += 1;
         if count_items && seen.is_multiple_of(16) {
@@ -482,7 +486,8 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
                 // With a count, lost requests are replaced until that many are answered.
                 let wanted = limit.saturating_sub(g.answered + g.in_flight as u64);
                 let room = room.min(usize::try_from(wanted).unwrap_or(usize::MAX));
-                if got > 0 || room >= g.burst {
+                // A full burst, or the last few a count still wants.
+                if got > 0 || room >= g.burst || (room > 0 && room as u64 == wanted) {
                     g.send(room, &mut make);
                 }
             }
@@ -532,9 +537,10 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
     // newest up to its limit: 65,536 keys and entries per generation, two generations).
     let mut kept = None;
     if cfg.mode == Mode::Announce {
+        let sampled = sampling.take().answered_ones();
         let checked = sampled.len();
         let mut found = 0;
-        for (key, src, port) in std::mem::take(&mut sampled) {
+        for (key, src, port) in sampled {
             let want = SocketAddrV4::new(source(src), port);
             let has = g
                 .ask(0, &lookup(key))
@@ -573,4 +579,42 @@ fn vec_of(req: Request) -> Vec<u8> {
     let mut v = Vec::new();
     encode(req, &mut v);
     v
+}
+
+/// Announces sampled to be looked up at the end, and which of them were answered.
+#[derive(Default)]
+struct Sampling {
+    /// (tid, answered, what was announced), oldest first, at most [`SAMPLED`].
+    ring: VecDeque<(Tid, bool, (NodeId, usize, u16))>,
+    /// Tids of the ring's requests (an answer's tid is checked here first: O(1)).
+    marked: Vec<bool>,
+}
+
+impl Sampling {
+    fn sent(&mut self, tid: Tid, what: (NodeId, usize, u16)) {
+        if self.marked.is_empty() {
+            self.marked = vec![false; usize::from(Tid::MAX.get()) + 1];
+        }
+        if self.ring.len() == SAMPLED
+            && let Some((old, _, _)) = self.ring.pop_front()
+        {
+            self.marked[usize::from(old.get())] = false;
+        }
+        self.marked[usize::from(tid.get())] = true;
+        self.ring.push_back((tid, false, what));
+    }
+
+    fn answered(&mut self, tid: Tid) {
+        if !self.marked.get(usize::from(tid.get())).is_some_and(|m| *m) {
+            return;
+        }
+        // The ring spans fewer requests than the tid space, so the tid names one of them.
+        if let Some(e) = self.ring.iter_mut().find(|e| e.0 == tid) {
+            e.1 = true;
+        }
+    }
+
+    fn answered_ones(self) -> Vec<(NodeId, usize, u16)> {
+        self.ring.into_iter().filter(|e| e.1).map(|e| e.2).collect()
+    }
 }

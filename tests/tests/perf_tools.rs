@@ -69,8 +69,9 @@ fn dht_load_announces_up_to_its_count_and_measures_latency_at_a_rate() {
         ],
     );
     assert_eq!(r["answered"].as_u64(), Some(2000), "{r}");
-    // The last announces are kept: every sampled one is found by a lookup.
-    assert_eq!(r["kept"]["checked"].as_u64(), Some(20), "{r}");
+    // The last announces are kept: every sampled one that was answered is found by a lookup.
+    let checked = r["kept"]["checked"].as_u64().expect("checked");
+    assert!((15..=24).contains(&checked), "{r}");
     assert_eq!(r["kept"]["found"], r["kept"]["checked"], "{r}");
     let r = load(
         Target::Ours,
@@ -87,7 +88,9 @@ fn dht_load_announces_up_to_its_count_and_measures_latency_at_a_rate() {
     );
     let sent = r["sent"].as_u64().expect("sent");
     assert!((400..=600).contains(&sent), "1000/s for 0.5 s sent {sent}");
-    assert!(r["answered"].as_u64().expect("answered") >= sent - 5, "{r}");
+    // Every request answered: in time (counted), or in the drain after (not lost).
+    assert_eq!(r["lost"].as_u64(), Some(0), "{r}");
+    assert!(r["answered"].as_u64().expect("answered") >= sent - 50, "{r}");
 }
 
 #[test]
