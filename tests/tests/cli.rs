@@ -250,3 +250,53 @@ fn testnet_stays_up_and_serves_lookups() {
     assert!(out.contains("found 0 peer(s) from 0 node(s)"), "{}", out);
     assert!(net.terminate().success());
 }
+
+/// `--log-format json` writes one JSON object per log line; text logs written to a file (not
+/// a terminal) carry no colour codes. Both for the node and for `dht-bootstrap`.
+#[test]
+fn logs_as_json_lines_or_plain_text() {
+    for (bin, json) in [
+        ("hyperdht", true),
+        ("hyperdht", false),
+        ("dht-bootstrap", true),
+        ("dht-bootstrap", false),
+    ] {
+        let mut args = vec!["--host", "127.0.0.1", "-v"];
+        if bin == "dht-bootstrap" {
+            args.extend(["--port", "0"]);
+        }
+        if json {
+            args.extend(["--log-format", "json"]);
+        }
+        let child = std::process::Command::new(binary(bin))
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(700));
+        // SIGTERM: the node logs its shutdown (info) and exits.
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains('\u{1b}'),
+            "{bin}: no escape codes in a file: {err:?}"
+        );
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!lines.is_empty(), "{bin} logged nothing at -v");
+        for l in &lines {
+            let parsed = serde_json::from_str::<Value>(l);
+            if json {
+                let v = parsed.unwrap_or_else(|e| panic!("{bin}: not JSON: {l:?}: {e}"));
+                assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
+            } else {
+                assert!(parsed.is_err(), "{bin}: text, not JSON: {l}");
+            }
+        }
+    }
+}

@@ -90,7 +90,10 @@ fn dht_load_announces_up_to_its_count_and_measures_latency_at_a_rate() {
     assert!((400..=600).contains(&sent), "1000/s for 0.5 s sent {sent}");
     // Every request answered: in time (counted), or in the drain after (not lost).
     assert_eq!(r["lost"].as_u64(), Some(0), "{r}");
-    assert!(r["answered"].as_u64().expect("answered") >= sent - 50, "{r}");
+    assert!(
+        r["answered"].as_u64().expect("answered") >= sent - 50,
+        "{r}"
+    );
 }
 
 #[test]

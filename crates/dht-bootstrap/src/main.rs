@@ -43,11 +43,14 @@ struct Cli {
     /// Print only errors.
     #[arg(short, long)]
     quiet: bool,
+    /// Logs on stderr as text lines (`text`) or one JSON object per line (`json`).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    process::run_main(cli.verbose, cli.quiet, run(cli))
+    process::run_main(cli.verbose, cli.quiet, cli.log_format == "json", run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -12,10 +12,11 @@ use tracing_subscriber::EnvFilter;
 const EXIT_ADDRESS: u8 = 4;
 
 /// Sets up logging (`RUST_LOG` wins; otherwise warn, raised by each `-v`, lowered to error
-/// by `-q`), runs `job` on a tokio runtime and turns its result into the exit code.
+/// by `-q`; text, or one JSON object per line with `json_logs`), runs `job` on a tokio runtime and turns its result into the exit code.
 pub fn run_main(
     verbose: u8,
     quiet: bool,
+    json_logs: bool,
     job: impl Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
     let level = match (quiet, verbose) {
@@ -26,10 +27,16 @@ pub fn run_main(
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json_logs {
+        logs.json().try_init()
+    } else {
+        // Colours only for a terminal: a log file gets no escape codes.
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
     // One thread: the node's work is one loop over one socket (see hyperdht-cli's run_main).
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -60,11 +60,11 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 
 /// The body of a binary's `main`: sets up logging, runs `job` on a tokio runtime, and turns
 /// its result into the exit code (printing an error as one line).
-pub fn run_main<F>(verbose: u8, quiet: bool, job: F) -> ExitCode
+pub fn run_main<F>(verbose: u8, quiet: bool, format: LogFormat, job: F) -> ExitCode
 where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
-    init_logging(verbose, quiet);
+    init_logging(verbose, quiet, format);
     // One thread: the node's work is one loop over one socket; worker threads would only
     // hand it between them (a context switch per datagram under load, measured).
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -88,7 +88,7 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
 
 /// Sets up `tracing` on stderr: `RUST_LOG` wins; otherwise `warn`, raised by each `-v`
 /// (info, debug, trace) and lowered to `error` by `-q`.
-pub fn init_logging(verbose: u8, quiet: bool) {
+pub fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -97,10 +97,27 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        // Colours only for a terminal: a log file gets no escape codes.
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        // One JSON object per line, for log collectors.
+        LogFormat::Json => logs.json().with_current_span(true).try_init(),
+    };
+}
+
+/// How logs are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields, span.
+    Json,
 }
 
 /// Resolves when the process receives Ctrl-C (SIGINT) or SIGTERM.

@@ -11,7 +11,7 @@ const EXAMPLES: &str = "\
 Examples:
   hyperdht demo                                   a whole network in-process, step by step
   hyperdht --bootstrap localhost:10000            run a long-lived node
-  hyperdht -b dht.example.org --adaptive          ... that stays out of routing tables while behind a NAT
+  hyperdht -b dht.example.org --no-adaptive       ... that skips the reachability check
   hyperdht testnet --nodes 10 --port 10000        a local test network on 127.0.0.1
   hyperdht announce 01234567012345670123456701234567 --port 8080 -b localhost:10000
   hyperdht lookup 01234567012345670123456701234567 -b localhost:10000 --json
@@ -43,6 +43,9 @@ struct Cli {
     /// Print only errors (for the node: do not print announces and lookups).
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Logs on stderr as text lines or as one JSON object per line (for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = hyperdht_cli::LogFormat::Text)]
+    log_format: hyperdht_cli::LogFormat,
     /// The UDP port the node listens on; 0 picks a free one. Example: -p 49737
     #[arg(short = 'p', long, default_value_t = 0)]
     port: u16,
@@ -58,9 +61,14 @@ struct Cli {
     /// networks work): to try the defences on one machine, from 127.0.0.2, 127.0.0.3, ...
     #[arg(long, global = true)]
     no_trust_loopback: bool,
-    /// (node) Check after bootstraps whether nodes we never sent to can reach us, and stay out
-    /// of routing tables (send no id) while they cannot: for a node behind a NAT or firewall.
-    #[arg(long)]
+    /// (node) Do not check whether nodes we never sent to can reach us. By default the node
+    /// checks after its bootstraps and, while they cannot (behind a NAT or firewall), sends no
+    /// id, so that no routing table holds an address others cannot reach. The library's
+    /// default is the reference's: no check.
+    #[arg(long, conflicts_with = "adaptive")]
+    no_adaptive: bool,
+    /// (node) The reachability check, on by default (kept for older scripts).
+    #[arg(long, hide = true)]
     adaptive: bool,
     /// (node) One receive and one send system call per datagram, instead of batches
     /// (recvmmsg, GSO): for kernels or sandboxes that refuse those, and to measure them.
@@ -143,7 +151,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    hyperdht_cli::run_main(cli.verbose, cli.quiet, run(cli))
+    hyperdht_cli::run_main(cli.verbose, cli.quiet, cli.log_format, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -160,7 +168,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 dht_rpc::DatagramIo::Batched
             };
-            cmd::node::run(&out, &cli.host, cli.port, bootstrap, cli.adaptive, io).await
+            let adaptive = cli.adaptive || !cli.no_adaptive;
+            cmd::node::run(&out, &cli.host, cli.port, bootstrap, adaptive, io).await
         }
         Some(Command::Lookup { key, local_address }) => {
             cmd::lookup::run(&out, bootstrap, &key, local_address.as_deref()).await
