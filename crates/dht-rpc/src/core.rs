@@ -207,6 +207,12 @@ impl<H: Handler> Core<H> {
         self.id
     }
 
+    /// Replaces the bootstrap nodes (the driver re-resolves their names before bootstraps);
+    /// the next bootstrap uses them.
+    pub fn set_bootstrap_nodes(&mut self, nodes: Vec<SocketAddrV4>) {
+        self.config.bootstrap = nodes;
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config

@@ -311,3 +311,26 @@ async fn a_library_node_re_bootstraps_by_itself() {
         "a builder's node maintains itself unless told not to"
     );
 }
+
+/// A bootstrap name that does not resolve is left out and the others are used; a node whose
+/// every bootstrap name fails does not start.
+#[tokio::test]
+async fn a_bootstrap_name_that_fails_does_not_stop_the_node() {
+    let entry = Node::builder().bind("127.0.0.1:0").await.expect("entry");
+    // Not a plausible host name: refused without asking a resolver (no DNS in tests).
+    let bad = "no_such_host:10000".to_string();
+    let node = Node::builder()
+        .bootstrap([bad.clone(), entry.local_addr().to_string()])
+        .bind("127.0.0.1:0")
+        .await
+        .expect("starts with one good bootstrap");
+    node.ready().await;
+    let known = node.read_core(|c| c.table().len());
+    assert_eq!(known, 1, "bootstrapped from the entry node");
+    let alone = Node::builder().bootstrap([bad]).bind("127.0.0.1:0").await;
+    assert!(
+        matches!(alone, Err(dht_rpc::BindError::Resolve { .. })),
+        "no bootstrap resolves: {:?}",
+        alone.err()
+    );
+}

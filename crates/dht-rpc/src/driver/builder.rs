@@ -187,9 +187,22 @@ impl NodeBuilder {
         wrap: impl FnOnce(Core<H>) -> M,
     ) -> Result<Driver<M>, BindError> {
         let bind = resolve(addr, None).await?;
+        // A name that does not resolve is logged and left out (and tried again later); only
+        // when none of several resolves does the node not start.
+        let mut first_error = None;
         for b in &self.bootstrap {
-            let a = resolve(b, Some(DEFAULT_BOOTSTRAP_PORT)).await?;
-            self.config.bootstrap.push(a);
+            match resolve(b, Some(DEFAULT_BOOTSTRAP_PORT)).await {
+                Ok(a) => self.config.bootstrap.push(a),
+                Err(e) => {
+                    tracing::warn!(bootstrap = %b, error = %e, "bootstrap node left out");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error
+            && self.config.bootstrap.is_empty()
+        {
+            return Err(e);
         }
         self.config.seed = self.seed.unwrap_or_else(rand::random);
         let socket = UdpSocket::bind(SocketAddr::V4(bind))
@@ -204,13 +217,52 @@ impl NodeBuilder {
         };
         let mut core = Core::with_handler(self.config, handler, std::time::Instant::now());
         core.set_local_port(local.port());
-        Ok(Driver::start(
+        let driver = Driver::start(
             socket,
             local,
             wrap(core),
             !self.no_bootstrap_on_start,
             self.io,
-        ))
+        );
+        // Names (not literal addresses) are resolved again every few minutes, so that a
+        // bootstrap host that moves, or whose name failed at start, is found again.
+        if self.bootstrap.iter().any(|b| resolve_literal(b).is_none()) {
+            tokio::spawn(re_resolve(driver.downgrade(), self.bootstrap));
+        }
+        Ok(driver)
+    }
+}
+
+/// How often bootstrap names are resolved again.
+const RE_RESOLVE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `host:port` when `host` is a literal IPv4 address.
+fn resolve_literal(addr: &str) -> Option<SocketAddrV4> {
+    addr.parse().ok().or_else(|| {
+        addr.parse::<std::net::Ipv4Addr>()
+            .ok()
+            .map(|ip| SocketAddrV4::new(ip, DEFAULT_BOOTSTRAP_PORT))
+    })
+}
+
+/// Resolves `names` every [`RE_RESOLVE`] and hands the core what resolved (keeping the
+/// previous list when nothing does), while the node lives.
+async fn re_resolve<M: Machine>(node: super::WeakDriver<M>, names: Vec<String>) {
+    loop {
+        tokio::time::sleep(RE_RESOLVE).await;
+        let mut found = Vec::new();
+        for b in &names {
+            match resolve(b, Some(DEFAULT_BOOTSTRAP_PORT)).await {
+                Ok(a) => found.push(a),
+                Err(e) => tracing::warn!(bootstrap = %b, error = %e, "bootstrap node left out"),
+            }
+        }
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        if !found.is_empty() {
+            node.with_core(|c| c.set_bootstrap_nodes(found));
+        }
     }
 }
 

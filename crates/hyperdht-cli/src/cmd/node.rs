@@ -2,6 +2,7 @@
 
 use dht_rpc::Event;
 use hyperdht::PeerEvent;
+use sd_notify::NotifyState;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -43,6 +44,12 @@ pub async fn run(
             () = &mut ready, if !bootstrapped => {
                 bootstrapped = true;
                 let nodes = dht.rpc().read_core(|c| c.table().len());
+                // Under systemd (Type=notify): ready once the first bootstrap walk ended.
+                // Nothing happens without NOTIFY_SOCKET.
+                let status = format!("serving on {}, {nodes} nodes known", dht.local_addr());
+                if let Err(e) = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(&status)]) {
+                    tracing::warn!(error = %e, "could not notify the service manager");
+                }
                 if !out.quiet {
                     out.emit(|| format!("bootstrapped ({nodes} nodes known)"), || json!({"event": "bootstrapped", "nodes": nodes}));
                 }
@@ -72,6 +79,7 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down");
+    let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     let stats = dht.rpc().stats();
     let store = dht.rpc().read_core(|c| c.handler().store().refused());
     let mut all: Vec<(&str, u64)> = stats.fields().to_vec();
