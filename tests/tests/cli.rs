@@ -300,3 +300,98 @@ fn logs_as_json_lines_or_plain_text() {
         }
     }
 }
+
+/// `GET /metrics` of a running node, as a map of sample (name with labels) to value; every
+/// line parsed (comments apart) or the test fails.
+fn scrape(port: u16) -> std::collections::HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut text = String::new();
+    c.read_to_string(&mut text).expect("read");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(body.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').expect("name value");
+            let v: f64 = value.parse().unwrap_or_else(|_| panic!("a number: {l}"));
+            (name.to_string(), v)
+        })
+        .collect()
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// `--metrics`: the node serves Prometheus metrics, and they move with the traffic it
+/// serves; so does dht-bootstrap's.
+#[test]
+fn metrics_are_served_and_count_what_the_node_does() {
+    let port = free_tcp_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let mut node = Proc::spawn(
+        "hyperdht",
+        &["--host", "127.0.0.1", "--metrics", &metrics, "--json"],
+    );
+    let line = node.line(T, |l| l.contains("listening"));
+    let v: Value = serde_json::from_str(&line).expect("json");
+    let addr = v["address"].as_str().expect("address").to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = scrape(port);
+    for _ in 0..3 {
+        ok("hyperdht", &["ping", &addr]);
+    }
+    ok("hyperdht", &["lookup", KEY, "-b", &addr]);
+    let after = scrape(port);
+    let get = |m: &std::collections::HashMap<String, f64>, k: &str| {
+        *m.get(k).unwrap_or_else(|| panic!("no {k} in {m:?}"))
+    };
+    let pings = r#"dht_requests_served_total{command="_ping"}"#;
+    assert!(get(&after, pings) - get(&before, pings) >= 3.0, "{after:?}");
+    for k in [
+        "dht_datagrams_received_total",
+        "dht_datagrams_sent_total",
+        "dht_received_bytes_total",
+        "dht_sent_bytes_total",
+        r#"dht_requests_served_total{command="other"}"#,
+    ] {
+        assert!(get(&after, k) > get(&before, k), "{k} moved: {after:?}");
+    }
+    assert_eq!(
+        get(&after, r#"dht_reachability{verdict="unknown"}"#)
+            + get(&after, r#"dht_reachability{verdict="reachable"}"#)
+            + get(&after, r#"dht_reachability{verdict="firewalled"}"#),
+        1.0
+    );
+    assert!(get(&after, "dht_uptime_seconds") > 0.0);
+    assert!(after.contains_key("hyperdht_store_keys"));
+    assert!(after.contains_key(r#"dht_query_duration_seconds_bucket{le="+Inf"}"#));
+    drop(node);
+
+    let port = free_tcp_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let mut boot = Proc::spawn(
+        "dht-bootstrap",
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--metrics",
+            &metrics,
+            "--json",
+        ],
+    );
+    boot.line(T, |l| l.contains("listening"));
+    std::thread::sleep(Duration::from_millis(300));
+    let m = scrape(port);
+    assert!(m.contains_key("dht_routing_table_contacts"), "{m:?}");
+}

@@ -43,6 +43,9 @@ struct Cli {
     /// Print only errors.
     #[arg(short, long)]
     quiet: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics. Example: --metrics 127.0.0.1:9100
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Logs on stderr as text lines (`text`) or one JSON object per line (`json`).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -65,6 +68,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .bind(&bind)
         .await?;
     let addr = node.local_addr();
+    if let Some(at) = &cli.metrics {
+        let started = std::time::Instant::now();
+        let weak = node.downgrade();
+        let served = dht_rpc::metrics::serve(at, move || {
+            let node = weak.upgrade()?;
+            let mut registry = prometheus_client::registry::Registry::default();
+            node.read_core(|c| dht_rpc::metrics::register(&mut registry, c, started));
+            Some(registry)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("serving metrics on {at}: {e}"))?;
+        tracing::info!(%served, "metrics on http://{served}/metrics");
+    }
     if cli.json {
         println!(
             "{}",

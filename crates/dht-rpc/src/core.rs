@@ -377,6 +377,7 @@ impl<H: Handler> Core<H> {
         self.next_query += 1;
         let qid = QueryId(self.next_query);
         let mut q = QueryState::new(spec, self.id, self.config.k, self.config.concurrency);
+        q.started = Some(now);
         let seeds = self.table.closest(&q.spec.target, self.config.k);
         let use_bootstrap = always_bootstrap || seeds.len() < self.config.bootstrap.len();
         for n in seeds {
@@ -451,6 +452,10 @@ impl<H: Handler> Core<H> {
             let Some(q) = self.queries.remove(&qid) else {
                 return;
             };
+            if let Some(started) = q.started {
+                self.stats
+                    .query_done(result.is_ok(), now.saturating_duration_since(started));
+            }
             self.events
                 .push_back(Event::QueryDone { query: qid, result });
             if self.bootstrap_query == Some(qid) {
@@ -574,6 +579,7 @@ impl<H: Handler> Core<H> {
 
     fn push_encoded(&mut self, to: SocketAddrV4, payload: Bytes) {
         self.stats.datagrams_out += 1;
+        self.stats.bytes_out += payload.len() as u64;
         self.transmits.push_back(Transmit {
             to,
             payload,
@@ -584,6 +590,7 @@ impl<H: Handler> Core<H> {
     /// Feeds a received datagram. Malformed ones are counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
         if guard::dest::is_bogus_source(from) {
             self.stats.bogus_sources += 1;
             return;

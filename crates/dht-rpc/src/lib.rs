@@ -20,6 +20,8 @@ mod handler;
 mod handlers;
 mod limiter;
 mod machine;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod query;
 mod routing;
 pub mod rtt;
@@ -45,5 +47,5 @@ pub use limiter::RateLimiter;
 pub use machine::{Machine, MachineEvent, SocketId, SocketOp};
 pub use query::QuerySpec;
 pub use routing::{Contact, Insert, RoutingTable, TableLimits};
-pub use stats::Stats;
+pub use stats::{QUERY_BUCKETS, Stats};
 pub use tokens::Tokens;

@@ -119,6 +119,8 @@ pub(crate) struct QueryState {
     responses: usize,
     commits: usize,
     errors: usize,
+    /// When the query started (for its duration in the stats); set by the core.
+    pub(crate) started: Option<std::time::Instant>,
 }
 
 impl QueryState {
@@ -136,6 +138,7 @@ impl QueryState {
             responses: 0,
             commits: 0,
             errors: 0,
+            started: None,
         }
     }
 

@@ -137,6 +137,16 @@ impl RoutingTable {
         self.len
     }
 
+    /// `(bucket index, contacts)` of every bucket that holds any (index 0: the farthest
+    /// half of the id space).
+    pub fn bucket_fill(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(i, b)| (i, b.len()))
+    }
+
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0

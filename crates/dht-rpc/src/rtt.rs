@@ -172,6 +172,12 @@ impl Rtts {
         self.per.get(&addr).copied()
     }
 
+    /// The `q` quantile (0 to 1) of recent round trips (a decaying histogram; an upper
+    /// bucket edge), once anyone answered.
+    pub fn recent_quantile(&self, q: f64) -> Option<Duration> {
+        self.spread.quantile(q)
+    }
+
     /// The node-wide estimate, once anyone answered.
     pub fn node(&self) -> Option<Estimator> {
         self.node

@@ -1,4 +1,11 @@
-//! [`Stats`]: counters of what a node received, sent, answered and dropped.
+//! [`Stats`]: counters of what a node received, sent, answered and dropped, and how long its
+//! queries took.
+
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the query-duration histogram's buckets ([`Stats::query_buckets`];
+/// longer queries count in the total only, as Prometheus's `+Inf`).
+pub const QUERY_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
 /// Counters since the node started. Every datagram that is dropped is counted in one of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -8,6 +15,25 @@ pub struct Stats {
     pub datagrams_in: u64,
     /// Datagrams sent.
     pub datagrams_out: u64,
+    /// Bytes received (UDP payloads).
+    pub bytes_in: u64,
+    /// Bytes sent (UDP payloads).
+    pub bytes_out: u64,
+    /// Requests served, by command: `_ping`.
+    pub served_ping: u64,
+    /// ... `_find_node`.
+    pub served_find_node: u64,
+    /// ... any other command (a layer's, such as hyperdht's `peers`).
+    pub served_other: u64,
+    /// Queries (walks and updates) that ended with a result.
+    pub queries_ok: u64,
+    /// Queries that failed (no node answered, or cancelled).
+    pub queries_failed: u64,
+    /// Queries per duration bucket (not cumulative): `query_buckets[i]` counts those that took
+    /// at most [`QUERY_BUCKETS`]`[i]` seconds and more than the bucket before.
+    pub query_buckets: [u64; QUERY_BUCKETS.len()],
+    /// The durations of all ended queries, summed, in microseconds.
+    pub query_micros: u64,
     /// Datagrams that did not decode (too short, bad protobuf, missing field), dropped.
     pub malformed: u64,
     /// Datagrams not of the protocol handed to the application (when it asked for them).
@@ -73,11 +99,36 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Every counter with its name, in declaration order (for logs and metrics).
-    pub fn fields(&self) -> [(&'static str, u64); 28] {
+    /// Counts a query that ended after `took`.
+    pub(crate) fn query_done(&mut self, ok: bool, took: Duration) {
+        if ok {
+            self.queries_ok += 1;
+        } else {
+            self.queries_failed += 1;
+        }
+        let secs = took.as_secs_f64();
+        if let Some(i) = QUERY_BUCKETS.iter().position(|b| secs <= *b) {
+            self.query_buckets[i] += 1;
+        }
+        self.query_micros = self
+            .query_micros
+            .saturating_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Every counter with its name, in declaration order (for logs and metrics; the
+    /// duration histogram apart).
+    pub fn fields(&self) -> [(&'static str, u64); 36] {
         [
             ("datagrams_in", self.datagrams_in),
             ("datagrams_out", self.datagrams_out),
+            ("bytes_in", self.bytes_in),
+            ("bytes_out", self.bytes_out),
+            ("served_ping", self.served_ping),
+            ("served_find_node", self.served_find_node),
+            ("served_other", self.served_other),
+            ("queries_ok", self.queries_ok),
+            ("queries_failed", self.queries_failed),
+            ("query_micros", self.query_micros),
             ("malformed", self.malformed),
             ("unrecognized", self.unrecognized),
             ("unknown_responses", self.unknown_responses),

@@ -1,6 +1,7 @@
 //! The `hyperdht` command: a long-lived DHT node, and the commands users reach for.
 
 mod cmd;
+mod metrics;
 mod out;
 
 use std::process::ExitCode;
@@ -70,6 +71,9 @@ struct Cli {
     /// (node) The reachability check, on by default (kept for older scripts).
     #[arg(long, hide = true)]
     adaptive: bool,
+    /// (node) Serve Prometheus metrics at http://ADDR/metrics. Example: --metrics 127.0.0.1:9100
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// (node) One receive and one send system call per datagram, instead of batches
     /// (recvmmsg, GSO): for kernels or sandboxes that refuse those, and to measure them.
     #[arg(long)]
@@ -169,7 +173,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 dht_rpc::DatagramIo::Batched
             };
             let adaptive = cli.adaptive || !cli.no_adaptive;
-            cmd::node::run(&out, &cli.host, cli.port, bootstrap, adaptive, io).await
+            let opts = cmd::node::NodeOptions {
+                adaptive,
+                io,
+                metrics: cli.metrics.clone(),
+            };
+            cmd::node::run(&out, &cli.host, cli.port, bootstrap, opts).await
         }
         Some(Command::Lookup { key, local_address }) => {
             cmd::lookup::run(&out, bootstrap, &key, local_address.as_deref()).await

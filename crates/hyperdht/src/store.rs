@@ -164,6 +164,11 @@ impl PeerStore {
         self.current.size + self.previous.size
     }
 
+    /// Keys held, both generations (a key in both counts twice).
+    pub fn key_count(&self) -> usize {
+        self.current.keys.len() + self.previous.keys.len()
+    }
+
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

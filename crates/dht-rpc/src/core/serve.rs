@@ -73,6 +73,11 @@ impl<H: Handler> Core<H> {
                 self.stats.hints_unproven += 1;
             }
         }
+        match req.command.as_str() {
+            PING => self.stats.served_ping += 1,
+            FIND_NODE => self.stats.served_find_node += 1,
+            _ => self.stats.served_other += 1,
+        }
         let response = match req.command.as_str() {
             PING => Response {
                 id: self.wire_id(),

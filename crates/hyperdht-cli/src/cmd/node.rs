@@ -8,14 +8,28 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::out::Out;
 
+/// The node's options beyond its address and bootstrap.
+pub struct NodeOptions {
+    /// Run the reachability check.
+    pub adaptive: bool,
+    /// How the socket is read and written.
+    pub io: dht_rpc::DatagramIo,
+    /// Where to serve Prometheus metrics.
+    pub metrics: Option<String>,
+}
+
 pub async fn run(
     out: &Out,
     host: &str,
     port: u16,
     bootstrap: Vec<String>,
-    adaptive: bool,
-    io: dht_rpc::DatagramIo,
+    opts: NodeOptions,
 ) -> anyhow::Result<()> {
+    let NodeOptions {
+        adaptive,
+        io,
+        metrics,
+    } = opts;
     let bind = format!("{host}:{port}");
     let dht = crate::cmd::builder()
         .bootstrap(bootstrap.clone())
@@ -25,6 +39,10 @@ pub async fn run(
     // Quiet: no receiver at all, so that the node keeps no backlog of unprinted events.
     let (_none, nothing) = tokio::sync::broadcast::channel(1);
     let mut events = if out.quiet { nothing } else { dht.events() };
+    if let Some(at) = metrics {
+        let served = crate::metrics::serve(&dht, &at).await?;
+        tracing::info!(%served, "metrics on http://{served}/metrics");
+    }
     let mut rpc_events = dht.rpc_events();
     out.emit(
         || format!("hyperdht listening on {} (id {})", dht.local_addr(), dht.id()),
