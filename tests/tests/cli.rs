@@ -323,6 +323,10 @@ fn scrape(port: u16) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -394,4 +398,75 @@ fn metrics_are_served_and_count_what_the_node_does() {
     std::thread::sleep(Duration::from_millis(300));
     let m = scrape(port);
     assert!(m.contains_key("dht_routing_table_contacts"), "{m:?}");
+}
+
+/// `--state-dir`: a restarted node keeps its id and comes up through the contacts of its last
+/// run although its bootstrap does not answer; a corrupt state file is ignored.
+#[test]
+fn a_restart_with_a_state_dir_keeps_the_id_and_needs_no_bootstrap() {
+    let dir = std::env::temp_dir().join(format!("hyperdht-state-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.to_str().expect("utf-8").to_string();
+    let json_line = |p: &mut Proc, what: &str| -> Value {
+        serde_json::from_str(&p.line(T, |l| l.contains(what))).expect("json")
+    };
+    let mut entry = Proc::spawn("hyperdht", &["--host", "127.0.0.1", "--json"]);
+    let entry_addr = json_line(&mut entry, "listening")["address"]
+        .as_str()
+        .expect("address")
+        .to_string();
+
+    let args = |bootstrap: &str| {
+        vec![
+            "--host".to_string(),
+            "127.0.0.1".into(),
+            "--json".into(),
+            "--state-dir".into(),
+            state.clone(),
+            "-b".into(),
+            bootstrap.to_string(),
+        ]
+    };
+    let first_args = args(&entry_addr);
+    let mut first = Proc::spawn("hyperdht", &refs(&first_args));
+    let id = json_line(&mut first, "listening")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(json_line(&mut first, "bootstrapped")["nodes"].as_u64() >= Some(1));
+    assert!(first.terminate().success());
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("node.json")).expect("saved"))
+            .expect("json");
+    assert_eq!(saved["id"], id.as_str(), "{saved}");
+    let entry_port: u64 = entry_addr
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .parse()
+        .expect("port");
+    assert!(
+        saved["contacts"]
+            .as_array()
+            .expect("contacts")
+            .iter()
+            .any(|c| c["port"] == entry_port && c["host"] == "127.0.0.1"),
+        "the entry node saved as a contact: {saved}"
+    );
+
+    // The configured bootstrap is silent (nothing listens on port 9): the saved contact
+    // brings the node up, with the same id.
+    let again_args = args("127.0.0.1:9");
+    let mut again = Proc::spawn("hyperdht", &refs(&again_args));
+    assert_eq!(json_line(&mut again, "listening")["id"], id.as_str());
+    assert!(json_line(&mut again, "bootstrapped")["nodes"].as_u64() >= Some(1));
+    assert!(again.terminate().success());
+
+    // A corrupt file: logged and ignored, the node starts with a new id.
+    std::fs::write(dir.join("node.json"), "{ garbage").expect("write");
+    let mut fresh = Proc::spawn("hyperdht", &refs(&again_args));
+    assert_ne!(json_line(&mut fresh, "listening")["id"], id.as_str());
+    assert!(fresh.terminate().success());
+    drop(entry);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -273,6 +273,14 @@ impl<M: Machine> Driver<M> {
         self.inner.read(|s| f(s.core.rpc()))
     }
 
+    /// Up to `n` contacts of the routing table, closest to our id first: nodes that answered
+    /// us. Save them and give them to [`NodeBuilder::bootstrap`] at the next start, and the
+    /// node comes up without its configured bootstrap (they are pinged like any bootstrap
+    /// node, so a stale one costs a timeout, nothing more).
+    pub fn contacts(&self, n: usize) -> Vec<dht_wire::NodeAddr> {
+        self.read_core(|c| c.table().closest(&c.table().own_id(), n))
+    }
+
     /// Reads the machine without waking the driver.
     pub fn read_machine<R>(&self, f: impl FnOnce(&M) -> R) -> R {
         self.inner.read(|s| f(&s.core))

@@ -3,6 +3,7 @@
 mod cmd;
 mod metrics;
 mod out;
+mod state;
 
 use std::process::ExitCode;
 
@@ -74,6 +75,10 @@ struct Cli {
     /// (node) Serve Prometheus metrics at http://ADDR/metrics. Example: --metrics 127.0.0.1:9100
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// (node) Keep the node id and a snapshot of good contacts in DIR across restarts (read
+    /// at start as extra bootstrap nodes). Example: --state-dir /var/lib/hyperdht
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
     /// (node) One receive and one send system call per datagram, instead of batches
     /// (recvmmsg, GSO): for kernels or sandboxes that refuse those, and to measure them.
     #[arg(long)]
@@ -177,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 adaptive,
                 io,
                 metrics: cli.metrics.clone(),
+                state_dir: cli.state_dir.clone(),
             };
             cmd::node::run(&out, &cli.host, cli.port, bootstrap, opts).await
         }

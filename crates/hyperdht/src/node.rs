@@ -135,6 +135,13 @@ impl HyperDht {
         &self.node
     }
 
+    /// Up to `n` contacts of the routing table, closest to our id first (see
+    /// [`dht_rpc::Driver::contacts`]): keep them across restarts and pass them to
+    /// [`HyperDhtBuilder::bootstrap`].
+    pub fn contacts(&self, n: usize) -> Vec<dht_rpc::NodeAddr> {
+        self.rpc().contacts(n)
+    }
+
     /// Our node id.
     pub fn id(&self) -> NodeId {
         self.node.id()

@@ -7,6 +7,10 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::out::Out;
+use crate::state;
+
+/// How often the state directory gets a fresh snapshot of the contacts.
+const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The node's options beyond its address and bootstrap.
 pub struct NodeOptions {
@@ -16,6 +20,8 @@ pub struct NodeOptions {
     pub io: dht_rpc::DatagramIo,
     /// Where to serve Prometheus metrics.
     pub metrics: Option<String>,
+    /// Where to keep the id and contacts across restarts.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 pub async fn run(
@@ -29,13 +35,49 @@ pub async fn run(
         adaptive,
         io,
         metrics,
+        state_dir,
     } = opts;
     let bind = format!("{host}:{port}");
+    let restored = state_dir.as_deref().map(state::load).unwrap_or_default();
+    // The configured bootstrap first, then the contacts of the last run.
+    let mut entry = bootstrap.clone();
+    entry.extend(restored.contacts.iter().map(|a| a.to_string()));
+    let id = restored.id;
     let dht = crate::cmd::builder()
-        .bootstrap(bootstrap.clone())
-        .rpc(|b| b.adaptive(adaptive).datagram_io(io))
+        .bootstrap(entry)
+        .rpc(|b| {
+            let b = b.adaptive(adaptive).datagram_io(io);
+            match id {
+                Some(id) => b.id(id),
+                None => b,
+            }
+        })
         .bind(&bind)
         .await?;
+    let save = |dht: &hyperdht::HyperDht| {
+        if let Some(dir) = &state_dir {
+            let now = state::State {
+                id: Some(dht.id()),
+                contacts: dht
+                    .contacts(state::MAX_CONTACTS)
+                    .into_iter()
+                    .map(|n| n.addr)
+                    .collect(),
+            };
+            match state::save(dir, &now) {
+                Ok(()) => tracing::debug!(contacts = now.contacts.len(), "state saved"),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not save the state")
+                }
+            }
+        }
+    };
+    // The id at once (a crash before the first snapshot keeps it).
+    if restored.id.is_none() {
+        save(&dht);
+    }
+    let mut snapshots = tokio::time::interval(SNAPSHOT_EVERY);
+    snapshots.tick().await;
     // Quiet: no receiver at all, so that the node keeps no backlog of unprinted events.
     let (_none, nothing) = tokio::sync::broadcast::channel(1);
     let mut events = if out.quiet { nothing } else { dht.events() };
@@ -93,10 +135,12 @@ pub async fn run(
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             },
+            _ = snapshots.tick() => save(&dht),
             () = &mut shutdown => break,
         }
     }
     tracing::info!("shutting down");
+    save(&dht);
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     let stats = dht.rpc().stats();
     let store = dht.rpc().read_core(|c| c.handler().store().refused());
