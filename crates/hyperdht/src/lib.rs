@@ -55,7 +55,7 @@ pub use events::PeerEvent;
 #[cfg(feature = "tokio")]
 pub use keep::Announcement;
 #[cfg(feature = "tokio")]
-pub use node::{HyperDht, HyperDhtBuilder};
+pub use node::{HyperDht, HyperDhtBuilder, SHUTDOWN_UNANNOUNCE};
 pub use options::{AnnounceOptions, LookupOptions};
 #[cfg(feature = "tokio")]
 pub use reply::{PeersReply, PeersStream};

@@ -274,11 +274,35 @@ impl HyperDht {
         self.node.ping(to).await
     }
 
-    /// Stops the node.
+    /// Stops the node, after unannouncing what it keeps announced
+    /// ([`HyperDht::announce_and_keep`]), for at most [`SHUTDOWN_UNANNOUNCE`].
     pub async fn shutdown(&self) {
+        self.shutdown_within(SHUTDOWN_UNANNOUNCE).await;
+    }
+
+    /// Stops the node, after unannouncing what it keeps announced for at most `limit` (the
+    /// unannounces still running then are abandoned: the entries expire on their own within
+    /// about 6 minutes).
+    pub async fn shutdown_within(&self, limit: std::time::Duration) {
+        let ids = self.node.read_machine(|m| m.kept_ids());
+        if !ids.is_empty() {
+            let now = std::time::Instant::now();
+            let unannounces = ids.into_iter().map(|id| {
+                self.node
+                    .machine_query(|m| m.stop_keeping(now, id))
+                    .collect_all()
+            });
+            let done = tokio::time::timeout(limit, futures::future::join_all(unannounces)).await;
+            if done.is_err() {
+                tracing::info!(?limit, "shutdown: unannounces not all done in time");
+            }
+        }
         self.node.shutdown().await;
     }
 }
+
+/// How long [`HyperDht::shutdown`] waits for the unannounces of kept announcements.
+pub const SHUTDOWN_UNANNOUNCE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn request(kind: PeersRequestType, opts: AnnounceOptions) -> PeersRequest {
     opts.request(kind)

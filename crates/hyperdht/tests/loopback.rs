@@ -248,3 +248,36 @@ async fn a_failed_holepunch_says_what_was_tried() {
     }
     assert!(err.to_string().contains("DHT address"), "{err}");
 }
+
+/// `shutdown()` unannounces what the node keeps announced before it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_unannounces_what_is_kept() {
+    let (_entry, nodes) = network(6).await;
+    let key = Key::from_bytes([6; 32]);
+    let mut kept = nodes[0].core_events();
+    let _keep = nodes[0].announce_and_keep(key, AnnounceOptions::default());
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(
+            kept.recv().await.expect("core event"),
+            hyperdht::CoreEvent::Announced { .. }
+        ) {}
+    })
+    .await
+    .expect("announced");
+    let before = nodes[4]
+        .lookup(key, AnnounceOptions::default())
+        .collect_all()
+        .await
+        .expect("lookup");
+    assert!(!peers_of(&before).is_empty(), "announced: {before:?}");
+    nodes[0].shutdown().await;
+    let after = nodes[4]
+        .lookup(key, AnnounceOptions::default())
+        .collect_all()
+        .await
+        .expect("lookup");
+    assert!(
+        peers_of(&after).is_empty(),
+        "shutdown unannounced: {after:?}"
+    );
+}

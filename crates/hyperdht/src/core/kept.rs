@@ -83,6 +83,11 @@ impl Core {
         self.kept.len()
     }
 
+    /// The ids of the announcements kept now.
+    pub fn kept_ids(&self) -> Vec<KeepId> {
+        self.kept.keys().copied().collect()
+    }
+
     fn reannounce_wait(&mut self) -> Duration {
         self.rng.random_range(REANNOUNCE.0..=REANNOUNCE.1)
     }
