@@ -120,3 +120,16 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
+
+/// An address printed as JSON: `{"host": ..., "port": ...}` (the commands' model) or a
+/// `"host:port"` string (the echo's and the reference script's).
+pub fn json_addr(v: &serde_json::Value) -> Option<std::net::SocketAddrV4> {
+    match v {
+        serde_json::Value::String(s) => s.parse().ok(),
+        serde_json::Value::Object(o) => Some(std::net::SocketAddrV4::new(
+            o.get("host")?.as_str()?.parse().ok()?,
+            u16::try_from(o.get("port")?.as_u64()?).ok()?,
+        )),
+        _ => None,
+    }
+}

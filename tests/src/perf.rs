@@ -125,9 +125,7 @@ pub fn start(
         .map_err(|e| e.to_string())?;
     let v: Value = serde_json::from_str(&line)
         .map_err(|e| format!("{}: bad first line {line:?}: {e}", target.name()))?;
-    let addr = v["address"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
+    let addr = crate::json_addr(&v["address"])
         .ok_or_else(|| format!("{}: no address in {line:?}", target.name()))?;
     // Let it settle (the JavaScript runtime warms up; our node bootstraps alone).
     std::thread::sleep(Duration::from_millis(500));

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use assert_cmd::Command;
+use hyperdht_tests::json_addr;
 use hyperdht_tests::procs::{Proc, alive, binary};
 use serde_json::Value;
 
@@ -91,7 +92,7 @@ fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
     let a1 = listening(&n1.line(T, |l| l.contains("listening on")));
     let a2 = n2.line(T, |l| l.contains("\"listening\""));
     let a2: Value = serde_json::from_str(&a2).expect("json");
-    let a2 = a2["address"].as_str().expect("address").to_owned();
+    let a2 = json_addr(&a2["address"]).expect("address").to_string();
     n1.line(T, |l| l.starts_with("bootstrapped"));
     n2.line(T, |l| l.contains("\"bootstrapped\""));
 
@@ -110,10 +111,8 @@ fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
         logged["key"],
         "3031323334353637303132333435363730313233343536373031323334353637"
     );
-    assert_eq!(
-        logged["peer"].as_str().map(|p| p.ends_with(":7777")),
-        Some(true)
-    );
+    assert_eq!(logged["peer"]["port"], 7777, "{logged}");
+    assert_eq!(logged["peer"]["host"], "127.0.0.1", "{logged}");
 
     // ... and a lookup in another finds it, with JSON output parsed.
     let out = ok("hyperdht", &["lookup", KEY, "-b", &entry, "--json"]);
@@ -123,7 +122,13 @@ fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
         .collect();
     assert_eq!(replies.len(), 2, "both nodes answer: {replies:?}");
     for r in &replies {
-        assert_eq!(r["peers"], serde_json::json!(["127.0.0.1:7777"]), "{r}");
+        assert_eq!(r["event"], "reply", "{r}");
+        assert_eq!(
+            r["peers"],
+            serde_json::json!([{"host": "127.0.0.1", "port": 7777}]),
+            "{r}"
+        );
+        assert_eq!(r["node"]["host"], "127.0.0.1", "{r}");
         assert!(r["node"]["id"].as_str().is_some_and(|id| id.len() == 64));
     }
     let out = ok("hyperdht", &["lookup", KEY, "-b", &entry]);
@@ -133,11 +138,15 @@ fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
     let out = ok("hyperdht", &["ping", &a1, "--json"]);
     let pong: Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(pong["id"].as_str().map(str::len), Some(64));
-    assert!(
-        pong["observed"]
-            .as_str()
-            .is_some_and(|o| o.starts_with("127.0.0.1:"))
+    assert_eq!(pong["event"], "pong", "{pong}");
+    assert_eq!(pong["observed"]["host"], "127.0.0.1", "{pong}");
+    assert_eq!(
+        json_addr(&pong["node"]).map(|a| a.to_string()),
+        Some(a1.clone())
     );
+    // Milliseconds to the microsecond: at most three decimals.
+    let rtt = pong["rtt_ms"].to_string();
+    assert!(rtt.split('.').nth(1).is_none_or(|d| d.len() <= 3), "{rtt}");
     let out = ok("hyperdht", &["holepunch", &a1, "--via", &a2]);
     assert!(out.contains("path to"), "{}", out);
 
@@ -347,7 +356,7 @@ fn metrics_are_served_and_count_what_the_node_does() {
     );
     let line = node.line(T, |l| l.contains("listening"));
     let v: Value = serde_json::from_str(&line).expect("json");
-    let addr = v["address"].as_str().expect("address").to_string();
+    let addr = json_addr(&v["address"]).expect("address").to_string();
     std::thread::sleep(Duration::from_millis(300));
     let before = scrape(port);
     for _ in 0..3 {
@@ -411,8 +420,7 @@ fn a_restart_with_a_state_dir_keeps_the_id_and_needs_no_bootstrap() {
         serde_json::from_str(&p.line(T, |l| l.contains(what))).expect("json")
     };
     let mut entry = Proc::spawn("hyperdht", &["--host", "127.0.0.1", "--json"]);
-    let entry_addr = json_line(&mut entry, "listening")["address"]
-        .as_str()
+    let entry_addr = json_addr(&json_line(&mut entry, "listening")["address"])
         .expect("address")
         .to_string();
 

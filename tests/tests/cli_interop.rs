@@ -21,11 +21,9 @@ async fn javascript_and_rust_nodes_through_our_bootstrap() {
         &["--host", "127.0.0.1", "--port", "0", "--json"],
     );
     let line = boot.line(T, |l| l.contains("listening"));
-    let entry: SocketAddrV4 = serde_json::from_str::<Value>(&line).expect("json")["address"]
-        .as_str()
-        .expect("address")
-        .parse()
-        .expect("addr");
+    let entry: SocketAddrV4 =
+        hyperdht_tests::json_addr(&serde_json::from_str::<Value>(&line).expect("json")["address"])
+            .expect("address");
     let entry_s = entry.to_string();
     let mut node = Proc::spawn("hyperdht", &["--host", "127.0.0.1", "-b", &entry_s]);
     node.line(T, |l| l.starts_with("bootstrapped"));
@@ -52,7 +50,7 @@ async fn javascript_and_rust_nodes_through_our_bootstrap() {
                 .cloned()
                 .unwrap_or_default()
         })
-        .filter_map(|p| p.as_str().map(str::to_owned))
+        .filter_map(|p| hyperdht_tests::json_addr(&p).map(|a| a.to_string()))
         .collect();
     assert!(
         !peers.is_empty() && peers.iter().all(|p| p == "127.0.0.1:4242"),

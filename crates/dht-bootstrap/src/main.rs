@@ -84,7 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.json {
         println!(
             "{}",
-            json!({"event": "listening", "address": addr.to_string()})
+            json!({"event": "listening", "address": {"host": addr.ip().to_string(), "port": addr.port()}})
         );
     } else {
         println!("dht-bootstrap listening on {addr}");

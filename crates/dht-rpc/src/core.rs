@@ -378,6 +378,15 @@ impl<H: Handler> Core<H> {
         let qid = QueryId(self.next_query);
         let mut q = QueryState::new(spec, self.id, self.config.k, self.config.concurrency);
         q.started = Some(now);
+        q.span = tracing::debug_span!(
+            "query",
+            id = qid.0,
+            command = %q.spec.command,
+            target = %q.spec.target,
+            update = q.spec.update
+        );
+        q.span
+            .in_scope(|| tracing::debug!(contacts = self.table.len(), "started"));
         let seeds = self.table.closest(&q.spec.target, self.config.k);
         let use_bootstrap = always_bootstrap || seeds.len() < self.config.bootstrap.len();
         for n in seeds {
@@ -453,8 +462,19 @@ impl<H: Handler> Core<H> {
                 return;
             };
             if let Some(started) = q.started {
-                self.stats
-                    .query_done(result.is_ok(), now.saturating_duration_since(started));
+                let took = now.saturating_duration_since(started);
+                self.stats.query_done(result.is_ok(), took);
+                q.span.in_scope(|| match &result {
+                    Ok(o) => tracing::debug!(
+                        ms = took.as_millis() as u64,
+                        responses = o.responses,
+                        errors = o.errors,
+                        closest = o.closest.len(),
+                        commits = o.commits,
+                        "done"
+                    ),
+                    Err(e) => tracing::debug!(ms = took.as_millis() as u64, error = %e, "failed"),
+                });
             }
             self.events
                 .push_back(Event::QueryDone { query: qid, result });

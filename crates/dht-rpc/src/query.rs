@@ -121,6 +121,9 @@ pub(crate) struct QueryState {
     errors: usize,
     /// When the query started (for its duration in the stats); set by the core.
     pub(crate) started: Option<std::time::Instant>,
+    /// The query's tracing span (`query`, with its id, command and target): what is logged
+    /// about the query is logged inside it.
+    pub(crate) span: tracing::Span,
 }
 
 impl QueryState {
@@ -139,6 +142,7 @@ impl QueryState {
             commits: 0,
             errors: 0,
             started: None,
+            span: tracing::Span::none(),
         }
     }
 

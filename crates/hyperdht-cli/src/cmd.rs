@@ -69,14 +69,26 @@ pub fn lan_address(s: &str) -> Result<SocketAddrV4, UsageError> {
     })
 }
 
-/// A node as JSON.
+/// A node as JSON: `{"id": hex or null, "host": ..., "port": ...}` (see the README's "JSON
+/// output").
 pub fn node_json(n: &dht_rpc::NodeAddr) -> Value {
     json!({"id": n.id.to_string(), "host": n.addr.ip().to_string(), "port": n.addr.port()})
 }
 
-/// Addresses as JSON strings.
+/// An address as JSON: `{"host": ..., "port": ...}`, the shape of every address the commands
+/// print (the reference's data events use it too).
+pub fn addr_json(a: &SocketAddrV4) -> Value {
+    json!({"host": a.ip().to_string(), "port": a.port()})
+}
+
+/// Addresses as JSON objects.
 pub fn addrs_json(a: &[SocketAddrV4]) -> Value {
-    Value::Array(a.iter().map(|p| Value::String(p.to_string())).collect())
+    Value::Array(a.iter().map(addr_json).collect())
+}
+
+/// Milliseconds, to the microsecond (no `0.32151599999999997`).
+pub fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// Addresses as text.

@@ -95,7 +95,7 @@ fn main() {
         .map_while(Result::ok)
         .find_map(|l| {
             let v: serde_json::Value = serde_json::from_str(&l).ok()?;
-            (v["event"] == "listening").then(|| v["address"].as_str()?.parse().ok())?
+            (v["event"] == "listening").then(|| hyperdht_tests::json_addr(&v["address"]).map(SocketAddr::V4))?
         })
         .expect("the node's address");
     eprintln!("soak: node {node} (pid {pid}) for {minutes} min");

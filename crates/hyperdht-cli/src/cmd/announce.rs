@@ -5,7 +5,7 @@ use hyperdht::{AnnounceOptions, CoreEvent, HyperDht, Key};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{client, lan_address};
+use super::{addrs_json, client, lan_address};
 use crate::out::Out;
 
 pub async fn run(
@@ -74,7 +74,7 @@ async fn announce_once(
     };
     out.emit(
         || format!("announced {key} on {} node(s); {} other peer(s) on it; re-announcing every 4-5 minutes until Ctrl-C", outcome.commits, peers.len()),
-        || json!({"event": "announced", "key": key.to_string(), "nodes": outcome.commits, "peers": peers.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+        || json!({"event": "announced", "key": key.to_string(), "nodes": outcome.commits, "peers": addrs_json(&peers.iter().copied().collect::<Vec<_>>())}),
     );
     Ok(())
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use hyperdht::{AnnounceOptions, Key};
 use serde_json::json;
 
+use super::{addr_json, ms};
 use crate::out::Out;
 
 /// The next application datagram, within two seconds.
@@ -19,14 +20,15 @@ async fn recv(
         .flatten()
 }
 
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1e3
+/// Milliseconds since `t`, to the microsecond.
+fn since(t: Instant) -> f64 {
+    ms(t.elapsed())
 }
 
 pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
     let n = n.max(4);
     let step = |name: &str, text: String, extra: serde_json::Value, t: Instant| {
-        let elapsed = ms(t);
+        let elapsed = since(t);
         out.emit(
             || format!("{text} ({elapsed:.1} ms)"),
             || json!({"step": name, "ms": elapsed, "detail": extra}),
@@ -42,7 +44,7 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
             nodes.len(),
             entry.local_addr()
         ),
-        json!({"nodes": nodes.len(), "bootstrap": entry.local_addr().to_string()}),
+        json!({"nodes": nodes.len(), "bootstrap": addr_json(&entry.local_addr())}),
         t,
     );
 
@@ -63,7 +65,7 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
             "2. peer A ({}) announced key {key} on the {stored} closest nodes",
             a.local_addr()
         ),
-        json!({"peer": a.local_addr().to_string(), "nodes": stored}),
+        json!({"peer": addr_json(&a.local_addr()), "nodes": stored}),
         t,
     );
 
@@ -94,7 +96,7 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
                 .count(),
             via.node.addr
         ),
-        json!({"replies": replies.len(), "found": a.local_addr().to_string(), "via": via.node.addr.to_string()}),
+        json!({"replies": replies.len(), "found": addr_json(&a.local_addr()), "via": addr_json(&via.node.addr)}),
         t,
     );
 
@@ -106,7 +108,7 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
             "4. B pinged A: A answered, and sees B as {}",
             pong.observed.map_or("?".into(), |o| o.to_string())
         ),
-        json!({"rtt_ms": pong.rtt.as_secs_f64() * 1e3}),
+        json!({"rtt_ms": ms(pong.rtt)}),
         t,
     );
 

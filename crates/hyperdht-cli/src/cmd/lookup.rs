@@ -33,7 +33,7 @@ pub async fn run(
                 }
                 s
             },
-            || json!({"node": node_json(&reply.node), "peers": addrs_json(&reply.peers), "local_peers": addrs_json(&reply.local_peers)}),
+            || json!({"event": "reply", "node": node_json(&reply.node), "peers": addrs_json(&reply.peers), "local_peers": addrs_json(&reply.local_peers)}),
         );
     }
     if let Some(Err(e)) = stream.outcome() {

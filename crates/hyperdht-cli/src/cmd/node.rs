@@ -88,7 +88,7 @@ pub async fn run(
     let mut rpc_events = dht.rpc_events();
     out.emit(
         || format!("hyperdht listening on {} (id {})", dht.local_addr(), dht.id()),
-        || json!({"event": "listening", "address": dht.local_addr().to_string(), "id": dht.id().to_string()}),
+        || json!({"event": "listening", "address": crate::cmd::addr_json(&dht.local_addr()), "id": dht.id().to_string()}),
     );
     let ready = dht.ready();
     tokio::pin!(ready);
@@ -181,6 +181,6 @@ fn print_event(out: &Out, e: PeerEvent) {
     };
     out.emit(
         || format!("{kind}: {key} {peer}"),
-        || json!({"event": kind, "key": key.to_string(), "peer": peer.to_string()}),
+        || json!({"event": kind, "key": key.to_string(), "peer": crate::cmd::addr_json(&peer)}),
     );
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::{address, client};
+use super::{addr_json, address, client, ms};
 use crate::out::Out;
 
 pub async fn run(out: &Out, node: &str, timeout_ms: u64) -> anyhow::Result<()> {
@@ -28,7 +28,7 @@ pub async fn run(out: &Out, node: &str, timeout_ms: u64) -> anyhow::Result<()> {
         .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
     out.emit(
         || format!("pong from {to}: id {id}, it sees us as {seen}, round trip {:.2} ms", pong.rtt.as_secs_f64() * 1e3),
-        || json!({"node": to.to_string(), "id": pong.id.map(|i| i.to_string()), "observed": pong.observed.map(|a| a.to_string()), "rtt_ms": pong.rtt.as_secs_f64() * 1e3}),
+        || json!({"event": "pong", "node": addr_json(&to), "id": pong.id.map(|i| i.to_string()), "observed": pong.observed.map(|a| addr_json(&a)), "rtt_ms": ms(pong.rtt)}),
     );
     dht.shutdown().await;
     Ok(())
@@ -44,7 +44,7 @@ pub async fn holepunch(out: &Out, peer: &str, via: &str) -> anyhow::Result<()> {
         .with_context(|| format!("no path to {peer} opened through {via}"))?;
     out.emit(
         || format!("{:?} path to {peer} opened in {:.2} ms", punch.path, punch.elapsed.as_secs_f64() * 1e3),
-        || json!({"peer": peer.to_string(), "via": via.to_string(), "path": format!("{:?}", punch.path).to_lowercase(), "ms": punch.elapsed.as_secs_f64() * 1e3}),
+        || json!({"event": "holepunched", "peer": addr_json(&peer), "via": addr_json(&via), "path": format!("{:?}", punch.path).to_lowercase(), "ms": ms(punch.elapsed)}),
     );
     dht.shutdown().await;
     Ok(())

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use hyperdht::{HyperDht, Testnet};
 use serde_json::json;
 
+use super::addr_json;
 use crate::out::Out;
 
 /// Starts an ephemeral bootstrap node on `host:port` and `n` nodes on `host` bootstrapping
@@ -24,7 +25,7 @@ pub async fn run(out: &Out, host: &str, n: usize, port: u16) -> anyhow::Result<(
     let addr = entry.local_addr();
     out.emit(
         || format!("testnet: bootstrap node at {addr} and {} nodes, up in {:.0} ms; use --bootstrap {addr}; Ctrl-C to stop", nodes.len(), started.elapsed().as_secs_f64() * 1e3),
-        || json!({"event": "testnet", "bootstrap": addr.to_string(), "nodes": nodes.iter().map(|n| n.local_addr().to_string()).collect::<Vec<_>>()}),
+        || json!({"event": "testnet", "bootstrap": addr_json(&addr), "nodes": nodes.iter().map(|n| addr_json(&n.local_addr())).collect::<Vec<_>>()}),
     );
     hyperdht_cli::shutdown_signal().await;
     for node in &nodes {
