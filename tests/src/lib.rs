@@ -133,3 +133,70 @@ pub fn json_addr(v: &serde_json::Value) -> Option<std::net::SocketAddrV4> {
         _ => None,
     }
 }
+
+/// What a machine lacks to run the JavaScript reference, if anything.
+pub fn reference_missing() -> Option<String> {
+    (!have("node") || !have("npm"))
+        .then(|| "node and npm are needed to run the JavaScript reference".to_string())
+}
+
+/// A test that needs what the machine may lack (`missing` says what, if anything): reported
+/// as ignored in the summary when it is missing, never as passed; under CI it runs and fails.
+/// The test files that use it have `harness = false` and end in [`run_trials`].
+pub fn trial(
+    name: &str,
+    missing: Option<String>,
+    body: impl FnOnce() + Send + 'static,
+) -> libtest_mimic::Trial {
+    let ignored = match &missing {
+        Some(why) if !under_ci() => {
+            eprintln!("!!!!! SKIPPED {name}: {why} !!!!!");
+            true
+        }
+        _ => false,
+    };
+    let label = name.to_string();
+    libtest_mimic::Trial::test(name, move || {
+        if let Some(why) = missing {
+            return Err(format!("{label}: cannot run under CI: {why}").into());
+        }
+        body();
+        Ok(())
+    })
+    .with_ignored_flag(ignored)
+}
+
+/// An async test body on a two-thread tokio runtime, as `#[tokio::test]` would run it.
+pub fn block_on<F>(f: impl FnOnce() -> F + Send + 'static) -> impl FnOnce() + Send + 'static
+where
+    F: std::future::Future<Output = ()>,
+{
+    move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f())
+    }
+}
+
+/// Runs `trials` as libtest does (filters, `--ignored`, the summary) and exits.
+pub fn run_trials(trials: Vec<libtest_mimic::Trial>) -> ! {
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit()
+}
+
+/// Where a test writes its report `name` (a Markdown file): `target/reports/` by default,
+/// so that running the tests never rewrites committed files; `docs/` when
+/// `HYPERDHT_WRITE_DOCS=1` is set, which is how the committed reports are regenerated
+/// (README, "Hole punching behind real NATs").
+pub fn report_path(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = if std::env::var_os("HYPERDHT_WRITE_DOCS").is_some_and(|v| v == "1") {
+        root.join("docs")
+    } else {
+        root.join("target").join("reports")
+    };
+    let _ = fs::create_dir_all(&dir);
+    dir.join(name)
+}

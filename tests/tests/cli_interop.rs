@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(20);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn javascript_and_rust_nodes_through_our_bootstrap() {
     let Some(reference) = hyperdht_tests::reference("cli_interop") else {
         return;
@@ -85,4 +84,13 @@ async fn javascript_and_rust_nodes_through_our_bootstrap() {
     assert!(announcer.terminate().success());
     assert!(node.terminate().success());
     assert!(boot.terminate().success());
+}
+
+fn main() {
+    use hyperdht_tests::{block_on, trial};
+    hyperdht_tests::run_trials(vec![trial(
+        "javascript_and_rust_nodes_through_our_bootstrap",
+        hyperdht_tests::reference_missing(),
+        block_on(javascript_and_rust_nodes_through_our_bootstrap),
+    )]);
 }

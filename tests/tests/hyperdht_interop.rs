@@ -38,7 +38,6 @@ fn rust_peers(replies: &[hyperdht::PeersReply]) -> BTreeSet<SocketAddrV4> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_network_announces_are_found_from_either_side() {
     let Some(reference) = hyperdht_tests::reference(TEST) else {
         return;
@@ -224,7 +223,6 @@ async fn mixed_network_announces_are_found_from_either_side() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn javascript_entry_node_and_the_seed_readme_example() {
     let Some(reference) = hyperdht_tests::reference(TEST) else {
         return;
@@ -271,7 +269,6 @@ async fn javascript_entry_node_and_the_seed_readme_example() {
 /// The reachability check (`adaptive`) needs nothing new from other nodes: on a network of
 /// JavaScript nodes only (their entry node too), the relays that forward its probes are all
 /// `hyperdht@1.3.0`, and a Rust node on loopback (reachable) must say so.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reachability_check_runs_on_javascript_relays() {
     hyperdht_tests::logs();
     let Some(reference) = hyperdht_tests::reference(TEST) else {
@@ -311,4 +308,25 @@ async fn the_reachability_check_runs_on_javascript_relays() {
         "and keeps sending its id"
     );
     node.shutdown().await;
+}
+
+fn main() {
+    use hyperdht_tests::{block_on, trial};
+    hyperdht_tests::run_trials(vec![
+        trial(
+            "mixed_network_announces_are_found_from_either_side",
+            hyperdht_tests::reference_missing(),
+            block_on(mixed_network_announces_are_found_from_either_side),
+        ),
+        trial(
+            "javascript_entry_node_and_the_seed_readme_example",
+            hyperdht_tests::reference_missing(),
+            block_on(javascript_entry_node_and_the_seed_readme_example),
+        ),
+        trial(
+            "the_reachability_check_runs_on_javascript_relays",
+            hyperdht_tests::reference_missing(),
+            block_on(the_reachability_check_runs_on_javascript_relays),
+        ),
+    ]);
 }

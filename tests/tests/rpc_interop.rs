@@ -35,7 +35,6 @@ async fn rust_node(bootstrap: SocketAddrV4, log: Arc<Mutex<Vec<(SocketAddrV4, St
     node
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_nodes_join_a_javascript_network_and_the_reverse() {
     let Some(reference) = hyperdht_tests::reference(TEST) else {
         return;
@@ -89,7 +88,6 @@ async fn rust_nodes_join_a_javascript_network_and_the_reverse() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_network_queries_updates_ping_and_holepunch() {
     let Some(reference) = hyperdht_tests::reference(TEST) else {
         return;
@@ -253,4 +251,20 @@ async fn mixed_network_queries_updates_ping_and_holepunch() {
             "JavaScript holepunch to {peer} via {referrer}: {r}"
         );
     }
+}
+
+fn main() {
+    use hyperdht_tests::{block_on, trial};
+    hyperdht_tests::run_trials(vec![
+        trial(
+            "rust_nodes_join_a_javascript_network_and_the_reverse",
+            hyperdht_tests::reference_missing(),
+            block_on(rust_nodes_join_a_javascript_network_and_the_reverse),
+        ),
+        trial(
+            "mixed_network_queries_updates_ping_and_holepunch",
+            hyperdht_tests::reference_missing(),
+            block_on(mixed_network_queries_updates_ping_and_holepunch),
+        ),
+    ]);
 }

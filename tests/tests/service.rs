@@ -9,19 +9,15 @@ use std::time::Duration;
 
 use hyperdht_tests::procs::binary;
 
-#[test]
-fn the_systemd_unit_verifies() {
+fn systemd_analyze_missing() -> Option<String> {
     let have = Command::new("systemd-analyze")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !have {
-        hyperdht_tests::skip(
-            "the_systemd_unit_verifies",
-            "systemd-analyze is not installed",
-        );
-        return;
-    }
+    (!have).then(|| "systemd-analyze is not installed".to_string())
+}
+
+fn the_systemd_unit_verifies() {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/systemd/hyperdht.service");
     let text = std::fs::read_to_string(&unit).expect("the unit");
     assert!(
@@ -53,7 +49,6 @@ fn the_systemd_unit_verifies() {
     assert!(ours.is_empty(), "verify warned: {ours:?}");
 }
 
-#[test]
 fn the_node_notifies_ready_then_stopping() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("notify");
     std::fs::create_dir_all(&dir).expect("dir");
@@ -83,4 +78,20 @@ fn the_node_notifies_ready_then_stopping() {
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success(), "{out:?}");
     let _ = std::fs::remove_file(&path);
+}
+
+fn main() {
+    use hyperdht_tests::trial;
+    hyperdht_tests::run_trials(vec![
+        trial(
+            "the_systemd_unit_verifies",
+            systemd_analyze_missing(),
+            the_systemd_unit_verifies,
+        ),
+        trial(
+            "the_node_notifies_ready_then_stopping",
+            None,
+            the_node_notifies_ready_then_stopping,
+        ),
+    ]);
 }

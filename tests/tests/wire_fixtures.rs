@@ -111,7 +111,6 @@ fn expected_peers_response(r: &Value) -> PeersResponse {
     }
 }
 
-#[test]
 fn every_fixture_decodes_to_its_value_and_encodes_to_its_bytes() {
     let fixtures = fixtures();
     assert!(fixtures.len() >= 30, "too few fixtures: {}", fixtures.len());
@@ -160,7 +159,6 @@ fn every_fixture_decodes_to_its_value_and_encodes_to_its_bytes() {
     );
 }
 
-#[test]
 fn the_committed_fixtures_are_what_the_reference_writes() {
     let Some(reference) =
         hyperdht_tests::reference("the_committed_fixtures_are_what_the_reference_writes")
@@ -188,4 +186,20 @@ fn the_committed_fixtures_are_what_the_reference_writes() {
         fresh == committed,
         "the committed fixtures differ from what the reference writes now: rerun `node gen-fixtures.js fixtures/wire.json` in tests/interop"
     );
+}
+
+fn main() {
+    use hyperdht_tests::trial;
+    hyperdht_tests::run_trials(vec![
+        trial(
+            "every_fixture_decodes_to_its_value_and_encodes_to_its_bytes",
+            None,
+            every_fixture_decodes_to_its_value_and_encodes_to_its_bytes,
+        ),
+        trial(
+            "the_committed_fixtures_are_what_the_reference_writes",
+            hyperdht_tests::reference_missing(),
+            the_committed_fixtures_are_what_the_reference_writes,
+        ),
+    ]);
 }

@@ -95,7 +95,8 @@ fn main() {
         .map_while(Result::ok)
         .find_map(|l| {
             let v: serde_json::Value = serde_json::from_str(&l).ok()?;
-            (v["event"] == "listening").then(|| hyperdht_tests::json_addr(&v["address"]).map(SocketAddr::V4))?
+            (v["event"] == "listening")
+                .then(|| hyperdht_tests::json_addr(&v["address"]).map(SocketAddr::V4))?
         })
         .expect("the node's address");
     eprintln!("soak: node {node} (pid {pid}) for {minutes} min");
