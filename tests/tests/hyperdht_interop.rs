@@ -80,7 +80,7 @@ async fn mixed_network_announces_are_found_from_either_side() {
     let mut announcers = Vec::new();
     for (i, n) in rust.iter().enumerate() {
         n.announce(key(i as u8), AnnounceOptions::default())
-            .collect_all()
+            .replies()
             .await
             .expect("announce");
         announcers.push((key(i as u8), n.local_addr()));
@@ -105,7 +105,7 @@ async fn mixed_network_announces_are_found_from_either_side() {
         let other = (i + 5) % 10;
         let found = rust[other]
             .lookup(*k, AnnounceOptions::default())
-            .collect_all()
+            .replies()
             .await
             .expect("lookup");
         assert_eq!(
@@ -173,7 +173,7 @@ async fn mixed_network_announces_are_found_from_either_side() {
     assert_eq!(r["ok"], true, "{r}");
     let found = rust[8]
         .lookup(key(14), AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await
         .expect("lookup");
     assert!(rust_peers(&found).is_empty(), "{found:?}");
@@ -182,7 +182,7 @@ async fn mixed_network_announces_are_found_from_either_side() {
     let lan: SocketAddrV4 = "192.168.1.2:8888".parse().expect("addr");
     rust[5]
         .announce(key(50), AnnounceOptions::new(Some(7000), Some(lan)))
-        .collect_all()
+        .replies()
         .await
         .expect("announce");
     let r = js.call(json!({"op": "lookup", "node": 2, "key": key(50).to_string(), "localAddress": {"host": "192.168.77.1", "port": 0}})).await;
@@ -194,7 +194,7 @@ async fn mixed_network_announces_are_found_from_either_side() {
             key(51),
             AnnounceOptions::new(None, Some("10.9.200.200:0".parse().expect("addr"))),
         )
-        .collect_all()
+        .replies()
         .await
         .expect("lookup");
     let locals: BTreeSet<SocketAddrV4> = found
@@ -244,7 +244,7 @@ async fn javascript_entry_node_and_the_seed_readme_example() {
     assert!(r.get("error").is_none(), "{r}");
     let found = a
         .lookup(k, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await
         .expect("lookup");
     assert_eq!(
@@ -253,7 +253,7 @@ async fn javascript_entry_node_and_the_seed_readme_example() {
     );
     // And the reverse: Rust announces, JavaScript looks up.
     a.announce(key(99), AnnounceOptions::new(Some(10001), None))
-        .collect_all()
+        .replies()
         .await
         .expect("announce");
     let r = b

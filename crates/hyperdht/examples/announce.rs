@@ -28,7 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let seen = nodes[2]
         .lookup(key, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await?;
     println!(
         "a lookup now sees {:?}",

@@ -12,11 +12,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = Key::from_bytes([4; 32]);
     nodes[0]
         .announce(key, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await?;
     let replies = nodes[7]
         .lookup(key, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await?;
     let reply = replies
         .iter()

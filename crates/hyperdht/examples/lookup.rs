@@ -15,12 +15,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             key,
             AnnounceOptions::new(Some(9000), Some("10.0.0.5:9000".parse()?)),
         )
-        .collect_all()
+        .replies()
         .await?;
 
     // Give our own LAN address (port 0: we only ask) to be told of peers on 10.0.x.x.
     let opts = AnnounceOptions::new(None, Some("10.0.3.3:0".parse()?));
-    for reply in nodes[5].lookup(key, opts).collect_all().await? {
+    for reply in nodes[5].lookup(key, opts).replies().await? {
         println!(
             "{} says: peers {:?}, local peers {:?}",
             reply.node.addr, reply.peers, reply.local_peers

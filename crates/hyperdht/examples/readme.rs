@@ -27,9 +27,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     a.ready().await;
     // announce on a 32 byte key
     let key = Key::from_bytes(*b"01234567012345670123456701234567");
-    b.announce(key, AnnounceOptions::new(Some(10000), None))
+    let (_, outcome) = b
+        .announce(key, AnnounceOptions::new(Some(10000), None))
         .collect_all()
         .await?;
+    println!("announced on {} nodes", outcome.commits);
 
     let mut stream = a.lookup(key, AnnounceOptions::default());
     while let Some(data) = stream.next().await {

@@ -11,14 +11,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (_entry, nodes) = common::local_network(10).await?;
     let key = Key::from_bytes([3; 32]);
     let opts = AnnounceOptions::new(Some(7000), None);
-    nodes[0].announce(key, opts).collect_all().await?;
+    nodes[0].announce(key, opts).replies().await?;
     let count = |r: Vec<hyperdht::PeersReply>| r.iter().filter(|r| !r.peers.is_empty()).count();
     println!(
         "before: {} nodes list us",
         count(
             nodes[4]
                 .lookup(key, AnnounceOptions::default())
-                .collect_all()
+                .replies()
                 .await?
         )
     );
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         count(
             nodes[4]
                 .lookup(key, AnnounceOptions::default())
-                .collect_all()
+                .replies()
                 .await?
         )
     );

@@ -65,13 +65,21 @@ impl PeersStream {
         self.inner.outcome()
     }
 
-    /// Waits for the end: every reply, or the query's error.
-    pub async fn collect_all(mut self) -> Result<Vec<PeersReply>, QueryError> {
+    /// Waits for the end: every reply, and how the query went (for an announce,
+    /// `outcome.commits` is the number of nodes that stored it), or the query's error. As
+    /// `dht_rpc::QueryStream::collect_all`.
+    pub async fn collect_all(mut self) -> Result<(Vec<PeersReply>, QueryOutcome), QueryError> {
         let mut out: Vec<PeersReply> = self.first.drain(..).collect();
         let local = self.local;
-        let (replies, _) = self.inner.collect_all().await?;
+        let (replies, outcome) = self.inner.collect_all().await?;
         out.extend(replies.iter().filter_map(|r| map_reply(r, local)));
-        Ok(out)
+        Ok((out, outcome))
+    }
+
+    /// Waits for the end: every reply, or the query's error ([`PeersStream::collect_all`]
+    /// without the outcome).
+    pub async fn replies(self) -> Result<Vec<PeersReply>, QueryError> {
+        self.collect_all().await.map(|(replies, _)| replies)
     }
 }
 

@@ -29,8 +29,8 @@ impl Testnet {
     ///
     /// let net = Testnet::start(5).await?;
     /// let key = Key::from_bytes([1; 32]);
-    /// net.nodes[0].announce(key, AnnounceOptions::new(Some(7777), None)).collect_all().await?;
-    /// let found = net.nodes[4].lookup(key, LookupOptions::new()).collect_all().await?;
+    /// net.nodes[0].announce(key, AnnounceOptions::new(Some(7777), None)).replies().await?;
+    /// let found = net.nodes[4].lookup(key, LookupOptions::new()).replies().await?;
     /// assert!(found.iter().any(|r| r.peers.iter().any(|p| p.port() == 7777)));
     /// net.shutdown().await;
     /// # Ok(()) }

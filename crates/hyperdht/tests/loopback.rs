@@ -16,7 +16,7 @@ async fn network(n: usize) -> (HyperDht, Vec<HyperDht>) {
 /// All the replies of a lookup of `key` from `node`, telling LAN address `lan`.
 async fn lookup_from_lan(node: &HyperDht, key: Key, lan: &str) -> Vec<hyperdht::PeersReply> {
     let opts = AnnounceOptions::new(None, Some(lan.parse().expect("addr")));
-    node.lookup(key, opts).collect_all().await.expect("lookup")
+    node.lookup(key, opts).replies().await.expect("lookup")
 }
 
 fn peers_of(replies: &[hyperdht::PeersReply]) -> BTreeSet<SocketAddrV4> {
@@ -32,7 +32,7 @@ async fn announce_lookup_unannounce() {
     let key = Key::from_bytes(*b"01234567012345670123456701234567");
     let announced = nodes[0]
         .announce(key, AnnounceOptions::new(Some(10000), None))
-        .collect_all()
+        .replies()
         .await
         .expect("announce");
     assert!(
@@ -42,7 +42,7 @@ async fn announce_lookup_unannounce() {
 
     let found = nodes[5]
         .lookup(key, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await
         .expect("lookup");
     let want: BTreeSet<SocketAddrV4> = ["127.0.0.1:10000".parse().expect("addr")].into();
@@ -56,13 +56,13 @@ async fn announce_lookup_unannounce() {
     // The announcer never sees itself; a second announcer sees the first.
     let own = nodes[0]
         .lookup(key, AnnounceOptions::new(Some(10000), None))
-        .collect_all()
+        .replies()
         .await
         .expect("lookup");
     assert!(peers_of(&own).is_empty(), "{own:?}");
     let second = nodes[7]
         .announce(key, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await
         .expect("announce");
     assert_eq!(
@@ -77,7 +77,7 @@ async fn announce_lookup_unannounce() {
         .expect("unannounce");
     let after = nodes[5]
         .lookup(key, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await
         .expect("lookup");
     assert_eq!(
@@ -94,7 +94,7 @@ async fn local_peers_only_for_matching_prefixes() {
     let lan: SocketAddrV4 = "192.168.1.2:8888".parse().expect("addr");
     nodes[1]
         .announce(key, AnnounceOptions::new(None, Some(lan)))
-        .collect_all()
+        .replies()
         .await
         .expect("announce");
     let same = lookup_from_lan(&nodes[2], key, "192.168.4.4:0").await;
@@ -145,7 +145,7 @@ async fn events_and_the_keepalive_handle() {
     keep.stop().await.expect("unannounced");
     let after = nodes[4]
         .lookup(key, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await
         .expect("lookup");
     assert!(
@@ -266,14 +266,14 @@ async fn shutdown_unannounces_what_is_kept() {
     .expect("announced");
     let before = nodes[4]
         .lookup(key, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await
         .expect("lookup");
     assert!(!peers_of(&before).is_empty(), "announced: {before:?}");
     nodes[0].shutdown().await;
     let after = nodes[4]
         .lookup(key, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await
         .expect("lookup");
     assert!(

@@ -73,7 +73,7 @@ async fn handle(peer: &mut Peer, bootstrap: &str, req: &Value) -> Value {
         "announce" => match peer
             .dht
             .announce(key(req), AnnounceOptions::default())
-            .collect_all()
+            .replies()
             .await
         {
             Ok(r) => json!({"ok": true, "replies": r.len()}),
@@ -82,7 +82,7 @@ async fn handle(peer: &mut Peer, bootstrap: &str, req: &Value) -> Value {
         "lookup" => match peer
             .dht
             .lookup(key(req), AnnounceOptions::default())
-            .collect_all()
+            .replies()
             .await
         {
             Ok(r) => {

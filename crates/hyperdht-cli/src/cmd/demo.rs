@@ -72,7 +72,7 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
     let t = Instant::now();
     let replies = b
         .lookup(key, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await
         .context("lookup failed")?;
     let via = replies
@@ -152,7 +152,7 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
         .context("unannounce failed")?;
     let after = b
         .lookup(key, AnnounceOptions::default())
-        .collect_all()
+        .replies()
         .await
         .context("lookup failed")?;
     let left = after
