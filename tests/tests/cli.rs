@@ -132,7 +132,11 @@ fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
         assert!(r["node"]["id"].as_str().is_some_and(|id| id.len() == 64));
     }
     let out = ok("hyperdht", &["lookup", KEY, "-b", &entry]);
-    assert!(out.contains("found 1 peer(s) from 2 node(s)"), "{}", out);
+    assert!(
+        out.contains("found 1 peer(s); 3 node(s) answered, 2 with peers"),
+        "{}",
+        out
+    );
 
     // ping and holepunch.
     let out = ok("hyperdht", &["ping", &a1, "--json"]);
@@ -161,8 +165,19 @@ fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
         "{:?}",
         announcer.seen
     );
-    let out = ok("hyperdht", &["lookup", KEY, "-b", &entry]);
-    assert!(out.contains("found 0 peer(s)"), "{}", out);
+    // Nothing found: exit 5, the nodes that answered still said so.
+    let out = cmd("hyperdht")
+        .args(["lookup", KEY, "-b", &entry])
+        .assert()
+        .code(5)
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("found 0 peer(s); 3 node(s) answered, 0 with peers"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no peer announced"));
 
     // SIGTERM leaves no process behind.
     let pids = [boot.id(), n1.id(), n2.id(), announcer.id()];
@@ -203,6 +218,30 @@ fn errors_read_as_one_line_with_their_exit_code() {
     assert!(fails("hyperdht", &["lookup", KEY, "-b", &silent], 3).contains("no node answered"));
     assert!(fails("hyperdht", &["ping", &silent, "--timeout-ms", "300"], 3).contains("no answer"));
     assert!(fails("hyperdht", &["holepunch", &silent, "--via", &silent], 3).contains("no path"));
+    // A port out of range is a usage error, not an unknown host: 2.
+    assert!(fails("hyperdht", &["lookup", KEY, "-b", "127.0.0.1:99999"], 2).contains("port"));
+    // --bootstrap where a command does not use it: 2, rather than silently ignored.
+    for args in [
+        &["ping", "127.0.0.1:1", "-b", "127.0.0.1:2"][..],
+        &[
+            "holepunch",
+            "127.0.0.1:1",
+            "--via",
+            "127.0.0.1:2",
+            "-b",
+            "127.0.0.1:3",
+        ],
+        &["demo", "-b", "127.0.0.1:2"],
+        &["testnet", "-b", "127.0.0.1:2"],
+    ] {
+        assert!(
+            fails("hyperdht", args, 2).contains("does not use --bootstrap"),
+            "{args:?}"
+        );
+    }
+    // unannounce without the port that was announced: 2 (it used to remove nothing, and
+    // say it had).
+    assert!(fails("hyperdht", &["unannounce", KEY, "-b", "127.0.0.1:1"], 2).contains("--port"));
     // An unknown host: 4 (refused before any resolver is asked).
     assert!(fails("hyperdht", &["ping", "no such host"], 4).contains("cannot resolve"));
     // A port in use: 4.
@@ -255,8 +294,14 @@ fn testnet_stays_up_and_serves_lookups() {
         .nth(1)
         .expect("address")
         .to_owned();
-    let out = ok("hyperdht", &["lookup", KEY, "-b", &entry]);
-    assert!(out.contains("found 0 peer(s) from 0 node(s)"), "{}", out);
+    let out = cmd("hyperdht")
+        .args(["lookup", KEY, "-b", &entry])
+        .assert()
+        .code(5)
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("found 0 peer(s);"), "{text}");
     assert!(net.terminate().success());
 }
 
@@ -362,7 +407,11 @@ fn metrics_are_served_and_count_what_the_node_does() {
     for _ in 0..3 {
         ok("hyperdht", &["ping", &addr]);
     }
-    ok("hyperdht", &["lookup", KEY, "-b", &addr]);
+    // (Nobody announced KEY: the lookup exits 5, after asking the node.)
+    cmd("hyperdht")
+        .args(["lookup", KEY, "-b", &addr])
+        .assert()
+        .code(5);
     let after = scrape(port);
     let get = |m: &std::collections::HashMap<String, f64>, k: &str| {
         *m.get(k).unwrap_or_else(|| panic!("no {k} in {m:?}"))

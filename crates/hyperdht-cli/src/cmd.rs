@@ -35,7 +35,12 @@ pub fn builder() -> HyperDhtBuilder {
 }
 
 /// An ephemeral node for a one-shot command: it asks, and is never added to routing tables.
-pub async fn client(bootstrap: Vec<String>, needs_bootstrap: bool) -> anyhow::Result<HyperDht> {
+/// Binds `bind` (the top-level `--host` and `-p/--port`: `0.0.0.0:0` by default).
+pub async fn client(
+    bootstrap: Vec<String>,
+    needs_bootstrap: bool,
+    bind: &str,
+) -> anyhow::Result<HyperDht> {
     if needs_bootstrap && bootstrap.is_empty() {
         return Err(UsageError(
             "this command needs a bootstrap node: --bootstrap HOST[:PORT]".into(),
@@ -45,9 +50,24 @@ pub async fn client(bootstrap: Vec<String>, needs_bootstrap: bool) -> anyhow::Re
     builder()
         .rpc(|b| b.ephemeral(true))
         .bootstrap(bootstrap)
-        .bind("0.0.0.0:0")
+        .bind(bind)
         .await
         .context("starting the node")
+}
+
+/// Checks `HOST[:PORT]` arguments before anything resolves them: a port that is not a
+/// number from 1 to 65535 is a usage error (exit 2), not an unknown host.
+pub fn check_addresses(what: &str, addrs: &[String]) -> Result<(), UsageError> {
+    for a in addrs {
+        if let Some((_, port)) = a.rsplit_once(':')
+            && port.parse::<u16>().map_or(true, |p| p == 0)
+        {
+            return Err(UsageError(format!(
+                "malformed {what} {a:?}: the port must be a number from 1 to 65535"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Parses `HOST[:PORT]`, resolving names; port 49737 when absent.

@@ -19,6 +19,20 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NETWORK: u8 = 3;
 /// Exit code of an address problem (port in use, unknown host).
 pub const EXIT_ADDRESS: u8 = 4;
+/// Exit code of a lookup that ran but found no peer.
+pub const EXIT_NOT_FOUND: u8 = 5;
+
+/// A lookup that ran but found nothing: exit code 5.
+#[derive(Debug)]
+pub struct NotFound(pub String);
+
+impl fmt::Display for NotFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotFound {}
 
 /// A usage error: exit code 2.
 #[derive(Debug)]
@@ -37,6 +51,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.is::<UsageError>() {
             return EXIT_USAGE;
+        }
+        if cause.is::<NotFound>() {
+            return EXIT_NOT_FOUND;
         }
         if cause.is::<BindError>() {
             return EXIT_ADDRESS;

@@ -21,7 +21,7 @@ Examples:
   hyperdht holepunch 203.0.113.7:40000 --via 198.51.100.2:49737
 
 Exit codes: 0 ok, 1 failure, 2 usage error, 3 the network did not answer,
-4 address problem (port in use, unknown host).
+4 address problem (port in use, unknown host), 5 a lookup found no peer.
 Logs go to stderr: -v, -vv, -vvv for more, -q for errors only, or RUST_LOG=hyperdht=debug.";
 
 /// A Kademlia DHT for peer discovery with UDP hole punching, packet-compatible with the
@@ -48,7 +48,8 @@ struct Cli {
     /// Logs on stderr as text lines or as one JSON object per line (for log collectors).
     #[arg(long, global = true, value_enum, default_value_t = hyperdht_cli::LogFormat::Text)]
     log_format: hyperdht_cli::LogFormat,
-    /// The UDP port the node listens on; 0 picks a free one. Example: -p 49737
+    /// The UDP port the node (or a command's own DHT socket) listens on; 0 picks a free one.
+    /// Not the port `announce --port` announces. Example: -p 49737
     #[arg(short = 'p', long, default_value_t = 0)]
     port: u16,
     /// The address the node binds. Example: --host 127.0.0.1
@@ -170,6 +171,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let bootstrap = cli.bootstrap;
     cmd::set_trusted(cli.trust, cli.no_trust_loopback);
+    cmd::check_addresses("bootstrap address", &bootstrap)?;
+    // The commands that ask the network bind --host and -p/--port like the node does (so
+    // `hyperdht -p 5005 announce KEY` announces the DHT socket 5005).
+    let bind = format!("{}:{}", cli.host, cli.port);
+    let unused = |command: &str| -> anyhow::Result<()> {
+        if bootstrap.is_empty() {
+            Ok(())
+        } else {
+            Err(hyperdht_cli::UsageError(format!(
+                "`{command}` does not use --bootstrap (it talks to the address it is given)"
+            ))
+            .into())
+        }
+    };
     match cli.command {
         None => {
             let io = if cli.no_batch_io {
@@ -187,21 +202,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cmd::node::run(&out, &cli.host, cli.port, bootstrap, opts).await
         }
         Some(Command::Lookup { key, local_address }) => {
-            cmd::lookup::run(&out, bootstrap, &key, local_address.as_deref()).await
+            cmd::lookup::run(&out, bootstrap, &bind, &key, local_address.as_deref()).await
         }
         Some(Command::Announce {
             key,
             port,
             local_address,
-        }) => cmd::announce::run(&out, bootstrap, &key, port, local_address.as_deref()).await,
+        }) => {
+            let local = local_address.as_deref();
+            cmd::announce::run(&out, bootstrap, &bind, &key, port, local).await
+        }
         Some(Command::Unannounce { key, port }) => {
-            cmd::announce::unannounce(&out, bootstrap, &key, port).await
+            if port.is_none() && cli.port == 0 {
+                return Err(hyperdht_cli::UsageError(
+                    "unannounce needs the port that was announced: --port P (or -p P when \
+                     the announce had no --port and ran from DHT port P)"
+                        .into(),
+                )
+                .into());
+            }
+            cmd::announce::unannounce(&out, bootstrap, &bind, &key, port).await
         }
-        Some(Command::Ping { node, timeout_ms }) => cmd::ping::run(&out, &node, timeout_ms).await,
-        Some(Command::Holepunch { peer, via }) => cmd::ping::holepunch(&out, &peer, &via).await,
-        Some(Command::Testnet { nodes, port, bind }) => {
-            cmd::testnet::run(&out, &bind, nodes as usize, port).await
+        Some(Command::Ping { node, timeout_ms }) => {
+            unused("ping")?;
+            cmd::ping::run(&out, &bind, &node, timeout_ms).await
         }
-        Some(Command::Demo { nodes }) => cmd::demo::run(&out, nodes as usize).await,
+        Some(Command::Holepunch { peer, via }) => {
+            unused("holepunch")?;
+            cmd::ping::holepunch(&out, &bind, &peer, &via).await
+        }
+        Some(Command::Testnet {
+            nodes,
+            port,
+            bind: testnet_bind,
+        }) => {
+            unused("testnet")?;
+            cmd::testnet::run(&out, &testnet_bind, nodes as usize, port).await
+        }
+        Some(Command::Demo { nodes }) => {
+            unused("demo")?;
+            cmd::demo::run(&out, nodes as usize).await
+        }
     }
 }

@@ -11,6 +11,7 @@ use crate::out::Out;
 pub async fn run(
     out: &Out,
     bootstrap: Vec<String>,
+    bind: &str,
     key: &str,
     port: Option<u16>,
     local: Option<&str>,
@@ -18,7 +19,7 @@ pub async fn run(
     let key = hyperdht_cli::parse_key(key)?;
     let local_address = local.map(lan_address).transpose()?;
     let opts = AnnounceOptions::new(port, local_address);
-    let dht = client(bootstrap, true).await?;
+    let dht = client(bootstrap, true, bind).await?;
     let mut events = dht.core_events();
     announce_once(out, &dht, key, opts).await?;
     // The node's core re-announces every 4-5 minutes from here on.
@@ -72,9 +73,20 @@ async fn announce_once(
         Some(Err(e)) => return Err(e.clone()).context("announce failed"),
         None => anyhow::bail!("announce was cancelled"),
     };
+    let dht_port = dht.local_addr().port();
+    let port = opts.port.unwrap_or(dht_port);
+    tracing::info!(%key, nodes = outcome.commits, port, dht_port, "announced");
     out.emit(
-        || format!("announced {key} on {} node(s); {} other peer(s) on it; re-announcing every 4-5 minutes until Ctrl-C", outcome.commits, peers.len()),
-        || json!({"event": "announced", "key": key.to_string(), "nodes": outcome.commits, "peers": addrs_json(&peers.iter().copied().collect::<Vec<_>>())}),
+        || {
+            let mut s = format!("announced {key} on {} node(s) with port {port}; {} other peer(s) on it; re-announcing every 4-5 minutes until Ctrl-C", outcome.commits, peers.len());
+            if port == dht_port {
+                s.push_str(&format!("\n(hole punching reaches this DHT socket, port {dht_port}: peers can `hyperdht holepunch IP:{dht_port} --via NODE`)"));
+            } else {
+                s.push_str(&format!("\n(port {port} is your service's; hole punching reaches this node's DHT socket, port {dht_port}, which lookups do not return: announce without --port to punch to it)"));
+            }
+            s
+        },
+        || json!({"event": "announced", "key": key.to_string(), "nodes": outcome.commits, "port": port, "dht_port": dht_port, "peers": addrs_json(&peers.iter().copied().collect::<Vec<_>>())}),
     );
     Ok(())
 }
@@ -82,11 +94,12 @@ async fn announce_once(
 pub async fn unannounce(
     out: &Out,
     bootstrap: Vec<String>,
+    bind: &str,
     key: &str,
     port: Option<u16>,
 ) -> anyhow::Result<()> {
     let key = hyperdht_cli::parse_key(key)?;
-    let dht = client(bootstrap, true).await?;
+    let dht = client(bootstrap, true, bind).await?;
     let result = dht.unannounce(key, AnnounceOptions::new(port, None)).await;
     finish_unannounce(out, &dht, key, result).await
 }

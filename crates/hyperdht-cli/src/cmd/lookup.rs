@@ -13,17 +13,21 @@ use crate::out::Out;
 pub async fn run(
     out: &Out,
     bootstrap: Vec<String>,
+    bind: &str,
     key: &str,
     local: Option<&str>,
 ) -> anyhow::Result<()> {
     let key = hyperdht_cli::parse_key(key)?;
     let local_address = local.map(lan_address).transpose()?;
-    let dht = client(bootstrap, true).await?;
+    let dht = client(bootstrap, true, bind).await?;
+    let started = std::time::Instant::now();
     let mut stream = dht.lookup(key, AnnounceOptions::new(None, local_address));
     let mut all = BTreeSet::new();
     let mut nodes = 0;
+    let mut with_peers = 0;
     while let Some(reply) = stream.next().await {
         nodes += 1;
+        with_peers += usize::from(!reply.peers.is_empty() || !reply.local_peers.is_empty());
         all.extend(reply.peers.iter().copied());
         out.emit(
             || {
@@ -36,13 +40,28 @@ pub async fn run(
             || json!({"event": "reply", "node": node_json(&reply.node), "peers": addrs_json(&reply.peers), "local_peers": addrs_json(&reply.local_peers)}),
         );
     }
-    if let Some(Err(e)) = stream.outcome() {
-        return Err(e.clone()).context(
-            "lookup failed: no node answered (check --bootstrap and that UDP gets through)",
-        );
-    }
-    out.note(|| format!("found {} peer(s) from {nodes} node(s)", all.len()));
+    let answered = match stream.outcome() {
+        Some(Err(e)) => {
+            return Err(e.clone()).context(
+                "lookup failed: no node answered (check --bootstrap and that UDP gets through)",
+            );
+        }
+        // Every node that answered, with peers or not (the stream yields those with).
+        Some(Ok(o)) => o.responses,
+        None => nodes,
+    };
+    let nodes = answered;
+    tracing::info!(%key, peers = all.len(), nodes, ms = started.elapsed().as_millis() as u64, "lookup done");
+    out.note(|| {
+        format!(
+            "found {} peer(s); {nodes} node(s) answered, {with_peers} with peers",
+            all.len()
+        )
+    });
     dht.shutdown().await;
+    if all.is_empty() {
+        return Err(hyperdht_cli::NotFound(format!("no peer announced {key}")).into());
+    }
     Ok(())
 }
 

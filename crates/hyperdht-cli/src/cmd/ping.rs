@@ -8,12 +8,12 @@ use serde_json::json;
 use super::{addr_json, address, client, ms};
 use crate::out::Out;
 
-pub async fn run(out: &Out, node: &str, timeout_ms: u64) -> anyhow::Result<()> {
+pub async fn run(out: &Out, bind: &str, node: &str, timeout_ms: u64) -> anyhow::Result<()> {
     let to = address(node).await?;
     let dht = crate::cmd::builder()
         .rpc(|b| b.ephemeral(true))
         .rpc(|b| b.request_timeout(Duration::from_millis(timeout_ms)))
-        .bind("0.0.0.0:0")
+        .bind(bind)
         .await
         .context("starting the node")?;
     let pong = dht
@@ -34,10 +34,10 @@ pub async fn run(out: &Out, node: &str, timeout_ms: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn holepunch(out: &Out, peer: &str, via: &str) -> anyhow::Result<()> {
+pub async fn holepunch(out: &Out, bind: &str, peer: &str, via: &str) -> anyhow::Result<()> {
     let peer = address(peer).await?;
     let via = address(via).await?;
-    let dht = client(Vec::new(), false).await?;
+    let dht = client(Vec::new(), false, bind).await?;
     let punch = dht
         .holepunch(peer, via)
         .await
