@@ -22,7 +22,18 @@ pub const ID_LEN: usize = 32;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct NodeId([u8; ID_LEN]);
 
-/// A key announced or looked up on the DHT: 32 bytes, like a node id.
+/// A key announced or looked up on the DHT: 32 bytes, the same type as a node id, with
+/// [`NodeId`]'s methods: [`NodeId::from_bytes`], [`NodeId::as_bytes`], parsing from 64 hex
+/// characters (`"ab12...".parse::<Key>()`), `Display` as hex, [`NodeId::distance`].
+///
+/// ```
+/// use dht_wire::Key;
+///
+/// let key = Key::from_bytes(*b"01234567012345670123456701234567");
+/// let hex = key.to_string();
+/// assert_eq!(hex.len(), 64);
+/// assert_eq!(hex.parse::<Key>(), Ok(key));
+/// ```
 pub type Key = NodeId;
 
 impl NodeId {

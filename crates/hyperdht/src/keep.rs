@@ -34,6 +34,13 @@ impl Announcement {
         self.id
     }
 
+    /// How the last announce went: `Ok(nodes that stored it)`, or why it failed (it is tried
+    /// again at the next deadline); `None` before the first one ended, or once stopped.
+    pub fn last_result(&self) -> Option<Result<usize, QueryError>> {
+        let (id, node) = (self.id?, self.node.upgrade()?);
+        node.read_machine(|m| m.last_announce(id))
+    }
+
     /// Stops re-announcing and waits for the unannounce to finish.
     pub async fn stop(mut self) -> Result<(), QueryError> {
         let (Some(id), Some(node)) = (self.id.take(), self.node.upgrade()) else {

@@ -49,8 +49,9 @@ pub use crate::core::{
     PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId, REANNOUNCE,
 };
 pub use birthday::{Hint, SOCKETS as BIRTHDAY_SOCKETS};
+pub use bytes;
 pub use dht_rpc;
-pub use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType, PeersResponse};
+pub use dht_wire::{Key, NodeId, PEERS, PeersRequest, PeersRequestType, PeersResponse};
 pub use events::PeerEvent;
 #[cfg(feature = "tokio")]
 pub use keep::Announcement;

@@ -142,6 +142,8 @@ async fn events_and_the_keepalive_handle() {
         outcome.as_ref().is_ok_and(|n| *n >= 3),
         "stored on the closest: {outcome:?}"
     );
+    // The handle says how the last announce went, without the event stream.
+    assert_eq!(keep.last_result(), Some(outcome.clone()));
     keep.stop().await.expect("unannounced");
     let after = nodes[4]
         .lookup(key, AnnounceOptions::default())

@@ -111,7 +111,14 @@ pub async fn run(
                     tracing::warn!(error = %e, "could not notify the service manager");
                 }
                 if !out.quiet {
-                    out.emit(|| format!("bootstrapped ({nodes} nodes known)"), || json!({"event": "bootstrapped", "nodes": nodes}));
+                    out.emit(
+                        || if bootstrap.is_empty() && nodes == 0 {
+                            "no bootstrap nodes given: serving as an entry node; others join with -b THIS_HOST:PORT".to_string()
+                        } else {
+                            format!("bootstrapped ({nodes} nodes known)")
+                        },
+                        || json!({"event": "bootstrapped", "nodes": nodes}),
+                    );
                 }
                 if nodes == 0 && !bootstrap.is_empty() {
                     tracing::warn!("no node answered the bootstrap: check --bootstrap and that UDP gets through");

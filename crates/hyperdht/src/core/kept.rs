@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use dht_rpc::{Event, QueryId, QuerySpec};
+use dht_rpc::{Event, QueryError, QueryId, QuerySpec};
 use dht_wire::{Key, PEERS, PeersRequestType};
 use rand::Rng;
 
@@ -31,6 +31,8 @@ pub(super) struct Kept {
     next: Instant,
     /// The announce walk running now.
     running: Option<QueryId>,
+    /// How the last announce went: the nodes that stored it, or why it failed.
+    last: Option<Result<usize, QueryError>>,
 }
 
 impl Core {
@@ -59,6 +61,7 @@ impl Core {
                 opts,
                 next,
                 running: None,
+                last: None,
             },
         );
         self.announce_due(now);
@@ -81,6 +84,12 @@ impl Core {
     /// Announcements kept now.
     pub fn kept(&self) -> usize {
         self.kept.len()
+    }
+
+    /// How the last announce of kept announcement `id` went: `Ok(nodes that stored it)` or
+    /// the query's error; `None` before the first one ended (or for an unknown id).
+    pub fn last_announce(&self, id: KeepId) -> Option<Result<usize, QueryError>> {
+        self.kept.get(&id)?.last.clone()
     }
 
     /// The ids of the announcements kept now.
@@ -137,6 +146,7 @@ impl Core {
             return Ok(None);
         };
         k.running = None;
+        k.last = Some(result.clone().map(|o| o.commits));
         if let Err(err) = &result {
             tracing::warn!(key = %k.key, error = %err, "re-announce failed; trying again at the next deadline");
         }
