@@ -191,7 +191,7 @@ const EXPLANATION: &str = "
   symmetric fail.
 - **JavaScript looker**: the original sends only the relayed ping and never a probe of its
   own, so the announcer's pong is dropped by any looker NAT that filters (restricted,
-  port-restricted, symmetric): the defect PROTOCOL.md describes. Behind a symmetric announcer
+  port-restricted, symmetric): the defect [PROTOCOL.md](PROTOCOL.md) describes. Behind a symmetric announcer
   the pong arrives (the original matches by transaction id alone) but the original reports no
   address, and the datagram it then sends to the announced address hits a port the
   announcer's NAT opened only toward the DHT node.";
