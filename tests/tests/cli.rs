@@ -527,3 +527,76 @@ fn a_restart_with_a_state_dir_keeps_the_id_and_needs_no_bootstrap() {
     drop(entry);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The README's walkthrough, step by step: a bootstrap, a node, an announcer (without
+/// --port, so that its announced port is its DHT socket), a lookup that finds it, a hole
+/// punch to what the lookup returned through the node that returned it, and a datagram
+/// over the punched path that the announcer prints.
+#[test]
+fn the_walkthrough_announce_lookup_punch_and_a_datagram() {
+    let mut boot = Proc::spawn(
+        "dht-bootstrap",
+        &["--host", "127.0.0.1", "--port", "0", "--json"],
+    );
+    let entry =
+        json_addr(
+            &serde_json::from_str::<Value>(&boot.line(T, |l| l.contains("listening")))
+                .expect("json")["address"],
+        )
+        .expect("address")
+        .to_string();
+    let mut node = Proc::spawn("hyperdht", &["--host", "127.0.0.1", "-b", &entry]);
+    node.line(T, |l| l.starts_with("bootstrapped"));
+
+    let mut announcer = Proc::spawn(
+        "hyperdht",
+        &[
+            "--host",
+            "127.0.0.1",
+            "announce",
+            KEY,
+            "-b",
+            &entry,
+            "--json",
+        ],
+    );
+    let announced: Value =
+        serde_json::from_str(&announcer.line(T, |l| l.contains("\"announced\""))).expect("json");
+    let dht_port = announced["dht_port"].as_u64().expect("dht_port");
+    assert_eq!(
+        announced["port"], dht_port,
+        "announced its DHT socket: {announced}"
+    );
+
+    let out = ok("hyperdht", &["lookup", KEY, "-b", &entry, "--json"]);
+    let (peer, via) = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .find_map(|r| {
+            let peer = json_addr(r["peers"].as_array()?.first()?)?;
+            Some((peer, json_addr(&r["node"])?))
+        })
+        .expect("a reply with the announcer");
+    assert_eq!(u64::from(peer.port()), dht_port);
+
+    let out = ok(
+        "hyperdht",
+        &[
+            "holepunch",
+            &peer.to_string(),
+            "--via",
+            &via.to_string(),
+            "--send",
+            "hello",
+        ],
+    );
+    assert!(
+        out.contains("path to") && out.contains("sent \"hello\""),
+        "{out}"
+    );
+    let got: Value =
+        serde_json::from_str(&announcer.line(T, |l| l.contains("\"datagram\""))).expect("json");
+    assert_eq!(got["text"], "hello", "{got}");
+    assert!(announcer.terminate().success());
+    drop((node, boot));
+}

@@ -1,6 +1,7 @@
 //! The commands, one module each, and what they share.
 
 pub mod announce;
+pub mod datagram;
 pub mod demo;
 pub mod lookup;
 pub mod node;

@@ -135,6 +135,10 @@ enum Command {
         /// The node that knows the peer, as HOST:PORT.
         #[arg(long, value_name = "HOST[:PORT]")]
         via: String,
+        /// Once the path is open, send TEXT to the peer over it (a running `hyperdht
+        /// announce` prints what it receives). Example: --send hello
+        #[arg(long, value_name = "TEXT")]
+        send: Option<String>,
     },
     /// Run a local test network on 127.0.0.1 until Ctrl-C: a bootstrap node and N nodes.
     /// Example: hyperdht testnet --nodes 10 --port 10000
@@ -227,9 +231,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             unused("ping")?;
             cmd::ping::run(&out, &bind, &node, timeout_ms).await
         }
-        Some(Command::Holepunch { peer, via }) => {
+        Some(Command::Holepunch { peer, via, send }) => {
             unused("holepunch")?;
-            cmd::ping::holepunch(&out, &bind, &peer, &via).await
+            cmd::ping::holepunch(&out, &bind, &peer, &via, send.as_deref()).await
         }
         Some(Command::Testnet {
             nodes,

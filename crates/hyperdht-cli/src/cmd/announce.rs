@@ -24,8 +24,17 @@ pub async fn run(
     announce_once(out, &dht, key, opts).await?;
     // The node's core re-announces every 4-5 minutes from here on.
     let kept = dht.keep_announced(key, opts);
+    // Text that peers send over a punched path (`hyperdht holepunch ... --send TEXT`).
+    let mut datagrams = dht.datagrams();
     loop {
         tokio::select! {
+            Some((from, d)) = datagrams.recv() => {
+                let Some(text) = super::datagram::decode(&d) else { continue };
+                out.emit(
+                    || format!("datagram from {from}: {text:?}"),
+                    || json!({"event": "datagram", "from": super::addr_json(&from), "text": text}),
+                );
+            }
             e = events.recv() => match e {
                 Ok(CoreEvent::Announced { key, result: Ok(nodes), .. }) => out.emit(
                     || format!("re-announced {key} on {nodes} node(s)"),

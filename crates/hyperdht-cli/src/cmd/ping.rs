@@ -34,7 +34,13 @@ pub async fn run(out: &Out, bind: &str, node: &str, timeout_ms: u64) -> anyhow::
     Ok(())
 }
 
-pub async fn holepunch(out: &Out, bind: &str, peer: &str, via: &str) -> anyhow::Result<()> {
+pub async fn holepunch(
+    out: &Out,
+    bind: &str,
+    peer: &str,
+    via: &str,
+    send: Option<&str>,
+) -> anyhow::Result<()> {
     let peer = address(peer).await?;
     let via = address(via).await?;
     let dht = client(Vec::new(), false, bind).await?;
@@ -46,6 +52,15 @@ pub async fn holepunch(out: &Out, bind: &str, peer: &str, via: &str) -> anyhow::
         || format!("{:?} path to {peer} opened in {:.2} ms", punch.path, punch.elapsed.as_secs_f64() * 1e3),
         || json!({"event": "holepunched", "peer": addr_json(&peer), "via": addr_json(&via), "path": format!("{:?}", punch.path).to_lowercase(), "ms": ms(punch.elapsed)}),
     );
+    if let Some(text) = send {
+        dht.send_datagram(punch.addr, super::datagram::encode(text));
+        // Give the driver a moment to send it before the node closes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        out.emit(
+            || format!("sent {text:?} to {}", punch.addr),
+            || json!({"event": "sent", "to": addr_json(&punch.addr), "text": text}),
+        );
+    }
     dht.shutdown().await;
     Ok(())
 }
