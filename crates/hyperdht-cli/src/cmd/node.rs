@@ -110,17 +110,19 @@ pub async fn run(
                 if let Err(e) = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(&status)]) {
                     tracing::warn!(error = %e, "could not notify the service manager");
                 }
+                // Anyone answered? (An entry node answers without an id, so it is in no table.)
+                let answered = dht.stats().datagrams_in > 0;
                 if !out.quiet {
                     out.emit(
-                        || if bootstrap.is_empty() && nodes == 0 {
-                            "no bootstrap nodes given: serving as an entry node; others join with -b THIS_HOST:PORT".to_string()
-                        } else {
-                            format!("bootstrapped ({nodes} nodes known)")
+                        || match (bootstrap.is_empty(), nodes, answered) {
+                            (true, 0, _) => "no bootstrap nodes given: serving as an entry node; others join with -b THIS_HOST:PORT".to_string(),
+                            (false, 0, true) => "bootstrapped (0 nodes known: the entry node answered, no other node yet)".to_string(),
+                            _ => format!("bootstrapped ({nodes} nodes known)"),
                         },
                         || json!({"event": "bootstrapped", "nodes": nodes}),
                     );
                 }
-                if nodes == 0 && !bootstrap.is_empty() {
+                if nodes == 0 && !bootstrap.is_empty() && !answered {
                     tracing::warn!("no node answered the bootstrap: check --bootstrap and that UDP gets through");
                 }
             }
