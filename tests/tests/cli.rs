@@ -578,6 +578,19 @@ fn the_walkthrough_announce_lookup_punch_and_a_datagram() {
         })
         .expect("a reply with the announcer");
     assert_eq!(u64::from(peer.port()), dht_port);
+    // -v: the lookup says what it did on stderr (and -vv shows its query span).
+    let logged = cmd("hyperdht")
+        .args(["-vv", "lookup", KEY, "-b", &entry])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&logged.stderr);
+    assert!(
+        err.contains("lookup done") && err.contains("peers=1"),
+        "{err}"
+    );
+    assert!(err.contains("query{"), "the query's span: {err}");
 
     let out = ok(
         "hyperdht",
