@@ -54,6 +54,7 @@ pub struct Transmit {
 
 /// What the reachability check (see [`Config::adaptive`]) found last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Reachability {
     /// No verdict yet (or the check is off).

@@ -16,6 +16,7 @@ pub struct QueryId(pub(crate) u64);
 
 /// The answer to a ping (or a hole punch: then it came from the punched peer).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Pong {
     /// Who answered.
@@ -58,6 +59,7 @@ pub struct Reply {
 
 /// How a finished query went.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct QueryOutcome {
     /// The closest nodes that answered with an id, closest first (at most k).

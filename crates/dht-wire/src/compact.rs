@@ -28,6 +28,7 @@ pub struct ZeroPort {
 
 /// A DHT node as the wire carries it: its id and its UDP address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct NodeAddr {
     /// The node's 32-byte id.
     pub id: NodeId,

@@ -6,6 +6,7 @@ use dht_wire::Key;
 
 /// A `peers` request this node served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PeerEvent {
     /// `peer` announced itself on `key` (stored).
     Announce {

@@ -13,6 +13,7 @@ use crate::serve::local_addr;
 
 /// One node's answer: the peers it knows for the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct PeersReply {
     /// The node that answered.
