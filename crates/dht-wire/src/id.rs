@@ -144,6 +144,21 @@ impl Distance {
     }
 }
 
+#[cfg(feature = "serde")]
+impl serde::Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let hex = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        hex.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,20 +211,5 @@ mod tests {
         let b = NodeId::from_bytes([0xff; 32]);
         assert!(a.distance(&t) < b.distance(&t));
         assert_eq!(NodeId::from_bytes([0; 32]).distance(&b).leading_zeros(), 0);
-    }
-}
-
-#[cfg(feature = "serde")]
-impl serde::Serialize for NodeId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-#[cfg(feature = "serde")]
-impl<'de> serde::Deserialize<'de> for NodeId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let hex = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        hex.parse().map_err(serde::de::Error::custom)
     }
 }
