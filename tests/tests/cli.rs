@@ -286,6 +286,19 @@ fn help_and_version() {
 
 #[test]
 fn testnet_stays_up_and_serves_lookups() {
+    // JSON: the bootstrap and every node as addresses.
+    let mut json_net = Proc::spawn(
+        "hyperdht",
+        &["testnet", "--nodes", "3", "--port", "0", "--json"],
+    );
+    let v: Value =
+        serde_json::from_str(&json_net.line(T, |l| l.contains("\"testnet\""))).expect("json");
+    assert!(json_addr(&v["bootstrap"]).is_some(), "{v}");
+    let nodes = v["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3, "{v}");
+    assert!(nodes.iter().all(|n| json_addr(n).is_some()), "{v}");
+    assert!(json_net.terminate().success());
+
     let mut net = Proc::spawn("hyperdht", &["testnet", "--nodes", "5", "--port", "0"]);
     let line = net.line(T, |l| l.starts_with("testnet:"));
     let entry = line
@@ -610,6 +623,30 @@ fn the_walkthrough_announce_lookup_punch_and_a_datagram() {
     let got: Value =
         serde_json::from_str(&announcer.line(T, |l| l.contains("\"datagram\""))).expect("json");
     assert_eq!(got["text"], "hello", "{got}");
+    assert!(json_addr(&got["from"]).is_some(), "{got}");
+    // The same in JSON: the documented shapes.
+    let out = ok(
+        "hyperdht",
+        &[
+            "holepunch",
+            &peer.to_string(),
+            "--via",
+            &via.to_string(),
+            "--send",
+            "again",
+            "--json",
+        ],
+    );
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines[0]["event"], "holepunched", "{out}");
+    assert_eq!(json_addr(&lines[0]["peer"]), Some(peer));
+    assert_eq!(json_addr(&lines[0]["via"]), Some(via));
+    assert!(lines[0]["ms"].as_f64().is_some() && lines[0]["path"].is_string());
+    assert_eq!(lines[1]["event"], "sent", "{out}");
+    assert_eq!(lines[1]["text"], "again");
     assert!(announcer.terminate().success());
     drop((node, boot));
 }
