@@ -233,7 +233,7 @@ impl NodeBuilder {
     }
 }
 
-/// How often bootstrap names are resolved again.
+/// How often bootstrap names are resolved again at least (and after every re-bootstrap).
 const RE_RESOLVE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// `host:port` when `host` is a literal IPv4 address.
@@ -245,11 +245,29 @@ fn resolve_literal(addr: &str) -> Option<SocketAddrV4> {
     })
 }
 
-/// Resolves `names` every [`RE_RESOLVE`] and hands the core what resolved (keeping the
-/// previous list when nothing does), while the node lives.
+/// Resolves `names` again after each re-bootstrap the core's maintenance starts (so each
+/// bootstrap uses names resolved since the one before), and every [`RE_RESOLVE`] at least;
+/// hands the core what resolved (keeping the previous list when nothing does), while the
+/// node lives.
 async fn re_resolve<M: Machine>(node: super::WeakDriver<M>, names: Vec<String>) {
+    let mut seen = None;
+    let mut last = std::time::Instant::now();
     loop {
-        tokio::time::sleep(RE_RESOLVE).await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let Some(strong) = node.upgrade() else {
+            return;
+        };
+        let count = strong.read_core(|c| c.stats().rebootstraps);
+        drop(strong);
+        if seen.is_some_and(|s| s == count) && last.elapsed() < RE_RESOLVE {
+            continue;
+        }
+        let first = seen.is_none();
+        seen = Some(count);
+        last = std::time::Instant::now();
+        if first {
+            continue; // resolved at bind
+        }
         let mut found = Vec::new();
         for b in &names {
             match resolve(b, Some(DEFAULT_BOOTSTRAP_PORT)).await {
@@ -257,11 +275,11 @@ async fn re_resolve<M: Machine>(node: super::WeakDriver<M>, names: Vec<String>) 
                 Err(e) => tracing::warn!(bootstrap = %b, error = %e, "bootstrap node left out"),
             }
         }
-        let Some(node) = node.upgrade() else {
+        let Some(strong) = node.upgrade() else {
             return;
         };
         if !found.is_empty() {
-            node.with_core(|c| c.set_bootstrap_nodes(found));
+            strong.with_core(|c| c.set_bootstrap_nodes(found));
         }
     }
 }
