@@ -334,3 +334,17 @@ async fn a_bootstrap_name_that_fails_does_not_stop_the_node() {
         alone.err()
     );
 }
+
+/// A port in use: the error's message says why (the OS's reason), not only that it failed.
+#[tokio::test]
+async fn a_bind_error_says_why() {
+    let first = Node::builder().bind("127.0.0.1:0").await.expect("first");
+    let taken = first.local_addr().to_string();
+    let err = Node::builder()
+        .bind(&taken)
+        .await
+        .err()
+        .expect("the port is taken");
+    let text = err.to_string();
+    assert!(text.contains(&taken) && text.contains("in use"), "{text}");
+}

@@ -51,6 +51,10 @@ pub use crate::core::{
 pub use birthday::{Hint, SOCKETS as BIRTHDAY_SOCKETS};
 pub use bytes;
 pub use dht_rpc;
+/// Resolves `"host[:port]"` to an IPv4 address (port 49737 when absent and `None`), as
+/// the builders do: for [`HyperDht::ping`] and [`HyperDht::holepunch`], which take addresses.
+#[cfg(feature = "tokio")]
+pub use dht_rpc::driver::resolve;
 pub use dht_wire::{Key, NodeId, PEERS, PeersRequest, PeersRequestType, PeersResponse};
 pub use events::PeerEvent;
 #[cfg(feature = "tokio")]

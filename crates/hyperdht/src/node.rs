@@ -270,6 +270,17 @@ impl HyperDht {
     }
 
     /// Pings a node: our address as it sees us, its id, the round-trip time.
+    ///
+    /// The address is resolved already; from a `"host:port"` string (as
+    /// [`HyperDhtBuilder::bind`] takes), resolve it first with [`crate::resolve`]:
+    ///
+    /// ```no_run
+    /// # async fn run(dht: hyperdht::HyperDht) -> Result<(), Box<dyn std::error::Error>> {
+    /// let node = hyperdht::resolve("localhost:10000", None).await?;
+    /// let pong = dht.ping(node).await?;
+    /// println!("{:?} sees us as {:?}", pong.id, pong.observed);
+    /// # Ok(()) }
+    /// ```
     pub async fn ping(&self, to: SocketAddrV4) -> Result<Pong, RequestError> {
         self.node.ping(to).await
     }

@@ -19,13 +19,14 @@ pub const DEFAULT_BOOTSTRAP_PORT: u16 = 49737;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BindError {
-    /// The socket could not be bound: the port is in use, or the address is not ours.
-    #[error("cannot bind a UDP socket on {addr}")]
+    /// The socket could not be bound: the port is in use, or the address is not ours. The
+    /// message carries the operating system's reason ("Address already in use").
+    #[error("cannot bind a UDP socket on {addr}: {error}")]
     Bind {
         /// The address asked for.
         addr: String,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error (in the message, so not repeated as a source).
+        error: std::io::Error,
     },
     /// A bootstrap or bind address did not resolve to an IPv4 address.
     #[error("cannot resolve {addr:?} to an IPv4 address")]
@@ -207,9 +208,9 @@ impl NodeBuilder {
         self.config.seed = self.seed.unwrap_or_else(rand::random);
         let socket = UdpSocket::bind(SocketAddr::V4(bind))
             .await
-            .map_err(|source| BindError::Bind {
+            .map_err(|error| BindError::Bind {
                 addr: addr.to_owned(),
-                source,
+                error,
             })?;
         let local = match socket.local_addr() {
             Ok(SocketAddr::V4(a)) => a,
