@@ -135,8 +135,11 @@ pub fn json_addr(v: &serde_json::Value) -> Option<std::net::SocketAddrV4> {
 }
 
 /// What a machine lacks to run the JavaScript reference, if anything.
+/// `HYPERDHT_TESTS_HIDE_NODE=1` makes node and npm count as missing (the test that skips
+/// are reported as ignored uses it).
 pub fn reference_missing() -> Option<String> {
-    (!have("node") || !have("npm"))
+    let hidden = std::env::var_os("HYPERDHT_TESTS_HIDE_NODE").is_some_and(|v| v == "1");
+    (hidden || !have("node") || !have("npm"))
         .then(|| "node and npm are needed to run the JavaScript reference".to_string())
 }
 

@@ -591,6 +591,13 @@ fn the_walkthrough_announce_lookup_punch_and_a_datagram() {
         })
         .expect("a reply with the announcer");
     assert_eq!(u64::from(peer.port()), dht_port);
+    // -q silences notes and logs, not the results.
+    let quiet = ok("hyperdht", &["-q", "lookup", KEY, "-b", &entry]);
+    assert!(quiet.contains(&format!("peers {peer}")), "{quiet}");
+    assert!(
+        !quiet.contains("found "),
+        "no summary note under -q: {quiet}"
+    );
     // -v: the lookup says what it did on stderr (and -vv shows its query span).
     let logged = cmd("hyperdht")
         .args(["-vv", "lookup", KEY, "-b", &entry])
