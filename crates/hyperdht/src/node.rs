@@ -271,18 +271,24 @@ impl HyperDht {
 
     /// Pings a node: our address as it sees us, its id, the round-trip time.
     ///
-    /// The address is resolved already; from a `"host:port"` string (as
-    /// [`HyperDhtBuilder::bind`] takes), resolve it first with [`crate::resolve`]:
+    /// The address is resolved already; [`HyperDht::ping_host`] takes `"host:port"`:
     ///
     /// ```no_run
     /// # async fn run(dht: hyperdht::HyperDht) -> Result<(), Box<dyn std::error::Error>> {
-    /// let node = hyperdht::resolve("localhost:10000", None).await?;
-    /// let pong = dht.ping(node).await?;
+    /// let pong = dht.ping_host("localhost:10000").await?;
     /// println!("{:?} sees us as {:?}", pong.id, pong.observed);
     /// # Ok(()) }
     /// ```
     pub async fn ping(&self, to: SocketAddrV4) -> Result<Pong, RequestError> {
         self.node.ping(to).await
+    }
+
+    /// [`HyperDht::ping`] of `"host[:port]"` (port 49737 when absent), as the builder's
+    /// `bind` and `bootstrap` take addresses.
+    pub async fn ping_host(&self, addr: &str) -> Result<Pong, PingError> {
+        let to =
+            dht_rpc::driver::resolve(addr, Some(dht_rpc::driver::DEFAULT_BOOTSTRAP_PORT)).await?;
+        Ok(self.ping(to).await?)
     }
 
     /// Stops the node, after unannouncing what it keeps announced
@@ -310,6 +316,18 @@ impl HyperDht {
         }
         self.node.shutdown().await;
     }
+}
+
+/// Why [`HyperDht::ping_host`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PingError {
+    /// The address did not resolve.
+    #[error(transparent)]
+    Resolve(#[from] dht_rpc::BindError),
+    /// The node did not answer.
+    #[error(transparent)]
+    Request(#[from] RequestError),
 }
 
 /// How long [`HyperDht::shutdown`] waits for the unannounces of kept announcements.

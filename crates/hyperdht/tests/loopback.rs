@@ -283,3 +283,18 @@ async fn shutdown_unannounces_what_is_kept() {
         "shutdown unannounced: {after:?}"
     );
 }
+
+/// `ping_host` takes an address as a string, as `bind` does; a malformed one is an error.
+#[tokio::test]
+async fn ping_host_takes_a_string() {
+    let (entry, nodes) = network(2).await;
+    let pong = nodes[0]
+        .ping_host(&entry.local_addr().to_string())
+        .await
+        .expect("pong");
+    assert_eq!(pong.from, entry.local_addr());
+    assert!(matches!(
+        nodes[0].ping_host("no such host").await,
+        Err(hyperdht::PingError::Resolve(_))
+    ));
+}
