@@ -559,7 +559,38 @@ fn the_walkthrough_announce_lookup_punch_and_a_datagram() {
         .expect("address")
         .to_string();
     let mut node = Proc::spawn("hyperdht", &["--host", "127.0.0.1", "-b", &entry]);
-    node.line(T, |l| l.starts_with("bootstrapped"));
+    // The first node of a network: the entry node answered, nobody else yet.
+    let first = node.line(T, |l| l.starts_with("bootstrapped"));
+    assert!(first.contains("the entry node answered"), "{first}");
+    // A node with no bootstrap at all says it is an entry node.
+    let mut alone = Proc::spawn("hyperdht", &["--host", "127.0.0.1"]);
+    alone.line(T, |l| l.contains("serving as an entry node"));
+    drop(alone);
+
+    // -p binds the command's own DHT socket: announced without --port, that is the port.
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("addr").port()
+    };
+    let mut fixed = Proc::spawn(
+        "hyperdht",
+        &[
+            "--host",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "announce",
+            KEY,
+            "-b",
+            &entry,
+            "--json",
+        ],
+    );
+    let v: Value =
+        serde_json::from_str(&fixed.line(T, |l| l.contains("\"announced\""))).expect("json");
+    assert_eq!(v["dht_port"], port, "{v}");
+    assert_eq!(v["port"], port, "{v}");
+    assert!(fixed.terminate().success());
 
     let mut announcer = Proc::spawn(
         "hyperdht",
