@@ -541,6 +541,17 @@ fn a_restart_with_a_state_dir_keeps_the_id_and_needs_no_bootstrap() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `hyperdht [global args] announce KEY -b entry --json` on 127.0.0.1, and its first
+/// "announced" line.
+fn announce_json(entry: &str, global: &[&str]) -> (Proc, Value) {
+    let mut args = vec!["--host", "127.0.0.1"];
+    args.extend_from_slice(global);
+    args.extend(["announce", KEY, "-b", entry, "--json"]);
+    let mut p = Proc::spawn("hyperdht", &args);
+    let line = p.line(T, |l| l.contains("\"announced\""));
+    (p, serde_json::from_str(&line).expect("json"))
+}
+
 /// The README's walkthrough, step by step: a bootstrap, a node, an announcer (without
 /// --port, so that its announced port is its DHT socket), a lookup that finds it, a hole
 /// punch to what the lookup returned through the node that returned it, and a datagram
@@ -572,40 +583,12 @@ fn the_walkthrough_announce_lookup_punch_and_a_datagram() {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         s.local_addr().expect("addr").port()
     };
-    let mut fixed = Proc::spawn(
-        "hyperdht",
-        &[
-            "--host",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "announce",
-            KEY,
-            "-b",
-            &entry,
-            "--json",
-        ],
-    );
-    let v: Value =
-        serde_json::from_str(&fixed.line(T, |l| l.contains("\"announced\""))).expect("json");
+    let (mut fixed, v) = announce_json(&entry, &["-p", &port.to_string()]);
     assert_eq!(v["dht_port"], port, "{v}");
     assert_eq!(v["port"], port, "{v}");
     assert!(fixed.terminate().success());
 
-    let mut announcer = Proc::spawn(
-        "hyperdht",
-        &[
-            "--host",
-            "127.0.0.1",
-            "announce",
-            KEY,
-            "-b",
-            &entry,
-            "--json",
-        ],
-    );
-    let announced: Value =
-        serde_json::from_str(&announcer.line(T, |l| l.contains("\"announced\""))).expect("json");
+    let (mut announcer, announced) = announce_json(&entry, &[]);
     let dht_port = announced["dht_port"].as_u64().expect("dht_port");
     assert_eq!(
         announced["port"], dht_port,

@@ -69,16 +69,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await?;
     let addr = node.local_addr();
     if let Some(at) = &cli.metrics {
-        let started = std::time::Instant::now();
-        let weak = node.downgrade();
-        let served = dht_rpc::metrics::serve(at, move || {
-            let node = weak.upgrade()?;
-            let mut registry = prometheus_client::registry::Registry::default();
-            node.read_core(|c| dht_rpc::metrics::register(&mut registry, c, started));
-            Some(registry)
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("serving metrics on {at}: {e}"))?;
+        let served = dht_rpc::metrics::serve_node(at, &node, |_, _| {})
+            .await
+            .map_err(|e| anyhow::anyhow!("serving metrics on {at}: {e}"))?;
         tracing::info!(%served, "metrics on http://{served}/metrics");
     }
     if cli.json {

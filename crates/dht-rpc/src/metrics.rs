@@ -7,15 +7,7 @@
 //! use dht_rpc::Node;
 //!
 //! let node = Node::builder().bind("0.0.0.0:0").await?;
-//! let started = std::time::Instant::now();
-//! let weak = node.downgrade();
-//! let addr = dht_rpc::metrics::serve("127.0.0.1:9100", move || {
-//!     let node = weak.upgrade()?;
-//!     let mut registry = prometheus_client::registry::Registry::default();
-//!     node.read_core(|c| dht_rpc::metrics::register(&mut registry, c, started));
-//!     Some(registry)
-//! })
-//! .await?;
+//! let addr = dht_rpc::metrics::serve_node("127.0.0.1:9100", &node, |_, _| {}).await?;
 //! println!("metrics on http://{addr}/metrics");
 //! # Ok(()) }
 //! ```
@@ -262,6 +254,25 @@ impl EncodeMetric for QueryDurations {
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
     }
+}
+
+/// Serves the metrics of `node` ([`register`], uptime from now) on `addr`, and those `extra`
+/// adds (a layer's own) at each scrape, while the node lives (503 once it is gone).
+pub async fn serve_node<M: crate::Machine>(
+    addr: &str,
+    node: &crate::Driver<M>,
+    extra: impl Fn(&crate::Driver<M>, &mut Registry) + Send + Sync + 'static,
+) -> std::io::Result<SocketAddr> {
+    let started = Instant::now();
+    let weak = node.downgrade();
+    serve(addr, move || {
+        let node = weak.upgrade()?;
+        let mut registry = Registry::default();
+        node.read_core(|c| register(&mut registry, c, started));
+        extra(&node, &mut registry);
+        Some(registry)
+    })
+    .await
 }
 
 /// The most a request's head may take (anything longer is refused).

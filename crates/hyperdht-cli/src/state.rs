@@ -88,7 +88,7 @@ pub fn save(dir: &Path, state: &State) -> std::io::Result<()> {
         "saved_at": saved_at,
         "id": state.id.map(|id| id.to_string()),
         "contacts": state.contacts.iter().take(MAX_CONTACTS)
-            .map(|a| json!({"host": a.ip().to_string(), "port": a.port()}))
+            .map(crate::cmd::addr_json)
             .collect::<Vec<_>>(),
     });
     let tmp = dir.join(format!("{FILE}.tmp"));

@@ -19,6 +19,33 @@ async fn lookup_from_lan(node: &HyperDht, key: Key, lan: &str) -> Vec<hyperdht::
     node.lookup(key, opts).replies().await.expect("lookup")
 }
 
+/// The peers a lookup of `key` from `node` finds.
+async fn peers_found(node: &HyperDht, key: Key) -> BTreeSet<SocketAddrV4> {
+    let replies = node
+        .lookup(key, AnnounceOptions::default())
+        .replies()
+        .await
+        .expect("lookup");
+    peers_of(&replies)
+}
+
+/// The key and outcome of the next announce the core reports on `events`.
+async fn next_announced(
+    events: &mut tokio::sync::broadcast::Receiver<hyperdht::CoreEvent>,
+) -> (Key, Result<usize, dht_rpc::QueryError>) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let hyperdht::CoreEvent::Announced { key, result, .. } =
+                events.recv().await.expect("core event")
+            {
+                return (key, result);
+            }
+        }
+    })
+    .await
+    .expect("the core reports the announce")
+}
+
 fn peers_of(replies: &[hyperdht::PeersReply]) -> BTreeSet<SocketAddrV4> {
     replies
         .iter()
@@ -126,18 +153,8 @@ async fn events_and_the_keepalive_handle() {
     })
     .await;
     assert!(found.is_ok(), "node 3 stored the announce");
-    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let hyperdht::CoreEvent::Announced { key: k, result, .. } =
-                kept.recv().await.expect("core event")
-            {
-                assert_eq!(k, key);
-                return result;
-            }
-        }
-    })
-    .await
-    .expect("the core reports the announce");
+    let (k, outcome) = next_announced(&mut kept).await;
+    assert_eq!(k, key);
     assert!(
         outcome.as_ref().is_ok_and(|n| *n >= 3),
         "stored on the closest: {outcome:?}"
@@ -145,15 +162,8 @@ async fn events_and_the_keepalive_handle() {
     // The handle says how the last announce went, without the event stream.
     assert_eq!(keep.last_result(), Some(outcome.clone()));
     keep.stop().await.expect("unannounced");
-    let after = nodes[4]
-        .lookup(key, AnnounceOptions::default())
-        .replies()
-        .await
-        .expect("lookup");
-    assert!(
-        peers_of(&after).is_empty(),
-        "stopping unannounces: {after:?}"
-    );
+    let after = peers_found(&nodes[4], key).await;
+    assert!(after.is_empty(), "stopping unannounces: {after:?}");
 }
 
 #[tokio::test]
@@ -258,30 +268,13 @@ async fn shutdown_unannounces_what_is_kept() {
     let key = Key::from_bytes([6; 32]);
     let mut kept = nodes[0].core_events();
     let _keep = nodes[0].announce_and_keep(key, AnnounceOptions::default());
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !matches!(
-            kept.recv().await.expect("core event"),
-            hyperdht::CoreEvent::Announced { .. }
-        ) {}
-    })
-    .await
-    .expect("announced");
-    let before = nodes[4]
-        .lookup(key, AnnounceOptions::default())
-        .replies()
-        .await
-        .expect("lookup");
-    assert!(!peers_of(&before).is_empty(), "announced: {before:?}");
+    let (k, outcome) = next_announced(&mut kept).await;
+    assert!(k == key && outcome.is_ok(), "announced: {outcome:?}");
+    let before = peers_found(&nodes[4], key).await;
+    assert!(!before.is_empty(), "announced: {before:?}");
     nodes[0].shutdown().await;
-    let after = nodes[4]
-        .lookup(key, AnnounceOptions::default())
-        .replies()
-        .await
-        .expect("lookup");
-    assert!(
-        peers_of(&after).is_empty(),
-        "shutdown unannounced: {after:?}"
-    );
+    let after = peers_found(&nodes[4], key).await;
+    assert!(after.is_empty(), "shutdown unannounced: {after:?}");
 }
 
 /// `ping_host` takes an address as a string, as `bind` does; a malformed one is an error.

@@ -69,14 +69,8 @@ fn main() {
         );
         std::process::exit(2);
     }
-    let taskset = Command::new("taskset").arg("-V").output().is_ok();
-    let mut cmd = if taskset {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"]).arg(&hyperdht);
-        c
-    } else {
-        Command::new(&hyperdht)
-    };
+    let taskset = hyperdht_tests::perf::can_pin();
+    let mut cmd = hyperdht_tests::perf::pinned(taskset.then_some(0), &hyperdht);
     cmd.args(["--host", "127.0.0.1", "--no-trust-loopback", "--json", "-q"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -132,7 +126,7 @@ fn main() {
     let mut t = WINDOW;
     while t <= duration {
         std::thread::sleep((start + t).saturating_duration_since(Instant::now()));
-        let rss = rss_kib(pid);
+        let rss = hyperdht_tests::perf::rss_kib(pid).unwrap_or(0);
         let w = windows
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -201,17 +195,6 @@ enum Load {
     Garbage,
     Flood,
     Victim,
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn request(tid: u16, req: Request) -> Vec<u8> {

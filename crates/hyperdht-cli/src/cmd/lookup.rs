@@ -23,10 +23,8 @@ pub async fn run(
     let started = std::time::Instant::now();
     let mut stream = dht.lookup(key, AnnounceOptions::new(None, local_address));
     let mut all = BTreeSet::new();
-    let mut nodes = 0;
     let mut with_peers = 0;
     while let Some(reply) = stream.next().await {
-        nodes += 1;
         with_peers += usize::from(!reply.peers.is_empty() || !reply.local_peers.is_empty());
         all.extend(reply.peers.iter().copied());
         out.emit(
@@ -40,17 +38,16 @@ pub async fn run(
             || json!({"event": "reply", "node": node_json(&reply.node), "peers": addrs_json(&reply.peers), "local_peers": addrs_json(&reply.local_peers)}),
         );
     }
-    let answered = match stream.outcome() {
+    // Every node that answered, with peers or not (the stream yields only those with).
+    let nodes = match stream.outcome() {
+        Some(Ok(o)) => o.responses,
         Some(Err(e)) => {
             return Err(e.clone()).context(
                 "lookup failed: no node answered (check --bootstrap and that UDP gets through)",
             );
         }
-        // Every node that answered, with peers or not (the stream yields those with).
-        Some(Ok(o)) => o.responses,
-        None => nodes,
+        None => anyhow::bail!("the lookup was cancelled"),
     };
-    let nodes = answered;
     tracing::info!(%key, peers = all.len(), nodes, ms = started.elapsed().as_millis() as u64, "lookup done");
     out.note(|| {
         format!(
