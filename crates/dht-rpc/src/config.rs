@@ -23,6 +23,16 @@ pub const TICK: Duration = Duration::from_secs(5);
 pub const SECRET_ROTATION: Duration = Duration::from_secs(5 * 60);
 /// A contact seen this recently is not pinged by the liveness sweep or before eviction.
 pub const RECENTLY_SEEN: Duration = Duration::from_secs(15);
+/// The liveness sweep pings, every tick, enough of the contacts not seen for a minute
+/// (least recently seen first) to go round the whole table in this time: about one ping
+/// every two seconds for a table of 150. (The reference pings 3 every 40 s, so that a
+/// quarter of an hour after nodes went down a table still holds about one in a hundred of
+/// them, and each costs the walks that meet it a wait for a silent node.)
+pub const SWEEP_PERIOD: Duration = Duration::from_secs(5 * 60);
+/// A contact seen this recently is left out of the liveness sweep.
+pub const SWEEP_AFTER: Duration = Duration::from_secs(60);
+/// The liveness sweep pings at most this many contacts per tick.
+pub const SWEEP_MAX: usize = 8;
 
 /// What a long-lived node does by itself to keep its routing table fresh: every so often
 /// (a uniformly drawn wait, so that nodes started together do not walk together) it

@@ -25,7 +25,9 @@ use dht_wire::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::config::{Config, RECENTLY_SEEN, SECRET_ROTATION, TICK};
+use crate::config::{
+    Config, RECENTLY_SEEN, SECRET_ROTATION, SWEEP_AFTER, SWEEP_MAX, SWEEP_PERIOD, TICK,
+};
 use crate::dead::DeadList;
 use crate::events::{Event, Pong, QueryError, QueryId, RequestError, RequestId};
 use crate::guard::{self, Guard, Over};
@@ -867,18 +869,20 @@ impl<H: Handler> Core<H> {
         if now >= self.next_tick {
             self.ticks += 1;
             self.next_tick = now + TICK;
-            if self.ticks.is_multiple_of(8) {
-                self.ping_some(now);
-            }
+            self.ping_some(now);
         }
         self.flush_requests(now);
     }
 
-    /// The liveness sweep: ping a few of the least recently seen contacts; drop those that
-    /// fail to answer.
+    /// The liveness sweep: ping a few of the least recently seen contacts, enough to go
+    /// round the table in [`SWEEP_PERIOD`] (one while more than two queries run); drop those
+    /// that fail to answer.
     fn ping_some(&mut self, now: Instant) {
-        let n = if self.queries.len() > 2 { 1 } else { 3 };
-        let Some(before) = now.checked_sub(RECENTLY_SEEN) else {
+        let per_tick = (self.table.len() as u128 * TICK.as_millis())
+            .div_ceil(SWEEP_PERIOD.as_millis())
+            .clamp(1, SWEEP_MAX as u128) as usize;
+        let n = if self.queries.len() > 2 { 1 } else { per_tick };
+        let Some(before) = now.checked_sub(SWEEP_AFTER) else {
             return;
         };
         for c in self.table.stale(before, n) {

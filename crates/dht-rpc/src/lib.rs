@@ -31,7 +31,7 @@ mod tokens;
 pub use crate::core::{Core, Reachability, Transmit};
 pub use config::{
     Config, DEFAULT_CONCURRENCY, DEFAULT_K, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RTO_FLOOR,
-    Maintenance, RECENTLY_SEEN, SECRET_ROTATION, TICK,
+    Maintenance, RECENTLY_SEEN, SECRET_ROTATION, SWEEP_AFTER, SWEEP_MAX, SWEEP_PERIOD, TICK,
 };
 pub use dht_wire as wire;
 pub use dht_wire::{NodeAddr, NodeId};

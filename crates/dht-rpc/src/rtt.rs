@@ -6,17 +6,17 @@
 //! (RTO) is `srtt + 4 * rttvar` of its destination if known, else the node's, clamped to
 //! [`Config::rto_floor`] .. [`Config::request_timeout`]; with no sample at all it is the
 //! ceiling. After its RTO a walk's request is *stalled*: it is sent once more, the walk asks
-//! the next candidate, and a late answer is still used; after three RTOs the walk stops
-//! waiting for it, and only the request's own timeout makes it a failure.
+//! the next candidate, and a late answer is still used; after two RTOs (the resend had one)
+//! the walk stops waiting for it, and only the request's own timeout makes it a failure.
 //!
 //! A node we never heard from is timed by the node-wide estimate, which says how long most
 //! answers take, not how far the slowest live nodes are: on the simulator's internet-like
 //! paths, the node-wide RTO at the time of sending was under a third of the round trip to
 //! the slowest 1 % of nodes, and walks ended without them (2 to 4 lookups in 100 missed one
-//! of the closest 20 on a healthy network). So the walk stops waiting for such a node no
-//! sooner than twice the 99th percentile of the round trips it measured lately (a decayed
-//! log-scale histogram of samples). It only stalls at the RTO: the walk still moves on at
-//! once, and only its end can wait longer.
+//! of the closest 20 on a healthy network). So the walk gives the resend of a request to
+//! such a node 1.5 times the 99th percentile of the round trips it measured lately (a
+//! decayed log-scale histogram of samples) before it stops waiting. It only stalls at the
+//! RTO: the walk still moves on at once, and only its end can wait longer.
 //!
 //! Abuse: only an answer to one of our requests, from the address it went to, gives a
 //! sample, so nobody can feed samples for someone else. A node that answers slowly raises
@@ -74,8 +74,8 @@ pub struct Waits {
     pub give_up: Duration,
 }
 
-/// A request with an estimate of its own is given up after this many RTOs.
-pub const GIVE_UP_RTOS: u32 = 3;
+/// A walk stops waiting for a request after this many RTOs (at least).
+pub const GIVE_UP_RTOS: u32 = 2;
 
 /// Log-scale buckets of round-trip samples (four per doubling, in microseconds), decayed:
 /// a high quantile of the round trips to everyone we heard from lately.
@@ -191,10 +191,11 @@ impl Rtts {
         }
     }
 
-    /// How long a walk waits for a request to `to`: its RTO, then [`GIVE_UP_RTOS`] of it.
-    /// For an address that never answered us, the walk stops waiting no sooner than
-    /// twice the 99th percentile of recent round trips: the node-wide RTO says how long
-    /// most answers take, not how far the slowest live nodes are.
+    /// How long a walk waits for a request to `to`. It stalls at its RTO, when it is sent
+    /// once more; the walk then gives it as long again for the resend's answer (two RTOs in
+    /// all). For an address that never answered us, the node-wide RTO says how long most
+    /// answers take, not how far the slowest live nodes are: the resend then has 1.5 times
+    /// the 99th percentile of recent round trips.
     pub fn waits(&self, to: SocketAddrV4, floor: Duration, ceiling: Duration) -> Waits {
         let ceiling = ceiling.max(floor);
         let stall = self.rto(to, floor, ceiling);
@@ -202,7 +203,7 @@ impl Rtts {
         if !self.per.contains_key(&to)
             && let Some(tail) = self.spread.quantile(0.99)
         {
-            give_up = give_up.max(tail * 2);
+            give_up = give_up.max(stall + tail * 3 / 2);
         }
         Waits {
             stall,
@@ -319,14 +320,14 @@ mod tests {
         assert_eq!(
             k.give_up,
             k.stall * GIVE_UP_RTOS,
-            "its own estimate: three RTOs"
+            "its own estimate: two RTOs (the resend at the first has the second)"
         );
         let u = r.waits(far, floor, ceiling);
         assert_eq!(u.stall, r.node().expect("node").rto(floor, ceiling));
         assert!(u.stall < 200 * MS, "the walk moves on early: {:?}", u.stall);
         assert!(
-            u.give_up >= 400 * MS,
-            "but waits past the tail: {:?}",
+            u.give_up >= u.stall + 300 * MS,
+            "but the resend at the stall has 1.5 times the slowest round trip: {:?}",
             u.give_up
         );
         assert!(u.give_up <= ceiling);

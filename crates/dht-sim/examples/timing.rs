@@ -14,7 +14,9 @@
 //! network has healed alike whatever the code's speed. Prints a Markdown table: time per
 //! operation (p50 / p90 / p99, virtual), datagrams per operation (mean, the querying node's
 //! in + out), and how many found exactly the true closest 20; and on stderr the ratios to the
-//! healthy rows and the nodes' counters.
+//! healthy rows, the nodes' counters, how many of the contacts in live nodes' tables are gone
+//! nodes at each row's start, and for each row when the last of the closest answered and how
+//! long the walk then waited for silent nodes.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,17 @@ fn row(label: &str, ops: &[Op]) -> (f64, f64) {
     t.sort();
     let dg = ops.iter().map(|o| o.datagrams).sum::<u64>() as f64 / ops.len().max(1) as f64;
     let exact = ops.iter().filter(|o| o.exact).count();
+    let mut last: Vec<Duration> = ops.iter().map(|o| o.last_closest).collect();
+    last.sort();
+    let mut wait: Vec<Duration> = ops.iter().map(|o| o.time - o.last_closest).collect();
+    wait.sort();
+    eprintln!(
+        "{label}: the last of the closest answered at p50 {:.3} s; then waited p50 {:.3} s, p90 {:.3} s; {:.1} requests unanswered per operation",
+        pct(&last, 0.5),
+        pct(&wait, 0.5),
+        pct(&wait, 0.9),
+        ops.iter().map(|o| o.unanswered).sum::<usize>() as f64 / ops.len().max(1) as f64
+    );
     println!(
         "| {label} | {:.3} | {:.3} | {:.3} | {dg:.0} | {exact}/{} |",
         pct(&t, 0.5),
@@ -108,6 +121,24 @@ fn main() {
             // rows before it took: tables heal meanwhile (liveness sweeps, the walks' own
             // findings), and a slower walk must not give the next row a healthier network.
             let row_start = sim.elapsed();
+            {
+                let gone_set: std::collections::HashSet<_> =
+                    order[..down].iter().map(|&i| nodes[i]).collect();
+                let (mut d, mut e) = (0, 0);
+                for a in &live {
+                    if let Some(c) = sim.core(*a) {
+                        for contact in c.table().iter() {
+                            e += 1;
+                            d += usize::from(gone_set.contains(&contact.addr));
+                        }
+                    }
+                }
+                eprintln!(
+                    "{:.0} % gone, {:.0} % loss: at the row's start, {d} of the {e} contacts in live nodes' tables are gone nodes",
+                    gone * 100.0,
+                    loss * 100.0
+                );
+            }
             sim.set_loss(loss);
             let label = format!("{:.0} % gone, {:.0} % loss", gone * 100.0, loss * 100.0);
             let lookups = sim.timed_ops(&live, ops, false);

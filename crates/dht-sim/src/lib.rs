@@ -114,6 +114,11 @@ pub struct Op {
     pub found: usize,
     /// It found exactly the true closest 20.
     pub exact: bool,
+    /// From start to the last query-round answer of a node among the closest it ended with:
+    /// what is left of `time` is waiting for nodes that did not answer.
+    pub last_closest: Duration,
+    /// Its requests that failed or were given up (the walk's `errors`).
+    pub unanswered: usize,
 }
 
 /// Many nodes on a virtual network: dht-rpc cores (`Sim<Core<H>>`, the default), or any
@@ -560,12 +565,33 @@ impl<M: Machine> Sim<M> {
         let Some(qid) = self.with_core(from, |c, now| c.query(now, spec)) else {
             return (Vec::new(), Err(QueryError::Cancelled));
         };
+        let (replies, result, _) = self.run_query_timed(from, qid);
+        (replies, result)
+    }
+
+    /// Runs the query `qid` of `from` to its end: its replies, each with the virtual time
+    /// it came, and its result.
+    #[allow(clippy::type_complexity)]
+    fn run_query_timed(
+        &mut self,
+        from: SocketAddrV4,
+        qid: dht_rpc::QueryId,
+    ) -> (
+        Vec<Reply>,
+        Result<QueryOutcome, QueryError>,
+        Vec<(Instant, NodeId)>,
+    ) {
         let mut replies = Vec::new();
+        let mut times = Vec::new();
         let mut result = None;
         self.run_until(Duration::from_secs(120), |s| {
+            let now = s.now;
             if let Some(n) = s.nodes.get_mut(&from) {
                 n.events.retain(|e| match e {
                     Event::QueryReply { query, reply } if *query == qid => {
+                        if !reply.commit {
+                            times.push((now, reply.node.id));
+                        }
                         replies.push(reply.clone());
                         false
                     }
@@ -578,7 +604,7 @@ impl<M: Machine> Sim<M> {
             }
             result.is_some()
         });
-        (replies, result.unwrap_or(Err(QueryError::Cancelled)))
+        (replies, result.unwrap_or(Err(QueryError::Cancelled)), times)
     }
 
     /// Runs `queries` `_find_node` lookups for random targets from the nodes in `from` (in
@@ -610,12 +636,22 @@ impl<M: Machine> Sim<M> {
                 QuerySpec::query("_find_node", target, None)
             };
             let start = self.now;
-            let (_, result) = self.run_query(node, spec);
+            let Some(qid) = self.with_core(node, |c, now| c.query(now, spec)) else {
+                continue;
+            };
+            let (_, result, times) = self.run_query_timed(node, qid);
             let time = self.now - start;
             let after = self.core(node).map(|c| c.stats()).unwrap_or(before);
+            let unanswered = result.as_ref().map_or(0, |o| o.errors);
             let got: Vec<NodeId> = result
                 .map(|o| o.closest.iter().map(|c| c.id).collect())
                 .unwrap_or_default();
+            let last_closest = times
+                .iter()
+                .filter(|(_, id)| got.contains(id))
+                .map(|(t, _)| *t - start)
+                .max()
+                .unwrap_or(time);
             let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != own).collect();
             want.sort_by_key(|id| id.distance(&target));
             want.truncate(20);
@@ -625,6 +661,8 @@ impl<M: Machine> Sim<M> {
                     .saturating_sub(before.datagrams_out + before.datagrams_in),
                 found: got.iter().filter(|g| want.contains(g)).count(),
                 exact: got == want,
+                last_closest,
+                unanswered,
             });
         }
         out

@@ -12,9 +12,9 @@ use std::time::Duration;
 use dht_rpc::Config;
 use dht_sim::{Sim, SimConfig};
 
-/// Runs the network; returns (fraction of the true closest found, filtered nodes that found
-/// themselves firewalled, public nodes that wrongly did).
-fn run(adaptive: bool) -> (f64, usize, usize, usize) {
+/// Runs the network; returns (fraction of the true closest found, filtered nodes, filtered
+/// nodes that found themselves firewalled, public nodes that wrongly did, exact lookups of 50).
+fn run(adaptive: bool) -> (f64, usize, usize, usize, usize) {
     let (mut sim, _entry, nodes) = Sim::network_with(
         SimConfig {
             seed: 11,
@@ -49,12 +49,12 @@ fn run(adaptive: bool) -> (f64, usize, usize, usize) {
         "adaptive {adaptive}: {caught}/{behind} filtered nodes found themselves firewalled, {wrong} public ones wrongly; {exact}/50 lookups exact, {:.1}% of the true closest found",
         found * 100.0
     );
-    (found, behind, caught, wrong)
+    (found, behind, caught, wrong, exact)
 }
 
 #[test]
 fn firewalled_nodes_go_ephemeral_and_lookups_stay_exact() {
-    let (found, behind, caught, wrong) = run(true);
+    let (found, behind, caught, wrong, _exact) = run(true);
     assert!(behind > 300, "a third behind filters: {behind}");
     assert_eq!(wrong, 0, "no public node calls itself firewalled");
     assert!(
@@ -68,9 +68,14 @@ fn firewalled_nodes_go_ephemeral_and_lookups_stay_exact() {
 fn without_the_check_filtered_nodes_poison_lookups() {
     // The reference's behaviour, kept as the default: this is what the check is for, and
     // it keeps the first test honest (the scenario really is hard).
-    let (found, _behind, caught, _wrong) = run(false);
+    // (The liveness sweep drops many of the filtered nodes from tables, as they do not
+    // answer its pings: 94 % of the true closest found at seed 11, where the sweep at the
+    // reference's pace (3 pings every 40 s) left under 90 %; but about half the lookups
+    // still miss one.)
+    let (found, _behind, caught, _wrong, exact) = run(false);
     assert_eq!(caught, 0, "no check, no verdict");
-    assert!(found < 0.9, "found {:.1}%", found * 100.0);
+    assert!(exact <= 40, "{exact}/50 exact");
+    assert!(found < 0.97, "found {:.1}%", found * 100.0);
 }
 
 /// In a small network a joining node soon writes to everyone (its bootstrap walk, then the

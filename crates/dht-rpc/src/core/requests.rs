@@ -65,7 +65,7 @@ pub(crate) enum Phase {
     Active,
     /// Past its RTO: it takes no slot, and its sender was told (a late answer still counts).
     Stalled,
-    /// Past three RTOs: its sender stopped waiting for it (it stays in flight until its
+    /// Past its give-up time (two RTOs, or the tail of round trips): its sender stopped waiting for it (it stays in flight until its
     /// deadline: a late answer is still taken, and only the deadline makes it a failure).
     GivenUp,
 }
@@ -361,7 +361,7 @@ mod tests {
         assert_eq!(
             r.next_deadline(),
             Some(give_up),
-            "given up after three RTOs"
+            "given up at its give-up time"
         );
         assert!(r.give_up_due(give_up).is_some());
         assert!(r.give_up_due(give_up).is_some(), "the commit too");

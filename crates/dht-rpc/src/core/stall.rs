@@ -4,8 +4,9 @@
 //!
 //! A stalled request frees its slot at once, so the walk asks its next candidate; its late
 //! answer still counts, and while the candidate is among the closest the walk does not end
-//! before the request is given up (three RTOs after it was sent). If the silent candidate
-//! was named by another node and never answered us directly, it may sit behind a NAT that
+//! before the request is given up (two RTOs after it was sent, or later for a node we never
+//! heard from: see [`crate::rtt`]). If the silent candidate was named by another node and
+//! never answered us directly, it may sit behind a NAT that
 //! only lets in hosts it wrote to: we then ask the node that named it to relay a ping (a
 //! hole punch), which takes no slot of the walk, and ask the candidate again if its pong
 //! comes while the walk runs. A candidate that answered us directly before is never punched
@@ -74,7 +75,7 @@ impl<H: Handler> Core<H> {
         self.pump_query(now, query);
     }
 
-    /// A stalled request's walk stops waiting for it (three RTOs passed): if it was among
+    /// A stalled request's walk stops waiting for it (its give-up time passed): if it was among
     /// the closest, the walk may now end without it.
     pub(super) fn on_give_up(&mut self, now: Instant, purpose: Purpose) {
         let Purpose::Query {
