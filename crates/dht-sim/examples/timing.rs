@@ -8,10 +8,12 @@
 //! after nodes go down). `FIXED=1`: the RTO is pinned to the 1.25 s timeout (floor = ceiling),
 //! so walks wait the full timeout for every silent node; this is not the code before RTT-based
 //! timeouts (that one also resent at half the timeout; build an older commit for it).
-//! `SEED=7`: another network.
+//! `SEED=7`: another network. `PARALLEL=1`: one operation at a time (default 20 at once).
 //!
-//! Every row starts 600 s of virtual time after the one before it (padded), so that the
-//! network has healed alike whatever the code's speed. Prints a Markdown table: time per
+//! Each state (healthy, 10 % gone, 30 % gone) starts 600 s of virtual time after the one
+//! before it (padded), so that the network has healed alike whatever the code's speed; its
+//! two rows (0 % then 1 % loss) run back to back, 20 operations at once, so that both meet
+//! the tables as they are shortly after the die-off. Prints a Markdown table: time per
 //! operation (p50 / p90 / p99, virtual), datagrams per operation (mean, the querying node's
 //! in + out), and how many found exactly the true closest 20; and on stderr the ratios to the
 //! healthy rows, the nodes' counters, how many of the contacts in live nodes' tables are gone
@@ -25,7 +27,7 @@ use dht_sim::{Op, Sim, SimConfig};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-/// Each row (lookups and updates) takes this much virtual time, padded if it took less.
+/// Each state (its two rows) takes this much virtual time, padded if it took less.
 const ROW_SPAN: Duration = Duration::from_secs(600);
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -67,6 +69,10 @@ fn main() {
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let ops: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100);
     let settle: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(30);
+    let parallel: usize = std::env::var("PARALLEL")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     let seed = std::env::var("SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -97,7 +103,7 @@ fn main() {
         wall.elapsed().as_secs_f64()
     );
     println!(
-        "{n} nodes, internet-like delays{}, seed {seed}, {settle} s after nodes go down\n",
+        "{n} nodes, internet-like delays{}, seed {seed}, {settle} s after nodes go down, {parallel} operations at once\n",
         if fixed { ", FIXED 1.25 s waits" } else { "" }
     );
     println!("| network, operation | p50 s | p90 s | p99 s | datagrams | exact |");
@@ -116,34 +122,34 @@ fn main() {
             sim.run_for(Duration::from_secs(settle));
         }
         let live: Vec<_> = order[down..].iter().map(|&i| nodes[i]).collect();
+        // Both loss rows of a state run back to back, their operations `parallel` at once,
+        // so that both meet the tables as they are shortly after the die-off; the next
+        // state starts ROW_SPAN after this one did, however long its rows took (a slower
+        // walk must not hand the next state a network that had longer to heal).
+        let state_start = sim.elapsed();
         for loss in [0.0, 0.01] {
-            // Each row starts the same virtual time after the die-off, however long the
-            // rows before it took: tables heal meanwhile (liveness sweeps, the walks' own
-            // findings), and a slower walk must not give the next row a healthier network.
             let row_start = sim.elapsed();
-            {
-                let gone_set: std::collections::HashSet<_> =
-                    order[..down].iter().map(|&i| nodes[i]).collect();
-                let (mut d, mut e) = (0, 0);
-                for a in &live {
-                    if let Some(c) = sim.core(*a) {
-                        for contact in c.table().iter() {
-                            e += 1;
-                            d += usize::from(gone_set.contains(&contact.addr));
-                        }
+            let gone_set: std::collections::HashSet<_> =
+                order[..down].iter().map(|&i| nodes[i]).collect();
+            let (mut d, mut e) = (0, 0);
+            for a in &live {
+                if let Some(c) = sim.core(*a) {
+                    for contact in c.table().iter() {
+                        e += 1;
+                        d += usize::from(gone_set.contains(&contact.addr));
                     }
                 }
-                eprintln!(
-                    "{:.0} % gone, {:.0} % loss: at the row's start, {d} of the {e} contacts in live nodes' tables are gone nodes",
-                    gone * 100.0,
-                    loss * 100.0
-                );
             }
             sim.set_loss(loss);
             let label = format!("{:.0} % gone, {:.0} % loss", gone * 100.0, loss * 100.0);
-            let lookups = sim.timed_ops(&live, ops, false);
+            eprintln!(
+                "{label}: at the row's start ({:.0} s after the die-off), {d} of the {e} contacts in live nodes' tables are gone nodes",
+                (row_start - state_start).as_secs_f64()
+                    + if gone > 0.0 { settle as f64 } else { 0.0 }
+            );
+            let lookups = sim.timed_ops_parallel(&live, ops, false, parallel);
             let l = row(&format!("{label}, lookup"), &lookups);
-            let updates = sim.timed_ops(&live, ops, true);
+            let updates = sim.timed_ops_parallel(&live, ops, true, parallel);
             let u = row(&format!("{label}, update"), &updates);
             let sum = |f: fn(&dht_rpc::Stats) -> u64| -> u64 {
                 live.iter()
@@ -159,8 +165,6 @@ fn main() {
                 sum(|s| s.timeouts),
                 sum(|s| s.dead_skipped),
             );
-            let spent = sim.elapsed() - row_start;
-            sim.run_for(ROW_SPAN.saturating_sub(spent));
             if gone == 0.0 {
                 healthy.push((l, u));
             } else if let Some(((hl, hd), (hu, hud))) = healthy.get((loss * 100.0) as usize) {
@@ -173,6 +177,8 @@ fn main() {
                 );
             }
         }
+        let spent = sim.elapsed() - state_start;
+        sim.run_for(ROW_SPAN.saturating_sub(spent));
     }
     eprintln!(
         "{:.0} s of wall time, {:.0} s virtual",

@@ -621,44 +621,123 @@ impl<M: Machine> Sim<M> {
     /// (or, with `update`, an update: the same walk, then a commit round to the closest) for
     /// a random target, and measures each: virtual time, the datagrams the node sent and
     /// received meanwhile, and whether it found exactly the true closest 20 of the live nodes.
+    /// One operation at a time.
     pub fn timed_ops(&mut self, from: &[SocketAddrV4], n: usize, update: bool) -> Vec<Op> {
+        self.timed_ops_parallel(from, n, update, 1)
+    }
+
+    /// As [`Sim::timed_ops`], with up to `parallel` operations running at once (each from
+    /// its own node), as on a network in use: the operations then all meet the network in
+    /// about the same state (say, shortly after nodes went down), where one at a time they
+    /// would spread over minutes in which tables heal.
+    pub fn timed_ops_parallel(
+        &mut self,
+        from: &[SocketAddrV4],
+        n: usize,
+        update: bool,
+        parallel: usize,
+    ) -> Vec<Op> {
+        struct Running {
+            node: SocketAddrV4,
+            qid: dht_rpc::QueryId,
+            own: NodeId,
+            target: NodeId,
+            start: Instant,
+            before: dht_rpc::Stats,
+            times: Vec<(Instant, NodeId)>,
+        }
         let ids = self.live_ids();
         let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let target = self.random_id();
-            let node = from[(i * 7919) % from.len()];
-            let Some((own, before)) = self.core(node).map(|c| (c.id(), c.stats())) else {
-                continue;
+        let mut running: Vec<Running> = Vec::new();
+        let (mut next, mut tries) = (0usize, 0usize);
+        loop {
+            // Start operations up to `parallel`, each from a node that runs none.
+            while running.len() < parallel.max(1) && next < n && tries < n * 4 + from.len() {
+                let node = from[((next + tries) * 7919) % from.len()];
+                tries += 1;
+                if running.iter().any(|r| r.node == node) {
+                    continue;
+                }
+                let Some((own, before)) = self.core(node).map(|c| (c.id(), c.stats())) else {
+                    continue;
+                };
+                let target = self.random_id();
+                let spec = if update {
+                    QuerySpec::update("_find_node", target, None)
+                } else {
+                    QuerySpec::query("_find_node", target, None)
+                };
+                let Some(qid) = self.with_core(node, |c, now| c.query(now, spec)) else {
+                    continue;
+                };
+                tries -= 1;
+                next += 1;
+                running.push(Running {
+                    node,
+                    qid,
+                    own,
+                    target,
+                    start: self.now,
+                    before,
+                    times: Vec::new(),
+                });
+            }
+            if running.is_empty() {
+                break;
+            }
+            // Run until one of them ends.
+            let mut ended = None;
+            self.run_until(Duration::from_secs(120), |s| {
+                let now = s.now;
+                for (i, r) in running.iter_mut().enumerate() {
+                    let Some(node) = s.nodes.get_mut(&r.node) else {
+                        continue;
+                    };
+                    node.events.retain(|e| match e {
+                        Event::QueryReply { query, reply } if *query == r.qid => {
+                            if !reply.commit {
+                                r.times.push((now, reply.node.id));
+                            }
+                            false
+                        }
+                        Event::QueryDone { query, result } if *query == r.qid => {
+                            ended = Some((i, result.clone()));
+                            false
+                        }
+                        _ => true,
+                    });
+                    if ended.is_some() {
+                        return true;
+                    }
+                }
+                false
+            });
+            let (i, result) = match ended.take() {
+                Some(e) => e,
+                // Past the limit: the first one is taken as failed.
+                None => (0, Err(QueryError::Cancelled)),
             };
-            let spec = if update {
-                QuerySpec::update("_find_node", target, None)
-            } else {
-                QuerySpec::query("_find_node", target, None)
-            };
-            let start = self.now;
-            let Some(qid) = self.with_core(node, |c, now| c.query(now, spec)) else {
-                continue;
-            };
-            let (_, result, times) = self.run_query_timed(node, qid);
-            let time = self.now - start;
-            let after = self.core(node).map(|c| c.stats()).unwrap_or(before);
+            let r = running.swap_remove(i);
+            let time = self.now - r.start;
+            let after = self.core(r.node).map(|c| c.stats()).unwrap_or(r.before);
             let unanswered = result.as_ref().map_or(0, |o| o.errors);
             let got: Vec<NodeId> = result
                 .map(|o| o.closest.iter().map(|c| c.id).collect())
                 .unwrap_or_default();
-            let last_closest = times
+            let last_closest = r
+                .times
                 .iter()
                 .filter(|(_, id)| got.contains(id))
-                .map(|(t, _)| *t - start)
+                .map(|(t, _)| *t - r.start)
                 .max()
                 .unwrap_or(time);
-            let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != own).collect();
-            want.sort_by_key(|id| id.distance(&target));
+            let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != r.own).collect();
+            want.sort_by_key(|id| id.distance(&r.target));
             want.truncate(20);
             out.push(Op {
                 time,
                 datagrams: (after.datagrams_out + after.datagrams_in)
-                    .saturating_sub(before.datagrams_out + before.datagrams_in),
+                    .saturating_sub(r.before.datagrams_out + r.before.datagrams_in),
                 found: got.iter().filter(|g| want.contains(g)).count(),
                 exact: got == want,
                 last_closest,
