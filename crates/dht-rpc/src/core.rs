@@ -121,7 +121,17 @@ pub struct Core<H = NoHandler> {
     rtts: Rtts,
     /// Addresses that stopped answering, kept out of walks for a while.
     dead: DeadList,
+    /// Answers are encoded here and split off (see [`ANSWER_ARENA`]).
+    arena: bytes::BytesMut,
+    /// Working space of the closest nodes an answer carries.
+    closest_scratch: Vec<(dht_wire::Distance, NodeAddr)>,
+    closest_buf: Vec<NodeAddr>,
 }
+
+/// Answers are encoded into one buffer of this size and split off it: a transmit holds a
+/// slice, and once the driver sent and dropped them all the buffer is reused, so answering
+/// allocates once per this many bytes of answers, not once per answer.
+const ANSWER_ARENA: usize = 32 * 1024;
 
 impl Core<NoHandler> {
     /// A core that serves no application command.
@@ -183,6 +193,9 @@ impl<H: Handler> Core<H> {
             reach: Reach::default(),
             rtts: Rtts::default(),
             dead: DeadList::default(),
+            arena: bytes::BytesMut::new(),
+            closest_scratch: Vec::new(),
+            closest_buf: Vec::new(),
         }
     }
 

@@ -237,21 +237,40 @@ impl RoutingTable {
 
     /// The `n` contacts closest to `target`, closest first, by exact XOR distance.
     pub fn closest(&self, target: &NodeId, n: usize) -> Vec<NodeAddr> {
+        let mut out = Vec::with_capacity(n.min(self.len()));
+        self.closest_into(target, n, &mut Vec::new(), &mut out);
+        out
+    }
+
+    /// [`RoutingTable::closest`] into `out` (cleared first), with `scratch` as working
+    /// space: a caller that keeps both answers without allocating.
+    pub fn closest_into(
+        &self,
+        target: &NodeId,
+        n: usize,
+        scratch: &mut Vec<(Distance, NodeAddr)>,
+        out: &mut Vec<NodeAddr>,
+    ) {
+        out.clear();
+        scratch.clear();
+        if self.is_empty() {
+            return;
+        }
         // Each distance once (a 32-byte XOR), not once per comparison of the select and the
         // sort: that was nine tenths of answering a `_find_node` (`benches/core.rs`).
-        let mut all: Vec<(Distance, &Contact)> = self
-            .buckets
-            .iter()
-            .filter(|b| !b.is_empty())
-            .flatten()
-            .map(|c| (c.id.distance(target), c))
-            .collect();
-        if all.len() > n {
-            all.select_nth_unstable_by(n, |a, b| a.0.cmp(&b.0));
-            all.truncate(n);
+        scratch.extend(
+            self.buckets
+                .iter()
+                .filter(|b| !b.is_empty())
+                .flatten()
+                .map(|c| (c.id.distance(target), c.node())),
+        );
+        if scratch.len() > n {
+            scratch.select_nth_unstable_by(n, |a, b| a.0.cmp(&b.0));
+            scratch.truncate(n);
         }
-        all.sort_unstable_by_key(|a| a.0);
-        all.into_iter().map(|(_, c)| c.node()).collect()
+        scratch.sort_unstable_by_key(|a| a.0);
+        out.extend(scratch.iter().map(|(_, node)| *node));
     }
 
     /// Up to `n` contacts not seen since `before`, least recently seen first.

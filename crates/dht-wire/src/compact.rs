@@ -68,6 +68,13 @@ fn put_peer(out: &mut BytesMut, peer: &SocketAddrV4) {
     out.put_u16(peer.port());
 }
 
+/// One peer's 6 bytes, on the stack.
+pub fn peer_bytes(peer: &SocketAddrV4) -> [u8; PEER_LEN] {
+    let [a, b, c, d] = peer.ip().octets();
+    let [p, q] = peer.port().to_be_bytes();
+    [a, b, c, d, p, q]
+}
+
 /// Encodes one peer in 6 bytes.
 pub fn encode_peer(peer: &SocketAddrV4) -> Bytes {
     encode_peers(std::slice::from_ref(peer))

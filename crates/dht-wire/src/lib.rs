@@ -9,6 +9,8 @@
 //! - [`compact`]: `ipv4-peers`' encodings of peers, nodes and local peers.
 //! - [`NodeId`]: 32-byte ids and keys with exact XOR distance.
 //! - [`Checked`]: fixed-format fields kept as they arrived, valid or not.
+//! - [`ResponseRef`]: a response from borrowed parts, encoded into a reused buffer (a
+//!   node's answers without an allocation each).
 //!
 //! The protobuf types are generated at build time from `proto/` (prost + protox, no `protoc`
 //! needed) and stay private; the public API is the domain types, converted with `TryFrom`.
@@ -31,6 +33,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod answer;
 mod checked;
 pub mod compact;
 mod datagram;
@@ -50,6 +53,7 @@ mod pb {
     }
 }
 
+pub use answer::ResponseRef;
 pub use checked::Checked;
 pub use compact::{LocalPeer, NodeAddr};
 pub use datagram::{Datagram, Message, Tid};

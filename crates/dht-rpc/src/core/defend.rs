@@ -5,7 +5,7 @@
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use dht_wire::{Checked, Datagram, NodeAddr, NodeId, PING, Request, Response, Tid};
+use dht_wire::{Checked, NodeAddr, NodeId, PING, Request, ResponseRef, Tid};
 
 use super::{Core, Purpose};
 use crate::events::QueryId;
@@ -111,14 +111,26 @@ impl<H: Handler> Core<H> {
             && (to.ip().is_loopback() || to.ip().is_unspecified() || Some(to) == self.observed)
     }
 
-    /// Sends `response` to `to` if its bytes fit the destination's response budget.
-    pub(super) fn answer(&mut self, now: Instant, to: SocketAddrV4, tid: Tid, response: Response) {
-        let datagram = Datagram::response(tid, response);
-        let payload = datagram.encode();
-        if !self.guard.admit_response(now, *to.ip(), payload.len()) {
+    /// Sends `response` to `to` if its bytes fit the destination's response budget. It is
+    /// encoded into the core's arena: no allocation per answer.
+    pub(super) fn answer(
+        &mut self,
+        now: Instant,
+        to: SocketAddrV4,
+        tid: Tid,
+        response: ResponseRef<'_>,
+    ) {
+        let len = response.encoded_len();
+        if !self.guard.admit_response(now, *to.ip(), len) {
             self.stats.responses_limited += 1;
             return;
         }
+        if self.arena.capacity() < len {
+            // Reuses the arena's buffer when every answer split off it was dropped.
+            self.arena.reserve(super::ANSWER_ARENA.max(len));
+        }
+        response.encode_into(tid, &mut self.arena);
+        let payload = self.arena.split().freeze();
         self.stats.requests_answered += 1;
         self.transmit_encoded(now, to, payload);
     }

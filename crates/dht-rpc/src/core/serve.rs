@@ -9,8 +9,9 @@
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use bytes::Bytes;
-use dht_wire::{Checked, Datagram, FIND_NODE, PING, Request, Response, Tid, compact};
+use dht_wire::{
+    Checked, Datagram, FIND_NODE, NodeAddr, NodeId, PING, Request, ResponseRef, Tid, compact,
+};
 
 use super::{Core, defend};
 use crate::events::Event;
@@ -78,23 +79,32 @@ impl<H: Handler> Core<H> {
             FIND_NODE => self.stats.served_find_node += 1,
             _ => self.stats.served_other += 1,
         }
-        let response = match req.command.as_str() {
-            PING => Response {
-                id: self.wire_id(),
-                value: Some(compact::encode_peer(&to)),
-                roundtrip_token: Some(self.token_for(&to)),
-                ..Response::default()
-            },
+        let id = (!self.is_ephemeral()).then_some(self.id);
+        let token = self.tokens.issue(*to.ip());
+        match req.command.as_str() {
+            PING => {
+                let observed = compact::peer_bytes(&to);
+                let response = ResponseRef {
+                    id: id.as_ref(),
+                    value: Some(&observed),
+                    token: Some(&token),
+                    nodes: None,
+                };
+                self.answer(now, to, tid, response);
+            }
             FIND_NODE => {
                 let Some(target) = req.target_id() else {
                     return self.drop_request(from, "find_node without a valid target");
                 };
-                Response {
-                    id: self.wire_id(),
-                    nodes: Some(Checked::Valid(self.table.closest(&target, self.config.k))),
-                    roundtrip_token: Some(self.token_for(&to)),
-                    ..Response::default()
-                }
+                let nodes = self.closest_for_answer(&target);
+                let response = ResponseRef {
+                    id: id.as_ref(),
+                    nodes: Some(&nodes),
+                    token: Some(&token),
+                    value: None,
+                };
+                self.answer(now, to, tid, response);
+                self.closest_buf = nodes;
             }
             command => {
                 let Some(target) = req.target_id() else {
@@ -112,19 +122,26 @@ impl<H: Handler> Core<H> {
                     Answer::Value(v) => v,
                     Answer::Drop => return self.drop_request(from, "the handler declined"),
                 };
-                Response {
-                    id: self.wire_id(),
-                    nodes: Some(Checked::Valid(self.table.closest(&target, self.config.k))),
-                    value,
-                    roundtrip_token: Some(self.token_for(&to)),
-                }
+                let nodes = self.closest_for_answer(&target);
+                let response = ResponseRef {
+                    id: id.as_ref(),
+                    nodes: Some(&nodes),
+                    value: value.as_deref(),
+                    token: Some(&token),
+                };
+                self.answer(now, to, tid, response);
+                self.closest_buf = nodes;
             }
-        };
-        self.answer(now, to, tid, response);
+        }
     }
 
-    fn token_for(&self, peer: &SocketAddrV4) -> Bytes {
-        Bytes::copy_from_slice(&self.tokens.issue(*peer.ip()))
+    /// The closest nodes to `target` that an answer carries, in the core's reused buffer
+    /// (taken out of it: put it back after use).
+    fn closest_for_answer(&mut self, target: &NodeId) -> Vec<NodeAddr> {
+        let mut nodes = std::mem::take(&mut self.closest_buf);
+        self.table
+            .closest_into(target, self.config.k, &mut self.closest_scratch, &mut nodes);
+        nodes
     }
 
     fn drop_request(&mut self, from: SocketAddrV4, why: &'static str) {
