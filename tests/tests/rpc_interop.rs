@@ -24,7 +24,7 @@ async fn rust_node(bootstrap: SocketAddrV4, log: Arc<Mutex<Vec<(SocketAddrV4, St
         let mut store = store.lock().expect("lock");
         if req.update {
             if let Some(v) = req.value {
-                store.insert(req.target, v.clone());
+                store.insert(req.target, Bytes::copy_from_slice(v));
                 log.lock().expect("lock").push((me, hex::encode(v)));
             }
             Answer::Value(None)

@@ -27,7 +27,7 @@ fn serve_values(node: &Node) {
             match req.value {
                 // Only store values under their own hash.
                 Some(v) if key_of(v) == req.target => {
-                    store.insert(req.target, v.clone());
+                    store.insert(req.target, Bytes::copy_from_slice(v));
                     Answer::Value(None)
                 }
                 _ => Answer::Drop,

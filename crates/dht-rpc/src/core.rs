@@ -20,7 +20,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use dht_wire::{
-    Checked, Datagram, FIND_NODE, Message, NodeAddr, NodeId, PING, Request, Response, compact,
+    Checked, Datagram, FIND_NODE, Message, NodeAddr, NodeId, PING, Request, RequestRef, Response,
+    compact,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -643,7 +644,19 @@ impl<H: Handler> Core<H> {
             }
             return;
         }
-        let datagram = match Datagram::decode(bytes) {
+        // A request is decoded in place (its fields borrowed, no allocation); a response
+        // into owned fields (the walk keeps its nodes).
+        let decoded = match bytes {
+            [a, b, body @ ..] if a & 0x80 != 0 => {
+                let tid = dht_wire::Tid::from_masked(u16::from_be_bytes([*a, *b]));
+                RequestRef::decode(body).map(|r| (tid, Ok(r)))
+            }
+            _ => Datagram::decode(bytes).and_then(|d| match d.message {
+                Message::Response(res) => Ok((d.tid, Err(res))),
+                Message::Request(_) => Err(dht_wire::DecodeError::TooShort(bytes.len())),
+            }),
+        };
+        let (tid, message) = match decoded {
             Ok(d) => d,
             Err(_) if self.deliver_unrecognized => {
                 self.stats.unrecognized += 1;
@@ -664,12 +677,12 @@ impl<H: Handler> Core<H> {
             }
         };
         self.dead.revive(from);
-        match datagram.message {
-            Message::Request(req) => {
+        match message {
+            Ok(req) => {
                 self.reach.heard_request(from);
-                self.on_request(now, from, datagram.tid, req)
+                self.on_request(now, from, tid, req)
             }
-            Message::Response(res) => self.on_response(now, from, datagram.tid, res),
+            Err(res) => self.on_response(now, from, tid, res),
         }
     }
 

@@ -8,7 +8,7 @@
 //! use futures::StreamExt;
 //!
 //! let node = Node::builder().bootstrap(["localhost:10000"]).bind("0.0.0.0:0").await?;
-//! node.on_command("echo", |req| Answer::Value(req.value.cloned()));
+//! node.on_command("echo", |req| Answer::Value(req.value.map(bytes::Bytes::copy_from_slice)));
 //! node.ready().await;
 //! let target = dht_rpc::NodeId::from_bytes([7; 32]);
 //! let mut replies = node.query("echo", target, Some(b"hi".to_vec().into()));

@@ -17,8 +17,8 @@ pub struct Incoming<'a> {
     pub id: Option<NodeId>,
     /// The key queried.
     pub target: NodeId,
-    /// The request's payload.
-    pub value: Option<&'a Bytes>,
+    /// The request's payload (borrowed from the datagram).
+    pub value: Option<&'a [u8]>,
     /// `true` for an update: the request carried a valid roundtrip token, so the requester
     /// really receives datagrams at `from`. `false` for a query.
     pub update: bool,

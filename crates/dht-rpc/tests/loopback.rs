@@ -79,7 +79,7 @@ async fn custom_commands_reach_handlers_as_queries_and_updates() {
         node.on_command("kv", move |req| {
             let mut kv = kv.lock().unwrap();
             if req.update {
-                *kv = req.value.cloned();
+                *kv = req.value.map(bytes::Bytes::copy_from_slice);
                 stored
                     .lock()
                     .unwrap()

@@ -11,6 +11,9 @@ pub enum DecodeError {
     /// The body is not a valid protobuf message of the expected type.
     #[error("malformed protobuf: {0}")]
     Protobuf(#[from] prost::DecodeError),
+    /// A request's body is not a valid protobuf `Request` (see [`crate::RequestRef`]).
+    #[error("malformed request: {0}")]
+    Request(&'static str),
     /// A field that the schema marks `required` is absent.
     #[error("required field `{0}` is missing")]
     MissingField(&'static str),

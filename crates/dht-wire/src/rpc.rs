@@ -60,9 +60,10 @@ impl Request {
         self.target.as_ref().and_then(|c| c.valid().copied())
     }
 
-    /// Decodes the protobuf body of a request (after the datagram header).
+    /// Decodes the protobuf body of a request (after the datagram header), through
+    /// [`crate::RequestRef`].
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        pb::dht_rpc::Request::decode(body)?.try_into()
+        crate::RequestRef::decode(body).map(|r| r.to_owned())
     }
 
     /// The protobuf encoding of the request (without the datagram header).

@@ -5,7 +5,7 @@
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use dht_wire::{Checked, NodeAddr, NodeId, PING, Request, ResponseRef, Tid};
+use dht_wire::{NodeAddr, NodeId, PING, Request, RequestRef, ResponseRef, Tid};
 
 use super::{Core, Purpose};
 use crate::events::QueryId;
@@ -144,9 +144,9 @@ impl<H: Handler> Core<H> {
 
 /// The sender id of a request, unless it is relayed (then it is the requester's, and the
 /// address the relay's).
-pub(super) fn direct_sender(req: &Request) -> Option<NodeId> {
-    match (&req.id, &req.forward_response) {
-        (Some(Checked::Valid(id)), None) => Some(*id),
-        _ => None,
+pub(super) fn direct_sender(req: &RequestRef<'_>) -> Option<NodeId> {
+    match req.forward_response {
+        None => req.sender_id(),
+        Some(_) => None,
     }
 }

@@ -10,7 +10,8 @@ use std::net::SocketAddrV4;
 use std::time::Instant;
 
 use dht_wire::{
-    Checked, Datagram, FIND_NODE, NodeAddr, NodeId, PING, Request, ResponseRef, Tid, compact,
+    Checked, Datagram, FIND_NODE, NodeAddr, NodeId, PING, Request, RequestRef, ResponseRef, Tid,
+    compact,
 };
 
 use super::{Core, defend};
@@ -19,7 +20,13 @@ use crate::guard::{Relay, dest};
 use crate::handler::{Answer, Handler, Incoming};
 
 impl<H: Handler> Core<H> {
-    pub(super) fn on_request(&mut self, now: Instant, from: SocketAddrV4, tid: Tid, req: Request) {
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        tid: Tid,
+        req: RequestRef<'_>,
+    ) {
         // A relayed hole-punch ping (it has forwardResponse) carries the requester's id but
         // comes from the relay's address: adding it would map the requester's id to the
         // relay (the reference does, and then routes that id's traffic to the relay). A
@@ -29,21 +36,20 @@ impl<H: Handler> Core<H> {
         }
         let update = req
             .roundtrip_token
-            .as_deref()
             .is_some_and(|t| self.tokens.is_valid(*from.ip(), t));
         if update {
             self.proved(now, from);
         }
 
-        if let Some(forward) = &req.forward_request {
-            self.relay(now, from, tid, forward.valid().copied(), req);
+        if let Some(forward) = req.forward_request() {
+            self.relay(now, from, tid, forward.valid().copied(), req.to_owned());
             return;
         }
         // Answer the peer named in forwardResponse instead of the sender (the relay); the
         // pong then tells that peer its address as the relay saw it.
-        let to = match &req.forward_response {
+        let to = match req.forward_response() {
             None => from,
-            Some(Checked::Valid(requester)) if req.command == PING => *requester,
+            Some(Checked::Valid(requester)) if req.command == PING => requester,
             Some(_) => return self.drop_request(from, "invalid forwardResponse"),
         };
         if to != from {
@@ -62,7 +68,7 @@ impl<H: Handler> Core<H> {
         // Hints can make the application send much (a birthday punch), so they count only
         // from a relay that proved it receives at its address: not from a spoofed source.
         if to != from
-            && let Some(value) = req.value.clone()
+            && let Some(value) = req.value.map(bytes::Bytes::copy_from_slice)
         {
             if self.guard.vouched(*from.ip()) {
                 self.events.push_back(Event::PunchRequest {
@@ -74,14 +80,14 @@ impl<H: Handler> Core<H> {
                 self.stats.hints_unproven += 1;
             }
         }
-        match req.command.as_str() {
+        match req.command {
             PING => self.stats.served_ping += 1,
             FIND_NODE => self.stats.served_find_node += 1,
             _ => self.stats.served_other += 1,
         }
         let id = (!self.is_ephemeral()).then_some(self.id);
         let token = self.tokens.issue(*to.ip());
-        match req.command.as_str() {
+        match req.command {
             PING => {
                 let observed = compact::peer_bytes(&to);
                 let response = ResponseRef {
@@ -115,7 +121,7 @@ impl<H: Handler> Core<H> {
                     from,
                     id: req.sender_id(),
                     target,
-                    value: req.value.as_ref(),
+                    value: req.value,
                     update,
                 };
                 let value = match self.handler.on_request(now, &incoming) {
