@@ -20,8 +20,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use dht_wire::{
-    Checked, Datagram, FIND_NODE, Message, NodeAddr, NodeId, PING, Request, RequestRef, Response,
-    compact,
+    Checked, Datagram, FIND_NODE, NodeAddr, NodeId, PING, Request, RequestRef, Response, compact,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -647,14 +646,15 @@ impl<H: Handler> Core<H> {
         // A request is decoded in place (its fields borrowed, no allocation); a response
         // into owned fields (the walk keeps its nodes).
         let decoded = match bytes {
-            [a, b, body @ ..] if a & 0x80 != 0 => {
+            [a, b, body @ ..] => {
                 let tid = dht_wire::Tid::from_masked(u16::from_be_bytes([*a, *b]));
-                RequestRef::decode(body).map(|r| (tid, Ok(r)))
+                if a & 0x80 != 0 {
+                    RequestRef::decode(body).map(|r| (tid, Ok(r)))
+                } else {
+                    Response::decode(body).map(|r| (tid, Err(r)))
+                }
             }
-            _ => Datagram::decode(bytes).and_then(|d| match d.message {
-                Message::Response(res) => Ok((d.tid, Err(res))),
-                Message::Request(_) => Err(dht_wire::DecodeError::TooShort(bytes.len())),
-            }),
+            _ => Err(dht_wire::DecodeError::TooShort(bytes.len())),
         };
         let (tid, message) = match decoded {
             Ok(d) => d,

@@ -55,48 +55,55 @@ const START_GROUP: u64 = 3;
 const END_GROUP: u64 = 4;
 const FIXED32: u64 = 5;
 
+fn malformed(why: &'static str) -> DecodeError {
+    DecodeError::Request(why)
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
     /// A varint as prost reads one: at most 10 bytes, the 10th at most 1.
-    fn varint(&mut self) -> Result<u64, &'static str> {
+    fn varint(&mut self) -> Result<u64, DecodeError> {
         let mut v: u64 = 0;
         for i in 0..10 {
-            let (&b, rest) = self.buf.split_first().ok_or("buffer underflow")?;
+            let (&b, rest) = self
+                .buf
+                .split_first()
+                .ok_or(malformed("buffer underflow"))?;
             self.buf = rest;
             if i == 9 && b > 1 {
-                return Err("invalid varint");
+                return Err(malformed("invalid varint"));
             }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
                 return Ok(v);
             }
         }
-        Err("invalid varint")
+        Err(malformed("invalid varint"))
     }
 
     /// A key: (tag, wire type).
-    fn key(&mut self) -> Result<(u32, u64), &'static str> {
+    fn key(&mut self) -> Result<(u32, u64), DecodeError> {
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
-            return Err("invalid key value");
+            return Err(malformed("invalid key value"));
         }
         let wire = key & 7;
         if wire > FIXED32 {
-            return Err("invalid wire type value");
+            return Err(malformed("invalid wire type value"));
         }
         let tag = (key as u32) >> 3;
         if tag == 0 {
-            return Err("invalid tag value: 0");
+            return Err(malformed("invalid tag value: 0"));
         }
         Ok((tag, wire))
     }
 
-    fn take(&mut self, len: u64) -> Result<&'a [u8], &'static str> {
+    fn take(&mut self, len: u64) -> Result<&'a [u8], DecodeError> {
         if len > self.buf.len() as u64 {
-            return Err("buffer underflow");
+            return Err(malformed("buffer underflow"));
         }
         let (head, rest) = self.buf.split_at(len as usize);
         self.buf = rest;
@@ -104,7 +111,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips an unknown field as prost does.
-    fn skip(&mut self, tag: u32, wire: u64, depth: u32) -> Result<(), &'static str> {
+    fn skip(&mut self, tag: u32, wire: u64, depth: u32) -> Result<(), DecodeError> {
         let len = match wire {
             VARINT => self.varint().map(|_| 0)?,
             FIXED32 => 4,
@@ -112,13 +119,13 @@ impl<'a> Reader<'a> {
             LEN => self.varint()?,
             START_GROUP => {
                 if depth == 0 {
-                    return Err("recursion limit reached");
+                    return Err(malformed("recursion limit reached"));
                 }
                 loop {
                     let (inner, inner_wire) = self.key()?;
                     if inner_wire == END_GROUP {
                         if inner != tag {
-                            return Err("unexpected end group tag");
+                            return Err(malformed("unexpected end group tag"));
                         }
                         break;
                     }
@@ -126,7 +133,7 @@ impl<'a> Reader<'a> {
                 }
                 0
             }
-            _ => return Err("unexpected end group tag"),
+            _ => return Err(malformed("unexpected end group tag")),
         };
         self.take(len).map(drop)
     }
@@ -135,13 +142,17 @@ impl<'a> Reader<'a> {
 impl<'a> RequestRef<'a> {
     /// Decodes the protobuf body of a request (after the datagram header).
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
-        Self::parse(body).map_err(DecodeError::Request)?
-    }
-
-    fn parse(body: &'a [u8]) -> Result<Result<Self, DecodeError>, &'static str> {
         let mut r = Reader { buf: body };
+        let mut req = RequestRef {
+            command: "",
+            id: None,
+            target: None,
+            forward_request: None,
+            forward_response: None,
+            roundtrip_token: None,
+            value: None,
+        };
         let mut command = None;
-        let mut f: [Option<&'a [u8]>; 6] = [None; 6];
         while !r.buf.is_empty() {
             let (tag, wire) = r.key()?;
             if !(1..=7).contains(&tag) {
@@ -149,39 +160,27 @@ impl<'a> RequestRef<'a> {
                 continue;
             }
             if wire != LEN {
-                return Err("invalid wire type for a field of the request");
+                return Err(malformed("invalid wire type for a field of the request"));
             }
             let len = r.varint()?;
-            let bytes = r.take(len)?;
-            if tag == 1 {
-                command = Some(
-                    std::str::from_utf8(bytes)
-                        .map_err(|_| "invalid string value: data is not UTF-8 encoded")?,
-                );
-            } else {
-                f[tag as usize - 2] = Some(bytes);
+            let field = r.take(len)?;
+            let bytes = Some(field);
+            match tag {
+                1 => {
+                    command = Some(std::str::from_utf8(field).map_err(|_| {
+                        malformed("invalid string value: data is not UTF-8 encoded")
+                    })?)
+                }
+                2 => req.id = bytes,
+                3 => req.target = bytes,
+                4 => req.forward_request = bytes,
+                5 => req.forward_response = bytes,
+                6 => req.roundtrip_token = bytes,
+                _ => req.value = bytes,
             }
         }
-        let Some(command) = command else {
-            return Ok(Err(DecodeError::MissingField("command")));
-        };
-        let [
-            id,
-            target,
-            forward_request,
-            forward_response,
-            roundtrip_token,
-            value,
-        ] = f;
-        Ok(Ok(RequestRef {
-            command,
-            id,
-            target,
-            forward_request,
-            forward_response,
-            roundtrip_token,
-            value,
-        }))
+        req.command = command.ok_or(DecodeError::MissingField("command"))?;
+        Ok(req)
     }
 
     /// The sender's id, if it sent a well-formed one.

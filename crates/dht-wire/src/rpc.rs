@@ -114,10 +114,6 @@ fn id_field(b: Bytes) -> Checked<NodeId> {
     Checked::parse(b, NodeId::from_slice)
 }
 
-fn peer_field(b: Bytes) -> Checked<SocketAddrV4> {
-    Checked::parse(b, compact::decode_peer)
-}
-
 fn encode_id(c: &Checked<NodeId>) -> Bytes {
     c.encode(|id| Bytes::copy_from_slice(id.as_bytes()))
 }
@@ -126,6 +122,9 @@ fn encode_peer(c: &Checked<SocketAddrV4>) -> Bytes {
     c.encode(compact::encode_peer)
 }
 
+/// prost's decoding, converted: the oracle of [`crate::RequestRef`]'s differential test
+/// (requests themselves are decoded by `RequestRef`).
+#[cfg(test)]
 impl TryFrom<pb::dht_rpc::Request> for Request {
     type Error = DecodeError;
 
@@ -134,8 +133,12 @@ impl TryFrom<pb::dht_rpc::Request> for Request {
             command: m.command.ok_or(DecodeError::MissingField("command"))?,
             id: m.id.map(id_field),
             target: m.target.map(id_field),
-            forward_request: m.forward_request.map(peer_field),
-            forward_response: m.forward_response.map(peer_field),
+            forward_request: m
+                .forward_request
+                .map(|b| Checked::parse(b, compact::decode_peer)),
+            forward_response: m
+                .forward_response
+                .map(|b| Checked::parse(b, compact::decode_peer)),
             roundtrip_token: m.roundtrip_token,
             value: m.value,
         })

@@ -10,8 +10,7 @@ use std::net::SocketAddrV4;
 use std::time::Instant;
 
 use dht_wire::{
-    Checked, Datagram, FIND_NODE, NodeAddr, NodeId, PING, Request, RequestRef, ResponseRef, Tid,
-    compact,
+    Checked, Datagram, FIND_NODE, NodeId, PING, Request, RequestRef, ResponseRef, Tid, compact,
 };
 
 use super::{Core, defend};
@@ -85,32 +84,13 @@ impl<H: Handler> Core<H> {
             FIND_NODE => self.stats.served_find_node += 1,
             _ => self.stats.served_other += 1,
         }
-        let id = (!self.is_ephemeral()).then_some(self.id);
-        let token = self.tokens.issue(*to.ip());
         match req.command {
-            PING => {
-                let observed = compact::peer_bytes(&to);
-                let response = ResponseRef {
-                    id: id.as_ref(),
-                    value: Some(&observed),
-                    token: Some(&token),
-                    nodes: None,
-                };
-                self.answer(now, to, tid, response);
-            }
+            PING => self.respond(now, to, tid, None, Some(&compact::peer_bytes(&to))),
             FIND_NODE => {
                 let Some(target) = req.target_id() else {
                     return self.drop_request(from, "find_node without a valid target");
                 };
-                let nodes = self.closest_for_answer(&target);
-                let response = ResponseRef {
-                    id: id.as_ref(),
-                    nodes: Some(&nodes),
-                    token: Some(&token),
-                    value: None,
-                };
-                self.answer(now, to, tid, response);
-                self.closest_buf = nodes;
+                self.respond(now, to, tid, Some(&target), None);
             }
             command => {
                 let Some(target) = req.target_id() else {
@@ -128,26 +108,36 @@ impl<H: Handler> Core<H> {
                     Answer::Value(v) => v,
                     Answer::Drop => return self.drop_request(from, "the handler declined"),
                 };
-                let nodes = self.closest_for_answer(&target);
-                let response = ResponseRef {
-                    id: id.as_ref(),
-                    nodes: Some(&nodes),
-                    value: value.as_deref(),
-                    token: Some(&token),
-                };
-                self.answer(now, to, tid, response);
-                self.closest_buf = nodes;
+                self.respond(now, to, tid, Some(&target), value.as_deref());
             }
         }
     }
 
-    /// The closest nodes to `target` that an answer carries, in the core's reused buffer
-    /// (taken out of it: put it back after use).
-    fn closest_for_answer(&mut self, target: &NodeId) -> Vec<NodeAddr> {
+    /// Answers `to` with our id (unless ephemeral), a token for it, `value`, and the closest
+    /// nodes to `near` if given (from the core's reused buffers: no allocation).
+    fn respond(
+        &mut self,
+        now: Instant,
+        to: SocketAddrV4,
+        tid: Tid,
+        near: Option<&NodeId>,
+        value: Option<&[u8]>,
+    ) {
+        let id = (!self.is_ephemeral()).then_some(self.id);
+        let token = self.tokens.issue(*to.ip());
         let mut nodes = std::mem::take(&mut self.closest_buf);
-        self.table
-            .closest_into(target, self.config.k, &mut self.closest_scratch, &mut nodes);
-        nodes
+        if let Some(target) = near {
+            self.table
+                .closest_into(target, self.config.k, &mut self.closest_scratch, &mut nodes);
+        }
+        let response = ResponseRef {
+            id: id.as_ref(),
+            nodes: near.map(|_| nodes.as_slice()),
+            value,
+            token: Some(&token),
+        };
+        self.answer(now, to, tid, response);
+        self.closest_buf = nodes;
     }
 
     fn drop_request(&mut self, from: SocketAddrV4, why: &'static str) {
