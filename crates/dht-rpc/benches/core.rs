@@ -9,8 +9,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "../tests/support/fill.rs"]
+mod fill;
 use dht_rpc::{Config, Core, NodeId, RoutingTable, Tokens};
-use dht_wire::{Checked, Datagram, FIND_NODE, Message, PING, Request, Response, Tid};
+use dht_wire::{Checked, Datagram, FIND_NODE, PING, Request, Tid};
 use rand::{Rng, SeedableRng};
 
 fn ids(n: usize) -> Vec<NodeId> {
@@ -61,33 +64,7 @@ fn hot_paths(c: &mut Criterion) {
     let mut full = Core::new(Config::default(), t);
     full.set_local_port(49737);
     // Fill its table as nodes that ping it with their ids would (each answers the verify).
-    for (i, id) in ids(1000).into_iter().enumerate() {
-        let addr = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 + (i as u32) * 256), 4000);
-        let req = Request {
-            id: Some(Checked::Valid(id)),
-            ..Request::new(PING)
-        };
-        full.handle_datagram(
-            t,
-            addr,
-            &Datagram::request(Tid::from_masked(3), req).encode(),
-        );
-        while let Some(tx) = full.poll_transmit() {
-            // Answer the core's verification ping, as a live node would.
-            if let Ok(Datagram {
-                tid,
-                message: Message::Request(_),
-            }) = Datagram::decode(&tx.payload)
-            {
-                let res = Response {
-                    id: Some(Checked::Valid(id)),
-                    ..Response::default()
-                };
-                full.handle_datagram(t, addr, &Datagram::response(tid, res).encode());
-            }
-        }
-    }
-    while full.poll_event().is_some() {}
+    fill::fill_table(&mut full, t, &ids(1000));
     g.bench_function(
         format!(
             "_find_node through the core ({} contacts)",

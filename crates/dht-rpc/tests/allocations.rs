@@ -11,7 +11,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use dht_rpc::{Answer, Config, Core, Handler, Incoming, NodeId};
-use dht_wire::{Checked, Datagram, FIND_NODE, Message, PING, Request, Response, Tid};
+use dht_wire::{Checked, Datagram, FIND_NODE, PING, Request, Tid};
+
+#[path = "support/fill.rs"]
+mod fill;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -57,33 +60,10 @@ fn answers_allocate_only_for_decoding_the_request() {
     // A table of 300 contacts, each verified as a live node answers the core's ping.
     let mut full = Core::new(config, t);
     full.set_local_port(49737);
-    for i in 0..300u32 {
-        let id = NodeId::from_bytes(*blake_ish(i));
-        let addr = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 + i * 256), 4000);
-        let req = Request {
-            id: Some(Checked::Valid(id)),
-            ..Request::new(PING)
-        };
-        full.handle_datagram(
-            t,
-            addr,
-            &Datagram::request(Tid::from_masked(3), req).encode(),
-        );
-        while let Some(tx) = full.poll_transmit() {
-            if let Ok(Datagram {
-                tid,
-                message: Message::Request(_),
-            }) = Datagram::decode(&tx.payload)
-            {
-                let res = Response {
-                    id: Some(Checked::Valid(id)),
-                    ..Response::default()
-                };
-                full.handle_datagram(t, addr, &Datagram::response(tid, res).encode());
-            }
-        }
-    }
-    while full.poll_event().is_some() {}
+    let ids: Vec<NodeId> = (0..300)
+        .map(|i| NodeId::from_bytes(*blake_ish(i)))
+        .collect();
+    fill::fill_table(&mut full, t, &ids);
     assert!(full.table().len() >= 60, "{}", full.table().len());
     let find = Datagram::request(
         Tid::from_masked(2),
