@@ -626,17 +626,13 @@ fn the_walkthrough_announce_lookup_punch_and_a_datagram() {
     );
     assert!(err.contains("query{"), "the query's span: {err}");
 
-    let out = ok(
-        "hyperdht",
-        &[
-            "holepunch",
-            &peer.to_string(),
-            "--via",
-            &via.to_string(),
-            "--send",
-            "hello",
-        ],
-    );
+    let (peer_s, via_s) = (peer.to_string(), via.to_string());
+    let punch = |text: &str, extra: &[&str]| {
+        let mut args = vec!["holepunch", &peer_s, "--via", &via_s, "--send", text];
+        args.extend_from_slice(extra);
+        ok("hyperdht", &args)
+    };
+    let out = punch("hello", &[]);
     assert!(
         out.contains("path to") && out.contains("sent \"hello\""),
         "{out}"
@@ -646,18 +642,7 @@ fn the_walkthrough_announce_lookup_punch_and_a_datagram() {
     assert_eq!(got["text"], "hello", "{got}");
     assert!(json_addr(&got["from"]).is_some(), "{got}");
     // The same in JSON: the documented shapes.
-    let out = ok(
-        "hyperdht",
-        &[
-            "holepunch",
-            &peer.to_string(),
-            "--via",
-            &via.to_string(),
-            "--send",
-            "again",
-            "--json",
-        ],
-    );
+    let out = punch("again", &["--json"]);
     let lines: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))

@@ -127,10 +127,10 @@ fn main() {
         // state starts ROW_SPAN after this one did, however long its rows took (a slower
         // walk must not hand the next state a network that had longer to heal).
         let state_start = sim.elapsed();
+        let gone_set: std::collections::HashSet<_> =
+            order[..down].iter().map(|&i| nodes[i]).collect();
         for loss in [0.0, 0.01] {
             let row_start = sim.elapsed();
-            let gone_set: std::collections::HashSet<_> =
-                order[..down].iter().map(|&i| nodes[i]).collect();
             let (mut d, mut e) = (0, 0);
             for a in &live {
                 if let Some(c) = sim.core(*a) {
