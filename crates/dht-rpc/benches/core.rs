@@ -25,9 +25,16 @@ fn hot_paths(c: &mut Criterion) {
     let mut g = c.benchmark_group("core");
     g.measurement_time(Duration::from_secs(3));
 
-    let tokens = Tokens::new([1; 32], [2; 32]);
-    g.bench_function("token issue", |b| {
+    let mut tokens = Tokens::new([1; 32], [2; 32]);
+    g.bench_function("token issue, cached host", |b| {
         b.iter(|| black_box(tokens.issue(black_box(Ipv4Addr::new(203, 0, 113, 9)))))
+    });
+    let mut host = 0x0b00_0000u32;
+    g.bench_function("token issue, new host", |b| {
+        b.iter(|| {
+            host = host.wrapping_add(0x9e37);
+            black_box(tokens.issue(black_box(Ipv4Addr::from(host))))
+        })
     });
 
     let own = NodeId::from_bytes([0; 32]);

@@ -1,16 +1,41 @@
 //! Roundtrip tokens: `sha256(secret || the host's 4 octets)`, two secrets rotated every five
 //! minutes (the reference hashes the dotted host string; a token is opaque to everyone but
-//! its issuer, and the octets spare a formatting and an allocation per answer). A token proves that the requester received an earlier response at its address,
-//! so an update (an announce) cannot come from a spoofed source.
+//! its issuer, and the octets spare a formatting and an allocation per answer). A token
+//! proves that the requester received an earlier response at its address, so an update (an
+//! announce) cannot come from a spoofed source.
+//!
+//! Every answer carries a token, and a busy node answers the same hosts again and again (a
+//! walk asks, then commits): the current secret's tokens of recent hosts are kept in a small
+//! direct-mapped cache ([`CACHE_SLOTS`] slots, allocated on first use, emptied when the
+//! secret rotates), so that a repeat costs a compare instead of a SHA-256. Which slot a host
+//! takes depends on the secret, so nobody outside can aim floods of hosts at one slot; a
+//! flood of new hosts only evicts, and a miss costs what every token cost before.
 
 use std::net::Ipv4Addr;
 
 use sha2::{Digest, Sha256};
 
+use crate::guard::budget::mix;
+
+/// Hosts whose current token is cached (36 bytes each: 144 KiB once used).
+pub const CACHE_SLOTS: usize = 4096;
+
+/// A cached token: the host's octets (as a `u32`; 0, which no requester has, marks an
+/// empty slot) and its token under the current secret.
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    host: u32,
+    token: [u8; 32],
+}
+
 /// The current and previous token secrets.
 #[derive(Debug, Clone)]
 pub struct Tokens {
     secrets: [[u8; 32]; 2],
+    /// Current tokens of recent hosts, by a keyed hash of the host (empty until first used).
+    cache: Vec<Cached>,
+    /// The key of the slot hash (from the current secret).
+    key: u64,
 }
 
 impl Tokens {
@@ -18,6 +43,8 @@ impl Tokens {
     pub fn new(current: [u8; 32], previous: [u8; 32]) -> Self {
         Tokens {
             secrets: [current, previous],
+            cache: Vec::new(),
+            key: slot_key(&current),
         }
     }
 
@@ -25,6 +52,13 @@ impl Tokens {
     pub fn rotate(&mut self, secret: [u8; 32]) {
         self.secrets[1] = self.secrets[0];
         self.secrets[0] = secret;
+        self.key = slot_key(&secret);
+        self.cache.fill(EMPTY);
+    }
+
+    /// The cache slot of `host`.
+    fn slot(&self, host: u32) -> usize {
+        (mix(u64::from(host) ^ self.key) as usize) & (CACHE_SLOTS - 1)
     }
 
     fn token(secret: &[u8; 32], host: Ipv4Addr) -> [u8; 32] {
@@ -35,18 +69,45 @@ impl Tokens {
     }
 
     /// The token to hand `host` now.
-    pub fn issue(&self, host: Ipv4Addr) -> [u8; 32] {
-        Self::token(&self.secrets[0], host)
+    pub fn issue(&mut self, host: Ipv4Addr) -> [u8; 32] {
+        let h = u32::from(host);
+        let i = self.slot(h);
+        if let Some(c) = self.cache.get(i)
+            && c.host == h
+            && h != 0
+        {
+            return c.token;
+        }
+        let token = Self::token(&self.secrets[0], host);
+        if self.cache.is_empty() {
+            self.cache = vec![EMPTY; CACHE_SLOTS];
+        }
+        self.cache[i] = Cached { host: h, token };
+        token
     }
 
     /// Whether `token` is one we handed `host` under the current or previous secret.
-    pub fn is_valid(&self, host: Ipv4Addr, token: &[u8]) -> bool {
+    pub fn is_valid(&mut self, host: Ipv4Addr, token: &[u8]) -> bool {
         token.len() == 32
-            && self
-                .secrets
-                .iter()
-                .any(|s| Self::token(s, host).as_slice() == token)
+            && (self.issue(host).as_slice() == token
+                || Self::token(&self.secrets[1], host).as_slice() == token)
     }
+}
+
+const EMPTY: Cached = Cached {
+    host: 0,
+    token: [0; 32],
+};
+
+/// The slot hash's key, derived from a secret (which nobody outside knows).
+fn slot_key(secret: &[u8; 32]) -> u64 {
+    let mut h = Sha256::new();
+    h.update(secret);
+    h.update(b"token cache slot");
+    let d: [u8; 32] = h.finalize().into();
+    let mut k = [0u8; 8];
+    k.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(k)
 }
 
 #[cfg(test)]
@@ -71,11 +132,41 @@ mod tests {
     fn hashes_the_secret_then_the_octets() {
         // sha256(secret || 127 0 0 1). The reference hashes the dotted string; a token is
         // opaque to all but its issuer, so the two need not agree (and never meet).
-        let t = Tokens::new([0; 32], [0; 32]);
+        let mut t = Tokens::new([0; 32], [0; 32]);
         let mut h = Sha256::new();
         h.update([0u8; 32]);
         h.update([127, 0, 0, 1]);
         let want: [u8; 32] = h.finalize().into();
         assert_eq!(t.issue(Ipv4Addr::LOCALHOST), want);
+        assert_eq!(t.issue(Ipv4Addr::LOCALHOST), want, "from the cache");
+    }
+
+    #[test]
+    fn the_cache_never_changes_a_token() {
+        // Many more hosts than slots, each asked twice in interleaved orders, through two
+        // rotations: every token equals the uncached hash of the secret it was issued under.
+        let mut t = Tokens::new([5; 32], [6; 32]);
+        let hosts: Vec<Ipv4Addr> = (0..3 * CACHE_SLOTS as u32)
+            .map(|i| Ipv4Addr::from(0x0a00_0000 + i * 7))
+            .chain([Ipv4Addr::UNSPECIFIED])
+            .collect();
+        for (round, secret) in [[5u8; 32], [7; 32], [8; 32]].into_iter().enumerate() {
+            if round > 0 {
+                t.rotate(secret);
+            }
+            for pass in 0..2 {
+                for (i, &h) in hosts.iter().enumerate() {
+                    let h = if pass == 0 {
+                        h
+                    } else {
+                        hosts[(i * 31) % hosts.len()]
+                    };
+                    let tok = t.issue(h);
+                    assert_eq!(tok, Tokens::token(&secret, h), "{h} round {round}");
+                    assert!(t.is_valid(h, &tok));
+                    assert!(!t.is_valid(Ipv4Addr::from(u32::from(h) ^ 1), &tok));
+                }
+            }
+        }
     }
 }

@@ -20,7 +20,6 @@
 //!
 //! [`Config::adaptive`]: crate::Config::adaptive
 
-use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
@@ -42,12 +41,15 @@ pub(crate) const RECHECK: Duration = Duration::from_secs(10 * 60);
 /// How long a NAT may keep a mapping open after our last datagram to an address: a target
 /// we sent to within this is not probed. (Linux keeps an answered UDP flow 120-180 s.)
 pub(crate) const MAPPING_LIFETIME: Duration = Duration::from_secs(3 * 60);
-/// Destinations remembered at most; past it, no round starts until old ones expire.
-pub(crate) const MAX_REMEMBERED: usize = 65_536;
+/// Slots of the filter of recent destinations (2 bytes each: 64 KiB once used). A slot
+/// holds the second of the last send to any destination that hashes to it, so that
+/// remembering a send costs a hash and a store (the node's every answer is a send), and two
+/// destinations that share a slot only make one of them look sent to: a target skipped, never
+/// one wrongly probed. A node that sends to more destinations than this in a
+/// [`MAPPING_LIFETIME`] finds few targets left, as a full table of destinations did before.
+pub(crate) const SENT_SLOTS: usize = 32_768;
 /// Requests for targets (`_find_node` to one contact), at most, between two verdicts.
 pub(crate) const EXTRA_FINDS: usize = 3;
-/// While `sent` is full, expired entries are swept at most this often.
-const FULL_SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// A target of the current round.
 #[derive(Debug)]
@@ -74,46 +76,42 @@ pub(crate) struct Reach {
     blocked: usize,
     /// The current round's targets.
     targets: Vec<Target>,
-    /// When we last sent to each address (within about [`MAPPING_LIFETIME`]).
-    sent: BTreeMap<SocketAddrV4, Instant>,
-    /// The size of `sent` after its last sweep of expired entries.
-    swept: usize,
-    /// `sent` was full and missed some destinations: no round until it has been swept.
-    overflowed: bool,
-    last_sweep: Option<Instant>,
+    /// When we last sent to each slot's destinations: 1 + whole seconds since `origin`,
+    /// modulo 65,535 (0: never). Empty until the first send.
+    sent: Vec<u16>,
+    origin: Option<Instant>,
     /// Requests for targets sent since the last verdict.
     extra_finds: usize,
 }
 
 impl Reach {
-    /// Remembers that we sent a datagram to `to`.
-    fn note_sent(&mut self, now: Instant, to: SocketAddrV4) {
-        let grown = self.sent.len() >= 2 * self.swept.max(1024);
-        let full = self.sent.len() >= MAX_REMEMBERED
-            && self
-                .last_sweep
-                .is_none_or(|t| now.saturating_duration_since(t) >= FULL_SWEEP_EVERY);
-        if grown || full {
-            self.sent
-                .retain(|_, t| now.saturating_duration_since(*t) < MAPPING_LIFETIME);
-            self.swept = self.sent.len();
-            self.last_sweep = Some(now);
-            self.overflowed = false;
-        }
-        if self.sent.len() < MAX_REMEMBERED {
-            self.sent.insert(to, now);
-        } else if !self.sent.contains_key(&to) {
-            self.overflowed = true;
-        }
+    /// The stamp of `now` in `sent` (never 0).
+    fn stamp(&self, now: Instant) -> u16 {
+        let secs = self
+            .origin
+            .map_or(0, |o| now.saturating_duration_since(o).as_secs());
+        (secs % 65_535) as u16 + 1
     }
 
-    /// Whether we sent to `addr` recently enough that a NAT may still let it in.
+    /// Remembers that we sent a datagram to `to`.
+    fn note_sent(&mut self, now: Instant, to: SocketAddrV4) {
+        if self.sent.is_empty() {
+            self.origin = Some(now);
+            self.sent = vec![0; SENT_SLOTS];
+        }
+        let stamp = self.stamp(now);
+        self.sent[sent_slot(to)] = stamp;
+    }
+
+    /// Whether we sent to `addr` recently enough that a NAT may still let it in (or to
+    /// another destination of its slot: then it is skipped too).
     pub(crate) fn recently_sent(&self, now: Instant, addr: SocketAddrV4) -> bool {
-        self.overflowed
-            || self
-                .sent
-                .get(&addr)
-                .is_some_and(|t| now.saturating_duration_since(*t) < MAPPING_LIFETIME)
+        let Some(&at) = self.sent.get(sent_slot(addr)) else {
+            return false;
+        };
+        // Whole seconds: an age of 180 may be 179.x or 180.x, and counts as recent.
+        let age = (u32::from(self.stamp(now)) + 65_535 - u32::from(at)) % 65_535;
+        at != 0 && u64::from(age) <= MAPPING_LIFETIME.as_secs()
     }
 
     /// Whether a new round may start now.
@@ -237,6 +235,13 @@ impl Reach {
         self.extra_finds = 0;
         Some(verdict)
     }
+}
+
+/// The slot of `to` in the filter of recent destinations (splitmix64's finalizer over the
+/// address: unkeyed, since an address that shares a slot is only skipped, never probed).
+fn sent_slot(to: SocketAddrV4) -> usize {
+    let x = u64::from(u32::from(*to.ip())) << 16 | u64::from(to.port());
+    crate::guard::budget::mix(x) as usize & (SENT_SLOTS - 1)
 }
 
 impl<H: Handler> Core<H> {
@@ -404,18 +409,41 @@ mod tests {
         let t = Instant::now();
         let a: SocketAddrV4 = "10.0.0.1:1".parse().expect("addr");
         let b: SocketAddrV4 = "10.0.0.2:1".parse().expect("addr");
+        assert!(!r.recently_sent(t, a), "nothing sent yet");
         r.on_send(t, a);
         assert!(r.recently_sent(t + Duration::from_secs(60), a));
         assert!(!r.recently_sent(t, b));
-        assert!(!r.recently_sent(t + MAPPING_LIFETIME, a), "expired");
+        let after = t + MAPPING_LIFETIME + Duration::from_secs(1);
+        assert!(
+            r.recently_sent(t + MAPPING_LIFETIME, a),
+            "within the lifetime"
+        );
+        assert!(!r.recently_sent(after, a), "expired");
+        // Hours later the stamps wrap (every 65,535 s): an old send never looks recent then
+        // but for the seconds its stamp comes round again, and a new one always does.
+        let later = t + Duration::from_secs(70_000);
+        assert!(!r.recently_sent(later, a));
+        r.on_send(later, a);
+        assert!(r.recently_sent(later + Duration::from_secs(100), a));
+        // Far more destinations than slots: every one of them looks sent to (none is probed
+        // wrongly), the memory stays the filter's.
         for i in 0..200_000u32 {
             r.on_send(t, SocketAddrV4::new(i.into(), 1));
         }
-        assert!(r.sent.len() <= MAX_REMEMBERED);
-        assert!(r.recently_sent(t, b), "too many to tell: treated as sent");
-        r.on_send(t + MAPPING_LIFETIME, b);
-        assert!(r.sent.len() <= 2, "swept once they expired");
-        assert!(!r.recently_sent(t + MAPPING_LIFETIME, a));
+        assert_eq!(r.sent.len(), SENT_SLOTS);
+        assert!((0..200_000u32).all(|i| r.recently_sent(t, SocketAddrV4::new(i.into(), 1))));
+        // Few destinations among many slots: few false "sent" answers.
+        let mut r = Reach::default();
+        for i in 0..1000u32 {
+            r.on_send(t, SocketAddrV4::new(i.into(), 1));
+        }
+        let wrong = (1000..11_000u32)
+            .filter(|&i| r.recently_sent(t, SocketAddrV4::new(i.into(), 1)))
+            .count();
+        assert!(
+            wrong < 500,
+            "{wrong} of 10,000 never-sent destinations looked sent to"
+        );
     }
 
     #[test]

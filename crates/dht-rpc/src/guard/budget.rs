@@ -100,8 +100,9 @@ impl Budget {
     }
 }
 
-/// splitmix64's finalizer: a keyed source spreads evenly over the slots.
-fn mix(mut x: u64) -> u64 {
+/// splitmix64's finalizer: a keyed source spreads evenly over the slots (also the slot
+/// hash of the token cache and of the reachability check's recent destinations).
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
