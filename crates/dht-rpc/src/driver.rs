@@ -21,6 +21,7 @@
 
 mod builder;
 mod io;
+mod reader;
 mod stream;
 mod task;
 
@@ -55,11 +56,17 @@ pub(crate) struct Shared<M: Machine> {
     /// Callers waiting for an own event of the machine (see [`Machine::waiter`]).
     waiters: HashMap<u64, oneshot::Sender<M::Own>>,
     closed: bool,
+    /// What the driver task sleeps until (`None`: no deadline), so that the reader thread
+    /// of [`DatagramIo::Single`] wakes it only when the machine wants it sooner.
+    task_deadline: Option<Instant>,
+    /// Transmits from extra sockets and socket operations the reader thread took from the
+    /// machine, for the task (which owns the extra sockets), oldest first.
+    stashed: Vec<crate::core::Transmit>,
+    stashed_ops: Vec<crate::machine::SocketOp>,
 }
 
 pub(crate) struct Inner<M: Machine> {
     shared: Mutex<Shared<M>>,
-    socket: UdpSocket,
     local_addr: SocketAddrV4,
     wake: Notify,
     events: broadcast::Sender<Event>,
@@ -247,8 +254,10 @@ impl<M: Machine> Driver<M> {
                 queries: HashMap::new(),
                 waiters: HashMap::new(),
                 closed: false,
+                task_deadline: None,
+                stashed: Vec::new(),
+                stashed_ops: Vec::new(),
             }),
-            socket,
             local_addr,
             wake: Notify::new(),
             events,
@@ -256,7 +265,7 @@ impl<M: Machine> Driver<M> {
             ready: watch::channel(false).0,
             datagrams: Mutex::new(None),
         });
-        tokio::spawn(task::run(inner.clone(), io));
+        tokio::spawn(task::run(inner.clone(), socket, io));
         let node = Driver {
             _guard: Arc::new(ShutdownOnDrop(inner.clone())),
             inner,
@@ -489,7 +498,8 @@ impl<M: Machine> Driver<M> {
         self.machine_query(|m| Some(start(m.rpc_mut())))
     }
 
-    /// Stops the node: pending requests and queries fail with `Cancelled`, the socket closes.
+    /// Stops the node: pending requests and queries fail with `Cancelled`, the socket closes
+    /// (once the driver task, and with [`DatagramIo::Single`] its reader thread, saw it).
     pub async fn shutdown(&self) {
         close(&self.inner);
         tokio::task::yield_now().await;

@@ -81,7 +81,9 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     state_dir: Option<std::path::PathBuf>,
     /// (node) One receive and one send system call per datagram, instead of batches
-    /// (recvmmsg, GSO): for kernels or sandboxes that refuse those, and to measure them.
+    /// (recvmmsg, GSO), on a thread that blocks in the receive and answers at once: for
+    /// kernels or sandboxes that refuse batches, for the lowest latency at modest rates, and
+    /// to measure them.
     #[arg(long)]
     no_batch_io: bool,
     #[command(subcommand)]

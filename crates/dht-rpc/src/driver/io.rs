@@ -20,7 +20,11 @@ pub enum DatagramIo {
     /// address (the default; falls back to one at a time where the socket refuses).
     #[default]
     Batched,
-    /// One `recv_from` and one `send_to` per datagram.
+    /// One `recv_from` and one `send_to` per datagram, read on a thread of the node's own
+    /// that blocks in `recv_from` and answers at once, as a plain blocking server does: no
+    /// epoll registration of the socket (which costs the kernel a wake-up call on every
+    /// sent datagram's release), and no runtime between a request and its answer. The tokio
+    /// task keeps the timers, the handle's calls and the extra sockets.
     Single,
 }
 

@@ -13,8 +13,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::Inner;
 use super::io::{BatchIo, DatagramIo};
+use super::{Inner, reader};
 use crate::core::Transmit;
 use crate::machine::{Machine, SocketId, SocketOp};
 
@@ -85,19 +85,56 @@ impl Drop for Extra {
 /// calls of the handle get theirs.
 const RECV_TURN: usize = 256;
 
-/// The driver task.
-pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, mode: DatagramIo) {
-    // Only batched I/O may turn GRO on: a socket with GRO on must be read stride-aware.
-    let batch = (mode == DatagramIo::Batched).then(|| BatchIo::new(&inner.socket));
-    let mut io = match batch {
-        None => None,
-        Some(Ok(io)) => Some(io),
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "batched I/O unavailable, one datagram per call");
-            None
+/// The node's main socket as the task sees it.
+enum Main {
+    /// Registered with the runtime and read by the task, batched or one datagram per call.
+    Polled {
+        socket: UdpSocket,
+        io: Option<BatchIo>,
+        buf: Vec<u8>,
+    },
+    /// Read by the reader thread ([`DatagramIo::Single`]); the task only sends on it.
+    Threaded(Arc<std::net::UdpSocket>),
+}
+
+impl Main {
+    fn new<M: Machine>(inner: &Arc<Inner<M>>, socket: UdpSocket, mode: DatagramIo) -> Option<Main> {
+        if mode == DatagramIo::Single {
+            let std = match socket.into_std() {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot take the socket from the runtime");
+                    return None;
+                }
+            };
+            if let Err(e) = reader::spawn(inner.clone(), std.clone()) {
+                tracing::error!(error = %e, "cannot start the reader thread");
+                return None;
+            }
+            return Some(Main::Threaded(std));
         }
+        // Only batched I/O may turn GRO on: a socket with GRO on must be read stride-aware.
+        let io = match BatchIo::new(&socket) {
+            Ok(io) => Some(io),
+            Err(e) => {
+                tracing::warn!(error = %e, "batched I/O unavailable, one datagram per call");
+                None
+            }
+        };
+        Some(Main::Polled {
+            socket,
+            io,
+            buf: vec![0u8; 65536],
+        })
+    }
+}
+
+/// The driver task.
+pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, socket: UdpSocket, mode: DatagramIo) {
+    let Some(mut main) = Main::new(&inner, socket, mode) else {
+        super::close(&inner);
+        return;
     };
-    let mut buf = vec![0u8; 65536];
     let (tx, mut extra_rx) = mpsc::channel(EXTRA_QUEUE);
     let mut extra = Extra {
         sockets: HashMap::new(),
@@ -106,11 +143,17 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, mode: DatagramIo) {
     let (mut transmits, mut ops) = (Vec::<Transmit>::new(), Vec::<SocketOp>::new());
     loop {
         let (deadline, closed) = {
-            let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
-            inner.dispatch(&mut s);
+            let mut guard = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
+            let s = &mut *guard;
+            inner.dispatch(s);
+            // What the reader thread left is older than what the machine holds now.
+            ops.append(&mut s.stashed_ops);
             ops.extend(std::iter::from_fn(|| s.core.poll_socket_op()));
+            transmits.append(&mut s.stashed);
             transmits.extend(std::iter::from_fn(|| s.core.poll_transmit()));
-            (s.core.poll_timeout(), s.closed)
+            let deadline = s.core.poll_timeout();
+            s.task_deadline = deadline;
+            (deadline, s.closed)
         };
         for op in ops.drain(..) {
             match op {
@@ -123,8 +166,24 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, mode: DatagramIo) {
                 SocketOp::Close(id) => extra.close(id),
             }
         }
-        send_all(&inner.socket, io.as_mut(), &extra, &mut transmits).await;
+        match &mut main {
+            Main::Polled { socket, io, .. } => {
+                send_all(socket, io.as_mut(), &extra, &mut transmits).await;
+            }
+            Main::Threaded(socket) => {
+                for t in transmits.drain(..) {
+                    if t.from == SocketId::MAIN {
+                        reader::send(socket, &t);
+                    } else {
+                        send_extra(&extra, &t);
+                    }
+                }
+            }
+        }
         if closed {
+            if let Main::Threaded(socket) = &main {
+                reader::wake(socket, inner.local_addr);
+            }
             return;
         }
         let sleep = async {
@@ -133,21 +192,29 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, mode: DatagramIo) {
                 None => std::future::pending().await,
             }
         };
+        let readable = async {
+            match &main {
+                Main::Polled { socket, .. } => socket.readable().await,
+                Main::Threaded(_) => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            r = inner.socket.readable() => {
+            r = readable => {
                 if let Err(e) = r {
                     tracing::trace!(error = %e, "socket not readable");
                     continue;
                 }
+                let Main::Polled { socket, io, buf } = &mut main else { continue };
                 let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = Instant::now();
                 let mut handled = 0;
+                let mut full = false;
                 while handled < RECV_TURN {
                     let n = match io.as_mut() {
-                        Some(io) => io.recv(&inner.socket, |from, d| {
+                        Some(io) => io.recv(socket, |from, d| {
                             s.core.handle_datagram(now, from, d);
                         }),
-                        None => recv_one(&inner.socket, &mut buf, |from, d| {
+                        None => recv_one(socket, buf, |from, d| {
                             s.core.handle_datagram(now, from, d);
                         }),
                     };
@@ -157,6 +224,12 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, mode: DatagramIo) {
                         // ICMP errors surface here on some systems (connection refused):
                         // not fatal.
                         Err(e) => tracing::trace!(error = %e, "recv error"),
+                    }
+                    // The answers go out before the next receive (which, when nothing more
+                    // waits, is a wasted call): a request's answer does not wait for it.
+                    if !full {
+                        transmits.extend(std::iter::from_fn(|| s.core.poll_transmit()));
+                        full = try_send(socket, io.as_mut(), None, &mut transmits);
                     }
                 }
             },
@@ -178,6 +251,16 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, mode: DatagramIo) {
             }
             () = inner.wake.notified() => {}
         }
+    }
+}
+
+/// Sends a transmit from the extra socket it names, without waiting (a full buffer of an
+/// extra socket drops: its datagrams are punches).
+fn send_extra(extra: &Extra, t: &Transmit) {
+    if let Some((s, _)) = extra.sockets.get(&t.from)
+        && let Err(e) = s.try_send_to(&t.payload, SocketAddr::V4(t.to))
+    {
+        tracing::debug!(to = %t.to, error = %e, "send failed");
     }
 }
 
@@ -209,15 +292,32 @@ async fn send_all(
     extra: &Extra,
     transmits: &mut Vec<Transmit>,
 ) {
+    while try_send(main, io.as_deref_mut(), Some(extra), transmits) {
+        // The socket's buffer is full: wait until it drains, then send the rest.
+        if main.writable().await.is_err() {
+            transmits.clear();
+            return;
+        }
+    }
+}
+
+/// Sends transmits from the front of `transmits` without waiting, and removes those sent;
+/// stops at the first that finds the main socket's buffer full (returns `true`: the rest
+/// wait in `transmits`), or, without `extra` (the extra sockets may not be open yet), at the
+/// first from an extra socket.
+fn try_send(
+    main: &UdpSocket,
+    mut io: Option<&mut BatchIo>,
+    extra: Option<&Extra>,
+    transmits: &mut Vec<Transmit>,
+) -> bool {
     let mut i = 0;
+    let mut full = false;
     while i < transmits.len() {
         let t = &transmits[i];
         if t.from != SocketId::MAIN {
-            if let Some((s, _)) = extra.sockets.get(&t.from)
-                && let Err(e) = s.send_to(&t.payload, SocketAddr::V4(t.to)).await
-            {
-                tracing::debug!(to = %t.to, error = %e, "send failed");
-            }
+            let Some(extra) = extra else { break };
+            send_extra(extra, t);
             i += 1;
             continue;
         }
@@ -230,27 +330,20 @@ async fn send_all(
                 u.from == SocketId::MAIN && u.to == t.to && u.payload.len() == t.payload.len()
             })
             .count();
-        let group = &transmits[i..i + run];
-        loop {
-            let r = match io.as_deref_mut() {
-                Some(io) => io.send(main, t.to, group),
-                None => main.try_send_to(&t.payload, SocketAddr::V4(t.to)).map(drop),
-            };
-            match r {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    // The socket's buffer is full: wait until it drains, then send again.
-                    if main.writable().await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(to = %t.to, error = %e, "send failed");
-                    break;
-                }
-                Ok(()) => break,
+        let r = match io.as_deref_mut() {
+            Some(io) => io.send(main, t.to, &transmits[i..i + run]),
+            None => main.try_send_to(&t.payload, SocketAddr::V4(t.to)).map(drop),
+        };
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                full = true;
+                break;
             }
+            Err(e) => tracing::debug!(to = %t.to, error = %e, "send failed"),
+            Ok(()) => {}
         }
         i += run;
     }
-    transmits.clear();
+    transmits.drain(..i);
+    full
 }

@@ -1,0 +1,119 @@
+//! The reader thread of [`DatagramIo::Single`](super::DatagramIo::Single): blocks in
+//! `recv_from` on the main socket, feeds the machine each datagram under the shared lock, and
+//! sends the answers at once from the same thread, as a plain blocking server does. What
+//! only the driver task can do (send from an extra socket, open or close one, sleep until an
+//! earlier deadline) it leaves in [`Shared`](super::Shared) and wakes the task for.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::Inner;
+use crate::core::Transmit;
+use crate::machine::{Machine, SocketId};
+
+/// How often the thread looks at the closed flag at least (a wake-up datagram normally
+/// tells it at once).
+const CHECK_CLOSED: Duration = Duration::from_millis(500);
+
+/// Where the node's own wake-up datagram comes from and goes to: the socket's address,
+/// loopback when it listens on every address.
+pub(super) fn wake_addr(local: SocketAddrV4) -> SocketAddrV4 {
+    if local.ip().is_unspecified() {
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, local.port())
+    } else {
+        local
+    }
+}
+
+/// Tells the reader thread to look at the closed flag now: an empty datagram from the socket
+/// to itself.
+pub(super) fn wake(socket: &UdpSocket, local: SocketAddrV4) {
+    if let Err(e) = socket.send_to(&[], SocketAddr::V4(wake_addr(local))) {
+        tracing::debug!(error = %e, "cannot wake the reader thread (it notices within 500 ms)");
+    }
+}
+
+/// Sends one transmit from the main socket, waiting while its buffer is full.
+pub(super) fn send(socket: &UdpSocket, t: &Transmit) {
+    if let Err(e) = socket.send_to(&t.payload, SocketAddr::V4(t.to)) {
+        tracing::debug!(to = %t.to, error = %e, "send failed");
+    }
+}
+
+/// Starts the reader thread on `socket` (blocking mode).
+pub(super) fn spawn<M: Machine>(
+    inner: Arc<Inner<M>>,
+    socket: Arc<UdpSocket>,
+) -> std::io::Result<()> {
+    socket.set_nonblocking(false)?;
+    // Don't fragment, as quinn-udp sets it for batched I/O: our datagrams are far below any
+    // path's MTU, and the kernel then skips picking an IP id for each (a few percent of a
+    // datagram's cost on loopback).
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::net::sockopt::set_ip_mtu_discover(
+        &*socket,
+        rustix::net::sockopt::Ipv4PathMtuDiscovery::PROBE,
+    ) {
+        tracing::debug!(error = %e, "cannot set IP_MTU_DISCOVER");
+    }
+    socket.set_read_timeout(Some(CHECK_CLOSED))?;
+    std::thread::Builder::new()
+        .name("dht-reader".into())
+        .spawn(move || run(&inner, &socket))?;
+    Ok(())
+}
+
+fn run<M: Machine>(inner: &Inner<M>, socket: &UdpSocket) {
+    let me = wake_addr(inner.local_addr);
+    let mut buf = vec![0u8; 65536];
+    let mut out: Vec<Transmit> = Vec::new();
+    loop {
+        let got = socket.recv_from(&mut buf);
+        let mut guard = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = &mut *guard;
+        if s.closed {
+            return;
+        }
+        let (n, from) = match got {
+            Ok((n, SocketAddr::V4(from))) => (n, from),
+            Ok((_, SocketAddr::V6(from))) => {
+                tracing::trace!(%from, "ignoring IPv6 datagram");
+                continue;
+            }
+            // The read timeout, or an ICMP error (connection refused): not fatal.
+            Err(e) => {
+                tracing::trace!(error = %e, "recv");
+                continue;
+            }
+        };
+        if n == 0 && from == me {
+            continue;
+        }
+        s.core.handle_datagram(Instant::now(), from, &buf[..n]);
+        inner.dispatch(s);
+        while let Some(t) = s.core.poll_transmit() {
+            if t.from == SocketId::MAIN {
+                out.push(t);
+            } else {
+                s.stashed.push(t);
+            }
+        }
+        s.stashed_ops
+            .extend(std::iter::from_fn(|| s.core.poll_socket_op()));
+        let deadline = s.core.poll_timeout();
+        let sooner = deadline.is_some_and(|d| s.task_deadline.is_none_or(|t| d < t));
+        if sooner {
+            // The task learns of it now: no more wake-ups for the same deadline.
+            s.task_deadline = deadline;
+        }
+        let for_task = sooner || !s.stashed.is_empty() || !s.stashed_ops.is_empty();
+        drop(guard);
+        for t in out.drain(..) {
+            send(socket, &t);
+        }
+        if for_task {
+            inner.wake.notify_one();
+        }
+    }
+}
