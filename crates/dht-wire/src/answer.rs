@@ -49,7 +49,7 @@ const NODES: u8 = 2 << 3 | 2;
 const VALUE: u8 = 3 << 3 | 2;
 const TOKEN: u8 = 4 << 3 | 2;
 
-fn varint_len(v: usize) -> usize {
+pub(crate) fn varint_len(v: usize) -> usize {
     let mut n = 1;
     let mut v = v >> 7;
     while v != 0 {
@@ -59,7 +59,7 @@ fn varint_len(v: usize) -> usize {
     n
 }
 
-fn put_varint(out: &mut BytesMut, mut v: usize) {
+pub(crate) fn put_varint(out: &mut BytesMut, mut v: usize) {
     while v >= 0x80 {
         out.put_u8((v as u8) | 0x80);
         v >>= 7;

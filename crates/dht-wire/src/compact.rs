@@ -63,7 +63,7 @@ fn read_peer(b: &[u8]) -> SocketAddrV4 {
     )
 }
 
-fn put_peer(out: &mut BytesMut, peer: &SocketAddrV4) {
+pub(crate) fn put_peer(out: &mut BytesMut, peer: &SocketAddrV4) {
     out.put_slice(&peer.ip().octets());
     out.put_u16(peer.port());
 }

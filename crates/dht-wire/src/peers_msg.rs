@@ -3,9 +3,10 @@
 
 use std::net::SocketAddrV4;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message as _;
 
+use crate::answer::{put_varint, varint_len};
 use crate::checked::Checked;
 use crate::compact::{self, LocalPeer};
 use crate::error::DecodeError;
@@ -111,6 +112,44 @@ impl PeersResponse {
     /// Encodes the response into a `peers` reply's value.
     pub fn encode(&self) -> Bytes {
         pb::hyperdht::Response::from(self).encode_to_vec().into()
+    }
+
+    /// Appends the encoding of a response with `peers` (always present) and `local_peers`
+    /// to `out`, from borrowed parts: the bytes [`PeersResponse::encode`] writes for the
+    /// equivalent owned response (tested), with no allocation but `out`'s growth.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use dht_wire::{Checked, PeersResponse};
+    ///
+    /// let peers = ["10.0.0.1:4000".parse().unwrap()];
+    /// let mut out = BytesMut::new();
+    /// PeersResponse::encode_parts(&peers, None, &mut out);
+    /// let owned = PeersResponse { peers: Some(Checked::Valid(peers.to_vec())), local_peers: None };
+    /// assert_eq!(&out[..], &owned.encode()[..]);
+    /// ```
+    pub fn encode_parts(
+        peers: &[SocketAddrV4],
+        local_peers: Option<&[LocalPeer]>,
+        out: &mut BytesMut,
+    ) {
+        // Field 1 (peers) and 2 (localPeers), both length-delimited, in field order.
+        let peers_len = peers.len() * compact::PEER_LEN;
+        let locals_len = local_peers.map_or(0, |l| l.len() * compact::LOCAL_PEER_LEN);
+        out.reserve(2 + varint_len(peers_len) + peers_len + varint_len(locals_len) + locals_len);
+        out.put_u8(1 << 3 | 2);
+        put_varint(out, peers_len);
+        for p in peers {
+            compact::put_peer(out, p);
+        }
+        if let Some(locals) = local_peers {
+            out.put_u8(2 << 3 | 2);
+            put_varint(out, locals_len);
+            for l in locals {
+                out.put_slice(&l.suffix);
+                out.put_u16(l.port);
+            }
+        }
     }
 }
 

@@ -156,6 +156,25 @@ proptest! {
     }
 
     #[test]
+    fn peers_responses_from_borrowed_parts_equal_the_owned_encoding(
+        peers in vec(any::<([u8; 4], u16)>(), 0..200),
+        locals in option::of(vec(any::<([u8; 2], u16)>(), 0..200)),
+        prefix in vec(any::<u8>(), 0..8),
+    ) {
+        let peers: Vec<SocketAddrV4> =
+            peers.into_iter().map(|(ip, port)| SocketAddrV4::new(ip.into(), port)).collect();
+        let locals: Option<Vec<LocalPeer>> = locals.map(|l| {
+            l.into_iter().map(|(suffix, port)| LocalPeer { suffix, port }).collect()
+        });
+        // Appended after what the buffer already holds.
+        let mut out = bytes::BytesMut::from(&prefix[..]);
+        PeersResponse::encode_parts(&peers, locals.as_deref(), &mut out);
+        let owned = PeersResponse { peers: Some(Checked::Valid(peers)), local_peers: locals };
+        prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+        prop_assert_eq!(&out[prefix.len()..], &owned.encode()[..]);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(b in vec(any::<u8>(), 0..1500)) {
         let _ = Datagram::decode(&b);
         let _ = PeersRequest::decode(&b);

@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
+use bytes::{Bytes, BytesMut};
 use dht_rpc::{Answer, Handler, Handlers, Incoming};
 use dht_wire::{Checked, Key, LocalPeer, PEERS, PeersRequest, PeersRequestType, PeersResponse};
 use rand::SeedableRng;
@@ -31,7 +32,16 @@ pub struct PeersHandler {
     sink: Option<Box<dyn FnMut(PeerEvent) + Send>>,
     /// The application's own commands, beside `peers`.
     pub commands: Handlers,
+    /// Reused per answer: the store's sample, the peers and LAN peers picked from it, and
+    /// the encoded answers (split off and reclaimed once the core copied them).
+    sampled: Vec<Entry>,
+    peers: Vec<SocketAddrV4>,
+    locals: Vec<LocalPeer>,
+    arena: BytesMut,
 }
+
+/// Room the answer arena takes at a time (answers are at most about 1 KiB).
+const ARENA: usize = 16 * 1024;
 
 impl fmt::Debug for PeersHandler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,6 +61,10 @@ impl PeersHandler {
             events: VecDeque::new(),
             sink: None,
             commands: Handlers::default(),
+            sampled: Vec::new(),
+            peers: Vec::new(),
+            locals: Vec::new(),
+            arena: BytesMut::new(),
         }
     }
 
@@ -91,12 +105,53 @@ impl PeersHandler {
         from: SocketAddrV4,
         update: bool,
     ) -> Option<PeersResponse> {
+        self.serve(now, key, req, from, update)
+            .then(|| PeersResponse {
+                peers: Some(Checked::Valid(self.peers.clone())),
+                local_peers: (!self.locals.is_empty()).then(|| self.locals.clone()),
+            })
+    }
+
+    /// [`PeersHandler::answer`], encoded from the reused buffers into the arena.
+    fn answer_encoded(
+        &mut self,
+        now: Instant,
+        key: Key,
+        req: &PeersRequest,
+        from: SocketAddrV4,
+        update: bool,
+    ) -> Option<Bytes> {
+        if !self.serve(now, key, req, from, update) {
+            return None;
+        }
+        if self.arena.capacity() < 2 * 1024 {
+            // Reclaims the arena's room once the answers split off it are gone.
+            self.arena.reserve(ARENA);
+        }
+        let locals = (!self.locals.is_empty()).then_some(self.locals.as_slice());
+        PeersResponse::encode_parts(&self.peers, locals, &mut self.arena);
+        Some(self.arena.split().freeze())
+    }
+
+    /// Applies the request to the store and picks the answer into `self.peers` and
+    /// `self.locals`; `false`: respond with no value.
+    fn serve(
+        &mut self,
+        now: Instant,
+        key: Key,
+        req: &PeersRequest,
+        from: SocketAddrV4,
+        update: bool,
+    ) -> bool {
         let port = match req.port {
-            Some(p) if p != 0 => u16::try_from(p).ok()?,
+            Some(p) if p != 0 => match u16::try_from(p) {
+                Ok(p) => p,
+                Err(_) => return false,
+            },
             _ => from.port(),
         };
         if port == 0 {
-            return None;
+            return false;
         }
         let peer = SocketAddrV4::new(*from.ip(), port);
         match (update, req.kind) {
@@ -121,43 +176,39 @@ impl PeersHandler {
             (true, PeersRequestType::Unannounce) => {
                 self.store.remove(&key, &peer);
                 self.emit(PeerEvent::Unannounce { key, peer });
-                return None;
+                return false;
             }
             (_, PeersRequestType::Lookup) => self.emit(PeerEvent::Lookup { key, peer }),
             _ => {}
         }
 
         let mine = req.local_address().map(|a| split_local(&a));
-        let mut peers = Vec::new();
-        let mut locals = Vec::new();
+        self.peers.clear();
+        self.locals.clear();
         let mut bytes = 0;
         // A sample of what fits in an answer (one more: the requester may be among them), so
         // that answering a crowded key costs no more than answering a quiet one.
         let fits = ANSWER_BYTES / 6 + 1;
-        for e in self.store.sample(&key, now, fits, &mut self.rng) {
+        self.store
+            .sample_into(&key, now, fits, &mut self.rng, &mut self.sampled);
+        for e in &self.sampled {
             if bytes >= ANSWER_BYTES {
                 break;
             }
             if e.peer == peer {
                 continue;
             }
-            peers.push(e.peer);
+            self.peers.push(e.peer);
             bytes += 6;
             if let (Some((prefix, me)), Some((p, lp))) = (mine, e.local)
                 && prefix == p
                 && lp != me
             {
-                locals.push(lp);
+                self.locals.push(lp);
                 bytes += 4;
             }
         }
-        if peers.is_empty() {
-            return None;
-        }
-        Some(PeersResponse {
-            peers: Some(Checked::Valid(peers)),
-            local_peers: (!locals.is_empty()).then_some(locals),
-        })
+        !self.peers.is_empty()
     }
 }
 
@@ -190,8 +241,7 @@ impl Handler for PeersHandler {
         let Some(request) = req.value.and_then(|v| PeersRequest::decode(v).ok()) else {
             return Answer::Value(None);
         };
-        let res = self.answer(now, req.target, &request, req.from, req.update);
-        Answer::Value(res.map(|r| r.encode()))
+        Answer::Value(self.answer_encoded(now, req.target, &request, req.from, req.update))
     }
 }
 

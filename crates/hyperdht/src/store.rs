@@ -33,7 +33,7 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_millis(6 * 60 * 1024);
 const SCAN_PER_ENTRY: usize = 4;
 
 /// One announcement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     /// The announcer's address: its source IP with the announced port.
     pub peer: SocketAddrV4,
@@ -276,8 +276,25 @@ impl PeerStore {
     /// random address, wrapping around, skipping expired ones (at most
     /// `SCAN_PER_ENTRY * max` looked at per generation). On a key with at most `max`
     /// fresh entries, that is all of them.
-    pub fn sample(&self, key: &Key, now: Instant, max: usize, rng: &mut impl Rng) -> Vec<&Entry> {
-        let mut out: Vec<&Entry> = Vec::new();
+    pub fn sample(&self, key: &Key, now: Instant, max: usize, rng: &mut impl Rng) -> Vec<Entry> {
+        let mut out = Vec::new();
+        self.sample_into(key, now, max, rng, &mut out);
+        out
+    }
+
+    /// [`PeerStore::sample`] into `out` (cleared first), so that a caller that answers many
+    /// lookups reuses one buffer.
+    pub fn sample_into(
+        &self,
+        key: &Key,
+        now: Instant,
+        max: usize,
+        rng: &mut impl Rng,
+        out: &mut Vec<Entry>,
+    ) {
+        out.clear();
+        // Fresh: announced at or after this (all of them when the clock is younger).
+        let oldest = now.checked_sub(self.max_age);
         for m in [&self.current, &self.previous]
             .into_iter()
             .filter_map(|g| g.keys.get(key))
@@ -288,23 +305,22 @@ impl PeerStore {
                 .chain(m.range((Bound::Unbounded, Bound::Excluded(start))));
             let fresh = window
                 .take(max.saturating_mul(SCAN_PER_ENTRY))
-                .filter(|e| now.saturating_duration_since(e.at) <= self.max_age);
+                .filter(|e| oldest.is_none_or(|o| e.at >= o));
             for e in fresh {
                 if out.len() >= max {
                     break;
                 }
-                out.push(e);
+                out.push(*e);
             }
         }
         // Fisher-Yates with the caller's (seeded) generator.
         for i in (1..out.len()).rev() {
             out.swap(i, rng.random_range(0..=i));
         }
-        out
     }
 
     /// The fresh entries of `key`, in random order (all of them: O(entries)).
-    pub fn entries(&self, key: &Key, now: Instant, rng: &mut impl Rng) -> Vec<&Entry> {
+    pub fn entries(&self, key: &Key, now: Instant, rng: &mut impl Rng) -> Vec<Entry> {
         self.sample(key, now, usize::MAX, rng)
     }
 }

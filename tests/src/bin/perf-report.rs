@@ -378,7 +378,8 @@ fn markdown(
          - **hyperdht@1.3.0**: `tests/interop/perf-node.js`, one node of the reference on \
          `dht-rpc@2.3.0`, Node.js {}.\n\
          - **hyperdht-rs, 1 datagram per call**: the same node with `--no-batch-io`: one \
-         `recv_from` and one `send_to` per datagram, as the echo.\n\
+         `recv_from` and one `send_to` per datagram, as the echo, on a thread of its own that \
+         blocks in `recv_from` (the socket is not registered with the runtime's epoll).\n\
          - **echo**: `udp-echo`, a loop of one `recv_from` and one `send_to` per datagram: the \
          ceiling of any server making two system calls per datagram.\n\
          - **Load**: `dht-load` from 1,024 source addresses (127.1.0.1 onwards, four per /24), \
