@@ -175,7 +175,7 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, socket: UdpSocket, mod
                     if t.from == SocketId::MAIN {
                         reader::send(socket, &t);
                     } else {
-                        send_extra(&extra, &t);
+                        send_extra(&extra, &t).await;
                     }
                 }
             }
@@ -229,7 +229,7 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, socket: UdpSocket, mod
                     // waits, is a wasted call): a request's answer does not wait for it.
                     if !full {
                         transmits.extend(std::iter::from_fn(|| s.core.poll_transmit()));
-                        full = try_send(socket, io.as_mut(), None, &mut transmits);
+                        full = try_send(socket, io.as_mut(), &mut transmits) != Sent::All;
                     }
                 }
             },
@@ -254,11 +254,13 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, socket: UdpSocket, mod
     }
 }
 
-/// Sends a transmit from the extra socket it names, without waiting (a full buffer of an
-/// extra socket drops: its datagrams are punches).
-fn send_extra(extra: &Extra, t: &Transmit) {
+/// Sends a transmit from the extra socket it names. It waits for the socket to be writable,
+/// as the runtime knows it: a socket opened a moment ago is not known to be writable until
+/// the runtime's next turn, and a `try_send_to` on it fails (which lost the first round of
+/// every birthday punch, sent from 256 sockets just opened).
+async fn send_extra(extra: &Extra, t: &Transmit) {
     if let Some((s, _)) = extra.sockets.get(&t.from)
-        && let Err(e) = s.try_send_to(&t.payload, SocketAddr::V4(t.to))
+        && let Err(e) = s.send_to(&t.payload, SocketAddr::V4(t.to)).await
     {
         tracing::debug!(to = %t.to, error = %e, "send failed");
     }
@@ -292,34 +294,52 @@ async fn send_all(
     extra: &Extra,
     transmits: &mut Vec<Transmit>,
 ) {
-    while try_send(main, io.as_deref_mut(), Some(extra), transmits) {
-        // The socket's buffer is full: wait until it drains, then send the rest.
-        if main.writable().await.is_err() {
-            transmits.clear();
-            return;
+    loop {
+        match try_send(main, io.as_deref_mut(), transmits) {
+            Sent::All => return,
+            Sent::UntilFull => {
+                // The socket's buffer is full: wait until it drains, then send the rest.
+                if main.writable().await.is_err() {
+                    transmits.clear();
+                    return;
+                }
+            }
+            Sent::UntilExtra => {
+                let run = transmits
+                    .iter()
+                    .take_while(|t| t.from != SocketId::MAIN)
+                    .count();
+                for t in &transmits[..run] {
+                    send_extra(extra, t).await;
+                }
+                transmits.drain(..run);
+            }
         }
     }
 }
 
-/// Sends transmits from the front of `transmits` without waiting, and removes those sent;
-/// stops at the first that finds the main socket's buffer full (returns `true`: the rest
-/// wait in `transmits`), or, without `extra` (the extra sockets may not be open yet), at the
-/// first from an extra socket.
-fn try_send(
-    main: &UdpSocket,
-    mut io: Option<&mut BatchIo>,
-    extra: Option<&Extra>,
-    transmits: &mut Vec<Transmit>,
-) -> bool {
+/// How far [`try_send`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Every transmit went out (or failed for good).
+    All,
+    /// Up to one that found the main socket's buffer full.
+    UntilFull,
+    /// Up to the first from an extra socket (sent by [`send_all`], which may wait).
+    UntilExtra,
+}
+
+/// Sends transmits of the main socket from the front of `transmits` without waiting, and
+/// removes those sent; stops at the first that finds the socket's buffer full or that is
+/// for an extra socket (the rest wait in `transmits`).
+fn try_send(main: &UdpSocket, mut io: Option<&mut BatchIo>, transmits: &mut Vec<Transmit>) -> Sent {
     let mut i = 0;
-    let mut full = false;
+    let mut sent = Sent::All;
     while i < transmits.len() {
         let t = &transmits[i];
         if t.from != SocketId::MAIN {
-            let Some(extra) = extra else { break };
-            send_extra(extra, t);
-            i += 1;
-            continue;
+            sent = Sent::UntilExtra;
+            break;
         }
         // A run of transmits to one address, of one size, from the main socket.
         let max = io.as_deref().map_or(1, BatchIo::max_segments);
@@ -336,7 +356,7 @@ fn try_send(
         };
         match r {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                full = true;
+                sent = Sent::UntilFull;
                 break;
             }
             Err(e) => tracing::debug!(to = %t.to, error = %e, "send failed"),
@@ -345,5 +365,5 @@ fn try_send(
         i += run;
     }
     transmits.drain(..i);
-    full
+    sent
 }
