@@ -82,9 +82,42 @@ impl PeersRequest {
         self.local_address.as_ref().and_then(|c| c.valid().copied())
     }
 
-    /// Decodes the request from a `peers` command's value.
+    /// Decodes the request from a `peers` command's value, in place (no allocation but a
+    /// malformed LAN address's copy), accepting exactly what prost accepts (tested against
+    /// it): unknown fields of every wire type, the last of a repeated field, a varint's
+    /// value truncated to 32 bits.
     pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
-        pb::hyperdht::Request::decode(value)?.try_into()
+        use crate::request_ref::{LEN, RECURSION_LIMIT, Reader, VARINT, malformed};
+        let mut r = Reader { buf: value };
+        let (mut kind, mut port, mut local) = (None, None, None);
+        while !r.buf.is_empty() {
+            let (tag, wire) = r.key()?;
+            match (tag, wire) {
+                (1 | 2, VARINT) => {
+                    // prost reads a uint32 as a varint cut to its low 32 bits.
+                    let v = r.varint()? as u32;
+                    if tag == 1 {
+                        kind = Some(v);
+                    } else {
+                        port = Some(v);
+                    }
+                }
+                (3, LEN) => {
+                    let len = r.varint()?;
+                    local = Some(r.take(len)?);
+                }
+                (1..=3, _) => return Err(malformed("invalid wire type for a field of peers")),
+                _ => r.skip(tag, wire, RECURSION_LIMIT)?,
+            }
+        }
+        Ok(PeersRequest {
+            kind: kind.ok_or(DecodeError::MissingField("type"))?.into(),
+            port,
+            local_address: local.map(|b| match compact::decode_addr(b) {
+                Some(a) => Checked::Valid(a),
+                None => Checked::Invalid(Bytes::copy_from_slice(b)),
+            }),
+        })
     }
 
     /// Encodes the request into a `peers` command's value.
@@ -203,5 +236,80 @@ impl From<&PeersResponse> for pb::hyperdht::Response {
                 .as_ref()
                 .map(|l| compact::encode_local_peers(l)),
         }
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What prost decodes, converted as the owned path did before the in-place decoder.
+    fn by_prost(body: &[u8]) -> Option<PeersRequest> {
+        pb::hyperdht::Request::decode(body).ok()?.try_into().ok()
+    }
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// Pieces of a `peers` request: its fields with every wire type, varints past 32 bits,
+    /// LAN addresses of every length, unknown fields, groups and garbage.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            (1u8..=2, any::<u64>()).prop_map(|(t, v)| {
+                let mut out = vec![t << 3];
+                varint(v, &mut out);
+                out
+            }),
+            (1u8..=2, 0u64..4).prop_map(|(t, v)| vec![t << 3, v as u8]),
+            proptest::collection::vec(any::<u8>(), 0..9).prop_map(|b| {
+                let mut out = vec![3 << 3 | 2, b.len() as u8];
+                out.extend(b);
+                out
+            }),
+            Just(vec![3 << 3 | 2, 6, 10, 0, 0, 1, 0x1f, 0x40]),
+            (1u8..=3, 0u8..8).prop_map(|(t, w)| vec![t << 3 | w, 1, 1, 1, 1, 1, 1, 1, 1]),
+            (
+                4u8..=15,
+                0u8..6,
+                proptest::collection::vec(any::<u8>(), 0..12)
+            )
+                .prop_map(|(t, w, b)| {
+                    let mut v = vec![t << 3 | w];
+                    v.extend(b);
+                    v
+                }),
+            Just(vec![0x23, 0x08, 0x01, 0x24]),
+            Just(vec![0xff; 11]),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn accepts_and_decodes_exactly_what_prost_does(pieces in proptest::collection::vec(piece(), 0..6)) {
+            let body: Vec<u8> = pieces.concat();
+            prop_assert_eq!(PeersRequest::decode(&body).ok(), by_prost(&body), "body {:02x?}", body);
+        }
+
+        #[test]
+        fn arbitrary_bytes_too(body in proptest::collection::vec(any::<u8>(), 0..32)) {
+            prop_assert_eq!(PeersRequest::decode(&body).ok(), by_prost(&body));
+        }
+    }
+
+    #[test]
+    fn what_the_reference_sends_decodes() {
+        let local: SocketAddrV4 = "192.168.1.20:7000".parse().expect("addr");
+        let req = PeersRequest::new(PeersRequestType::Announce, Some(9000), Some(local));
+        let back = PeersRequest::decode(&req.encode()).expect("decodes");
+        assert_eq!(back, req);
+        assert_eq!(back.local_address(), Some(local));
     }
 }

@@ -45,27 +45,27 @@ pub struct RequestRef<'a> {
 }
 
 /// prost's recursion limit, which bounds nested groups.
-const RECURSION_LIMIT: u32 = 100;
+pub(crate) const RECURSION_LIMIT: u32 = 100;
 
 /// The wire types prost knows (6 and 7 are errors).
-const VARINT: u64 = 0;
+pub(crate) const VARINT: u64 = 0;
 const FIXED64: u64 = 1;
-const LEN: u64 = 2;
+pub(crate) const LEN: u64 = 2;
 const START_GROUP: u64 = 3;
 const END_GROUP: u64 = 4;
 const FIXED32: u64 = 5;
 
-fn malformed(why: &'static str) -> DecodeError {
+pub(crate) fn malformed(why: &'static str) -> DecodeError {
     DecodeError::Request(why)
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
     /// A varint as prost reads one: at most 10 bytes, the 10th at most 1.
-    fn varint(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn varint(&mut self) -> Result<u64, DecodeError> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let (&b, rest) = self
@@ -85,7 +85,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A key: (tag, wire type).
-    fn key(&mut self) -> Result<(u32, u64), DecodeError> {
+    pub(crate) fn key(&mut self) -> Result<(u32, u64), DecodeError> {
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
             return Err(malformed("invalid key value"));
@@ -101,7 +101,7 @@ impl<'a> Reader<'a> {
         Ok((tag, wire))
     }
 
-    fn take(&mut self, len: u64) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, len: u64) -> Result<&'a [u8], DecodeError> {
         if len > self.buf.len() as u64 {
             return Err(malformed("buffer underflow"));
         }
@@ -111,7 +111,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips an unknown field as prost does.
-    fn skip(&mut self, tag: u32, wire: u64, depth: u32) -> Result<(), DecodeError> {
+    pub(crate) fn skip(&mut self, tag: u32, wire: u64, depth: u32) -> Result<(), DecodeError> {
         let len = match wire {
             VARINT => self.varint().map(|_| 0)?,
             FIXED32 => 4,
