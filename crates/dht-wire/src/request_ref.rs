@@ -232,7 +232,7 @@ fn peer_field(b: &[u8]) -> Checked<SocketAddrV4> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::pb;
     use proptest::prelude::*;
@@ -241,6 +241,26 @@ mod tests {
     /// What prost decodes, converted as the owned path did before this decoder.
     fn by_prost(body: &[u8]) -> Option<Request> {
         pb::dht_rpc::Request::decode(body).ok()?.try_into().ok()
+    }
+
+    /// A field of tag `first..=15` of any wire type, with arbitrary bytes after its key
+    /// (also used by the `peers` request's differential test).
+    pub(crate) fn unknown_field(first: u8) -> impl Strategy<Value = Vec<u8>> {
+        (
+            first..=15,
+            0u8..6,
+            proptest::collection::vec(any::<u8>(), 0..12),
+        )
+            .prop_map(|(t, w, b)| {
+                let mut v = vec![t << 3 | w];
+                v.extend(b);
+                v
+            })
+    }
+
+    /// A field of tag `1..=last` with any wire type and eight bytes after its key.
+    pub(crate) fn wrong_wire_type(last: u8) -> impl Strategy<Value = Vec<u8>> {
+        (1u8..=last, 0u8..8).prop_map(|(t, w)| vec![t << 3 | w, 1, 1, 1, 1, 1, 1, 1, 1])
     }
 
     fn field(tag: u8, bytes: &[u8]) -> Vec<u8> {
@@ -259,17 +279,8 @@ mod tests {
             (1u8..=7).prop_map(|t| field(t, &[7; 32])),
             Just(field(1, b"_ping")),
             Just(field(1, &[0xff, 0xfe])),
-            (
-                8u8..=15,
-                0u8..6,
-                proptest::collection::vec(any::<u8>(), 0..12)
-            )
-                .prop_map(|(t, w, b)| {
-                    let mut v = vec![t << 3 | w];
-                    v.extend(b);
-                    v
-                }),
-            (1u8..=7, 0u8..8).prop_map(|(t, w)| vec![t << 3 | w, 1, 1, 1, 1, 1, 1, 1, 1]),
+            unknown_field(8),
+            wrong_wire_type(7),
             Just(vec![0x43, 0x44]),
             Just(vec![0x43, 0x08, 0x01, 0x44]),
             Just(vec![0x43, 0x4c]),

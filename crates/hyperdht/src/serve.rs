@@ -112,25 +112,16 @@ impl PeersHandler {
             })
     }
 
-    /// [`PeersHandler::answer`], encoded from the reused buffers into the arena.
-    fn answer_encoded(
-        &mut self,
-        now: Instant,
-        key: Key,
-        req: &PeersRequest,
-        from: SocketAddrV4,
-        update: bool,
-    ) -> Option<Bytes> {
-        if !self.serve(now, key, req, from, update) {
-            return None;
-        }
+    /// The answer [`PeersHandler::serve`] picked, encoded from the reused buffers into the
+    /// arena.
+    fn encoded(&mut self) -> Bytes {
         if self.arena.capacity() < 2 * 1024 {
             // Reclaims the arena's room once the answers split off it are gone.
             self.arena.reserve(ARENA);
         }
         let locals = (!self.locals.is_empty()).then_some(self.locals.as_slice());
         PeersResponse::encode_parts(&self.peers, locals, &mut self.arena);
-        Some(self.arena.split().freeze())
+        self.arena.split().freeze()
     }
 
     /// Applies the request to the store and picks the answer into `self.peers` and
@@ -241,7 +232,8 @@ impl Handler for PeersHandler {
         let Some(request) = req.value.and_then(|v| PeersRequest::decode(v).ok()) else {
             return Answer::Value(None);
         };
-        Answer::Value(self.answer_encoded(now, req.target, &request, req.from, req.update))
+        let picked = self.serve(now, req.target, &request, req.from, req.update);
+        Answer::Value(picked.then(|| self.encoded()))
     }
 }
 
