@@ -26,7 +26,7 @@ pub mod proven;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-pub use budget::{Budget, Limit};
+pub use budget::{Budget, Clock, Limit};
 pub use counts::{SourceCounts, in_ranges, prefix_of};
 pub use dest::{Ipv4Range, Refused};
 pub use proven::Proven;
@@ -79,9 +79,10 @@ pub struct Defences {
     pub candidates_per_answer: usize,
     /// Candidates of one walk on one IP. Default 2.
     pub candidates_per_ip: usize,
-    /// Slots of each per-IP budget (8 bytes each, allocated on first use; per-/24 budgets
-    /// get a quarter). More slots make it rarer that two sources share one; a flood from
-    /// spoofed sources spreads over all of them. Default 4,096 (32 KiB a budget).
+    /// Buckets of each per-IP budget (16 bytes each, in sets of four, allocated on first use;
+    /// per-/24 budgets get a quarter). A source shares a bucket only when the four of its
+    /// set are all spent by others at once; a flood from spoofed sources spreads over all
+    /// of them. Default 4,096 (64 KiB a budget).
     pub budget_slots: usize,
 }
 
@@ -193,6 +194,8 @@ pub(crate) struct Guard {
     pong_total: Budget,
     verify: Budget,
     pub(crate) proven: Proven,
+    /// The budgets' time base, from the first datagram.
+    clock: Option<Clock>,
 }
 
 /// Proven IPs per generation, and how long a generation lasts.
@@ -218,12 +221,18 @@ impl Guard {
             pong_total: b(cfg.pongs_total, 1),
             verify: b(cfg.verify_pings, 1),
             proven: Proven::new(PROVEN_MAX, PROVEN_LIFETIME),
+            clock: None,
             cfg,
         }
     }
 
     pub(crate) fn is_trusted(&self, ip: Ipv4Addr) -> bool {
         self.cfg.is_trusted(ip)
+    }
+
+    /// `now` in the budgets' milliseconds (read once for all the budgets a datagram meets).
+    fn ms(&mut self, now: Instant) -> u32 {
+        self.clock.get_or_insert(Clock::new(now)).ms(now)
     }
 
     /// Whether `ip` proved it receives, or is trusted.
@@ -236,6 +245,7 @@ impl Guard {
         if self.is_trusted(from) {
             return Ok(());
         }
+        let now = self.ms(now);
         let take = |b: &mut Option<Budget>, key| b.as_mut().is_none_or(|b| b.allow(now, key, 1));
         if !take(&mut self.requests_ip, ip_key(from)) {
             return Err(Over::Ip);
@@ -255,6 +265,7 @@ impl Guard {
             return true;
         }
         let cost = bytes as u32;
+        let now = self.ms(now);
         if self.proven.contains(&to) {
             return self
                 .proven_ip
@@ -275,6 +286,7 @@ impl Guard {
         if self.is_trusted(from) && self.is_trusted(*to.ip()) {
             return Relay::Allowed;
         }
+        let now = self.ms(now);
         if !self.proven.contains(to.ip()) && !self.relay_unproven.allow(now, 0, 1) {
             return Relay::Limited;
         }
@@ -291,11 +303,16 @@ impl Guard {
         if self.is_trusted(to) {
             return true;
         }
+        let now = self.ms(now);
         self.pong_to.allow(now, ip_key(to), 1) && self.pong_total.allow(now, 0, 1)
     }
 
     /// May we ping `to` so that it can enter the routing table?
     pub(crate) fn admit_verify(&mut self, now: Instant, to: Ipv4Addr) -> bool {
-        self.is_trusted(to) || self.verify.allow(now, 0, 1)
+        if self.is_trusted(to) {
+            return true;
+        }
+        let now = self.ms(now);
+        self.verify.allow(now, 0, 1)
     }
 }

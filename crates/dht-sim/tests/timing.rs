@@ -16,7 +16,9 @@ fn p50(ops: &[Op]) -> Duration {
     t[t.len() / 2]
 }
 
-/// (healthy ops, ops with 10 % gone), 30 lookups each.
+/// (healthy ops, ops with 10 % gone), 60 lookups each. (With 30, the exact counts swung by
+/// 4 when a rounding change in the defences' budgets moved one relay decision early on and,
+/// through it, the rest of the seeded run: 27 became 23.)
 fn run(fixed: bool) -> (Vec<Op>, Vec<Op>) {
     let mut node = Config::default();
     if fixed {
@@ -33,7 +35,7 @@ fn run(fixed: bool) -> (Vec<Op>, Vec<Op>) {
         node,
     );
     sim.run_for(Duration::from_secs(10));
-    let healthy = sim.timed_ops(&nodes, 30, false);
+    let healthy = sim.timed_ops(&nodes, 60, false);
     for &a in nodes.iter().step_by(10) {
         sim.set_up(a, false);
     }
@@ -44,7 +46,7 @@ fn run(fixed: bool) -> (Vec<Op>, Vec<Op>) {
         .filter(|(i, _)| i % 10 != 0)
         .map(|(_, a)| *a)
         .collect();
-    let gone = sim.timed_ops(&live, 30, false);
+    let gone = sim.timed_ops(&live, 60, false);
     (healthy, gone)
 }
 
@@ -72,9 +74,9 @@ fn dead_entries_cost_round_trips_not_timeouts() {
         p50(&g) < p50(&h) * 2,
         "with dead entries, within 2x of healthy"
     );
-    assert!(exact(&h) >= 28, "healthy lookups stay exact");
+    assert!(exact(&h) >= 57, "healthy lookups stay exact");
     assert!(
-        exact(&g) + 3 >= exact(&fg),
-        "no less exact than fixed waits, give or take 3 of 30"
+        exact(&g) + 6 >= exact(&fg),
+        "no less exact than fixed waits, give or take 6 of 60"
     );
 }
