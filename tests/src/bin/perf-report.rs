@@ -2,7 +2,7 @@
 //! one run, and `docs/PERFORMANCE.md` written from the figures.
 //!
 //! ```sh
-//! cargo build --release -p hyperdht-cli -p hyperdht-tests
+//! cargo build --release -p hyperdht-cli && cargo build --release -p hyperdht-tests
 //! target/release/perf-report --out docs/PERFORMANCE.md      # about 6 minutes
 //! target/release/perf-report --quick                        # a smoke run, target/perf/
 //! ```
@@ -284,7 +284,7 @@ fn markdown(
     let _ = writeln!(
         s,
         "Written by `perf-report` (`tests/src/bin/perf-report.rs`); do not edit by hand. To \
-         regenerate:\n\n```sh\ncargo build --release -p hyperdht-cli -p hyperdht-tests\n\
+         regenerate:\n\n```sh\ncargo build --release -p hyperdht-cli && cargo build --release -p hyperdht-tests\n\
          target/release/perf-report --out docs/PERFORMANCE.md\n```\n"
     );
     let _ = writeln!(
