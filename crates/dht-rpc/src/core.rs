@@ -795,7 +795,8 @@ impl<H: Handler> Core<H> {
         to: SocketAddrV4,
         phase: Phase,
     ) {
-        let timeout = error == RequestError::Timeout;
+        // No answer came (timeout), or nothing listens there (port unreachable).
+        let timeout = matches!(error, RequestError::Timeout | RequestError::Unreachable);
         match purpose {
             Purpose::Ping(request) | Purpose::Holepunch(request) => {
                 self.events.push_back(Event::Pong {
@@ -816,8 +817,9 @@ impl<H: Handler> Core<H> {
                     q.on_failure(Sent { node, commit, late });
                 }
                 // Silent: dead, unless a hole punch (sent when it stalled) may still show
-                // it is only behind a NAT.
-                if timeout && node.is_some() && !self.requests.punching(to) {
+                // it is only behind a NAT. Nothing listening is dead whatever a punch says.
+                let refused = error == RequestError::Unreachable;
+                if timeout && node.is_some() && (refused || !self.requests.punching(to)) {
                     self.mark_dead(now, node, to);
                 }
                 self.pump_query(now, query);
@@ -867,6 +869,55 @@ impl<H: Handler> Core<H> {
                 self.add_node(now, newcomer.id, newcomer.addr);
             }
         }
+    }
+
+    /// An ICMP port-unreachable came back for a datagram we sent to `to`; `quoted` is the start
+    /// of that datagram as the error quotes it (its transaction id).
+    ///
+    /// - If `to` answered us directly before, the request it was (same transaction id, sent
+    ///   straight to `to`) fails at once, as a timeout would: the process there is gone (or
+    ///   our way in closed), so its node is dead.
+    /// - If `to` never answered us, the refusal may come from a NAT or firewall in front of
+    ///   it that refuses strangers (a Linux NAT answers so for a port it has no mapping for)
+    ///   until the node writes to us. A walk's request then stalls at once (the hole punch
+    ///   through the node that named it goes now) and is given up two RTOs later, not after
+    ///   the tail of round trips; other requests (a hole punch's own pings among them) wait
+    ///   as before.
+    ///
+    /// Anything else is ignored and counted (`Stats::icmp_ignored`): an error about a request
+    /// already answered or about a response of ours, or one forged by someone who would
+    /// have to guess the transaction id, as for a forged response.
+    pub fn handle_unreachable(&mut self, now: Instant, to: SocketAddrV4, quoted: &[u8]) {
+        let tid = match quoted {
+            [a, b, ..] if a & 0x80 != 0 => dht_wire::Tid::from_masked(u16::from_be_bytes([*a, *b])),
+            _ => {
+                self.stats.icmp_ignored += 1;
+                return;
+            }
+        };
+        if self.rtts.of(to).is_none() {
+            let rto = self
+                .rtts
+                .rto(to, self.config.rto_floor, self.config.request_timeout);
+            match self.requests.stall_refused(tid, to, now, rto * 2) {
+                Some(purpose) => {
+                    self.stats.refused_strangers += 1;
+                    self.stats.stalled += 1;
+                    self.on_stall(now, purpose);
+                    self.flush_requests(now);
+                }
+                None => self.stats.icmp_ignored += 1,
+            }
+            return;
+        }
+        let Some(p) = self.requests.take_sent_to(tid, to) else {
+            self.stats.icmp_ignored += 1;
+            return;
+        };
+        self.stats.unreachable += 1;
+        tracing::debug!(%to, "nothing listens there (ICMP port unreachable)");
+        self.fail(now, p.purpose, RequestError::Unreachable, to, p.phase);
+        self.flush_requests(now);
     }
 
     /// Advances timers: request timeouts, the liveness tick, token rotation.

@@ -20,6 +20,7 @@
 //! ```
 
 mod builder;
+mod icmp;
 mod io;
 mod reader;
 mod stream;

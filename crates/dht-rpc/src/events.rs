@@ -42,6 +42,10 @@ pub enum RequestError {
     /// The node shut down before the answer came.
     #[error("the node is shutting down")]
     Cancelled,
+    /// Nothing listens at that address: an ICMP port-unreachable came back for the request
+    /// (where the driver can read such errors: Linux).
+    #[error("nothing listens there (ICMP port unreachable)")]
+    Unreachable,
 }
 
 /// One node's answer during a query or update.

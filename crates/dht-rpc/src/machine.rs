@@ -81,6 +81,12 @@ pub trait Machine: Send + 'static {
     /// A socket asked for could not be opened, or failed: it is gone.
     fn handle_socket_gone(&mut self, _now: Instant, _socket: SocketId) {}
 
+    /// An ICMP port-unreachable came back on the main socket for a datagram we sent to `to`,
+    /// whose start is `quoted` (see [`Core::handle_unreachable`]).
+    fn handle_unreachable(&mut self, now: Instant, to: SocketAddrV4, quoted: &[u8]) {
+        self.rpc_mut().handle_unreachable(now, to, quoted);
+    }
+
     /// The waiter an own event completes, if it is the answer to something a caller
     /// started (see the driver's `own_request`); `None` broadcasts it.
     fn waiter(own: &Self::Own) -> Option<u64>;

@@ -105,6 +105,21 @@ pub fn register<H: crate::Handler>(registry: &mut Registry, core: &Core<H>, star
             s.timeouts,
         ),
         (
+            "dht_requests_unreachable",
+            "Requests of ours failed at once by an ICMP port-unreachable",
+            s.unreachable,
+        ),
+        (
+            "dht_requests_refused_strangers",
+            "Walk requests to never-heard nodes refused by ICMP: stalled at once",
+            s.refused_strangers,
+        ),
+        (
+            "dht_icmp_ignored",
+            "ICMP errors that matched no request in flight",
+            s.icmp_ignored,
+        ),
+        (
             "dht_requests_resent",
             "Walk requests sent again after stalling",
             s.resent,

@@ -52,6 +52,14 @@ pub struct Stats {
     pub forwards_limited: u64,
     /// Requests of ours that timed out.
     pub timeouts: u64,
+    /// Requests of ours failed at once because an ICMP port-unreachable came back for them.
+    pub unreachable: u64,
+    /// Walk requests to nodes that never answered us, refused by an ICMP port-unreachable
+    /// (perhaps a NAT in front of them): stalled at once, given up sooner.
+    pub refused_strangers: u64,
+    /// ICMP errors that matched no request in flight (late, or forged), or a request that
+    /// waits as before: ignored.
+    pub icmp_ignored: u64,
     /// Query requests sent a second time when they stalled.
     pub resent: u64,
     /// Walk requests without an answer after their expected round trip: the walk moved on
@@ -118,7 +126,7 @@ impl Stats {
 
     /// Every counter with its name, in declaration order (for logs and metrics; the
     /// duration histogram apart).
-    pub fn fields(&self) -> [(&'static str, u64); 36] {
+    pub fn fields(&self) -> [(&'static str, u64); 39] {
         [
             ("datagrams_in", self.datagrams_in),
             ("datagrams_out", self.datagrams_out),
@@ -138,6 +146,9 @@ impl Stats {
             ("forwards", self.forwards),
             ("forwards_limited", self.forwards_limited),
             ("timeouts", self.timeouts),
+            ("unreachable", self.unreachable),
+            ("refused_strangers", self.refused_strangers),
+            ("icmp_ignored", self.icmp_ignored),
             ("resent", self.resent),
             ("stalled", self.stalled),
             ("answered_after_give_up", self.answered_after_give_up),

@@ -454,3 +454,60 @@ fn budgets_are_configurable() {
     assert_eq!(drain(&mut core).len(), 5);
     assert_eq!(core.stats().limited_ip, 1);
 }
+
+/// ICMP port-unreachables (`Core::handle_unreachable`): only one that names a request in
+/// flight, by its destination and transaction id, fails it, and only for a node that
+/// answered us directly before; a forged one (wrong transaction id, wrong address, a quoted
+/// response) changes nothing but a counter, and a stranger's refusal (perhaps its NAT) only
+/// stalls a walk's request.
+#[test]
+fn icmp_errors_fail_only_the_request_they_name_and_only_for_known_nodes() {
+    let t = Instant::now();
+    let mut core = core_with(Defences::default());
+    let known = a("20.0.0.1:1000");
+    // It answers a ping: known (an RTT sample).
+    core.ping(t, known);
+    let out = drain(&mut core);
+    answer_all(&mut core, t, out, |_| Some(id(1)));
+    drain(&mut core);
+
+    let r = core.ping(t, known);
+    let sent = drain(&mut core);
+    let [tx] = sent.as_slice() else {
+        panic!("one ping: {sent:?}")
+    };
+    let quoted = tx.payload.to_vec();
+    let mut forged = quoted.clone();
+    forged[1] ^= 1;
+    core.handle_unreachable(t, known, &forged);
+    core.handle_unreachable(t, a("20.0.0.2:1000"), &quoted);
+    let response = Datagram::response(Tid::from_masked(1), Response::default()).encode();
+    core.handle_unreachable(t, known, &response);
+    core.handle_unreachable(t, known, &[]);
+    assert_eq!(
+        core.stats().icmp_ignored,
+        4,
+        "wrong tid, address, a response, nothing"
+    );
+    assert!(
+        !std::iter::from_fn(|| core.poll_event()).any(|e| matches!(e, dht_rpc::Event::Pong { .. })),
+        "the ping still waits"
+    );
+    core.handle_unreachable(t, known, &quoted);
+    let events: Vec<_> = std::iter::from_fn(|| core.poll_event()).collect();
+    assert!(
+        events.iter().any(|e| matches!(e, dht_rpc::Event::Pong { request, result: Err(dht_rpc::RequestError::Unreachable) } if *request == r)),
+        "{events:?}"
+    );
+    assert_eq!(core.stats().unreachable, 1);
+
+    // A stranger's refusal leaves a ping to wait its timeout.
+    let stranger = a("30.0.0.1:1000");
+    core.ping(t, stranger);
+    let sent = drain(&mut core);
+    core.handle_unreachable(t, stranger, &sent[0].payload);
+    assert_eq!(core.stats().icmp_ignored, 5);
+    assert!(
+        !std::iter::from_fn(|| core.poll_event()).any(|e| matches!(e, dht_rpc::Event::Pong { .. }))
+    );
+}

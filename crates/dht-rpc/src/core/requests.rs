@@ -277,6 +277,43 @@ impl Requests {
         Some(self.inflight.swap_remove(pos))
     }
 
+    /// Where the request with `tid` that went straight to `to` (not a relayed hole punch)
+    /// sits: the one an ICMP error about a datagram we sent to `to` is about.
+    fn sent_to(&self, tid: Tid, to: SocketAddrV4) -> Option<usize> {
+        self.inflight
+            .iter()
+            .position(|p| p.tid == tid && p.direct() && p.reply_from == to)
+    }
+
+    /// Takes the request with `tid` sent straight to `to` (see [`Requests::sent_to`]).
+    pub(crate) fn take_sent_to(&mut self, tid: Tid, to: SocketAddrV4) -> Option<Pending> {
+        let pos = self.sent_to(tid, to)?;
+        Some(self.inflight.swap_remove(pos))
+    }
+
+    /// The query-round request with `tid` sent straight to `to` was refused: if it still
+    /// takes a slot, it stalls now (without a resend, which would only be refused again)
+    /// and is given up `give_up` from now at the latest. Its purpose, when it stalled.
+    pub(crate) fn stall_refused(
+        &mut self,
+        tid: Tid,
+        to: SocketAddrV4,
+        now: Instant,
+        give_up: Duration,
+    ) -> Option<Purpose> {
+        let pos = self.sent_to(tid, to)?;
+        let p = &mut self.inflight[pos];
+        let (Phase::Active, Some((_, later)), Purpose::Query { commit: false, .. }) =
+            (p.phase, p.waits, &p.purpose)
+        else {
+            return None;
+        };
+        p.phase = Phase::Stalled;
+        p.resend = None;
+        p.waits = Some((now, later.min(now + give_up)));
+        Some(p.purpose.clone())
+    }
+
     /// A request whose deadline has passed.
     pub(crate) fn expire(&mut self, now: Instant) -> Option<Pending> {
         let pos = self.inflight.iter().position(|p| p.deadline <= now)?;

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::Inner;
+use super::{Inner, icmp};
 use crate::core::Transmit;
 use crate::machine::{Machine, SocketId};
 
@@ -34,10 +34,32 @@ pub(super) fn wake(socket: &UdpSocket, local: SocketAddrV4) {
     }
 }
 
-/// Sends one transmit from the main socket, waiting while its buffer is full.
-pub(super) fn send(socket: &UdpSocket, t: &Transmit) {
-    if let Err(e) = socket.send_to(&t.payload, SocketAddr::V4(t.to)) {
-        tracing::debug!(to = %t.to, error = %e, "send failed");
+/// Sends one transmit from the main socket, waiting while its buffer is full. A send that
+/// only returned an ICMP error pending on the socket goes again; `true` then: the error
+/// queue holds something to drain ([`drain_into`]).
+pub(super) fn send(socket: &UdpSocket, t: &Transmit) -> bool {
+    let mut pending = false;
+    for _ in 0..2 {
+        match socket.send_to(&t.payload, SocketAddr::V4(t.to)) {
+            Ok(_) => break,
+            Err(e) if icmp::is_pending_error(&e) => pending = true,
+            Err(e) => {
+                tracing::debug!(to = %t.to, error = %e, "send failed");
+                break;
+            }
+        }
+    }
+    pending
+}
+
+/// Reads the main socket's error queue into the machine (port-unreachables of our requests).
+pub(super) fn drain_into<M: Machine>(socket: &UdpSocket, core: &mut M, now: Instant) {
+    while let Ok(n) = icmp::drain(socket, |to, quoted| {
+        core.handle_unreachable(now, to, quoted)
+    }) {
+        if n == 0 {
+            break;
+        }
     }
 }
 
@@ -57,6 +79,7 @@ pub(super) fn spawn<M: Machine>(
     ) {
         tracing::debug!(error = %e, "cannot set IP_MTU_DISCOVER");
     }
+    icmp::enable(&*socket);
     socket.set_read_timeout(Some(CHECK_CLOSED))?;
     std::thread::Builder::new()
         .name("dht-reader".into())
@@ -68,29 +91,36 @@ fn run<M: Machine>(inner: &Inner<M>, socket: &UdpSocket) {
     let me = wake_addr(inner.local_addr);
     let mut buf = vec![0u8; 65536];
     let mut out: Vec<Transmit> = Vec::new();
+    // A send returned a pending ICMP error: the error queue is read before the next receive.
+    let mut errors = false;
     loop {
-        let got = socket.recv_from(&mut buf);
+        let got = (!errors).then(|| socket.recv_from(&mut buf));
+        errors = false;
         let mut guard = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
         let s = &mut *guard;
         if s.closed {
             return;
         }
-        let (n, from) = match got {
-            Ok((n, SocketAddr::V4(from))) => (n, from),
-            Ok((_, SocketAddr::V6(from))) => {
+        let now = Instant::now();
+        match got {
+            Some(Ok((n, SocketAddr::V4(from)))) => {
+                if n == 0 && from == me {
+                    continue;
+                }
+                s.core.handle_datagram(now, from, &buf[..n]);
+            }
+            Some(Ok((_, SocketAddr::V6(from)))) => {
                 tracing::trace!(%from, "ignoring IPv6 datagram");
                 continue;
             }
-            // The read timeout, or an ICMP error (connection refused): not fatal.
-            Err(e) => {
-                tracing::trace!(error = %e, "recv");
-                continue;
+            // An ICMP error (connection refused), a send's, or the read timeout.
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::trace!(error = %e, "recv");
+                }
+                drain_into(socket, &mut s.core, now);
             }
-        };
-        if n == 0 && from == me {
-            continue;
         }
-        s.core.handle_datagram(Instant::now(), from, &buf[..n]);
         inner.dispatch(s);
         while let Some(t) = s.core.poll_transmit() {
             if t.from == SocketId::MAIN {
@@ -110,7 +140,7 @@ fn run<M: Machine>(inner: &Inner<M>, socket: &UdpSocket) {
         let for_task = sooner || !s.stashed.is_empty() || !s.stashed_ops.is_empty();
         drop(guard);
         for t in out.drain(..) {
-            send(socket, &t);
+            errors |= send(socket, &t);
         }
         if for_task {
             inner.wake.notify_one();

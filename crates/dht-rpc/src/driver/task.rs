@@ -9,12 +9,13 @@ use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::io::{BatchIo, DatagramIo};
-use super::{Inner, reader};
+use super::{Inner, icmp, reader};
 use crate::core::Transmit;
 use crate::machine::{Machine, SocketId, SocketOp};
 
@@ -121,6 +122,7 @@ impl Main {
                 None
             }
         };
+        icmp::enable(&socket);
         Some(Main::Polled {
             socket,
             io,
@@ -171,12 +173,19 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, socket: UdpSocket, mod
                 send_all(socket, io.as_mut(), &extra, &mut transmits).await;
             }
             Main::Threaded(socket) => {
+                let mut errors = false;
                 for t in transmits.drain(..) {
                     if t.from == SocketId::MAIN {
-                        reader::send(socket, &t);
+                        errors |= reader::send(socket, &t);
                     } else {
                         send_extra(&extra, &t).await;
                     }
+                }
+                if errors {
+                    let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
+                    reader::drain_into(socket, &mut s.core, Instant::now());
+                    drop(s);
+                    continue;
                 }
             }
         }
@@ -194,19 +203,28 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, socket: UdpSocket, mod
         };
         let readable = async {
             match &main {
-                Main::Polled { socket, .. } => socket.readable().await,
+                // An ICMP error in the socket's error queue wakes it too (see `icmp`).
+                Main::Polled { socket, .. } => {
+                    socket.ready(Interest::READABLE | Interest::ERROR).await
+                }
                 Main::Threaded(_) => std::future::pending().await,
             }
         };
         tokio::select! {
             r = readable => {
-                if let Err(e) = r {
-                    tracing::trace!(error = %e, "socket not readable");
-                    continue;
-                }
+                let ready = match r {
+                    Ok(ready) => ready,
+                    Err(e) => {
+                        tracing::trace!(error = %e, "socket not readable");
+                        continue;
+                    }
+                };
                 let Main::Polled { socket, io, buf } = &mut main else { continue };
                 let mut s = inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = Instant::now();
+                if ready.is_error() {
+                    drain_errors(socket, &mut s.core, now);
+                }
                 let mut handled = 0;
                 let mut full = false;
                 while handled < RECV_TURN {
@@ -221,9 +239,12 @@ pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, socket: UdpSocket, mod
                     match n {
                         Ok(0) => break,
                         Ok(n) => handled += n,
-                        // ICMP errors surface here on some systems (connection refused):
-                        // not fatal.
-                        Err(e) => tracing::trace!(error = %e, "recv error"),
+                        // An ICMP error pending on the socket (connection refused): its
+                        // details wait in the error queue.
+                        Err(e) => {
+                            tracing::trace!(error = %e, "recv error");
+                            drain_errors(socket, &mut s.core, now);
+                        }
                     }
                     // The answers go out before the next receive (which, when nothing more
                     // waits, is a wasted call): a request's answer does not wait for it.
@@ -263,6 +284,21 @@ async fn send_extra(extra: &Extra, t: &Transmit) {
         && let Err(e) = s.send_to(&t.payload, SocketAddr::V4(t.to)).await
     {
         tracing::debug!(to = %t.to, error = %e, "send failed");
+    }
+}
+
+/// Reads the main socket's error queue into the machine, through the runtime so that its
+/// error readiness is cleared once the queue is empty.
+fn drain_errors<M: Machine>(socket: &UdpSocket, core: &mut M, now: Instant) {
+    for _ in 0..16 {
+        let r = socket.try_io(Interest::ERROR, || {
+            icmp::drain(socket, |to, quoted| {
+                core.handle_unreachable(now, to, quoted)
+            })
+        });
+        if r.is_err() {
+            return;
+        }
     }
 }
 
@@ -350,10 +386,18 @@ fn try_send(main: &UdpSocket, mut io: Option<&mut BatchIo>, transmits: &mut Vec<
                 u.from == SocketId::MAIN && u.to == t.to && u.payload.len() == t.payload.len()
             })
             .count();
-        let r = match io.as_deref_mut() {
-            Some(io) => io.send(main, t.to, &transmits[i..i + run]),
-            None => main.try_send_to(&t.payload, SocketAddr::V4(t.to)).map(drop),
-        };
+        let mut r = Ok(());
+        for _ in 0..2 {
+            r = match io.as_deref_mut() {
+                Some(io) => io.send(main, t.to, &transmits[i..i + run]),
+                None => main.try_send_to(&t.payload, SocketAddr::V4(t.to)).map(drop),
+            };
+            // An earlier ICMP error, pending on the socket, made the call do nothing: once
+            // more (the error queue is read when the socket reports it).
+            if !r.as_ref().is_err_and(icmp::is_pending_error) {
+                break;
+            }
+        }
         match r {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 sent = Sent::UntilFull;
