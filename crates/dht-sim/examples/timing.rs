@@ -9,6 +9,8 @@
 //! so walks wait the full timeout for every silent node; this is not the code before RTT-based
 //! timeouts (that one also resent at half the timeout; build an older commit for it).
 //! `SEED=7`: another network. `PARALLEL=1`: one operation at a time (default 20 at once).
+//! `REFUSE=1`: a gone node's host answers with an ICMP port-unreachable (its process exited)
+//! instead of staying silent (host gone, or behind a NAT that drops).
 //!
 //! Each state (healthy, 10 % gone, 30 % gone) starts 600 s of virtual time after the one
 //! before it (padded), so that the network has healed alike whatever the code's speed; its
@@ -78,6 +80,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(42);
     let fixed = std::env::var("FIXED").is_ok_and(|v| v == "1");
+    let refuse = std::env::var("REFUSE").is_ok_and(|v| v == "1");
     let wall = Instant::now();
     let mut node = Config::default();
     if fixed {
@@ -87,6 +90,7 @@ fn main() {
         SimConfig {
             seed,
             internet: true,
+            refuse_down: refuse,
             ..SimConfig::default()
         },
         n,
@@ -103,8 +107,13 @@ fn main() {
         wall.elapsed().as_secs_f64()
     );
     println!(
-        "{n} nodes, internet-like delays{}, seed {seed}, {settle} s after nodes go down, {parallel} operations at once\n",
-        if fixed { ", FIXED 1.25 s waits" } else { "" }
+        "{n} nodes, internet-like delays{}{}, seed {seed}, {settle} s after nodes go down, {parallel} operations at once\n",
+        if fixed { ", FIXED 1.25 s waits" } else { "" },
+        if refuse {
+            ", gone nodes' hosts answer ICMP port-unreachable"
+        } else {
+            ""
+        }
     );
     println!("| network, operation | p50 s | p90 s | p99 s | datagrams | exact |");
     println!("|---|---|---|---|---|---|");

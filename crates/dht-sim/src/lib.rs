@@ -48,6 +48,9 @@ pub struct SimConfig {
     pub internet: bool,
     /// The probability that a datagram is lost.
     pub loss: f64,
+    /// A datagram to a node that is down comes back as an ICMP port-unreachable (its host is
+    /// up, its process gone) instead of vanishing (host gone, or a NAT that drops).
+    pub refuse_down: bool,
 }
 
 impl Default for SimConfig {
@@ -57,6 +60,7 @@ impl Default for SimConfig {
             latency: (Duration::from_millis(5), Duration::from_millis(50)),
             internet: false,
             loss: 0.0,
+            refuse_down: false,
         }
     }
 }
@@ -68,6 +72,9 @@ struct InFlight {
     from: SocketAddrV4,
     to: SocketAddrV4,
     payload: Bytes,
+    /// An ICMP port-unreachable from `from`'s host about the datagram that starts with
+    /// `payload`, which `to` sent it (see [`SimConfig::refuse_down`]).
+    icmp: bool,
 }
 
 struct SimNode<M: Machine> {
@@ -469,6 +476,7 @@ impl<M: Machine> Sim<M> {
                 from: addr,
                 to: t.to,
                 payload: t.payload,
+                icmp: false,
             }));
         }
     }
@@ -495,8 +503,30 @@ impl<M: Machine> Sim<M> {
             }
             self.now = self.now.max(p.at);
             let now = self.now;
+            if !p.icmp
+                && self.config.refuse_down
+                && self.nodes.get(&p.to).is_some_and(|n| !n.up)
+                && !self.rng.random_bool(self.config.loss.clamp(0.0, 1.0))
+            {
+                // The host answers for its gone process.
+                let latency = self.delay(p.to, p.from);
+                self.seq += 1;
+                let quoted = p.payload.slice(..p.payload.len().min(64));
+                self.network.push(Reverse(InFlight {
+                    at: self.now + latency,
+                    seq: self.seq,
+                    from: p.to,
+                    to: p.from,
+                    payload: quoted,
+                    icmp: true,
+                }));
+            }
             let node = self.nodes.get_mut(&p.to).filter(|n| n.up);
             match node {
+                Some(n) if p.icmp => {
+                    n.core.handle_unreachable(self.now, p.from, &p.payload);
+                    self.collect(p.to);
+                }
                 Some(n) if n.filtering && !n.admits(p.from, now) => self.filtered += 1,
                 Some(n) => {
                     if let Some(t) = n.contacted.get_mut(&p.from) {
