@@ -74,6 +74,25 @@ pub(crate) struct Inner<M: Machine> {
     own: broadcast::Sender<M::Own>,
     ready: watch::Sender<bool>,
     datagrams: Mutex<Option<mpsc::Sender<(SocketAddrV4, Bytes)>>>,
+    /// How many hold the main socket (the task, and the reader thread): shutdown waits for
+    /// none, so that the port is free when it returns.
+    holders: watch::Sender<usize>,
+}
+
+/// One holder of the main socket, counted in [`Inner::holders`] from its creation to its drop.
+pub(crate) struct Holder(watch::Sender<usize>);
+
+impl Holder {
+    pub(crate) fn new<M: Machine>(inner: &Inner<M>) -> Holder {
+        inner.holders.send_modify(|n| *n += 1);
+        Holder(inner.holders.clone())
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl<M: Machine> Inner<M> {
@@ -207,6 +226,10 @@ impl<M: Machine> Drop for ShutdownOnDrop<M> {
     }
 }
 
+/// How long [`Driver::shutdown`] waits at most for the socket to close (the reader thread
+/// notices within its read timeout even if its wake-up datagram is lost).
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn close<M: Machine>(inner: &Inner<M>) {
     inner.with_shared(|s| {
         if !s.closed {
@@ -265,8 +288,10 @@ impl<M: Machine> Driver<M> {
             own,
             ready: watch::channel(false).0,
             datagrams: Mutex::new(None),
+            holders: watch::channel(0).0,
         });
-        tokio::spawn(task::run(inner.clone(), socket, io));
+        let holder = Holder::new(&inner);
+        tokio::spawn(task::run(inner.clone(), socket, io, holder));
         let node = Driver {
             _guard: Arc::new(ShutdownOnDrop(inner.clone())),
             inner,
@@ -503,6 +528,9 @@ impl<M: Machine> Driver<M> {
     /// (once the driver task, and with [`DatagramIo::Single`] its reader thread, saw it).
     pub async fn shutdown(&self) {
         close(&self.inner);
-        tokio::task::yield_now().await;
+        // Until the socket is closed (the task and the reader thread let go of it), so that
+        // the port can be bound again at once; at most a few seconds.
+        let mut holders = self.inner.holders.subscribe();
+        let _ = tokio::time::timeout(SHUTDOWN_WAIT, holders.wait_for(|n| *n == 0)).await;
     }
 }

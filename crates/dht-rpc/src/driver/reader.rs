@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Inner, icmp};
+use super::{Holder, Inner, icmp};
 use crate::core::Transmit;
 use crate::machine::{Machine, SocketId};
 
@@ -81,9 +81,15 @@ pub(super) fn spawn<M: Machine>(
     }
     icmp::enable(&*socket);
     socket.set_read_timeout(Some(CHECK_CLOSED))?;
+    let holder = Holder::new(&inner);
     std::thread::Builder::new()
         .name("dht-reader".into())
-        .spawn(move || run(&inner, &socket))?;
+        .spawn(move || {
+            run(&inner, &socket);
+            // Our hold on the socket first, then the count that shutdown waits on.
+            drop(socket);
+            drop(holder);
+        })?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::io::{BatchIo, DatagramIo};
-use super::{Inner, icmp, reader};
+use super::{Holder, Inner, icmp, reader};
 use crate::core::Transmit;
 use crate::machine::{Machine, SocketId, SocketOp};
 
@@ -132,7 +132,18 @@ impl Main {
 }
 
 /// The driver task.
-pub(super) async fn run<M: Machine>(inner: Arc<Inner<M>>, socket: UdpSocket, mode: DatagramIo) {
+pub(super) async fn run<M: Machine>(
+    inner: Arc<Inner<M>>,
+    socket: UdpSocket,
+    mode: DatagramIo,
+    holder: Holder,
+) {
+    run_with(inner, socket, mode).await;
+    // The socket is gone with `run_with`'s locals: now the holder.
+    drop(holder);
+}
+
+async fn run_with<M: Machine>(inner: Arc<Inner<M>>, socket: UdpSocket, mode: DatagramIo) {
     let Some(mut main) = Main::new(&inner, socket, mode) else {
         super::close(&inner);
         return;
