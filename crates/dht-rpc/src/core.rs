@@ -645,16 +645,10 @@ impl<H: Handler> Core<H> {
         }
         // A request is decoded in place (its fields borrowed, no allocation); a response
         // into owned fields (the walk keeps its nodes).
-        let decoded = match bytes {
-            [a, b, body @ ..] => {
-                let tid = dht_wire::Tid::from_masked(u16::from_be_bytes([*a, *b]));
-                if a & 0x80 != 0 {
-                    RequestRef::decode(body).map(|r| (tid, Ok(r)))
-                } else {
-                    Response::decode(body).map(|r| (tid, Err(r)))
-                }
-            }
-            _ => Err(dht_wire::DecodeError::TooShort(bytes.len())),
+        let decoded = match Datagram::split_header(bytes) {
+            Some((tid, true, body)) => RequestRef::decode(body).map(|r| (tid, Ok(r))),
+            Some((tid, false, body)) => Response::decode(body).map(|r| (tid, Err(r))),
+            None => Err(dht_wire::DecodeError::TooShort(bytes.len())),
         };
         let (tid, message) = match decoded {
             Ok(d) => d,
@@ -888,12 +882,10 @@ impl<H: Handler> Core<H> {
     /// already answered or about a response of ours, or one forged by someone who would
     /// have to guess the transaction id, as for a forged response.
     pub fn handle_unreachable(&mut self, now: Instant, to: SocketAddrV4, quoted: &[u8]) {
-        let tid = match quoted {
-            [a, b, ..] if a & 0x80 != 0 => dht_wire::Tid::from_masked(u16::from_be_bytes([*a, *b])),
-            _ => {
-                self.stats.icmp_ignored += 1;
-                return;
-            }
+        // Only a request of ours can be failed (a refused answer of ours matches nothing).
+        let Some((tid, true, _)) = Datagram::split_header(quoted) else {
+            self.stats.icmp_ignored += 1;
+            return;
         };
         if self.rtts.of(to).is_none() {
             let rto = self

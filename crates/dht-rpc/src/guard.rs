@@ -230,7 +230,8 @@ impl Guard {
         self.cfg.is_trusted(ip)
     }
 
-    /// `now` in the budgets' milliseconds (read once for all the budgets a datagram meets).
+    /// `now` in the budgets' milliseconds (converted once per admission, for every budget it
+    /// consults).
     fn ms(&mut self, now: Instant) -> u32 {
         self.clock.get_or_insert(Clock::new(now)).ms(now)
     }

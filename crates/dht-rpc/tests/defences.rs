@@ -81,6 +81,13 @@ fn answer_all(
     }
 }
 
+/// We ping `at` and it answers (with id `who`): it proved it receives, and we have its RTT.
+fn answered_ping(core: &mut Core, now: Instant, at: SocketAddrV4, who: Option<NodeId>) {
+    core.ping(now, at);
+    let out = drain(core);
+    answer_all(core, now, out, |_| who);
+}
+
 /// `n` honest nodes, each on its own /24 of 20.0.0.0/8, join the table (each pings us and
 /// answers our verifying ping).
 fn fill_table(core: &mut Core, now: Instant, n: u32) {
@@ -247,9 +254,7 @@ fn a_spoofed_relay_flood_leaves_a_legitimate_requester_its_relays() {
     let mut core = core_with(Defences::default());
     // The legitimate target proved it receives: it answered a ping of ours.
     let target = a("5.5.5.5:7000");
-    core.ping(t0, target);
-    let out = drain(&mut core);
-    answer_all(&mut core, t0, out, |_| None);
+    answered_ping(&mut core, t0, target, None);
     let legit = a("9.9.9.9:3000");
     let relay_to = |to: SocketAddrV4| {
         request(Request {
@@ -428,9 +433,7 @@ fn punch_hints_count_only_from_relays_that_proved_they_receive() {
     assert_eq!(core.stats().hints_unproven, 1);
     // A relay that answered a ping of ours: its hint does.
     let relay = a("5.5.5.5:7000");
-    core.ping(t0, relay);
-    let out = drain(&mut core);
-    answer_all(&mut core, t0, out, |_| None);
+    answered_ping(&mut core, t0, relay, None);
     core.handle_datagram(t0, relay, &hint(a("8.8.8.8:3")));
     assert_eq!(punch_requests(&mut core), 1);
     report!(
@@ -466,9 +469,7 @@ fn icmp_errors_fail_only_the_request_they_name_and_only_for_known_nodes() {
     let mut core = core_with(Defences::default());
     let known = a("20.0.0.1:1000");
     // It answers a ping: known (an RTT sample).
-    core.ping(t, known);
-    let out = drain(&mut core);
-    answer_all(&mut core, t, out, |_| Some(id(1)));
+    answered_ping(&mut core, t, known, Some(id(1)));
     drain(&mut core);
 
     let r = core.ping(t, known);

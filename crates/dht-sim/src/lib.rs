@@ -468,17 +468,23 @@ impl<M: Machine> Sim<M> {
                 self.lost += 1;
                 continue;
             }
-            let latency = self.delay(addr, t.to);
-            self.seq += 1;
-            self.network.push(Reverse(InFlight {
-                at: self.now + latency,
-                seq: self.seq,
-                from: addr,
-                to: t.to,
-                payload: t.payload,
-                icmp: false,
-            }));
+            self.launch(addr, t.to, t.payload, false);
         }
+    }
+
+    /// Puts a datagram (or an ICMP error, `icmp`) from `from` to `to` on the network, to arrive
+    /// after the path's delay.
+    fn launch(&mut self, from: SocketAddrV4, to: SocketAddrV4, payload: Bytes, icmp: bool) {
+        let latency = self.delay(from, to);
+        self.seq += 1;
+        self.network.push(Reverse(InFlight {
+            at: self.now + latency,
+            seq: self.seq,
+            from,
+            to,
+            payload,
+            icmp,
+        }));
     }
 
     /// Runs one step: the next datagram delivery or node timer. `false` when nothing is left
@@ -508,18 +514,9 @@ impl<M: Machine> Sim<M> {
                 && self.nodes.get(&p.to).is_some_and(|n| !n.up)
                 && !self.rng.random_bool(self.config.loss.clamp(0.0, 1.0))
             {
-                // The host answers for its gone process.
-                let latency = self.delay(p.to, p.from);
-                self.seq += 1;
+                // The host answers for its gone process, quoting the datagram's start.
                 let quoted = p.payload.slice(..p.payload.len().min(64));
-                self.network.push(Reverse(InFlight {
-                    at: self.now + latency,
-                    seq: self.seq,
-                    from: p.to,
-                    to: p.from,
-                    payload: quoted,
-                    icmp: true,
-                }));
+                self.launch(p.to, p.from, quoted, true);
             }
             let node = self.nodes.get_mut(&p.to).filter(|n| n.up);
             match node {

@@ -88,15 +88,25 @@ impl Datagram {
         }
     }
 
+    /// Splits a datagram's two-byte header off: its transaction id, whether it is a
+    /// request, and the body. `None` when shorter than the header. Reads nothing else, so
+    /// it also serves for the quoted start of a datagram (as an ICMP error quotes it).
+    pub fn split_header(bytes: &[u8]) -> Option<(Tid, bool, &[u8])> {
+        match bytes {
+            [a, b, body @ ..] => {
+                let header = u16::from_be_bytes([*a, *b]);
+                Some((Tid::from_masked(header), header & REQUEST_BIT != 0, body))
+            }
+            _ => None,
+        }
+    }
+
     /// Decodes a datagram. Never panics; allocates at most a small multiple of
     /// `bytes.len()`.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let (header, body) = match bytes {
-            [a, b, body @ ..] => (u16::from_be_bytes([*a, *b]), body),
-            _ => return Err(DecodeError::TooShort(bytes.len())),
-        };
-        let tid = Tid::from_masked(header);
-        let message = if header & REQUEST_BIT != 0 {
+        let (tid, request, body) =
+            Self::split_header(bytes).ok_or(DecodeError::TooShort(bytes.len()))?;
+        let message = if request {
             Message::Request(Request::decode(body)?)
         } else {
             Message::Response(Response::decode(body)?)

@@ -24,23 +24,32 @@ use std::io;
 use std::net::SocketAddrV4;
 
 /// Error-queue entries read per call at most (the rest on the next).
-const MAX_DRAIN: usize = 64;
+const MAX_DRAIN: usize = 1024;
 
 /// Whether a send or receive failed only because an earlier ICMP error was pending on the
 /// socket (the call did nothing, and a send should be made again).
 pub(super) fn is_pending_error(e: &io::Error) -> bool {
+    // Fragmentation needed (a path MTU probe's answer) is pending as EMSGSIZE.
+    #[cfg(target_os = "linux")]
+    if e.raw_os_error() == Some(nix::libc::EMSGSIZE) {
+        return true;
+    }
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionRefused
             | io::ErrorKind::HostUnreachable
             | io::ErrorKind::NetworkUnreachable
-    ) || e.raw_os_error() == Some(EMSGSIZE)
+    )
 }
 
-#[cfg(target_os = "linux")]
-const EMSGSIZE: i32 = nix::libc::EMSGSIZE;
-#[cfg(not(target_os = "linux"))]
-const EMSGSIZE: i32 = 90;
+/// Runs a send once more if it failed only with a pending ICMP error (see the module
+/// docs); with the result, whether such an error was met (the error queue holds something).
+pub(super) fn send_retrying<T>(mut send: impl FnMut() -> io::Result<T>) -> (io::Result<T>, bool) {
+    match send() {
+        Err(e) if is_pending_error(&e) => (send(), true),
+        r => (r, false),
+    }
+}
 
 /// Sets `IP_RECVERR` on `socket`; `false` (and a debug log) where that fails or is not Linux.
 #[cfg(target_os = "linux")]
@@ -63,12 +72,12 @@ pub(super) fn enable<S>(_socket: &S) -> bool {
 /// Reads the socket's error queue without waiting, calling `each` with the destination and
 /// the quoted start of every datagram that met a port-unreachable (other ICMP errors are
 /// read and dropped). `Err(WouldBlock)` once it is empty, so that the runtime clears the
-/// socket's error readiness; `Ok(n)` when it stopped after [`MAX_DRAIN`].
+/// socket's error readiness; `Ok(())` when it stopped after [`MAX_DRAIN`] (more may wait).
 #[cfg(target_os = "linux")]
 pub(super) fn drain(
     socket: &impl std::os::fd::AsRawFd,
     mut each: impl FnMut(SocketAddrV4, &[u8]),
-) -> io::Result<usize> {
+) -> io::Result<()> {
     use nix::errno::Errno;
     use nix::libc;
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg};
@@ -114,12 +123,12 @@ pub(super) fn drain(
             each(to, &buf[..n]);
         }
     }
-    Ok(MAX_DRAIN)
+    Ok(())
 }
 
 /// Not Linux: nothing to read.
 #[cfg(not(target_os = "linux"))]
-pub(super) fn drain<S>(_socket: &S, _each: impl FnMut(SocketAddrV4, &[u8])) -> io::Result<usize> {
+pub(super) fn drain<S>(_socket: &S, _each: impl FnMut(SocketAddrV4, &[u8])) -> io::Result<()> {
     Err(io::ErrorKind::WouldBlock.into())
 }
 
@@ -130,8 +139,31 @@ mod tests {
     #[test]
     fn a_refused_send_is_a_pending_error_and_wouldblock_is_not() {
         assert!(is_pending_error(&io::ErrorKind::ConnectionRefused.into()));
-        assert!(is_pending_error(&io::Error::from_raw_os_error(EMSGSIZE)));
+        #[cfg(target_os = "linux")]
+        assert!(is_pending_error(&io::Error::from_raw_os_error(
+            nix::libc::EMSGSIZE
+        )));
         assert!(!is_pending_error(&io::ErrorKind::WouldBlock.into()));
         assert!(!is_pending_error(&io::ErrorKind::PermissionDenied.into()));
+    }
+
+    #[test]
+    fn a_send_is_retried_once_after_a_pending_error_only() {
+        let mut calls = 0;
+        let (r, pending) = send_retrying(|| {
+            calls += 1;
+            if calls == 1 {
+                Err(io::ErrorKind::ConnectionRefused.into())
+            } else {
+                Ok(())
+            }
+        });
+        assert!(r.is_ok() && pending && calls == 2);
+        let mut calls = 0;
+        let (r, pending) = send_retrying::<()>(|| {
+            calls += 1;
+            Err(io::ErrorKind::WouldBlock.into())
+        });
+        assert!(r.is_err() && !pending && calls == 1);
     }
 }

@@ -34,33 +34,24 @@ pub(super) fn wake(socket: &UdpSocket, local: SocketAddrV4) {
     }
 }
 
-/// Sends one transmit from the main socket, waiting while its buffer is full. A send that
-/// only returned an ICMP error pending on the socket goes again; `true` then: the error
-/// queue holds something to drain ([`drain_into`]).
+/// Sends one transmit from the main socket, waiting while its buffer is full (once more if
+/// it only met a pending ICMP error); `true` when it met one: the error queue holds
+/// something to drain ([`drain_into`]).
 pub(super) fn send(socket: &UdpSocket, t: &Transmit) -> bool {
-    let mut pending = false;
-    for _ in 0..2 {
-        match socket.send_to(&t.payload, SocketAddr::V4(t.to)) {
-            Ok(_) => break,
-            Err(e) if icmp::is_pending_error(&e) => pending = true,
-            Err(e) => {
-                tracing::debug!(to = %t.to, error = %e, "send failed");
-                break;
-            }
-        }
+    let (r, pending) = icmp::send_retrying(|| socket.send_to(&t.payload, SocketAddr::V4(t.to)));
+    if let Err(e) = r {
+        tracing::debug!(to = %t.to, error = %e, "send failed");
     }
     pending
 }
 
-/// Reads the main socket's error queue into the machine (port-unreachables of our requests).
-pub(super) fn drain_into<M: Machine>(socket: &UdpSocket, core: &mut M, now: Instant) {
-    while let Ok(n) = icmp::drain(socket, |to, quoted| {
+/// Reads the main socket's error queue into the machine (port-unreachables of our requests);
+/// `true` when it stopped at its bound and more may wait.
+pub(super) fn drain_into<M: Machine>(socket: &UdpSocket, core: &mut M, now: Instant) -> bool {
+    icmp::drain(socket, |to, quoted| {
         core.handle_unreachable(now, to, quoted)
-    }) {
-        if n == 0 {
-            break;
-        }
-    }
+    })
+    .is_ok()
 }
 
 /// Starts the reader thread on `socket` (blocking mode).
@@ -97,7 +88,8 @@ fn run<M: Machine>(inner: &Inner<M>, socket: &UdpSocket) {
     let me = wake_addr(inner.local_addr);
     let mut buf = vec![0u8; 65536];
     let mut out: Vec<Transmit> = Vec::new();
-    // A send returned a pending ICMP error: the error queue is read before the next receive.
+    // A send met a pending ICMP error, or the last read of the error queue stopped at its
+    // bound: the error queue is read before the next receive.
     let mut errors = false;
     loop {
         let got = (!errors).then(|| socket.recv_from(&mut buf));
@@ -124,7 +116,7 @@ fn run<M: Machine>(inner: &Inner<M>, socket: &UdpSocket) {
                 if let Some(Err(e)) = other {
                     tracing::trace!(error = %e, "recv");
                 }
-                drain_into(socket, &mut s.core, now);
+                errors = drain_into(socket, &mut s.core, now);
             }
         }
         inner.dispatch(s);

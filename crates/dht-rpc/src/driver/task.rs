@@ -299,18 +299,14 @@ async fn send_extra(extra: &Extra, t: &Transmit) {
 }
 
 /// Reads the main socket's error queue into the machine, through the runtime so that its
-/// error readiness is cleared once the queue is empty.
+/// error readiness is cleared once the queue is empty (if the read stopped at its bound,
+/// the readiness stays and the loop comes back for the rest).
 fn drain_errors<M: Machine>(socket: &UdpSocket, core: &mut M, now: Instant) {
-    for _ in 0..16 {
-        let r = socket.try_io(Interest::ERROR, || {
-            icmp::drain(socket, |to, quoted| {
-                core.handle_unreachable(now, to, quoted)
-            })
-        });
-        if r.is_err() {
-            return;
-        }
-    }
+    let _ = socket.try_io(Interest::ERROR, || {
+        icmp::drain(socket, |to, quoted| {
+            core.handle_unreachable(now, to, quoted)
+        })
+    });
 }
 
 /// One datagram without waiting (when batched I/O is unavailable).
@@ -397,18 +393,12 @@ fn try_send(main: &UdpSocket, mut io: Option<&mut BatchIo>, transmits: &mut Vec<
                 u.from == SocketId::MAIN && u.to == t.to && u.payload.len() == t.payload.len()
             })
             .count();
-        let mut r = Ok(());
-        for _ in 0..2 {
-            r = match io.as_deref_mut() {
-                Some(io) => io.send(main, t.to, &transmits[i..i + run]),
-                None => main.try_send_to(&t.payload, SocketAddr::V4(t.to)).map(drop),
-            };
-            // An earlier ICMP error, pending on the socket, made the call do nothing: once
-            // more (the error queue is read when the socket reports it).
-            if !r.as_ref().is_err_and(icmp::is_pending_error) {
-                break;
-            }
-        }
+        // (An earlier ICMP error, pending on the socket, makes a call do nothing: it goes
+        // once more, and the error queue is read when the socket reports it.)
+        let (r, _) = icmp::send_retrying(|| match io.as_deref_mut() {
+            Some(io) => io.send(main, t.to, &transmits[i..i + run]),
+            None => main.try_send_to(&t.payload, SocketAddr::V4(t.to)).map(drop),
+        });
         match r {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 sent = Sent::UntilFull;
