@@ -240,6 +240,12 @@ impl<H: Handler> Core<H> {
         self.dead.is_dead(now, addr)
     }
 
+    /// Whether a request of ours to `addr` is in flight or queued (say, one a walk gave up
+    /// on that may still be answered; a diagnostic for the simulator).
+    pub fn awaits(&self, addr: SocketAddrV4) -> bool {
+        self.requests.pending_to(addr)
+    }
+
     /// The round-trip estimates.
     pub fn rtts(&self) -> &crate::rtt::Rtts {
         &self.rtts
@@ -687,8 +693,8 @@ impl<H: Handler> Core<H> {
         };
         // It answered a request of ours: it receives at this address.
         self.proved(now, from);
-        let rtt = now.saturating_duration_since(pending.sent);
-        if !pending.resent && pending.direct() {
+        let rtt = pending.round_trip(tid, now);
+        if pending.direct() {
             self.rtts.sample(from, rtt);
         }
         if let Some(id) = res.sender_id() {

@@ -50,11 +50,13 @@ fn row(label: &str, ops: &[Op]) -> (f64, f64) {
     let mut wait: Vec<Duration> = ops.iter().map(|o| o.time - o.last_closest).collect();
     wait.sort();
     eprintln!(
-        "{label}: the last of the closest answered at p50 {:.3} s; then waited p50 {:.3} s, p90 {:.3} s; {:.1} requests unanswered per operation",
+        "{label}: the last of the closest answered at p50 {:.3} s; then waited p50 {:.3} s, p90 {:.3} s; {:.1} requests unanswered per operation; missed {} of the closest, {} of them given up too soon",
         pct(&last, 0.5),
         pct(&wait, 0.5),
         pct(&wait, 0.9),
-        ops.iter().map(|o| o.unanswered).sum::<usize>() as f64 / ops.len().max(1) as f64
+        ops.iter().map(|o| o.unanswered).sum::<usize>() as f64 / ops.len().max(1) as f64,
+        ops.iter().map(|o| 20 - o.found).sum::<usize>(),
+        ops.iter().map(|o| o.missed_asked).sum::<usize>(),
     );
     println!(
         "| {label} | {:.3} | {:.3} | {:.3} | {dg:.0} | {exact}/{} |",
@@ -174,6 +176,26 @@ fn main() {
                 sum(|s| s.timeouts),
                 sum(|s| s.dead_skipped),
             );
+            if std::env::var("QDIAG").is_ok() {
+                for a in live.iter().take(8) {
+                    if let Some(c) = sim.core(*a) {
+                        let r = c.rtts();
+                        let q = |x| r.recent_quantile(x).map_or(0.0, |d| d.as_secs_f64());
+                        let rto = r
+                            .node()
+                            .map_or(0.0, |e| (e.srtt + e.rttvar * 4).as_secs_f64());
+                        eprintln!(
+                            "QDIAG {a}: p50 {:.3} p90 {:.3} p99 {:.3} p999 {:.3} max {:.3} rto {:.3}",
+                            q(0.5),
+                            q(0.9),
+                            q(0.99),
+                            q(0.999),
+                            q(1.0),
+                            rto
+                        );
+                    }
+                }
+            }
             if gone == 0.0 {
                 healthy.push((l, u));
             } else if let Some(((hl, hd), (hu, hud))) = healthy.get((loss * 100.0) as usize) {

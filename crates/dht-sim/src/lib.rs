@@ -126,6 +126,9 @@ pub struct Op {
     pub last_closest: Duration,
     /// Its requests that failed or were given up (the walk's `errors`).
     pub unanswered: usize,
+    /// Of the true closest 20 it missed, how many it had asked and was still waiting for
+    /// when it ended (it gave them up too soon), against never asked.
+    pub missed_asked: usize,
 }
 
 /// Many nodes on a virtual network: dht-rpc cores (`Sim<Core<H>>`, the default), or any
@@ -761,6 +764,17 @@ impl<M: Machine> Sim<M> {
             let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != r.own).collect();
             want.sort_by_key(|id| id.distance(&r.target));
             want.truncate(20);
+            let missed_asked = want
+                .iter()
+                .filter(|w| !got.contains(w))
+                .filter_map(|w| {
+                    self.nodes
+                        .iter()
+                        .find(|(_, n)| n.up && n.core.rpc().id() == *w)
+                        .map(|(a, _)| *a)
+                })
+                .filter(|a| self.core(r.node).is_some_and(|c| c.awaits(*a)))
+                .count();
             out.push(Op {
                 time,
                 datagrams: (after.datagrams_out + after.datagrams_in)
@@ -769,6 +783,7 @@ impl<M: Machine> Sim<M> {
                 exact: got == want,
                 last_closest,
                 unanswered,
+                missed_asked,
             });
         }
         out

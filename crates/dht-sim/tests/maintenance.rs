@@ -18,9 +18,14 @@ fn dead_contacts(sim: &Sim, node: SocketAddrV4, down: &[SocketAddrV4]) -> usize 
         .count()
 }
 
-#[test]
-fn a_node_with_maintenance_rebootstraps_by_itself_and_sheds_the_dead() {
-    let mut sim = Sim::new(SimConfig::default());
+/// One network of 150 nodes and three more (two maintained, one bare) under `seed`; a third
+/// of the 150 go down. Gives the maintained node's and the bare node's dead contacts after
+/// two minutes.
+fn shed(seed: u64) -> (usize, usize) {
+    let mut sim = Sim::new(SimConfig {
+        seed,
+        ..SimConfig::default()
+    });
     let entry = sim.add_node(Config {
         ephemeral: true,
         ..Config::default()
@@ -51,7 +56,7 @@ fn a_node_with_maintenance_rebootstraps_by_itself_and_sheds_the_dead() {
     let stats = |a| sim.core(a).expect("node").stats();
     let (k, t, b) = (stats(kept), stats(twin), stats(bare));
     println!(
-        "rebootstraps: kept {} twin {} bare {}; dead contacts before {before:?}, after: kept {} bare {}",
+        "seed {seed}: rebootstraps: kept {} twin {} bare {}; dead contacts before {before:?}, after: kept {} bare {}",
         k.rebootstraps,
         t.rebootstraps,
         b.rebootstraps,
@@ -68,8 +73,22 @@ fn a_node_with_maintenance_rebootstraps_by_itself_and_sheds_the_dead() {
         before.0 > 5 && before.1 > 5,
         "both knew the nodes that went: {before:?}"
     );
+    (
+        dead_contacts(&sim, kept, &down),
+        dead_contacts(&sim, bare, &down),
+    )
+}
+
+#[test]
+fn a_node_with_maintenance_rebootstraps_by_itself_and_sheds_the_dead() {
+    // Which dead contacts a node's own walks meet is chance (seed 1 alone: 11 left against
+    // 13, where seeds 2 to 8 leave 0 to 5 against 13 to 21), so four networks together.
+    let (kept, bare) = (1..=4)
+        .map(shed)
+        .fold((0, 0), |(k, b), (dk, db)| (k + dk, b + db));
+    println!("dead contacts left in all: kept {kept} bare {bare}");
     assert!(
-        dead_contacts(&sim, kept, &down) * 2 < dead_contacts(&sim, bare, &down),
-        "the maintained table sheds the dead faster"
+        kept * 2 < bare,
+        "the maintained table sheds the dead faster: {kept} against {bare}"
     );
 }

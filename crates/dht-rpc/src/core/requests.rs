@@ -80,14 +80,29 @@ pub(crate) struct Pending {
     /// A walk's request: when it stalls (its RTO) and when it is given up.
     waits: Option<(Instant, Instant)>,
     pub(crate) phase: Phase,
-    /// A query's request is sent once more, unchanged, when it stalls.
+    /// A query's request is sent once more when it stalls (under a tid of its own).
     resend: Option<(SocketAddrV4, Datagram)>,
-    /// It was sent twice: its answer gives no RTT sample (it may answer either copy).
-    pub(crate) resent: bool,
+    /// The second copy's tid and when it went: an answer names the copy it answers, so
+    /// even a request sent twice gives a true RTT sample (Karn's ambiguity does not arise).
+    pub(crate) resent: Option<(Tid, Instant)>,
     pub(crate) purpose: Purpose,
 }
 
 impl Pending {
+    /// The round trip of the answer with `tid` (to whichever copy it names).
+    pub(crate) fn round_trip(&self, tid: Tid, now: Instant) -> Duration {
+        let sent = match self.resent {
+            Some((again, at)) if again == tid => at,
+            _ => self.sent,
+        };
+        now.saturating_duration_since(sent)
+    }
+
+    /// Whether `tid` names this request (either copy).
+    fn has_tid(&self, tid: Tid) -> bool {
+        self.tid == tid || self.resent.is_some_and(|(again, _)| again == tid)
+    }
+
     /// Whether the answer comes straight back from where the request went (its time is a
     /// round trip to that node, not through a relay).
     pub(crate) fn direct(&self) -> bool {
@@ -185,7 +200,7 @@ impl Requests {
         loop {
             let tid = self.next_tid;
             self.next_tid = tid.next();
-            if !self.inflight.iter().any(|p| p.tid == tid) {
+            if !self.inflight.iter().any(|p| p.has_tid(tid)) {
                 return tid;
             }
         }
@@ -211,10 +226,8 @@ impl Requests {
         let datagram = Datagram::request(tid, q.request);
         // A request stalls at its RTO and is given up later (the resend had the rest of
         // that time to come back), and both by the timeout.
-        let waits = q.waits.map(|w| {
-            let at = |d: Duration| now + d.min(self.timeout);
-            (at(w.stall), at(w.give_up))
-        });
+        let at = |d: Duration| now + d.min(self.timeout);
+        let waits = q.waits.map(|w| (at(w.stall), at(w.give_up)));
         let resend = (resend_ok && waits.is_some()).then(|| (q.to, datagram.clone()));
         self.inflight.push(Pending {
             tid,
@@ -224,7 +237,7 @@ impl Requests {
             waits,
             phase: Phase::Active,
             resend,
-            resent: false,
+            resent: None,
             purpose: q.purpose,
         });
         Some((q.to, datagram))
@@ -236,13 +249,20 @@ impl Requests {
         &mut self,
         now: Instant,
     ) -> Option<(Purpose, Option<(SocketAddrV4, Datagram)>)> {
-        let p = self
-            .inflight
-            .iter_mut()
-            .find(|p| p.phase == Phase::Active && p.waits.is_some_and(|(stall, _)| stall <= now))?;
+        let pos = self.inflight.iter().position(|p| {
+            p.phase == Phase::Active && p.waits.is_some_and(|(stall, _)| stall <= now)
+        })?;
+        let again = match self.inflight[pos].resend.take() {
+            Some((to, mut datagram)) => {
+                let tid = self.allocate_tid();
+                datagram.tid = tid;
+                self.inflight[pos].resent = Some((tid, now));
+                Some((to, datagram))
+            }
+            None => None,
+        };
+        let p = &mut self.inflight[pos];
         p.phase = Phase::Stalled;
-        let again = p.resend.take();
-        p.resent = again.is_some();
         Some((p.purpose.clone(), again))
     }
 
@@ -273,7 +293,7 @@ impl Requests {
         let pos = self
             .inflight
             .iter()
-            .position(|p| p.tid == tid && p.accepts(from))?;
+            .position(|p| p.has_tid(tid) && p.accepts(from))?;
         Some(self.inflight.swap_remove(pos))
     }
 
@@ -282,7 +302,7 @@ impl Requests {
     fn sent_to(&self, tid: Tid, to: SocketAddrV4) -> Option<usize> {
         self.inflight
             .iter()
-            .position(|p| p.tid == tid && p.direct() && p.reply_from == to)
+            .position(|p| p.has_tid(tid) && p.direct() && p.reply_from == to)
     }
 
     /// Takes the request with `tid` sent straight to `to` (see [`Requests::sent_to`]).
@@ -387,7 +407,8 @@ mod tests {
         let (_, again) = stalled.remove(0);
         let (to, again) = again.expect("the query round's request goes again");
         assert_eq!(to, addr(1));
-        assert_eq!(again, first[0].1, "the same datagram, same tid");
+        assert_eq!(again.message, first[0].1.message, "the same request");
+        assert_ne!(again.tid, first[0].1.tid, "under a tid of its own");
         assert!(stalled.remove(0).1.is_none(), "never a commit");
         assert!(r.stall_due(at).is_none(), "once");
         assert!(
@@ -409,7 +430,19 @@ mod tests {
             "then failed at the timeout"
         );
         let tid = first[0].1.tid;
-        let p = r.take(tid, addr(1)).expect("a late answer is still taken");
-        assert!(p.phase == Phase::GivenUp && p.resent);
+        let p = r
+            .take(again.tid, addr(1))
+            .expect("a late answer is still taken");
+        assert!(p.phase == Phase::GivenUp && p.resent.is_some());
+        assert_eq!(
+            p.round_trip(again.tid, give_up),
+            Duration::from_millis(200),
+            "timed from the copy it names"
+        );
+        assert_eq!(p.round_trip(tid, give_up), Duration::from_millis(300));
+        assert!(
+            r.take(tid, addr(1)).is_none(),
+            "the other copy's answer is unknown"
+        );
     }
 }
