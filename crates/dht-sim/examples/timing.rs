@@ -10,7 +10,9 @@
 //! timeouts (that one also resent at half the timeout; build an older commit for it).
 //! `SEED=7`: another network. `PARALLEL=1`: one operation at a time (default 20 at once).
 //! `REFUSE=1`: a gone node's host answers with an ICMP port-unreachable (its process exited)
-//! instead of staying silent (host gone, or behind a NAT that drops).
+//! instead of staying silent (host gone, or behind a NAT that drops). `QDIAG=1`: after each
+//! row, the round-trip quantiles (p50, p90, p99, p99.9, largest) and the node-wide RTO of the
+//! first 8 live nodes, the figures a walk's waits are drawn from.
 //!
 //! Each state (healthy, 10 % gone, 30 % gone) starts 600 s of virtual time after the one
 //! before it (padded), so that the network has healed alike whatever the code's speed; its
@@ -19,8 +21,9 @@
 //! operation (p50 / p90 / p99, virtual), datagrams per operation (mean, the querying node's
 //! in + out), and how many found exactly the true closest 20; and on stderr the ratios to the
 //! healthy rows, the nodes' counters, how many of the contacts in live nodes' tables are gone
-//! nodes at each row's start, and for each row when the last of the closest answered and how
-//! long the walk then waited for silent nodes.
+//! nodes at each row's start, and for each row when the last of the closest answered, how
+//! long the walk then waited for silent nodes, and how many of the true closest it missed
+//! (of them, how many it had asked and gave up on while they would still answer).
 
 use std::time::{Duration, Instant};
 
