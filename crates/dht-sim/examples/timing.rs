@@ -53,13 +53,14 @@ fn row(label: &str, ops: &[Op]) -> (f64, f64) {
     let mut wait: Vec<Duration> = ops.iter().map(|o| o.time - o.last_closest).collect();
     wait.sort();
     eprintln!(
-        "{label}: the last of the closest answered at p50 {:.3} s; then waited p50 {:.3} s, p90 {:.3} s; {:.1} requests unanswered per operation; missed {} of the closest, {} of them given up too soon",
+        "{label}: the last of the closest answered at p50 {:.3} s; then waited p50 {:.3} s, p90 {:.3} s; {:.1} requests unanswered per operation; missed {} of the closest, {} of them given up too soon, {} crowded out of answers",
         pct(&last, 0.5),
         pct(&wait, 0.5),
         pct(&wait, 0.9),
         ops.iter().map(|o| o.unanswered).sum::<usize>() as f64 / ops.len().max(1) as f64,
         ops.iter().map(|o| 20 - o.found).sum::<usize>(),
         ops.iter().map(|o| o.missed_asked).sum::<usize>(),
+        ops.iter().map(|o| o.missed_crowded).sum::<usize>(),
     );
     println!(
         "| {label} | {:.3} | {:.3} | {:.3} | {dg:.0} | {exact}/{} |",

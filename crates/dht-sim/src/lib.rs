@@ -129,6 +129,9 @@ pub struct Op {
     /// Of the true closest 20 it missed, how many it had asked and was still waiting for
     /// when it ended (it gave them up too soon), against never asked.
     pub missed_asked: usize,
+    /// Of those it never asked, how many some node it heard from knew, but behind 20 closer
+    /// entries, gone nodes among them (crowded out of every answer that could name them).
+    pub missed_crowded: usize,
 }
 
 /// Many nodes on a virtual network: dht-rpc cores (`Sim<Core<H>>`, the default), or any
@@ -775,6 +778,31 @@ impl<M: Machine> Sim<M> {
                 })
                 .filter(|a| self.core(r.node).is_some_and(|c| c.awaits(*a)))
                 .count();
+            let up_addr = |s: &Self, id: &NodeId| {
+                s.nodes
+                    .iter()
+                    .find(|(_, n)| n.up && n.core.rpc().id() == *id)
+                    .map(|(a, _)| *a)
+            };
+            let missed_crowded = want
+                .iter()
+                .filter(|w| !got.contains(w))
+                .filter(|w| {
+                    let Some(wa) = up_addr(self, w) else {
+                        return false;
+                    };
+                    if self.core(r.node).is_some_and(|c| c.awaits(wa)) {
+                        return false;
+                    }
+                    // Some node it got knows `w`, but `w` is not in that node's 20 closest.
+                    got.iter().filter_map(|g| up_addr(self, g)).any(|ga| {
+                        self.core(ga).is_some_and(|c| {
+                            let knows = c.table().iter().any(|x| x.id == **w);
+                            knows && !c.table().closest(&r.target, 20).iter().any(|x| x.id == **w)
+                        })
+                    })
+                })
+                .count();
             out.push(Op {
                 time,
                 datagrams: (after.datagrams_out + after.datagrams_in)
@@ -784,6 +812,7 @@ impl<M: Machine> Sim<M> {
                 last_closest,
                 unanswered,
                 missed_asked,
+                missed_crowded,
             });
         }
         out
