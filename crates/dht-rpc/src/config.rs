@@ -86,7 +86,8 @@ pub struct Config {
     pub ephemeral: bool,
     /// Entry nodes that queries start from while the routing table is small.
     pub bootstrap: Vec<SocketAddrV4>,
-    /// Requests in flight at once (more wait in a queue), and per query.
+    /// Requests in flight at once (more wait in a queue), and per query. Node-wide, a value
+    /// above 1,024 counts as 1,024, so that transaction ids never run out.
     pub concurrency: usize,
     /// Bucket size and the size of a query's closest set.
     pub k: usize,

@@ -40,6 +40,7 @@ pub struct Stats {
     /// Datagrams not of the protocol handed to the application (when it asked for them).
     pub unrecognized: u64,
     /// Responses that matched no request in flight (unknown tid, or the wrong sender), dropped.
+    /// A request that was sent twice and answered twice adds one (the second answer).
     pub unknown_responses: u64,
     /// Requests answered.
     pub requests_answered: u64,
@@ -65,8 +66,9 @@ pub struct Stats {
     /// Walk requests without an answer after their expected round trip: the walk moved on
     /// (a late answer still counts).
     pub stalled: u64,
-    /// Stalled walk requests answered after their walk had stopped waiting for them (three
-    /// RTOs): a sign that the RTO is too short for some paths.
+    /// Stalled walk requests answered after their walk had stopped waiting for them (two
+    /// RTOs, or for a node never heard from the stall plus the tail of recent round trips):
+    /// a sign that the waits are too short for some paths.
     pub answered_after_give_up: u64,
     /// Nodes named in answers that walks did not take because they stopped answering us
     /// lately.

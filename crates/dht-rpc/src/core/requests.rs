@@ -2,10 +2,12 @@
 //! `concurrency` that are not stalled), the queue behind them, and timeouts.
 //!
 //! A walk's request has a retransmission timeout (RTO, see [`crate::rtt`]): when it passes
-//! without an answer the request is sent once more and *stalls*: it no longer takes a slot,
-//! so the walk and the queue move on, and its answer is still taken. Three RTOs after it was
-//! sent its walk stops waiting for it (it is *given up*); only the timeout makes it a
-//! failure (and its node dead).
+//! without an answer the request is sent once more (under a tid of its own, so that an
+//! answer names the copy it answers) and *stalls*: it no longer takes a slot, so the walk
+//! and the queue move on, and an answer to either copy is still taken. At its give-up time
+//! (two RTOs after it was sent, or later for a node we never heard from: see
+//! [`crate::rtt::Rtts::waits`]) its walk stops waiting for it (it is *given up*); only the
+//! timeout makes it a failure (and its node dead).
 //!
 //! A response matches a request by its transaction id *and* the address it must come from:
 //! the address the request went to, or for a hole punch the punched peer's IP (any port: a
@@ -138,6 +140,10 @@ struct Queued {
 /// Requests in flight at most, stalled ones included, per slot of `concurrency`.
 const STALLED_PER_SLOT: usize = 8;
 
+/// `concurrency` at most: each request in flight holds up to two tids (the resend has its
+/// own), so this keeps them to half of the 15-bit tid space and a free one is always found.
+pub(crate) const MAX_CONCURRENCY: usize = 1024;
+
 #[derive(Debug)]
 pub(crate) struct Requests {
     next_tid: Tid,
@@ -157,7 +163,7 @@ impl Requests {
     ) -> Self {
         Requests {
             next_tid: Tid::from_masked(first_tid),
-            concurrency: concurrency.max(1),
+            concurrency: concurrency.clamp(1, MAX_CONCURRENCY),
             max_queued,
             timeout,
             inflight: Vec::new(),
@@ -196,6 +202,8 @@ impl Requests {
             .count()
     }
 
+    /// A tid that no request in flight holds (there are at most `2 * 8 * MAX_CONCURRENCY`,
+    /// half of the tid space).
     fn allocate_tid(&mut self) -> Tid {
         loop {
             let tid = self.next_tid;
@@ -368,6 +376,44 @@ mod tests {
 
     fn addr(port: u16) -> SocketAddrV4 {
         SocketAddrV4::new([127, 0, 0, 1].into(), port)
+    }
+
+    #[test]
+    fn tids_never_run_out() {
+        let t = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let waits = Some(Waits {
+            stall: Duration::from_millis(1),
+            give_up: Duration::from_secs(5),
+        });
+        let mut r = Requests::new(1, usize::MAX, usize::MAX, timeout);
+        let purpose = Purpose::Query {
+            query: QueryId(1),
+            node: None,
+            punched: false,
+            commit: false,
+        };
+        let n = MAX_CONCURRENCY * STALLED_PER_SLOT;
+        for i in 0..n {
+            let to = SocketAddrV4::new([10, 0, (i >> 8) as u8, i as u8].into(), 1);
+            r.submit(to, to, Request::new(FIND_NODE), purpose.clone(), waits)
+                .expect("room");
+        }
+        // Every request goes out, stalls and is sent again: two tids each, all in flight.
+        let mut tids = std::collections::HashSet::new();
+        let mut at = t;
+        for _ in 0..STALLED_PER_SLOT {
+            while let Some((_, d)) = r.send_next(at) {
+                assert!(tids.insert(d.tid), "a tid in use");
+            }
+            at += Duration::from_millis(2);
+            while let Some((_, again)) = r.stall_due(at) {
+                let (_, d) = again.expect("resent");
+                assert!(tids.insert(d.tid), "a tid in use");
+            }
+        }
+        assert_eq!(r.inflight.len(), n);
+        assert_eq!(tids.len(), 2 * n, "every copy has its own tid");
     }
 
     #[test]
