@@ -187,7 +187,7 @@ fn main() {
                         let q = |x| r.recent_quantile(x).map_or(0.0, |d| d.as_secs_f64());
                         let rto = r
                             .node()
-                            .map_or(0.0, |e| (e.srtt + e.rttvar * 4).as_secs_f64());
+                            .map_or(0.0, |e| e.rto(Duration::ZERO, Duration::MAX).as_secs_f64());
                         eprintln!(
                             "QDIAG {a}: p50 {:.3} p90 {:.3} p99 {:.3} p999 {:.3} max {:.3} rto {:.3}",
                             q(0.5),

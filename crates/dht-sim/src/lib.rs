@@ -767,42 +767,33 @@ impl<M: Machine> Sim<M> {
             let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != r.own).collect();
             want.sort_by_key(|id| id.distance(&r.target));
             want.truncate(20);
-            let missed_asked = want
-                .iter()
-                .filter(|w| !got.contains(w))
-                .filter_map(|w| {
-                    self.nodes
-                        .iter()
-                        .find(|(_, n)| n.up && n.core.rpc().id() == *w)
-                        .map(|(a, _)| *a)
-                })
-                .filter(|a| self.core(r.node).is_some_and(|c| c.awaits(*a)))
-                .count();
-            let up_addr = |s: &Self, id: &NodeId| {
-                s.nodes
+            // The true closest it missed, where they are, and whether it still waited on them.
+            let up_addr = |id: &NodeId| {
+                self.nodes
                     .iter()
                     .find(|(_, n)| n.up && n.core.rpc().id() == *id)
                     .map(|(a, _)| *a)
             };
-            let missed_crowded = want
+            let awaited = |a: SocketAddrV4| self.core(r.node).is_some_and(|c| c.awaits(a));
+            let (asked, unasked): (Vec<_>, Vec<_>) = want
                 .iter()
                 .filter(|w| !got.contains(w))
-                .filter(|w| {
-                    let Some(wa) = up_addr(self, w) else {
-                        return false;
-                    };
-                    if self.core(r.node).is_some_and(|c| c.awaits(wa)) {
-                        return false;
-                    }
-                    // Some node it got knows `w`, but `w` is not in that node's 20 closest.
-                    got.iter().filter_map(|g| up_addr(self, g)).any(|ga| {
-                        self.core(ga).is_some_and(|c| {
-                            let knows = c.table().iter().any(|x| x.id == **w);
-                            knows && !c.table().closest(&r.target, 20).iter().any(|x| x.id == **w)
+                .filter_map(|w| up_addr(w).map(|a| (*w, a)))
+                .partition(|(_, a)| awaited(*a));
+            let got_addrs: Vec<SocketAddrV4> = got.iter().filter_map(up_addr).collect();
+            // Some node it got knows `w`, but `w` is not in that node's 20 closest.
+            let missed_crowded = unasked
+                .iter()
+                .filter(|(w, _)| {
+                    got_addrs.iter().any(|ga| {
+                        self.core(*ga).is_some_and(|c| {
+                            c.table().iter().any(|x| x.id == *w)
+                                && !c.table().closest(&r.target, 20).iter().any(|x| x.id == *w)
                         })
                     })
                 })
                 .count();
+            let missed_asked = asked.len();
             out.push(Op {
                 time,
                 datagrams: (after.datagrams_out + after.datagrams_in)

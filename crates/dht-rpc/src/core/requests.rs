@@ -378,6 +378,16 @@ mod tests {
         SocketAddrV4::new([127, 0, 0, 1].into(), port)
     }
 
+    /// A walk's request (`commit`: of its commit round).
+    fn walk(commit: bool) -> Purpose {
+        Purpose::Query {
+            query: QueryId(1),
+            node: None,
+            punched: false,
+            commit,
+        }
+    }
+
     #[test]
     fn tids_never_run_out() {
         let t = Instant::now();
@@ -387,16 +397,10 @@ mod tests {
             give_up: Duration::from_secs(5),
         });
         let mut r = Requests::new(1, usize::MAX, usize::MAX, timeout);
-        let purpose = Purpose::Query {
-            query: QueryId(1),
-            node: None,
-            punched: false,
-            commit: false,
-        };
         let n = MAX_CONCURRENCY * STALLED_PER_SLOT;
         for i in 0..n {
             let to = SocketAddrV4::new([10, 0, (i >> 8) as u8, i as u8].into(), 1);
-            r.submit(to, to, Request::new(FIND_NODE), purpose.clone(), waits)
+            r.submit(to, to, Request::new(FIND_NODE), walk(false), waits)
                 .expect("room");
         }
         // Every request goes out, stalls and is sent again: two tids each, all in flight.
@@ -429,16 +433,10 @@ mod tests {
             roundtrip_token: token,
             ..Request::new(FIND_NODE)
         };
-        let purpose = |commit| Purpose::Query {
-            query: QueryId(1),
-            node: None,
-            punched: false,
-            commit,
-        };
-        r.submit(addr(1), addr(1), query(None), purpose(false), rto)
+        r.submit(addr(1), addr(1), query(None), walk(false), rto)
             .expect("room");
         let commit = query(Some(Bytes::from_static(b"t")));
-        r.submit(addr(2), addr(2), commit, purpose(true), rto)
+        r.submit(addr(2), addr(2), commit, walk(true), rto)
             .expect("room");
         let ping = Purpose::Ping(RequestId(1));
         r.submit(addr(3), addr(3), Request::new(PING), ping, None)
