@@ -182,3 +182,74 @@ pub fn median(xs: &[f64]) -> Option<(f64, f64, f64)> {
     };
     Some((m, v[0], v[v.len() - 1]))
 }
+
+/// Time one core spent busy, from `/proc/stat`, in seconds: in user space (`user`, `nice`)
+/// and in the kernel (`system`, `irq`, `softirq`: a datagram's delivery to a loopback peer
+/// runs in the sender's softirq). Steal and idle time are left out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CoreTimes {
+    /// Seconds in user space.
+    pub user: f64,
+    /// Seconds in the kernel.
+    pub kernel: f64,
+}
+
+impl CoreTimes {
+    /// What `core` spent busy since boot; `None` without `/proc/stat`.
+    pub fn read(core: usize) -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        parse_core_times(&stat, core)
+    }
+
+    /// The time spent between `earlier` and `self`.
+    pub fn since(self, earlier: CoreTimes) -> CoreTimes {
+        CoreTimes {
+            user: self.user - earlier.user,
+            kernel: self.kernel - earlier.kernel,
+        }
+    }
+}
+
+/// [`CoreTimes`] of `core` from the text of `/proc/stat` (whose counts are in `USER_HZ`,
+/// 100 a second on every Linux architecture we run on).
+pub fn parse_core_times(stat: &str, core: usize) -> Option<CoreTimes> {
+    const USER_HZ: f64 = 100.0;
+    let name = format!("cpu{core}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
+    // user nice system idle iowait irq softirq steal ...
+    Some(CoreTimes {
+        user: (at(0) + at(1)) / USER_HZ,
+        kernel: (at(2) + at(5) + at(6)) / USER_HZ,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_times_come_from_the_cores_own_line() {
+        let stat = "cpu  900 0 900 0 0 0 0 0 0 0\n\
+                    cpu0 100 50 200 999 7 10 40 3 0 0\n\
+                    cpu1 1 1 1 1 1 1 1 1 0 0\n";
+        let t = parse_core_times(stat, 0).expect("cpu0");
+        assert_eq!(
+            t,
+            CoreTimes {
+                user: 1.5,
+                kernel: 2.5
+            }
+        );
+        assert!(parse_core_times(stat, 2).is_none());
+        let d = parse_core_times(stat, 1).expect("cpu1").since(t);
+        assert!((d.user + 1.48).abs() < 1e-9);
+    }
+}

@@ -140,12 +140,25 @@ fn main() -> anyhow::Result<()> {
                 if t == Target::Echo {
                     args.push("--echo".into());
                 }
+                let before = core(0).and_then(perf::CoreTimes::read);
                 let r = perf::load(core(1), &bin, run.addr, &args).map_err(anyhow::Error::msg)?;
                 eprintln!(
                     "rep {rep} {row:<13} {:<33} {:>9.0}/s",
                     t.name(),
                     num(&r["rate"])
                 );
+                // What the target's core spent per answer, while the generator had the
+                // other core (only when pinned: otherwise the two share both).
+                let spent = before.zip(core(0).and_then(perf::CoreTimes::read));
+                let answered = num(&r["answered"]);
+                if let Some((b, a)) = spent.filter(|_| answered > 0.0) {
+                    let d = a.since(b);
+                    let busy = d.user + d.kernel;
+                    record(&format!("cpu-{row}"), t, 1e6 * busy / answered, Value::Null);
+                    if busy > 0.0 {
+                        record(&format!("kernel-{row}"), t, d.kernel / busy, Value::Null);
+                    }
+                }
                 record(row, t, num(&r["rate"]), r);
             }
         }
@@ -274,6 +287,7 @@ fn markdown(
             .collect()
     };
     let us = |x: f64| format!("{x:.0} us");
+    let us2 = |x: f64| format!("{x:.2}");
     let mib = |x: f64| format!("{x:.1}");
     let pct = |x: f64| format!("{:.0} %", 100.0 * x);
     let empty = BTreeMap::new();
@@ -302,9 +316,9 @@ fn markdown(
     let _ = writeln!(
         s,
         "\n| | hyperdht-rs | hyperdht-rs, 1 datagram per call | hyperdht@1.3.0 | echo | \
-         ours / echo | ours, 1 per call / echo | ours / JS | ours, 1 per call / JS |"
+         ours / echo | ours, 1 per call / echo | ours / JS | ours, 1 per call / JS | echo / JS |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
     // One row: the four targets' cells, then the ratios that apply.
     let line = |s: &mut String, label: &str, k: &str, fmt: fn(f64) -> String, vs_echo: bool| {
         let x = row(k);
@@ -317,17 +331,40 @@ fn markdown(
         };
         let _ = writeln!(
             s,
-            "| {label} | {} | {} | {} | {} | {oe} | {o1e} | {} | {} |",
+            "| {label} | {} | {} | {} | {} | {oe} | {o1e} | {} | {} | {} |",
             c(o),
             c(o1),
             c(j),
             c(e),
             q(o, j, false),
-            q(o1, j, false)
+            q(o1, j, false),
+            if vs_echo {
+                q(e, j, false)
+            } else {
+                String::new()
+            }
         );
     };
     for (k, label) in RATES.iter().chain([&SINGLE_SENDS]) {
         line(&mut s, label, k, per_s, true);
+    }
+    for (k, label) in RATES {
+        let what = label.split(" answered/s").next().unwrap_or(label);
+        let what = what.replace(" lookups/s", " lookup");
+        line(
+            &mut s,
+            &format!("CPU of the target's core per {what}, us"),
+            &format!("cpu-{k}"),
+            us2,
+            true,
+        );
+        line(
+            &mut s,
+            "of that CPU, the share in the kernel",
+            &format!("kernel-{k}"),
+            pct,
+            false,
+        );
     }
     let rate = per_s(a.rate as f64);
     line(
@@ -392,6 +429,14 @@ fn markdown(
          rate, one datagram per send, for the latency. `peers-20`: 20 announces on one key \
          (each from its own source, with its token) first, then lookups of that key. The echo \
          gets the same requests and sends them back.\n\
+         - **CPU per request**: the busy time of the target's core (user, system, irq and \
+         softirq in `/proc/stat`) during the measurement, over the answers. The target is \
+         alone on that core, and a datagram to a loopback peer is delivered in its sender's \
+         softirq, so this is everything a request costs the target, the delivery of its \
+         answer included. The echo's is what the kernel alone takes for one receive and one \
+         send; what a node spends beyond it is its own work.\n\
+         - **echo / JS** is the ceiling of *ours, 1 per call / JS*: no server that makes two \
+         system calls per datagram goes faster than the echo.\n\
          - A request unanswered for 300 ms counts as lost and is replaced (the reference \
          drops some announces when 512 arrive at once: its socket buffer overflows).\n\
          - **Memory**: `VmRSS` 1 s after start, and 1 s after {} announces of random keys \
