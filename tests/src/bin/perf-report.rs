@@ -411,7 +411,11 @@ fn markdown(
         s,
         "- **hyperdht-rs**: `hyperdht --host 127.0.0.1 --no-trust-loopback --json -q` (a \
          long-lived node, no bootstrap, its defences on: per-IP and per-/24 request budgets, \
-         response budgets, store quotas).\n\
+         response budgets, store quotas). Saturated, it meets its node-wide request budget \
+         (1,000,000 a second, burst 2,000,000, a default): the excess is dropped (counted as \
+         `over_budget_total`) and every drop holds one of the generator's slots for its \
+         300 ms timeout, so its rates show that budget more than its speed; its CPU per \
+         request shows the speed.\n\
          - **hyperdht@1.3.0**: `tests/interop/perf-node.js`, one node of the reference on \
          `dht-rpc@2.3.0`, Node.js {}.\n\
          - **hyperdht-rs, 1 datagram per call**: the same node with `--no-batch-io`: one \
