@@ -212,6 +212,7 @@ impl NodeBuilder {
                 addr: addr.to_owned(),
                 error,
             })?;
+        set_buffers(&socket);
         let local = match socket.local_addr() {
             Ok(SocketAddr::V4(a)) => a,
             Ok(SocketAddr::V6(_)) | Err(_) => bind,
@@ -233,6 +234,33 @@ impl NodeBuilder {
         Ok(driver)
     }
 }
+
+/// The receive buffer a node asks for: room for a burst of a thousand datagrams or more
+/// while the node is busy, where the kernel's default (208 KiB on most systems) holds a few
+/// hundred and drops the rest unseen. The kernel grants at most `net.core.rmem_max`.
+pub const RECV_BUFFER: usize = 1 << 20;
+
+/// Asks for [`RECV_BUFFER`] on `socket` and logs what the kernel granted.
+#[cfg(target_os = "linux")]
+fn set_buffers(socket: &UdpSocket) {
+    use rustix::net::sockopt;
+    if let Err(e) = sockopt::set_socket_recv_buffer_size(socket, RECV_BUFFER) {
+        tracing::debug!(error = %e, "cannot set SO_RCVBUF");
+    }
+    match sockopt::socket_recv_buffer_size(socket) {
+        // Linux reports twice what it grants for data (the rest is its bookkeeping).
+        Ok(got) if got < RECV_BUFFER => tracing::debug!(
+            bytes = got,
+            asked = RECV_BUFFER,
+            "receive buffer smaller than asked: raise net.core.rmem_max for more"
+        ),
+        Ok(got) => tracing::debug!(bytes = got, "receive buffer"),
+        Err(e) => tracing::debug!(error = %e, "cannot read SO_RCVBUF"),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_buffers(_socket: &UdpSocket) {}
 
 /// How often bootstrap names are resolved again at least (and after every re-bootstrap).
 const RE_RESOLVE: std::time::Duration = std::time::Duration::from_secs(300);
