@@ -12,7 +12,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -284,10 +284,47 @@ pub async fn serve_node<M: crate::Machine>(
         let node = weak.upgrade()?;
         let mut registry = Registry::default();
         node.read_core(|c| register(&mut registry, c, started));
+        if let Some(n) = kernel_drops(node.local_addr()) {
+            registry.register(
+                "dht_kernel_receive_drops",
+                "Datagrams the kernel dropped before the node read them (receive buffer full)",
+                ConstCounter::new(n),
+            );
+        }
         extra(&node, &mut registry);
         Some(registry)
     })
     .await
+}
+
+/// What the kernel dropped for the UDP socket bound to `local` (its receive buffer was full),
+/// from `/proc/net/udp`; `None` where that is not readable (not Linux).
+fn kernel_drops(local: SocketAddrV4) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+    drops_in_udp_table(&table, local)
+}
+
+/// The `drops` of the socket bound to `local` (or to every address on its port) in the text
+/// of `/proc/net/udp`.
+fn drops_in_udp_table(table: &str, local: SocketAddrV4) -> Option<u64> {
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let drops_at = header.iter().position(|h| *h == "drops")?;
+    // The header names "tx_queue rx_queue" and "tr tm->when" as two columns each where the
+    // rows have one: count back from the end, which lines up.
+    let from_end = header.len() - drops_at;
+    lines
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (ip, port) = f.get(1)?.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            // The address as the kernel holds it (network order), printed as a native u32.
+            let ip = Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_ne_bytes());
+            let matches = port == local.port() && (ip == *local.ip() || ip.is_unspecified());
+            let drops = f.get(f.len().checked_sub(from_end)?)?.parse::<u64>().ok()?;
+            matches.then_some(drops)
+        })
+        .reduce(|a, b| a + b)
 }
 
 /// The most a request's head may take (anything longer is refused).
@@ -348,4 +385,46 @@ pub async fn serve(
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            
+12030: 0100007F:C166 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 777100 2 000000000262f22d 1275     
+13814: 00000000:885E 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 777066 2 000000004d213fc6 7     
+13815: 0200007F:885F 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 777067 2 000000004d213fc7 9     
+";
+
+    #[test]
+    fn drops_are_read_for_our_socket_only() {
+        let at = |s: &str| s.parse::<SocketAddrV4>().expect("addr");
+        if cfg!(target_endian = "little") {
+            assert_eq!(drops_in_udp_table(TABLE, at("127.0.0.1:49510")), Some(1275));
+            assert_eq!(
+                drops_in_udp_table(TABLE, at("127.0.0.1:34911")),
+                None,
+                "127.0.0.2"
+            );
+        }
+        // Bound to every address: any of ours matches its port.
+        assert_eq!(drops_in_udp_table(TABLE, at("10.0.0.1:34910")), Some(7));
+        assert_eq!(drops_in_udp_table(TABLE, at("127.0.0.1:1")), None);
+        assert_eq!(drops_in_udp_table("", at("127.0.0.1:1")), None);
+        assert_eq!(
+            drops_in_udp_table("garbage\nmore garbage", at("127.0.0.1:1")),
+            None
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_real_socket_is_found_with_no_drops() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let SocketAddr::V4(local) = s.local_addr().expect("addr") else {
+            panic!("not IPv4")
+        };
+        assert_eq!(kernel_drops(local), Some(0));
+    }
 }
