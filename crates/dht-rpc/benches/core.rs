@@ -48,6 +48,13 @@ fn hot_paths(c: &mut Criterion) {
     g.bench_function(format!("closest 20 of {} contacts", table.len()), |b| {
         b.iter(|| black_box(table.closest(black_box(&target), 20).len()))
     });
+    // A target near our id (5 leading bits shared, where buckets are no longer full): the
+    // table's sparse end, which random targets rarely meet.
+    let near = NodeId::from_bytes([0x05; 32]);
+    g.bench_function(
+        format!("closest 20 of {} contacts, target near our id", table.len()),
+        |b| b.iter(|| black_box(table.closest(black_box(&near), 20).len())),
+    );
 
     let from = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50_000);
     let mut core = Core::new(Config::default(), t);

@@ -252,22 +252,51 @@ impl RoutingTable {
         out: &mut Vec<NodeAddr>,
     ) {
         out.clear();
-        scratch.clear();
-        if self.is_empty() {
+        if self.is_empty() || n == 0 {
             return;
         }
-        // Each distance once (a 32-byte XOR), not once per comparison of the select and the
-        // sort: that was nine tenths of answering a `_find_node` (`benches/core.rs`).
-        scratch.extend(
-            self.buckets
-                .iter()
-                .filter(|b| !b.is_empty())
-                .flatten()
-                .map(|c| (c.id.distance(target), c.node())),
-        );
-        if scratch.len() > n {
-            scratch.select_nth_unstable_by(n, |a, b| a.0.cmp(&b.0));
-            scratch.truncate(n);
+        // Buckets in order of distance from the target, so that only the contacts that can
+        // be among the `n` closest have their distance computed (a full bucket `i` is
+        // usually all of them: 20 distances, not one per contact). With `i` the bits the
+        // target shares with our id, bucket `i`'s contacts agree with the target on bit `i`
+        // too: they are the closest. Every deeper bucket's differ from it first at bit `i`:
+        // next, as one group. Bucket `j < i`'s differ from it first at bit `j`: after them,
+        // from `i - 1` down to 0.
+        let i = self.bucket_of(target);
+        Self::take_closest(target, n, scratch, out, self.buckets[i].iter());
+        if out.len() < n {
+            Self::take_closest(
+                target,
+                n,
+                scratch,
+                out,
+                self.buckets[i + 1..].iter().flatten(),
+            );
+        }
+        for j in (0..i).rev() {
+            if out.len() >= n {
+                break;
+            }
+            Self::take_closest(target, n, scratch, out, self.buckets[j].iter());
+        }
+    }
+
+    /// Appends to `out`, closest first, as many of `group` as `n` leaves room for: a group
+    /// all of whose contacts are closer to `target` than any later group's. Each distance
+    /// is computed once (a 32-byte XOR), not once per comparison.
+    fn take_closest<'a>(
+        target: &NodeId,
+        n: usize,
+        scratch: &mut Vec<(Distance, NodeAddr)>,
+        out: &mut Vec<NodeAddr>,
+        group: impl Iterator<Item = &'a Contact>,
+    ) {
+        let room = n.saturating_sub(out.len());
+        scratch.clear();
+        scratch.extend(group.map(|c| (c.id.distance(target), c.node())));
+        if scratch.len() > room {
+            scratch.select_nth_unstable_by(room, |a, b| a.0.cmp(&b.0));
+            scratch.truncate(room);
         }
         scratch.sort_unstable_by_key(|a| a.0);
         out.extend(scratch.iter().map(|(_, node)| *node));
@@ -359,6 +388,35 @@ mod tests {
             kept.sort_by_key(|id| id.distance(&target));
             let got: Vec<NodeId> = t.closest(&target, 20).into_iter().map(|n| n.id).collect();
             prop_assert_eq!(&got[..], &kept[..kept.len().min(20)]);
+        }
+    }
+
+    proptest! {
+        /// Targets that share `shared` leading bits with our id, so that every order of
+        /// buckets is met (a random target shares one bit or none).
+        #[test]
+        fn closest_is_exact_for_targets_near_our_id(
+            own in any::<[u8; 32]>(),
+            ids in proptest::collection::vec(any::<[u8; 32]>(), 0..300),
+            near in proptest::collection::vec(any::<[u8; 32]>(), 0..60),
+            random in any::<[u8; 32]>(),
+            shared in 0usize..=256,
+            n in 0usize..30,
+        ) {
+            let own = NodeId::from_bytes(own);
+            let mut t = RoutingTable::new(own, 20);
+            let now = Instant::now();
+            // Contacts deep in the table too: ids near ours fill the deep buckets.
+            let deep = near.iter().enumerate().map(|(i, r)| t.id_in_bucket(8 + i % 40, *r));
+            let all: Vec<NodeId> = ids.iter().map(|b| NodeId::from_bytes(*b)).chain(deep).collect();
+            for (i, id) in all.iter().enumerate() {
+                t.insert(*id, addr(i as u32), now);
+            }
+            let target = if shared == 256 { own } else { t.id_in_bucket(shared, random) };
+            let mut kept: Vec<NodeId> = t.iter().map(|c| c.id).collect();
+            kept.sort_by_key(|id| id.distance(&target));
+            let got: Vec<NodeId> = t.closest(&target, n).into_iter().map(|c| c.id).collect();
+            prop_assert_eq!(&got[..], &kept[..kept.len().min(n)]);
         }
     }
 
