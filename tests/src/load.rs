@@ -98,6 +98,10 @@ pub struct LoadConfig {
     pub echo: bool,
     /// Requests of one source sent together in one GSO call (1: one datagram per call).
     pub burst: usize,
+    /// Before the load, this many sources ping the node with an id of their own and answer
+    /// its pings, so that its routing table fills as a node's in a network would (0: the
+    /// node's table stays empty).
+    pub contacts: usize,
 }
 
 impl Default for LoadConfig {
@@ -112,6 +116,7 @@ impl Default for LoadConfig {
             rate: None,
             echo: false,
             burst: BURST,
+            contacts: 0,
         }
     }
 }
@@ -163,6 +168,10 @@ struct Gen {
     answered: u64,
     lost: u64,
     sent: u64,
+    /// The node id of each source that joins the node's table ([`LoadConfig::contacts`]).
+    ids: Vec<NodeId>,
+    /// `_ping`s of the node answered (as a source that joined).
+    pings_answered: u64,
 }
 
 impl Gen {
@@ -189,6 +198,8 @@ impl Gen {
             answered: 0,
             lost: 0,
             sent: 0,
+            ids: Vec::new(),
+            pings_answered: 0,
         })
     }
 
@@ -276,13 +287,26 @@ impl Gen {
             }
         };
         let now = Instant::now();
+        let mut pings = Vec::new();
         for (i, m) in meta.iter().enumerate().take(n) {
             let buf = &self.recv_buf[i * 65536..i * 65536 + m.len];
             let stride = if m.stride == 0 { m.len } else { m.stride };
             for d in buf.chunks(stride) {
                 let [a, b, ..] = *d else { continue };
                 if a & REQUEST_BIT != 0 && !self.echo {
-                    continue; // the node asking us something: not an answer
+                    // The node asking us something: not an answer. A `_ping` to a source
+                    // that joined its table gets that source's answer.
+                    if let (false, SocketAddr::V4(from), Some(IpAddr::V4(to))) =
+                        (self.ids.is_empty(), m.addr, m.dst_ip)
+                        && let Ok(Datagram {
+                            tid,
+                            message: Message::Request(r),
+                        }) = Datagram::decode(d)
+                        && r.command == "_ping"
+                    {
+                        pings.push((tid, from, to));
+                    }
+                    continue;
                 }
                 let tid = usize::from(u16::from_be_bytes([a & !REQUEST_BIT, b]));
                 if let Some(at) = self.inflight[tid].take() {
@@ -295,7 +319,80 @@ impl Gen {
                 }
             }
         }
+        for (tid, from, to) in pings {
+            self.answer_ping(tid, from, to);
+        }
         got
+    }
+
+    /// Answers the node's `_ping` (tid `tid`, from `from`) to our source `to` as that source
+    /// would: with its id and the address it saw.
+    fn answer_ping(&mut self, tid: Tid, from: SocketAddrV4, to: Ipv4Addr) {
+        let Some(src) = self.sources.iter().position(|s| *s == to) else {
+            return;
+        };
+        let Some(id) = self.ids.get(src) else { return };
+        let answer = Datagram::response(
+            tid,
+            dht_wire::Response {
+                id: Some(Checked::Valid(*id)),
+                nodes: None,
+                value: Some(dht_wire::compact::encode_peer(&from)),
+                roundtrip_token: None,
+            },
+        )
+        .encode();
+        let t = Transmit {
+            destination: SocketAddr::V4(from),
+            ecn: None,
+            contents: &answer,
+            segment_size: None,
+            src_ip: Some(IpAddr::V4(to)),
+        };
+        if self
+            .state
+            .try_send(UdpSockRef::from(&self.sock), &t)
+            .is_ok()
+        {
+            self.pings_answered += 1;
+        }
+    }
+
+    /// Sources `0..n` ping the node with ids of their own and answer the pings by which it
+    /// checks them, until it has sent none for half a second (5 s at most); then how many
+    /// contacts its answers name (a `_find_node` for a random target: up to 20).
+    fn join(&mut self, n: usize, rng: &mut impl Rng) -> usize {
+        self.ids = (0..n.min(self.sources.len()))
+            .map(|_| NodeId::from_bytes(rng.random()))
+            .collect();
+        for src in 0..self.ids.len() {
+            let ping = Request {
+                id: Some(Checked::Valid(self.ids[src])),
+                ..Request::new("_ping")
+            };
+            let bytes = Datagram::request(Tid::from_masked(0), ping).encode();
+            self.burst(src, 1, &mut |_, _, out| out.extend_from_slice(&bytes));
+        }
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut quiet_since = Instant::now();
+        let mut answered = self.pings_answered;
+        while Instant::now() < end && quiet_since.elapsed() < Duration::from_millis(500) {
+            if self.recv(&mut |_| {}) == 0 && self.pings_answered == answered {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            if self.pings_answered != answered {
+                answered = self.pings_answered;
+                quiet_since = Instant::now();
+            }
+        }
+        let find = Request {
+            target: Some(Checked::Valid(NodeId::from_bytes(rng.random()))),
+            ..Request::new("_find_node")
+        };
+        self.ask(0, &find)
+            .and_then(|r| r.nodes)
+            .and_then(|n| n.into_valid())
+            .map_or(0, |n| n.len())
     }
 
     /// Forgets requests older than [`LOST_AFTER`]; returns how many.
@@ -368,6 +465,11 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
     let mut count_items = false;
     let key = NodeId::from_bytes([0x42; 32]);
     let random = |rng: &mut rand::rngs::StdRng| NodeId::from_bytes(rng.random());
+    let closest = if cfg.contacts > 0 && !cfg.echo {
+        Some(g.join(cfg.contacts, &mut rng))
+    } else {
+        None
+    };
     match cfg.mode {
         Mode::Ping => templates = vec![vec_of(Request::new("_ping"))],
         Mode::FindNode => {
@@ -571,6 +673,13 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
     }
     if count_items {
         report["items_per_answer"] = json!(items as f64 / with_items.max(1) as f64);
+    }
+    if let Some(closest) = closest {
+        report["joined"] = json!({
+            "sources": g.ids.len(),
+            "pings_answered": g.pings_answered,
+            "closest_returned": closest,
+        });
     }
     Ok(report)
 }

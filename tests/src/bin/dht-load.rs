@@ -42,6 +42,10 @@ struct Args {
     /// Requests of one source sent in one GSO call (1 to 16; 1: one datagram per call).
     #[arg(long, default_value_t = 16)]
     burst: usize,
+    /// Before the load, this many sources join the node's routing table (they ping it with
+    /// ids of their own and answer its checks), as the nodes of a network would.
+    #[arg(long, default_value_t = 0)]
+    contacts: usize,
     /// The target echoes requests back (count them as answers).
     #[arg(long)]
     echo: bool,
@@ -71,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         rate: a.rate,
         echo: a.echo,
         burst: a.burst,
+        contacts: a.contacts,
     })?;
     println!("{report}");
     Ok(())
