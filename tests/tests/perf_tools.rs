@@ -53,6 +53,35 @@ fn dht_load_gets_answers_from_our_node_in_every_mode() {
     }
 }
 
+/// `--contacts`: the sources answer the node's checks, enter its table, and the lookups'
+/// answers then carry 20 contacts (the filled-table row of `perf-report`).
+#[test]
+fn dht_load_fills_the_nodes_table_before_the_load() {
+    let r = load(
+        Target::Ours,
+        &[
+            "--mode",
+            "peers-absent",
+            "--secs",
+            "0.5",
+            "--window",
+            "64",
+            "--contacts",
+            "256",
+        ],
+    );
+    let joined = &r["joined"];
+    assert_eq!(joined["sources"], 256, "{r}");
+    // Our node pings a requester before it takes it (the defences are on: loopback is not
+    // trusted by perf's node); each ping the generator answered is one it could take.
+    assert!(
+        joined["pings_answered"].as_u64().expect("pings") >= 20,
+        "{r}"
+    );
+    assert_eq!(joined["closest_returned"], 20, "{r}");
+    assert!(r["answered"].as_u64().expect("answered") >= 100, "{r}");
+}
+
 #[test]
 fn dht_load_announces_up_to_its_count_and_measures_latency_at_a_rate() {
     let r = load(
