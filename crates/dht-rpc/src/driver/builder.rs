@@ -249,7 +249,7 @@ fn set_buffers(socket: &UdpSocket) {
     }
     match sockopt::socket_recv_buffer_size(socket) {
         // Linux reports twice what it grants for data (the rest is its bookkeeping).
-        Ok(got) if got < RECV_BUFFER => tracing::debug!(
+        Ok(got) if got / 2 < RECV_BUFFER => tracing::debug!(
             bytes = got,
             asked = RECV_BUFFER,
             "receive buffer smaller than asked: raise net.core.rmem_max for more"
