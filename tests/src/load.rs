@@ -25,6 +25,8 @@ use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::perf::CoreTimes;
+
 /// The header bit that marks a request.
 const REQUEST_BIT: u8 = 0x80;
 /// Datagrams one receive call can return.
@@ -102,6 +104,9 @@ pub struct LoadConfig {
     /// its pings, so that its routing table fills as a node's in a network would (0: the
     /// node's table stays empty).
     pub contacts: usize,
+    /// The core the target runs on (pinned), whose busy time over the measured window (the
+    /// setup left out) the report gives as `target_core`.
+    pub cpu_core: Option<usize>,
 }
 
 impl Default for LoadConfig {
@@ -117,6 +122,7 @@ impl Default for LoadConfig {
             echo: false,
             burst: BURST,
             contacts: 0,
+            cpu_core: None,
         }
     }
 }
@@ -566,6 +572,7 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
         }
     };
 
+    let core_before = cfg.cpu_core.and_then(CoreTimes::read);
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(cfg.secs);
     let limit = cfg.count.unwrap_or(u64::MAX);
@@ -618,6 +625,11 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let core_spent = cfg
+        .cpu_core
+        .and_then(CoreTimes::read)
+        .zip(core_before)
+        .map(|(now, before)| now.since(before));
     // Let the last answers in (they count for latency, not for the rate).
     let answered_in_time = g.answered;
     let drain_end = Instant::now() + Duration::from_millis(300);
@@ -670,6 +682,15 @@ pub fn run(cfg: &LoadConfig) -> Result<Value, LoadError> {
     });
     if let Some(k) = kept {
         report["kept"] = k;
+    }
+    if let (Some(core), Some(spent)) = (cfg.cpu_core, core_spent) {
+        let busy = spent.user + spent.kernel;
+        report["target_core"] = json!({
+            "core": core,
+            "user_s": spent.user,
+            "kernel_s": spent.kernel,
+            "busy_us_per_answer": (answered_in_time > 0).then(|| 1e6 * busy / answered_in_time as f64),
+        });
     }
     if count_items {
         report["items_per_answer"] = json!(items as f64 / with_items.max(1) as f64);

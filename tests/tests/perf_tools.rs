@@ -141,3 +141,28 @@ fn dht_load_counts_the_echo() {
     );
     assert!(r["answered"].as_u64().expect("answered") >= 100, "{r}");
 }
+
+#[test]
+fn dht_load_reports_the_busy_time_of_the_targets_core() {
+    // The echo pinned to core 0 (when taskset works), so that core is busy with it.
+    let bin = bin();
+    let core = perf::can_pin().then_some(0);
+    let run = perf::start(Target::Echo, core, &bin, None).expect("echo starts");
+    let args: Vec<String> = ["--mode", "ping", "--echo", "--secs", "1", "--cpu-core", "0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let r = perf::load(None, &bin, run.addr, &args).expect("dht-load runs");
+    eprintln!("{r}");
+    let spent = &r["target_core"];
+    assert_eq!(spent["core"], 0, "{r}");
+    let busy =
+        spent["user_s"].as_f64().expect("user_s") + spent["kernel_s"].as_f64().expect("kernel_s");
+    let per = spent["busy_us_per_answer"].as_f64().expect("per answer");
+    let answered = r["answered"].as_f64().expect("answered");
+    assert!((per - 1e6 * busy / answered).abs() < 1e-6, "{r}");
+    if core.is_some() {
+        // The echo answered thousands of datagrams on that core in the window.
+        assert!(busy > 0.0 && answered > 1000.0, "{r}");
+    }
+}

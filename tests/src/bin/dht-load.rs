@@ -49,6 +49,10 @@ struct Args {
     /// The target echoes requests back (count them as answers).
     #[arg(long)]
     echo: bool,
+    /// The core the target is pinned to: report its busy time (user and kernel, from
+    /// /proc/stat) over the measured window as `target_core`, the setup left out.
+    #[arg(long, value_name = "N")]
+    cpu_core: Option<usize>,
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -76,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         echo: a.echo,
         burst: a.burst,
         contacts: a.contacts,
+        cpu_core: a.cpu_core,
     })?;
     println!("{report}");
     Ok(())

@@ -160,23 +160,29 @@ fn main() -> anyhow::Result<()> {
                 if t == Target::Echo {
                     args.push("--echo".into());
                 }
-                let before = core(0).and_then(perf::CoreTimes::read);
+                if let Some(c) = core(0) {
+                    args.extend(["--cpu-core".into(), c.to_string()]);
+                }
                 let r = perf::load(core(1), &bin, run.addr, &args).map_err(anyhow::Error::msg)?;
                 eprintln!(
                     "rep {rep} {row:<13} {:<33} {:>9.0}/s",
                     t.name(),
                     num(&r["rate"])
                 );
-                // What the target's core spent per answer, while the generator had the
-                // other core (only when pinned: otherwise the two share both).
-                let spent = before.zip(core(0).and_then(perf::CoreTimes::read));
-                let answered = num(&r["answered"]);
-                if let Some((b, a)) = spent.filter(|_| answered > 0.0) {
-                    let d = a.since(b);
-                    let busy = d.user + d.kernel;
-                    record(&format!("cpu-{row}"), t, 1e6 * busy / answered, Value::Null);
-                    if busy > 0.0 {
-                        record(&format!("kernel-{row}"), t, d.kernel / busy, Value::Null);
+                // What the target's core spent per answer over the measured window, while
+                // the generator had the other core (only when pinned: otherwise the two
+                // share both).
+                let spent = &r["target_core"];
+                if let Some(per) = spent["busy_us_per_answer"].as_f64() {
+                    record(&format!("cpu-{row}"), t, per, Value::Null);
+                    let (user, kernel) = (num(&spent["user_s"]), num(&spent["kernel_s"]));
+                    if user + kernel > 0.0 {
+                        record(
+                            &format!("kernel-{row}"),
+                            t,
+                            kernel / (user + kernel),
+                            Value::Null,
+                        );
                     }
                 }
                 record(row, t, num(&r["rate"]), r);
@@ -264,6 +270,19 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a row of the table measures, which decides its ratio columns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A rate: every ratio, the echo against the reference too (the ceiling).
+    Rate,
+    /// A cost (CPU, latency): against the echo and the reference.
+    Cost,
+    /// Against the reference only.
+    Other,
+    /// No ratio (a share of something else).
+    Share,
+}
+
 fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
@@ -339,34 +358,44 @@ fn markdown(
          ours / echo | ours, 1 per call / echo | ours / JS | ours, 1 per call / JS | echo / JS |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
-    // One row: the four targets' cells, then the ratios that apply.
-    let line = |s: &mut String, label: &str, k: &str, fmt: fn(f64) -> String, vs_echo: bool| {
+    // One row: the four targets' cells, then the ratios that apply to its kind.
+    let line = |s: &mut String, label: &str, k: &str, fmt: fn(f64) -> String, kind: Kind| {
         let x = row(k);
         let c = |t: Target| cell(x.get(t.name()), fmt);
         let q = |a: Target, b: Target, pct: bool| ratio(x, a, b, pct);
-        let (oe, o1e) = if vs_echo {
-            (q(o, e, true), q(o1, e, true))
-        } else {
+        let (oe, o1e) = if matches!(kind, Kind::Other | Kind::Share) {
             (String::new(), String::new())
+        } else {
+            (q(o, e, true), q(o1, e, true))
+        };
+        // The echo against the reference is the ceiling of a rate; of a cost it would be
+        // a floor, which the column does not mean.
+        let ej = if kind == Kind::Rate {
+            q(e, j, false)
+        } else {
+            String::new()
         };
         let _ = writeln!(
             s,
-            "| {label} | {} | {} | {} | {} | {oe} | {o1e} | {} | {} | {} |",
+            "| {label} | {} | {} | {} | {} | {oe} | {o1e} | {} | {} | {ej} |",
             c(o),
             c(o1),
             c(j),
             c(e),
-            q(o, j, false),
-            q(o1, j, false),
-            if vs_echo {
-                q(e, j, false)
-            } else {
+            if kind == Kind::Share {
                 String::new()
-            }
+            } else {
+                q(o, j, false)
+            },
+            if kind == Kind::Share {
+                String::new()
+            } else {
+                q(o1, j, false)
+            },
         );
     };
     for (k, label) in RATES.iter().chain([&SINGLE_SENDS, &TABLE]) {
-        line(&mut s, label, k, per_s, true);
+        line(&mut s, label, k, per_s, Kind::Rate);
     }
     for (k, label) in RATES.iter().chain([&TABLE]) {
         let what = label.split(" answered/s").next().unwrap_or(label);
@@ -379,14 +408,14 @@ fn markdown(
             &format!("CPU of the target's core per {what}, us"),
             &format!("cpu-{k}"),
             us2,
-            true,
+            Kind::Cost,
         );
         line(
             &mut s,
             "of that CPU, the share in the kernel",
             &format!("kernel-{k}"),
             pct,
-            false,
+            Kind::Share,
         );
     }
     let rate = per_s(a.rate as f64);
@@ -395,30 +424,36 @@ fn markdown(
         &format!("p50 latency of a `peers` lookup at {rate} req/s"),
         "lat50",
         us,
-        true,
+        Kind::Cost,
     );
     line(
         &mut s,
         &format!("p99 latency of a `peers` lookup at {rate} req/s"),
         "lat99",
         us,
-        true,
+        Kind::Cost,
     );
     line(
         &mut s,
         "announces stored/s (each with its source's token)",
         "announce",
         per_s,
-        false,
+        Kind::Other,
     );
     line(
         &mut s,
         "of those, the last ones found by a lookup (200 sampled)",
         "kept",
         pct,
-        false,
+        Kind::Other,
     );
-    line(&mut s, "resident memory idle, MiB", "idle", mib, false);
+    line(
+        &mut s,
+        "resident memory idle, MiB",
+        "idle",
+        mib,
+        Kind::Other,
+    );
     line(
         &mut s,
         &format!(
@@ -427,7 +462,7 @@ fn markdown(
         ),
         "after",
         mib,
-        false,
+        Kind::Other,
     );
     let _ = writeln!(s, "\n## What was measured\n");
     let _ = writeln!(
@@ -457,11 +492,15 @@ fn markdown(
          (each from its own source, with its token) first, then lookups of that key. The echo \
          gets the same requests and sends them back.\n\
          - **CPU per request**: the busy time of the target's core (user, system, irq and \
-         softirq in `/proc/stat`) during the measurement, over the answers. The target is \
-         alone on that core, and a datagram to a loopback peer is delivered in its sender's \
+         softirq in `/proc/stat`, read by `dht-load --cpu-core`) over the measured window \
+         (the setup, such as the join or the announces of `peers-20`, left out), over the \
+         answers in that window. A datagram to a loopback peer is delivered in its sender's \
          softirq, so this is everything a request costs the target, the delivery of its \
-         answer included. The echo's is what the kernel alone takes for one receive and one \
-         send; what a node spends beyond it is its own work.\n\
+         answer included. Only the target and the generator are pinned: the machine's other \
+         processes may also run on the target's core, which would raise every target's \
+         figure alike. The echo's is what the kernel alone takes for one receive and one \
+         send; what a node spends beyond it is its own work. *echo / JS* is left out of \
+         these rows and of the latency rows: it bounds rates, not costs.\n\
          - **A filled table** (the row that says so): first each of the 1,024 sources pings \
          the node with an id of its own and answers the node's own pings as a node would. \
          Ours checks a requester with a ping before it enters the table and keeps what its \
