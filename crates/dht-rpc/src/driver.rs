@@ -44,7 +44,7 @@ use crate::stats::Stats;
 use dht_wire::NodeId;
 
 pub use crate::handlers::{CommandFn, Handlers};
-pub use builder::{BindError, DEFAULT_BOOTSTRAP_PORT, NodeBuilder, resolve};
+pub use builder::{BindError, DEFAULT_BOOTSTRAP_PORT, NodeBuilder, RECV_BUFFER, resolve};
 pub use io::DatagramIo;
 use stream::QueryMsg;
 pub use stream::QueryStream;
@@ -262,6 +262,10 @@ impl Driver<Core<Handlers>> {
 impl<M: Machine> Driver<M> {
     /// Runs `machine` on `socket` (bound to `local_addr`) in a new tokio task, reading and
     /// writing it as `io` says; with `bootstrap`, starts its first bootstrap at once.
+    ///
+    /// The socket is used as given: unlike [`NodeBuilder`], which asks the kernel for a
+    /// receive buffer of [`RECV_BUFFER`] bytes, this leaves its buffer sizes alone (set them
+    /// yourself, with `socket2` say, before a node that must take bursts).
     pub fn start(
         socket: UdpSocket,
         local_addr: SocketAddrV4,

@@ -37,7 +37,8 @@ pub use dht_wire as wire;
 pub use dht_wire::{NodeAddr, NodeId};
 #[cfg(feature = "tokio")]
 pub use driver::{
-    BindError, DatagramIo, Driver, Node, NodeBuilder, QueryStream, WeakDriver, WeakNode,
+    BindError, DatagramIo, Driver, Node, NodeBuilder, QueryStream, RECV_BUFFER, WeakDriver,
+    WeakNode,
 };
 pub use events::{Event, Pong, QueryError, QueryId, QueryOutcome, Reply, RequestError, RequestId};
 pub use guard::Defences;

@@ -287,7 +287,7 @@ pub async fn serve_node<M: crate::Machine>(
         if let Some(n) = kernel_drops(node.local_addr()) {
             registry.register(
                 "dht_kernel_receive_drops",
-                "Datagrams the kernel dropped before the node read them (receive buffer full)",
+                "Datagrams the kernel dropped on the node's socket before the node read them (mostly a full receive buffer; also failed checksums)",
                 ConstCounter::new(n),
             );
         }
