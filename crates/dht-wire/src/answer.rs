@@ -7,11 +7,9 @@
 //! the fields in field-number order as prost does, so its output equals
 //! [`Datagram::encode`](crate::Datagram::encode) of the equivalent response (tested).
 
-use std::net::SocketAddrV4;
-
 use bytes::{BufMut, BytesMut};
 
-use crate::compact::NODE_LEN;
+use crate::compact::{NODE_LEN, put_peer};
 use crate::{NodeAddr, NodeId, Tid};
 
 /// The fields of a response, borrowed.
@@ -110,17 +108,13 @@ impl ResponseRef<'_> {
     }
 }
 
-fn put_peer(out: &mut BytesMut, peer: &SocketAddrV4) {
-    out.put_slice(&peer.ip().octets());
-    out.put_u16(peer.port());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{Checked, Datagram, Response};
     use bytes::Bytes;
     use proptest::prelude::*;
+    use std::net::SocketAddrV4;
 
     fn node(seed: u8, ip: u32, port: u16) -> NodeAddr {
         NodeAddr {

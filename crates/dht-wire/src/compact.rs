@@ -64,8 +64,7 @@ fn read_peer(b: &[u8]) -> SocketAddrV4 {
 }
 
 pub(crate) fn put_peer(out: &mut BytesMut, peer: &SocketAddrV4) {
-    out.put_slice(&peer.ip().octets());
-    out.put_u16(peer.port());
+    out.put_slice(&peer_bytes(peer));
 }
 
 /// One peer's 6 bytes, on the stack.
