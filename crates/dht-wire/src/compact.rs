@@ -64,7 +64,8 @@ fn read_peer(b: &[u8]) -> SocketAddrV4 {
 }
 
 pub(crate) fn put_peer(out: &mut BytesMut, peer: &SocketAddrV4) {
-    out.put_slice(&peer_bytes(peer));
+    out.put_slice(&peer.ip().octets());
+    out.put_u16(peer.port());
 }
 
 /// One peer's 6 bytes, on the stack.

@@ -179,8 +179,8 @@ impl PeersResponse {
             out.put_u8(2 << 3 | 2);
             put_varint(out, locals_len);
             for l in locals {
-                let [p, q] = l.port.to_be_bytes();
-                out.put_slice(&[l.suffix[0], l.suffix[1], p, q]);
+                out.put_slice(&l.suffix);
+                out.put_u16(l.port);
             }
         }
     }
