@@ -512,3 +512,68 @@ fn icmp_errors_fail_only_the_request_they_name_and_only_for_known_nodes() {
         !std::iter::from_fn(|| core.poll_event()).any(|e| matches!(e, dht_rpc::Event::Pong { .. }))
     );
 }
+
+/// Our own requests: a user's ping to `to` and a walk (its first requests go to the table's
+/// closest), sent now; the addresses they went to.
+fn own_requests_sent_now(core: &mut Core, now: Instant, to: SocketAddrV4) -> (bool, usize) {
+    core.ping(now, to);
+    core.query(
+        now,
+        QuerySpec::query("_find_node", NodeId::from_bytes([1; 32]), None),
+    );
+    let out = drain(core);
+    let requests = |t: &&Transmit| {
+        matches!(
+            Datagram::decode(&t.payload),
+            Ok(Datagram {
+                message: Message::Request(_),
+                ..
+            })
+        )
+    };
+    let pinged = out.iter().filter(requests).any(|t| t.to == to);
+    let walk = out.iter().filter(requests).filter(|t| t.to != to).count();
+    (pinged, walk)
+}
+
+#[test]
+fn strangers_that_never_answer_our_checks_do_not_hold_up_our_own_requests() {
+    // Hosts send pings, each from a new port with a made-up id the table has room for (ids
+    // near ours, 0xff..., whose buckets are empty), and never answer our checking pings.
+    // One host, then (on a node of its own) sixteen.
+    for (round, hosts) in [(0u8, 1u8), (1, 16)] {
+        let t = Instant::now();
+        let mut core = core_with(Defences::default());
+        fill_table(&mut core, t, 30);
+        let mut verify_pings = 0;
+        for i in 0..200u32 {
+            let host = Ipv4Addr::new(6, 6, round, (i % u32::from(hosts)) as u8 + 1);
+            let from = SocketAddrV4::new(host, 10_000 + i as u16);
+            let mut near = [0xff; 32];
+            near[30] = i as u8;
+            near[31] = round;
+            core.handle_datagram(t, from, &ping(Some(NodeId::from_bytes(near))));
+            verify_pings += drain(&mut core)
+                .iter()
+                .filter(|x| {
+                    x.to == from
+                        && matches!(
+                            Datagram::decode(&x.payload),
+                            Ok(Datagram {
+                                message: Message::Request(_),
+                                ..
+                            })
+                        )
+                })
+                .count();
+        }
+        let honest = SocketAddrV4::new(Ipv4Addr::new(20, 0, 3, 1), 1000);
+        let (pinged, walk) = own_requests_sent_now(&mut core, t, honest);
+        report!(
+            "strangers_that_never_answer_our_checks_do_not_hold_up_our_own_requests",
+            "{hosts} host(s), 200 pings with made-up ids: {verify_pings} checking pings sent at once; our ping sent at once: {pinged}, our walk's requests sent at once: {walk}"
+        );
+        assert!(pinged, "our ping waits behind checks of strangers");
+        assert!(walk >= 8, "our walk sent {walk} requests at once");
+    }
+}

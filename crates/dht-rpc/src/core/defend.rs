@@ -12,8 +12,8 @@ use crate::events::QueryId;
 use crate::guard::dest;
 use crate::handler::Handler;
 
-/// Requesters being verified at once, at most.
-const MAX_VERIFYING: usize = 256;
+/// Requesters being verified at once (queued or in flight), at most; one per IP.
+const MAX_VERIFYING: usize = 32;
 
 impl<H: Handler> Core<H> {
     /// A request from `from` carried the id `id`: refresh it if the table has it there;
@@ -26,7 +26,11 @@ impl<H: Handler> Core<H> {
         }
         // A request of ours to it is out: its answer adds it, and a ping would only take a
         // slot from the walk that sent that request.
-        if self.verifying.contains(&from)
+        // One check per IP at a time: a host that never answers (its ports are many) holds
+        // one, not all of them.
+        let ip = *from.ip();
+        let on_ip = SocketAddrV4::new(ip, 0)..=SocketAddrV4::new(ip, u16::MAX);
+        if self.verifying.range(on_ip).next().is_some()
             || self.verifying.len() >= MAX_VERIFYING
             || self.requests.pending_to(from)
         {

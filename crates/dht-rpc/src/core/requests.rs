@@ -60,6 +60,23 @@ pub(crate) enum Purpose {
     },
 }
 
+impl Purpose {
+    /// The node's own upkeep (checks, reachability, a walk's hole punches), not a walk's
+    /// question or a user's request: it takes at most a [`BACKGROUND_SHARE`] of the slots,
+    /// so that nodes that never answer it (strangers a request made us check, candidates a
+    /// hostile node named) cannot hold every slot for a whole timeout.
+    fn background(&self) -> bool {
+        !matches!(
+            self,
+            Purpose::Ping(_) | Purpose::Holepunch(_) | Purpose::Query { .. }
+        )
+    }
+}
+
+/// The part of the slots (`concurrency`) that background requests may take at once (at
+/// least one): a quarter.
+const BACKGROUND_SHARE: usize = 4;
+
 /// How far a request in flight has got without an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -222,7 +239,19 @@ impl Requests {
         {
             return None;
         }
-        let q = self.queue.pop_front()?;
+        // The first queued request that may go: background ones only within their share
+        // (the others pass them in the queue).
+        let background = self
+            .inflight
+            .iter()
+            .filter(|p| p.phase == Phase::Active && p.purpose.background())
+            .count();
+        let room = background < (self.concurrency / BACKGROUND_SHARE).max(1);
+        let at = self
+            .queue
+            .iter()
+            .position(|q| room || !q.purpose.background())?;
+        let q = self.queue.remove(at)?;
         let tid = self.allocate_tid();
         // A walk waits for its closest candidates: one lost datagram would otherwise cost
         // it a timeout. So a query-round request (no token: never an update, whose handler
