@@ -149,7 +149,7 @@ impl<H: Handler> Core<H> {
             .unwrap_or_else(|| NodeId::from_bytes(rng.random()));
         let tokens = Tokens::new(rng.random(), rng.random());
         let requests = Requests::new(
-            rng.random_range(0..32767),
+            rng.random(),
             config.concurrency,
             config.max_queued,
             config.request_timeout,
@@ -687,8 +687,15 @@ impl<H: Handler> Core<H> {
     }
 
     fn on_response(&mut self, now: Instant, from: SocketAddrV4, tid: dht_wire::Tid, res: Response) {
+        // A source whose responses answered nothing too often is guessing tids (to answer
+        // in a spoofed node's name): its responses are dropped until its budget refills.
+        if !self.guard.may_respond(now, *from.ip()) {
+            self.stats.guesses_limited += 1;
+            return;
+        }
         let Some(pending) = self.requests.take(tid, from) else {
             self.stats.unknown_responses += 1;
+            self.guard.answered_nothing(now, *from.ip());
             return;
         };
         // It answered a request of ours: it receives at this address.

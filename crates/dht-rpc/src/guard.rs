@@ -79,6 +79,11 @@ pub struct Defences {
     pub candidates_per_answer: usize,
     /// Candidates of one walk on one IP. Default 2.
     pub candidates_per_ip: usize,
+    /// Responses per IP that answer no request of ours (a late or repeated answer, or a
+    /// guess at a tid). Past it, the IP's responses are dropped unread until it refills: a
+    /// forger spoofing a node's address to answer in its name gets a few dozen guesses of
+    /// the 32,768 tids while our request waits, not thousands. Default 16/s, burst 32.
+    pub unmatched_responses_per_ip: Limit,
     /// Buckets of each per-IP budget (16 bytes each, in sets of four, allocated on first use;
     /// per-/24 budgets get a quarter). A source shares a bucket only when the four of its
     /// set are all spent by others at once; a flood from spoofed sources spreads over all
@@ -108,6 +113,7 @@ impl Default for Defences {
             verify_pings: Limit::per_second(200),
             candidates_per_answer: 20,
             candidates_per_ip: 2,
+            unmatched_responses_per_ip: Limit::per_second(16),
             budget_slots: 4_096,
         }
     }
@@ -139,6 +145,7 @@ impl Defences {
             verify_pings: lots,
             candidates_per_answer: usize::MAX,
             candidates_per_ip: usize::MAX,
+            unmatched_responses_per_ip: lots,
             budget_slots: 1,
         }
     }
@@ -193,6 +200,7 @@ pub(crate) struct Guard {
     pong_to: Budget,
     pong_total: Budget,
     verify: Budget,
+    unmatched: Budget,
     pub(crate) proven: Proven,
     /// The budgets' time base, from the first datagram.
     clock: Option<Clock>,
@@ -220,6 +228,7 @@ impl Guard {
             pong_to: b(cfg.pongs_per_target, ip_slots),
             pong_total: b(cfg.pongs_total, 1),
             verify: b(cfg.verify_pings, 1),
+            unmatched: b(cfg.unmatched_responses_per_ip, ip_slots),
             proven: Proven::new(PROVEN_MAX, PROVEN_LIFETIME),
             clock: None,
             cfg,
@@ -306,6 +315,23 @@ impl Guard {
         }
         let now = self.ms(now);
         self.pong_to.allow(now, ip_key(to), 1) && self.pong_total.allow(now, 0, 1)
+    }
+
+    /// May a response from `from` be read (its source has not answered nothing too often)?
+    pub(crate) fn may_respond(&mut self, now: Instant, from: Ipv4Addr) -> bool {
+        if self.is_trusted(from) {
+            return true;
+        }
+        let now = self.ms(now);
+        self.unmatched.has(now, ip_key(from), 1)
+    }
+
+    /// A response from `from` answered no request of ours.
+    pub(crate) fn answered_nothing(&mut self, now: Instant, from: Ipv4Addr) {
+        if !self.is_trusted(from) {
+            let now = self.ms(now);
+            self.unmatched.allow(now, ip_key(from), 1);
+        }
     }
 
     /// May we ping `to` so that it can enter the routing table?

@@ -223,6 +223,7 @@ fn drops(s: &Stats) -> Vec<(&'static str, u64)> {
     vec![
         ("malformed", s.malformed),
         ("unknown_response", s.unknown_responses),
+        ("guessing_source", s.guesses_limited),
         ("request_refused", s.requests_dropped),
         ("bogus_source", s.bogus_sources),
         ("over_budget_ip", s.limited_ip),

@@ -42,6 +42,9 @@ pub struct Stats {
     /// Responses that matched no request in flight (unknown tid, or the wrong sender), dropped.
     /// A request that was sent twice and answered twice adds one (the second answer).
     pub unknown_responses: u64,
+    /// Responses dropped unread because their source sent too many that matched nothing (a
+    /// forger guessing tids; see [`crate::guard::Defences::unmatched_responses_per_ip`]).
+    pub guesses_limited: u64,
     /// Requests answered.
     pub requests_answered: u64,
     /// Requests dropped by the protocol's rules: a missing or malformed target, a forward of
@@ -128,7 +131,7 @@ impl Stats {
 
     /// Every counter with its name, in declaration order (for logs and metrics; the
     /// duration histogram apart).
-    pub fn fields(&self) -> [(&'static str, u64); 39] {
+    pub fn fields(&self) -> [(&'static str, u64); 40] {
         [
             ("datagrams_in", self.datagrams_in),
             ("datagrams_out", self.datagrams_out),
@@ -143,6 +146,7 @@ impl Stats {
             ("malformed", self.malformed),
             ("unrecognized", self.unrecognized),
             ("unknown_responses", self.unknown_responses),
+            ("guesses_limited", self.guesses_limited),
             ("requests_answered", self.requests_answered),
             ("requests_dropped", self.requests_dropped),
             ("forwards", self.forwards),

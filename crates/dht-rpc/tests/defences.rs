@@ -577,3 +577,55 @@ fn strangers_that_never_answer_our_checks_do_not_hold_up_our_own_requests() {
         assert!(walk >= 8, "our walk sent {walk} requests at once");
     }
 }
+
+#[test]
+fn a_forger_who_saw_one_tid_cannot_answer_in_a_spoofed_nodes_name() {
+    let t0 = Instant::now();
+    let mut core = core_with(Defences::default());
+    fill_table(&mut core, t0, 30);
+    let tid_of = |t: &Transmit| Datagram::decode(&t.payload).map(|d| d.tid.get());
+    // The forger pings us from its own address with a made-up id and reads the tid of our
+    // checking ping...
+    let own = a("66.0.0.1:4000");
+    let mut near = [0xff; 32];
+    near[31] = 1;
+    core.handle_datagram(t0, own, &ping(Some(NodeId::from_bytes(near))));
+    let seen = drain(&mut core)
+        .iter()
+        .filter(|x| x.to == own && x.payload.len() > 4)
+        .filter_map(|x| tid_of(x).ok())
+        .max()
+        .expect("a checking ping to the forger");
+    // ...then pings us as the spoofed node X (a victim's address, an id of its choice), and
+    // answers our checking ping to X blind: the next 2,000 tids after the one it saw, then
+    // 2,000 at random, as X.
+    let x = a("77.0.0.1:5000");
+    near[31] = 2;
+    let chosen = NodeId::from_bytes(near);
+    core.handle_datagram(t0, x, &ping(Some(chosen)));
+    drain(&mut core);
+    let guesses = (1..=2000u16)
+        .map(|i| seen.wrapping_add(i))
+        .chain((0..2000u16).map(|i| i.wrapping_mul(16_411)));
+    for (i, tid) in guesses.enumerate() {
+        let forged = Datagram::response(
+            Tid::from_masked(tid),
+            Response {
+                id: Some(Checked::Valid(chosen)),
+                ..Response::default()
+            },
+        );
+        let at = t0 + Duration::from_micros(200 * i as u64); // 5,000 a second
+        core.handle_datagram(at, x, &forged.encode());
+    }
+    let in_table = core.table().iter().any(|c| c.addr == x);
+    let s = core.stats();
+    report!(
+        "a_forger_who_saw_one_tid_cannot_answer_in_a_spoofed_nodes_name",
+        "4,000 forged answers as {x}: in the table {in_table}; {} read and matched nothing, {} dropped unread",
+        s.unknown_responses,
+        s.guesses_limited
+    );
+    assert!(!in_table, "a forged answer put {x} in the table");
+    assert!(s.guesses_limited > 3_900, "{s:?}");
+}

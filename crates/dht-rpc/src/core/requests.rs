@@ -12,13 +12,18 @@
 //! A response matches a request by its transaction id *and* the address it must come from:
 //! the address the request went to, or for a hole punch the punched peer's IP (any port: a
 //! symmetric NAT answers from a new one). The reference matches by tid alone, which lets
-//! anyone who guesses 15 bits answer in a node's name.
+//! anyone who guesses 15 bits answer in a node's name. Tids are drawn at random (the
+//! reference counts up, so one tid seen tells the next ones): a forger who spoofs a node's
+//! address must guess among 32,768, and the core drops the responses of a source that
+//! answers nothing too often (see [`crate::guard`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use dht_wire::{Datagram, NodeAddr, NodeId, Request, Tid};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::events::{QueryId, RequestId};
 use crate::routing::Contact;
@@ -163,7 +168,8 @@ pub(crate) const MAX_CONCURRENCY: usize = 1024;
 
 #[derive(Debug)]
 pub(crate) struct Requests {
-    next_tid: Tid,
+    /// Draws the tids.
+    rng: StdRng,
     concurrency: usize,
     max_queued: usize,
     timeout: Duration,
@@ -172,14 +178,9 @@ pub(crate) struct Requests {
 }
 
 impl Requests {
-    pub(crate) fn new(
-        first_tid: u16,
-        concurrency: usize,
-        max_queued: usize,
-        timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(seed: u64, concurrency: usize, max_queued: usize, timeout: Duration) -> Self {
         Requests {
-            next_tid: Tid::from_masked(first_tid),
+            rng: StdRng::seed_from_u64(seed),
             concurrency: concurrency.clamp(1, MAX_CONCURRENCY),
             max_queued,
             timeout,
@@ -219,12 +220,12 @@ impl Requests {
             .count()
     }
 
-    /// A tid that no request in flight holds (there are at most `2 * 8 * MAX_CONCURRENCY`,
-    /// half of the tid space).
+    /// A random tid that no request in flight holds (there are at most
+    /// `2 * 8 * MAX_CONCURRENCY`, half of the tid space, so a draw is free at least half
+    /// of the time).
     fn allocate_tid(&mut self) -> Tid {
         loop {
-            let tid = self.next_tid;
-            self.next_tid = tid.next();
+            let tid = Tid::from_masked(self.rng.random());
             if !self.inflight.iter().any(|p| p.has_tid(tid)) {
                 return tid;
             }

@@ -111,6 +111,16 @@ impl Budget {
     /// Takes `cost` tokens from `source`'s bucket at `ms` (of the caller's [`Clock`]);
     /// `false` (and nothing taken) when it holds fewer.
     pub fn allow(&mut self, ms: u32, source: u64, cost: u32) -> bool {
+        self.bucket(ms, source).take(cost)
+    }
+
+    /// Whether `source`'s bucket holds `cost` tokens at `ms` (nothing taken).
+    pub fn has(&mut self, ms: u32, source: u64, cost: u32) -> bool {
+        self.bucket(ms, source).tokens >= cost as f32
+    }
+
+    /// `source`'s bucket at `ms`, refilled (taken over, or shared, as the module says).
+    fn bucket(&mut self, ms: u32, source: u64) -> &mut Bucket {
         let burst = self.limit.burst as f32;
         if self.sets.is_empty() {
             let empty = Bucket {
@@ -154,9 +164,16 @@ impl Budget {
         };
         let b = &mut set[way];
         refill(b);
+        b
+    }
+}
+
+impl Bucket {
+    /// Takes `cost` tokens; `false` (and nothing taken) when it holds fewer.
+    fn take(&mut self, cost: u32) -> bool {
         let cost = cost as f32;
-        if b.tokens >= cost {
-            b.tokens -= cost;
+        if self.tokens >= cost {
+            self.tokens -= cost;
             true
         } else {
             false
