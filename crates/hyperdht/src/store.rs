@@ -31,6 +31,9 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_millis(6 * 60 * 1024);
 /// Entries a sample scans per generation, per entry it may return (expired ones are
 /// skipped).
 const SCAN_PER_ENTRY: usize = 4;
+/// How often at most an announce over a quota makes the store drop its expired entries
+/// (a pass over all of them) before it is refused.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// One announcement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +129,8 @@ pub struct PeerStore {
     quotas: Quotas,
     counts: SourceCounts,
     refused: QuotaStats,
+    /// When expired entries were last dropped.
+    swept: Option<Instant>,
 }
 
 impl Default for PeerStore {
@@ -151,6 +156,7 @@ impl PeerStore {
             quotas,
             counts: SourceCounts::default(),
             refused: QuotaStats::default(),
+            swept: None,
         }
     }
 
@@ -198,9 +204,21 @@ impl PeerStore {
         }
         let ip = *entry.peer.ip();
         let moving = remove(&mut self.previous, &key, &entry.peer);
+        // Expired entries count against the quotas until they are dropped: a source whose
+        // entries merely aged (a peer that came back on a new port, say) is refused only
+        // if it still holds its quota once they are gone.
+        let mut over = if moving {
+            Ok(())
+        } else {
+            self.check(&key, &ip)
+        };
+        if over.is_err() && self.swept.is_none_or(|t| entry.at >= t + SWEEP_EVERY) {
+            self.drop_expired(entry.at);
+            over = self.check(&key, &ip);
+        }
         if moving {
             self.counts.remove(ip);
-        } else if let Err(why) = self.check(&key, &ip) {
+        } else if let Err(why) = over {
             match why {
                 OverQuota::Ip => self.refused.ip += 1,
                 OverQuota::Prefix => self.refused.prefix += 1,
@@ -226,6 +244,31 @@ impl PeerStore {
             }
         }
         Ok(())
+    }
+
+    /// Drops every entry announced before `now - max_age` (a pass over the whole store).
+    fn drop_expired(&mut self, now: Instant) {
+        self.swept = Some(now);
+        let Some(oldest) = now.checked_sub(self.max_age) else {
+            return;
+        };
+        let counts = &mut self.counts;
+        for g in [&mut self.current, &mut self.previous] {
+            let mut gone = 0;
+            g.keys.retain(|_, m| {
+                m.retain(
+                    |e| e.at >= oldest,
+                    |e| {
+                        counts.remove(*e.peer.ip());
+                        gone += 1;
+                    },
+                );
+                // An emptied key goes too (it counted as one).
+                gone += usize::from(m.is_empty());
+                !m.is_empty()
+            });
+            g.size -= gone;
+        }
     }
 
     fn check(&self, key: &Key, ip: &Ipv4Addr) -> Result<(), OverQuota> {
@@ -358,6 +401,45 @@ mod tests {
         let mut b = [0u8; 32];
         b[..4].copy_from_slice(&i.to_be_bytes());
         Key::from_bytes(b)
+    }
+
+    #[test]
+    fn expired_entries_stop_counting_against_the_quotas() {
+        let t0 = Instant::now();
+        let q = Quotas::default();
+        let mut s = PeerStore::with_quotas(DEFAULT_MAX, DEFAULT_MAX_AGE, q.clone());
+        let ip = Ipv4Addr::new(203, 0, 113, 7);
+        let at = |port: u16, t: Instant| Entry {
+            peer: SocketAddrV4::new(ip, port),
+            local: None,
+            at: t,
+        };
+        // A peer that comes back on a new port each time fills its quota on one key, and
+        // on the whole store.
+        for port in 0..q.per_key_ip as u16 {
+            s.put(key(1), at(1000 + port, t0))
+                .expect("within the quota");
+        }
+        assert_eq!(s.put(key(1), at(2000, t0)), Err(OverQuota::KeyIp));
+        for k in 2..=(q.per_ip - q.per_key_ip) as u32 + 1 {
+            s.put(key(k), at(3000, t0)).expect("within the quota");
+        }
+        assert_eq!(s.put(key(9999), at(3000, t0)), Err(OverQuota::Ip));
+        // Once they all expired, it may announce again (the store holds only the new one).
+        let later = t0 + DEFAULT_MAX_AGE + Duration::from_secs(1);
+        s.put(key(1), at(2000, later))
+            .expect("the expired entries no longer count");
+        assert_eq!(s.held_by(&ip), 1);
+        assert_eq!(s.len(), 2, "one key, one entry");
+        s.put(key(9999), at(3000, later))
+            .expect("the IP's quota is free again");
+        // A source still over its quota with fresh entries stays refused (and the store
+        // passes over its entries at most once a minute for it).
+        for port in 1..q.per_key_ip as u16 {
+            s.put(key(1), at(2000 + port, later))
+                .expect("within the quota");
+        }
+        assert_eq!(s.put(key(1), at(2100, later)), Err(OverQuota::KeyIp));
     }
 
     #[test]

@@ -80,6 +80,25 @@ impl Peers {
         }
     }
 
+    /// Keeps the entries `keep` says to keep; `gone` sees each one dropped.
+    pub(super) fn retain(
+        &mut self,
+        mut keep: impl FnMut(&Entry) -> bool,
+        mut gone: impl FnMut(&Entry),
+    ) {
+        let mut judge = |e: &Entry| {
+            let k = keep(e);
+            if !k {
+                gone(e);
+            }
+            k
+        };
+        match self {
+            Peers::Few(v) => v.retain(|e| judge(e)),
+            Peers::Many(m) => m.retain(|_, e| judge(e)),
+        }
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         match self {
             Peers::Few(v) => v.is_empty(),
