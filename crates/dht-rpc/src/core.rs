@@ -676,9 +676,13 @@ impl<H: Handler> Core<H> {
                 return;
             }
         };
-        self.dead.revive(from);
         match message {
             Ok(req) => {
+                // Anyone can send a request in a dead node's name: only a source that
+                // proved it receives brings it back (an answer to us does, below).
+                if self.guard.vouched(*from.ip()) {
+                    self.dead.revive(from);
+                }
                 self.reach.heard_request(from);
                 self.on_request(now, from, tid, req)
             }
@@ -698,8 +702,9 @@ impl<H: Handler> Core<H> {
             self.guard.answered_nothing(now, *from.ip());
             return;
         };
-        // It answered a request of ours: it receives at this address.
+        // It answered a request of ours: it receives at this address, and is alive.
         self.proved(now, from);
+        self.dead.revive(from);
         let rtt = pending.round_trip(tid, now);
         if pending.direct() {
             self.rtts.sample(from, rtt);

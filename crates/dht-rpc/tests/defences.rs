@@ -629,3 +629,37 @@ fn a_forger_who_saw_one_tid_cannot_answer_in_a_spoofed_nodes_name() {
     assert!(!in_table, "a forged answer put {x} in the table");
     assert!(s.guesses_limited > 3_900, "{s:?}");
 }
+
+#[test]
+fn spoofed_requests_in_a_dead_contacts_name_do_not_keep_it_in_the_table() {
+    let t0 = Instant::now();
+    let mut core = core_with(Defences::default());
+    fill_table(&mut core, t0, 30);
+    // Contact 7 goes silent; every 30 s someone pings us in its name (its address and id
+    // are public: we hand them out). The other contacts answer our checks.
+    let dead = SocketAddrV4::new(Ipv4Addr::new(20, 0, 7, 1), 1000);
+    assert!(core.table().iter().any(|c| c.addr == dead));
+    let mut t = t0;
+    for _ in 0..(60 * 60 / 30) {
+        t += Duration::from_secs(30);
+        core.handle_datagram(t, dead, &ping(Some(id(7))));
+        core.handle_timeout(t);
+        let out: Vec<Transmit> = drain(&mut core)
+            .into_iter()
+            .filter(|x| x.to != dead)
+            .collect();
+        answer_all(&mut core, t, out, |to| {
+            let i = u32::from(to.ip().octets()[2]) | u32::from(to.ip().octets()[1]) << 8;
+            Some(id(i))
+        });
+    }
+    let kept = core.table().iter().any(|c| c.addr == dead);
+    report!(
+        "spoofed_requests_in_a_dead_contacts_name_do_not_keep_it_in_the_table",
+        "an hour of spoofed pings every 30 s in a silent contact's name: still in the table {kept}; {} contacts in all",
+        core.table().len()
+    );
+    assert!(!kept, "the silent contact stayed in the table");
+    // The others stay (one bucket of 20 holds them: the 30 ids share their first bits).
+    assert_eq!(core.table().len(), 19);
+}

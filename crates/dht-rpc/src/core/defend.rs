@@ -19,9 +19,17 @@ impl<H: Handler> Core<H> {
     /// A request from `from` carried the id `id`: refresh it if the table has it there;
     /// otherwise ping it, and let it in only when it answers (a spoofed source never does).
     pub(super) fn heard_id(&mut self, now: Instant, id: NodeId, from: SocketAddrV4) {
-        if !self.guard.cfg.verify_requesters || self.table.get(&id).is_some_and(|c| c.addr == from)
-        {
+        if !self.guard.cfg.verify_requesters {
             self.add_node(now, id, from);
+            return;
+        }
+        if self.table.get(&id).is_some_and(|c| c.addr == from) {
+            // A contact's id and address are public: only a source that proved lately that
+            // it receives keeps it fresh (a spoofed one would keep a dead contact from the
+            // liveness sweep's check). Otherwise the sweep asks it when it goes stale.
+            if self.guard.vouched(*from.ip()) {
+                self.add_node(now, id, from);
+            }
             return;
         }
         // A request of ours to it is out: its answer adds it, and a ping would only take a
