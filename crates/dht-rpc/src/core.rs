@@ -148,8 +148,12 @@ impl<H: Handler> Core<H> {
             .id
             .unwrap_or_else(|| NodeId::from_bytes(rng.random()));
         let tokens = Tokens::new(rng.random(), rng.random());
+        // The tids' generator and the newest budget's key come from a second stream, so
+        // that the first gives every earlier draw (the id, the token secrets, the budgets'
+        // keys) as it did before they were added.
+        let mut aux = StdRng::seed_from_u64(config.seed ^ 0x7469_6473_2d61_7578);
         let requests = Requests::new(
-            rng.random(),
+            aux.random(),
             config.concurrency,
             config.max_queued,
             config.request_timeout,
@@ -160,7 +164,9 @@ impl<H: Handler> Core<H> {
             per_prefix: d.table_per_prefix,
             trusted: d.trusted.clone(),
         };
-        let guard = Guard::new(d.clone(), config.forward_rate, || rng.random());
+        let guard = Guard::new(d.clone(), config.forward_rate, aux.random(), || {
+            rng.random()
+        });
         Core {
             table: RoutingTable::with_limits(id, config.k, limits),
             guard,

@@ -211,7 +211,14 @@ const PROVEN_MAX: usize = 65_536;
 const PROVEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
 
 impl Guard {
-    pub(crate) fn new(cfg: Defences, forward_rate: u32, mut key: impl FnMut() -> u64) -> Self {
+    /// The defences of `cfg`; `key` draws the budgets' secret keys, `unmatched_key` is the
+    /// unmatched responses' (drawn apart, see `Core::with_handler`).
+    pub(crate) fn new(
+        cfg: Defences,
+        forward_rate: u32,
+        unmatched_key: u64,
+        mut key: impl FnMut() -> u64,
+    ) -> Self {
         let mut b = |l: Limit, slots| Budget::new(l, slots, key());
         let forward = Limit::per_second(forward_rate);
         let (ip_slots, prefix_slots) = (cfg.budget_slots, cfg.budget_slots / 4);
@@ -228,7 +235,7 @@ impl Guard {
             pong_to: b(cfg.pongs_per_target, ip_slots),
             pong_total: b(cfg.pongs_total, 1),
             verify: b(cfg.verify_pings, 1),
-            unmatched: b(cfg.unmatched_responses_per_ip, ip_slots),
+            unmatched: Budget::new(cfg.unmatched_responses_per_ip, ip_slots, unmatched_key),
             proven: Proven::new(PROVEN_MAX, PROVEN_LIFETIME),
             clock: None,
             cfg,
