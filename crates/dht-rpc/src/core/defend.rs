@@ -35,10 +35,10 @@ impl<H: Handler> Core<H> {
         // A request of ours to it is out: its answer adds it, and a ping would only take a
         // slot from the walk that sent that request.
         // One check per IP at a time: a host that never answers (its ports are many) holds
-        // one, not all of them.
+        // one, not all of them. Trusted IPs are exempt (a local network of many nodes).
         let ip = *from.ip();
         let on_ip = SocketAddrV4::new(ip, 0)..=SocketAddrV4::new(ip, u16::MAX);
-        if self.verifying.range(on_ip).next().is_some()
+        if (!self.guard.is_trusted(ip) && self.verifying.range(on_ip).next().is_some())
             || self.verifying.len() >= MAX_VERIFYING
             || self.requests.pending_to(from)
         {
