@@ -40,15 +40,17 @@ impl Agent {
             next: 0,
             ready: Value::Null,
         };
-        agent.ready = agent.read_until(|v| v.get("ready").is_some()).await;
+        agent.ready = agent
+            .read_until("start", |v| v.get("ready").is_some())
+            .await;
         agent
     }
 
-    async fn read_until(&mut self, mut want: impl FnMut(&Value) -> bool) -> Value {
+    async fn read_until(&mut self, what: &str, mut want: impl FnMut(&Value) -> bool) -> Value {
         loop {
             let line = tokio::time::timeout(ANSWER_TIMEOUT, self.lines.next_line())
                 .await
-                .expect("the agent answers in time")
+                .unwrap_or_else(|_| panic!("the agent answers {what} in time"))
                 .expect("read stdout")
                 .expect("the agent is still running");
             let Ok(v) = serde_json::from_str::<Value>(&line) else {
@@ -71,7 +73,9 @@ impl Agent {
             .write_all(line.as_bytes())
             .await
             .expect("write stdin");
-        self.read_until(|v| v["re"].as_u64() == Some(re)).await
+        let what = req.to_string();
+        self.read_until(&what, |v| v["re"].as_u64() == Some(re))
+            .await
     }
 
     /// The child process's id.

@@ -362,6 +362,18 @@ impl<H: Handler> Core<H> {
         self.holepunch_with(now, peer, referrer, None)
     }
 
+    /// The roundtrip token we hand `ip` (what a response to it carries): holding it shows a
+    /// peer receives at `ip`. For protocols built on the core (hyperdht's birthday punch
+    /// challenges with it).
+    pub fn roundtrip_token(&mut self, ip: std::net::Ipv4Addr) -> [u8; 32] {
+        self.tokens.issue(ip)
+    }
+
+    /// Whether `token` is one we handed `ip` (under the current or the previous secret).
+    pub fn is_roundtrip_token(&mut self, ip: std::net::Ipv4Addr, token: &[u8]) -> bool {
+        self.tokens.is_valid(ip, token)
+    }
+
     /// [`Core::holepunch`] with a `value` in the ping: a hint that a peer of ours reads in
     /// its [`Event::PunchRequest`] (the reference ignores it).
     pub fn holepunch_with(
@@ -705,7 +717,10 @@ impl<H: Handler> Core<H> {
         }
         let Some(pending) = self.requests.take(tid, from) else {
             self.stats.unknown_responses += 1;
-            self.guard.answered_nothing(now, *from.ip());
+            // A second answer to a resent request, or a late one, is no guess.
+            if !self.requests.was_ours(tid, *from.ip()) {
+                self.guard.answered_nothing(now, *from.ip());
+            }
             return;
         };
         // It answered a request of ours: it receives at this address, and is alive.

@@ -12,7 +12,11 @@
 //! sockets and 1024 sprays over 64,512 ports, one lands with probability about 98 %.
 //!
 //! The two sides agree through the value of the relayed hole-punch ping ([`Hint`]), which the
-//! reference ignores: JavaScript peers are unaffected. Every datagram here starts with
+//! reference ignores: JavaScript peers are unaffected. A peer asked to spray (or to open
+//! sockets) first proves that the asker receives at its IP: it relays a [`Hint::Challenge`]
+//! carrying its roundtrip token for that IP back through the same relay, and acts only on a
+//! hint that echoes the token. A forger who spoofs a victim's address never sees the
+//! challenge, so it cannot point a thousand sprays at the victim with one datagram. Every datagram here starts with
 //! `[0, 0, 7]`, which never decodes as the protocol. A spray carries a nonce of its session
 //! and the acknowledgement echoes it, so that two punches toward peers behind one IP (a
 //! carrier-grade NAT) are told apart.
@@ -36,15 +40,21 @@ pub const ACK_WAIT: Duration = Duration::from_secs(1);
 
 const MAGIC: &[u8] = b"\0\0\x07hyperdht-rs/bday/2/";
 
+/// A roundtrip token of the peer that challenged (32 bytes, as dht-rpc's).
+pub type Token = [u8; 32];
+
 /// What a birthday datagram or hint says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hint {
     /// In a punch ping: "I am behind a symmetric NAT and opened sockets toward you: spray
-    /// my IP".
-    SprayMe,
+    /// my IP"; with the token of the peer's challenge, which it needs before it sprays.
+    SprayMe(Option<Token>),
     /// In a punch ping: "I am reachable at a stable address: open sockets toward me, I will
-    /// spray your IP".
-    ProbeMe,
+    /// spray your IP"; with the token of the peer's challenge, as [`Hint::SprayMe`].
+    ProbeMe(Option<Token>),
+    /// In a punch ping back through the relay: "prove that you receive at your IP: send your
+    /// hint again with this token".
+    Challenge(Token),
     /// From the hard side's sockets, opening their mappings.
     Open,
     /// From the easy side, at random ports, with its session's nonce.
@@ -58,8 +68,18 @@ impl Hint {
     pub fn encode(self) -> Bytes {
         let mut b = MAGIC.to_vec();
         match self {
-            Hint::SprayMe => b.push(1),
-            Hint::ProbeMe => b.push(2),
+            Hint::SprayMe(t) => {
+                b.push(1);
+                b.extend_from_slice(t.as_ref().map_or(&[][..], |t| &t[..]));
+            }
+            Hint::ProbeMe(t) => {
+                b.push(2);
+                b.extend_from_slice(t.as_ref().map_or(&[][..], |t| &t[..]));
+            }
+            Hint::Challenge(t) => {
+                b.push(6);
+                b.extend_from_slice(&t);
+            }
             Hint::Open => b.push(3),
             Hint::Spray(n) => {
                 b.push(4);
@@ -77,9 +97,13 @@ impl Hint {
     pub fn decode(b: &[u8]) -> Option<Hint> {
         let rest = b.strip_prefix(MAGIC)?;
         let nonce = |n: &[u8]| <[u8; 8]>::try_from(n).ok().map(u64::from_be_bytes);
+        let token = |t: &[u8]| Token::try_from(t).ok();
         match rest {
-            [1] => Some(Hint::SprayMe),
-            [2] => Some(Hint::ProbeMe),
+            [1] => Some(Hint::SprayMe(None)),
+            [1, t @ ..] => token(t).map(|t| Hint::SprayMe(Some(t))),
+            [2] => Some(Hint::ProbeMe(None)),
+            [2, t @ ..] => token(t).map(|t| Hint::ProbeMe(Some(t))),
+            [6, t @ ..] => token(t).map(Hint::Challenge),
             [3] => Some(Hint::Open),
             [4, n @ ..] => nonce(n).map(Hint::Spray),
             [5, n @ ..] => nonce(n).map(Hint::Ack),
@@ -95,8 +119,11 @@ mod tests {
     #[test]
     fn hints_round_trip_and_never_decode_as_the_protocol() {
         for h in [
-            Hint::SprayMe,
-            Hint::ProbeMe,
+            Hint::SprayMe(None),
+            Hint::SprayMe(Some([9; 32])),
+            Hint::ProbeMe(None),
+            Hint::ProbeMe(Some([1; 32])),
+            Hint::Challenge([7; 32]),
             Hint::Open,
             Hint::Spray(7),
             Hint::Ack(u64::MAX),
@@ -107,6 +134,8 @@ mod tests {
         }
         assert_eq!(Hint::decode(b"\0\0\x07hyperdht-rs/bday/2/\x09"), None);
         assert_eq!(Hint::decode(b"\0\0\x07hyperdht-rs/bday/2/\x04short"), None);
+        assert_eq!(Hint::decode(b"\0\0\x07hyperdht-rs/bday/2/\x01short"), None);
+        assert_eq!(Hint::decode(b"\0\0\x07hyperdht-rs/bday/2/\x06"), None);
         assert_eq!(Hint::decode(b"hello"), None);
     }
 }

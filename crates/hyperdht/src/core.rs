@@ -15,9 +15,14 @@
 //! outcome, or [`HolepunchError::NoAnswer`].
 //!
 //! Abuse: a relayed hint (a birthday punch's request to spray or to open sockets) costs us
-//! datagrams or sockets; the core acts on at most one per requester IP every 10 s, two per
-//! relay IP a minute and six a minute in all, runs one hard side for peers at a time, and the
-//! dht-rpc core passes hints on only from relays that proved they receive at their address.
+//! a thousand datagrams or 256 sockets toward the requester's IP, which a forger could name
+//! as anyone's. So a hint first gets a challenge, relayed back through the same relay: our
+//! roundtrip token for the requester's IP, which only a requester that receives there sees.
+//! The core acts only on a hint that echoes it, at most one per requester IP every 10 s, two
+//! per relay IP a minute and six a minute in all; it sends at most two challenges per
+//! requester IP every 10 s and sixty a minute; it runs one hard side for peers at a time; and
+//! the dht-rpc core passes hints on only from relays that proved they receive at their
+//! address.
 
 mod bday;
 mod kept;
@@ -39,7 +44,7 @@ use bday::{Easy, Hard};
 use kept::Kept;
 pub use kept::{KeepId, REANNOUNCE};
 
-use crate::birthday::Hint;
+use crate::birthday::{Hint, Token};
 use crate::serve::PeersHandler;
 
 /// Rounds of direct probe + relayed ping.
@@ -149,6 +154,9 @@ struct HintLimits {
     per_requester: RateLimiter<Ipv4Addr>,
     per_relay: RateLimiter<Ipv4Addr>,
     total: RateLimiter<()>,
+    /// Challenges sent back, per requester IP and in all (each is one relayed ping).
+    challenges_per_requester: RateLimiter<Ipv4Addr>,
+    challenges: RateLimiter<()>,
 }
 
 impl Default for HintLimits {
@@ -157,11 +165,18 @@ impl Default for HintLimits {
             per_requester: RateLimiter::new(1, Duration::from_secs(10), 1024),
             per_relay: RateLimiter::new(2, Duration::from_secs(60), 4096),
             total: RateLimiter::new(6, Duration::from_secs(60), 1),
+            challenges_per_requester: RateLimiter::new(2, Duration::from_secs(10), 1024),
+            challenges: RateLimiter::new(60, Duration::from_secs(60), 1),
         }
     }
 }
 
 impl HintLimits {
+    /// Counts a challenge to `requester`; whether to send it.
+    fn challenge(&mut self, now: Instant, requester: Ipv4Addr) -> bool {
+        self.challenges_per_requester.allow(now, requester) && self.challenges.allow(now, ())
+    }
+
     /// Counts a hint relayed by `relay` for `requester`; whether to act on it.
     fn allow(&mut self, now: Instant, relay: Ipv4Addr, requester: Ipv4Addr) -> bool {
         self.per_relay.allow(now, relay)
@@ -174,8 +189,11 @@ impl HintLimits {
 const SYMMETRIC_TTL: Duration = Duration::from_secs(60);
 /// How long after opening its sockets the hard side asks the peer to spray.
 const HARD_HINT_DELAY: Duration = Duration::from_millis(100);
-/// How long after asking the peer to open sockets the easy side starts spraying.
+/// How long after answering the peer's challenge (its sockets open when our answer
+/// arrives) the easy side starts spraying.
 const EASY_SPRAY_DELAY: Duration = Duration::from_millis(300);
+/// How long the easy side waits for the peer's challenge before it gives up.
+const CHALLENGE_WAIT: Duration = Duration::from_secs(2);
 
 /// One hole punch in progress.
 #[derive(Debug)]
@@ -200,8 +218,13 @@ enum Phase {
     Rounds,
     /// Asking two nodes how they see us; their answers so far.
     Symmetric(Vec<Option<SocketAddrV4>>),
-    /// The birthday punch (the hard side's hint goes out at `hint_at`).
-    Birthday { hint_at: Option<Instant> },
+    /// The birthday punch (the hard side's hint goes out at `hint_at`). `hard`: we are the
+    /// hard side. `proved`: we answered the peer's challenge (once).
+    Birthday {
+        hint_at: Option<Instant>,
+        hard: bool,
+        proved: bool,
+    },
 }
 
 /// The hyperdht node without I/O (see the module docs). Drive it as [`dht_rpc::Core`]'s
@@ -493,17 +516,30 @@ impl Core {
         };
         let (peer, referrer) = (p.peer, p.referrer);
         if symmetric {
-            // We are the hard side: open sockets toward the peer, then ask it to spray us.
+            // We are the hard side: open sockets toward the peer, then ask it to spray us
+            // (it challenges first: see `on_challenge`).
             p.phase = Phase::Birthday {
                 hint_at: Some(now + HARD_HINT_DELAY),
+                hard: true,
+                proved: false,
             };
             self.start_hard(now, peer, Some(punch));
         } else {
-            // We have a stable address: ask the peer to open sockets toward us, then spray.
-            p.phase = Phase::Birthday { hint_at: None };
+            // We have a stable address: ask the peer to open sockets toward us; we spray
+            // once we answered its challenge.
+            p.phase = Phase::Birthday {
+                hint_at: None,
+                hard: false,
+                proved: false,
+            };
             self.rpc
-                .holepunch_with(now, peer, referrer, Some(Hint::ProbeMe.encode()));
-            self.start_easy(now + EASY_SPRAY_DELAY, *peer.ip(), Some(punch));
+                .holepunch_with(now, peer, referrer, Some(Hint::ProbeMe(None).encode()));
+            // Our spraying session waits for the challenge (`on_challenge` starts it), and
+            // ends the punch unmet if none comes (a peer that ignores hints, say).
+            self.start_easy(now, *peer.ip(), Some(punch));
+            if let Some(e) = self.easies.last_mut() {
+                e.wait_for_challenge(now + CHALLENGE_WAIT);
+            }
         }
     }
 
@@ -520,25 +556,79 @@ impl Core {
         }
         for (peer, referrer) in due {
             self.rpc
-                .holepunch_with(now, peer, referrer, Some(Hint::SprayMe.encode()));
+                .holepunch_with(now, peer, referrer, Some(Hint::SprayMe(None).encode()));
         }
     }
 
-    /// A peer's hint, relayed to us (the limits apply).
+    /// A peer's hint, relayed to us. A hint without our token gets a challenge back through
+    /// the relay; one with it (the asker receives at its IP) starts our side, within the
+    /// limits.
     fn on_hint(&mut self, requester: SocketAddrV4, relay: SocketAddrV4, value: &[u8]) {
-        let Some(hint @ (Hint::SprayMe | Hint::ProbeMe)) = Hint::decode(value) else {
+        let now = self.now;
+        let ip = *requester.ip();
+        let (token, spray) = match Hint::decode(value) {
+            Some(Hint::Challenge(token)) => return self.on_challenge(requester, token),
+            Some(Hint::SprayMe(token)) => (token, true),
+            Some(Hint::ProbeMe(token)) => (token, false),
+            _ => return,
+        };
+        let Some(token) = token else {
+            if self.hints.challenge(now, ip) {
+                let token = self.rpc.roundtrip_token(ip);
+                let challenge = Hint::Challenge(token).encode();
+                self.rpc
+                    .holepunch_with(now, requester, relay, Some(challenge));
+            } else {
+                tracing::debug!(%requester, %relay, "birthday challenge over the rate limit");
+            }
             return;
         };
-        if !self.hints.allow(self.now, *relay.ip(), *requester.ip()) {
+        if !self.rpc.is_roundtrip_token(ip, &token) {
+            tracing::debug!(%requester, %relay, "birthday hint with a token not ours for its IP");
+            return;
+        }
+        if !self.hints.allow(now, *relay.ip(), ip) {
             tracing::debug!(%requester, %relay, "birthday hint over the rate limit");
             return;
         }
-        let now = self.now;
-        match hint {
+        if spray {
             // The requester is behind a symmetric NAT: spray its IP.
-            Hint::SprayMe => self.start_easy(now, *requester.ip(), None),
+            self.start_easy(now, ip, None);
+        } else {
             // The requester has a stable address: open sockets toward it.
-            _ => self.start_hard(now, requester, None),
+            self.start_hard(now, requester, None);
+        }
+    }
+
+    /// The peer of one of our birthday punches challenged us (through a relay): send our
+    /// hint again with its token, once; the easy side starts spraying then.
+    fn on_challenge(&mut self, challenger: SocketAddrV4, token: Token) {
+        let now = self.now;
+        let found = self
+            .punches
+            .iter_mut()
+            .find_map(|(id, p)| match &mut p.phase {
+                Phase::Birthday { hard, proved, .. }
+                    if !*proved && p.peer.ip() == challenger.ip() =>
+                {
+                    *proved = true;
+                    Some((*id, p.peer, p.referrer, *hard))
+                }
+                _ => None,
+            });
+        let Some((punch, peer, referrer, hard)) = found else {
+            tracing::debug!(%challenger, "a birthday challenge for no punch of ours");
+            return;
+        };
+        let hint = if hard {
+            Hint::SprayMe(Some(token))
+        } else {
+            Hint::ProbeMe(Some(token))
+        };
+        self.rpc
+            .holepunch_with(now, peer, referrer, Some(hint.encode()));
+        if !hard && let Some(e) = self.easies.iter_mut().find(|e| e.punch == Some(punch)) {
+            e.challenged(now + EASY_SPRAY_DELAY);
         }
     }
 
@@ -970,11 +1060,9 @@ mod tests {
             .iter()
             .filter(|(f, t)| *f == addr(1) && t.ip() == addr(2).ip() && t.port() >= 1024)
             .count();
-        assert_eq!(
-            sprays,
-            crate::birthday::SPRAYS,
-            "every spray, then the wait"
-        );
+        // The silent peer never challenged our hint: nothing sprayed at its IP (a peer that
+        // is there would have, see the NAT lab), and the punch ended after the wait.
+        assert_eq!(sprays, 0, "no spray without the peer's challenge");
         assert_eq!(net.nodes[0].1.punches(), 0);
     }
 

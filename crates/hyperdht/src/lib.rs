@@ -48,7 +48,7 @@ pub use crate::core::{
     BirthdayTry, Core, CoreEvent, Holepunch, HolepunchError, HolepunchPath, KeepId, MAX_PATHS,
     PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId, REANNOUNCE,
 };
-pub use birthday::{Hint, SOCKETS as BIRTHDAY_SOCKETS};
+pub use birthday::{Hint, SOCKETS as BIRTHDAY_SOCKETS, SPRAYS as BIRTHDAY_SPRAYS, Token};
 pub use bytes;
 pub use dht_rpc;
 /// Resolves `"host[:port]"` to an IPv4 address (port 49737 when absent and `None`), as

@@ -239,3 +239,83 @@ fn one_ip_or_one_prefix_cannot_wipe_the_store() {
         "the honest announce survives"
     );
 }
+
+/// What a hyperdht node sends in the 3 s after a birthday hint for `requester` (relayed by
+/// `relay`, which proved it receives): datagrams to the requester's IP, and to the relay.
+fn after_hint(
+    hint: hyperdht::Hint,
+    requester: SocketAddrV4,
+    token_of_ours: bool,
+) -> (usize, usize) {
+    use dht_rpc::Machine;
+    let t0 = Instant::now();
+    let rpc = Core::with_handler(
+        Config::default(),
+        PeersHandler::new(PeerStore::default(), 1),
+        t0,
+    );
+    let mut core = hyperdht::Core::new(rpc, t0);
+    core.rpc_mut().set_local_port(49737);
+    // The relay answers a ping of ours: it proved it receives.
+    let relay = SocketAddrV4::new(Ipv4Addr::new(5, 5, 5, 5), 7000);
+    core.rpc_mut().ping(t0, relay);
+    while let Some(t) = core.poll_transmit() {
+        if let Ok(Datagram { tid, .. }) = Datagram::decode(&t.payload) {
+            let pong = Datagram::response(tid, Response::default()).encode();
+            core.handle_datagram(t0, relay, &pong);
+        }
+    }
+    while core.poll_event().is_some() {}
+    let hint = match hint {
+        hyperdht::Hint::SprayMe(Some(_)) if token_of_ours => {
+            hyperdht::Hint::SprayMe(Some(core.rpc_mut().roundtrip_token(*requester.ip())))
+        }
+        other => other,
+    };
+    let forwarded = Datagram::request(
+        Tid::from_masked(9),
+        Request {
+            forward_response: Some(Checked::Valid(requester)),
+            value: Some(hint.encode()),
+            ..Request::new("_ping")
+        },
+    )
+    .encode();
+    core.handle_datagram(t0, relay, &forwarded);
+    let (mut to_requester, mut to_relay) = (0, 0);
+    for ms in (0..3000).step_by(10) {
+        let now = t0 + Duration::from_millis(ms);
+        core.handle_timeout(now);
+        while core.poll_event().is_some() {}
+        while let Some(t) = core.poll_transmit() {
+            to_requester += usize::from(t.to.ip() == requester.ip());
+            to_relay += usize::from(t.to == relay);
+        }
+    }
+    (to_requester, to_relay)
+}
+
+#[test]
+fn a_spoofed_birthday_hint_gets_a_challenge_not_a_spray() {
+    use hyperdht::Hint;
+    let victim = SocketAddrV4::new(Ipv4Addr::new(7, 7, 7, 7), 4000);
+    // Spoofed: "I am the victim, spray me" (no token: the forger never saw our challenge).
+    let (sprayed, to_relay) = after_hint(Hint::SprayMe(None), victim, false);
+    let (opened, _) = after_hint(Hint::ProbeMe(None), victim, false);
+    // A made-up token.
+    let (forged, _) = after_hint(Hint::SprayMe(Some([3; 32])), victim, false);
+    // The victim's own answer to our challenge (it receives at its IP).
+    let (proved, _) = after_hint(Hint::SprayMe(Some([0; 32])), victim, true);
+    report!(
+        "a_spoofed_birthday_hint_gets_a_challenge_not_a_spray",
+        "one spoofed birthday hint: {sprayed} datagram(s) to the victim's IP (spray asked: the relayed ping's pong), {opened} (sockets asked), {to_relay} to the relay (the challenge); a made-up token: {forged}; with the requester's proof: {proved}"
+    );
+    // One datagram each: the pong that any relayed ping gets (the protocol's, 1:1).
+    assert_eq!((sprayed, opened, forged), (1, 1, 1));
+    assert_eq!(to_relay, 1, "one challenge, through the relay");
+    assert_eq!(
+        proved,
+        1 + hyperdht::BIRTHDAY_SPRAYS,
+        "a proved requester is sprayed"
+    );
+}

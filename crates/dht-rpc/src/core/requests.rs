@@ -159,6 +159,9 @@ struct Queued {
     waits: Option<Waits>,
 }
 
+/// Tids of requests that left kept for [`Requests::was_ours`].
+const DONE_KEPT: usize = 512;
+
 /// Requests in flight at most, stalled ones included, per slot of `concurrency`.
 const STALLED_PER_SLOT: usize = 8;
 
@@ -170,6 +173,9 @@ pub(crate) const MAX_CONCURRENCY: usize = 1024;
 pub(crate) struct Requests {
     /// Draws the tids.
     rng: StdRng,
+    /// Tids of requests answered or timed out lately, with the IP they went to: a second
+    /// answer (to a resent request) or a late one is not a guess.
+    done: VecDeque<(Tid, std::net::Ipv4Addr)>,
     concurrency: usize,
     max_queued: usize,
     timeout: Duration,
@@ -181,6 +187,7 @@ impl Requests {
     pub(crate) fn new(seed: u64, concurrency: usize, max_queued: usize, timeout: Duration) -> Self {
         Requests {
             rng: StdRng::seed_from_u64(seed),
+            done: VecDeque::new(),
             concurrency: concurrency.clamp(1, MAX_CONCURRENCY),
             max_queued,
             timeout,
@@ -332,7 +339,26 @@ impl Requests {
             .inflight
             .iter()
             .position(|p| p.has_tid(tid) && p.accepts(from))?;
-        Some(self.inflight.swap_remove(pos))
+        let p = self.inflight.swap_remove(pos);
+        self.remember(&p);
+        Some(p)
+    }
+
+    /// Keeps the tids of a request that left (see `done`).
+    fn remember(&mut self, p: &Pending) {
+        let ip = *p.reply_from.ip();
+        for tid in std::iter::once(p.tid).chain(p.resent.map(|(t, _)| t)) {
+            if self.done.len() >= DONE_KEPT {
+                self.done.pop_front();
+            }
+            self.done.push_back((tid, ip));
+        }
+    }
+
+    /// Whether a response with `tid` from `ip` answers a request of ours that was answered
+    /// or timed out lately (a repeated or late answer, not a guess).
+    pub(crate) fn was_ours(&self, tid: Tid, ip: std::net::Ipv4Addr) -> bool {
+        self.done.iter().any(|d| *d == (tid, ip))
     }
 
     /// Where the request with `tid` that went straight to `to` (not a relayed hole punch)
@@ -375,7 +401,9 @@ impl Requests {
     /// A request whose deadline has passed.
     pub(crate) fn expire(&mut self, now: Instant) -> Option<Pending> {
         let pos = self.inflight.iter().position(|p| p.deadline <= now)?;
-        Some(self.inflight.swap_remove(pos))
+        let p = self.inflight.swap_remove(pos);
+        self.remember(&p);
+        Some(p)
     }
 
     /// The earliest deadline in flight (a stall or a timeout).

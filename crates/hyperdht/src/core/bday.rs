@@ -45,6 +45,21 @@ pub(super) struct Easy {
     pub(super) punch: Option<PunchId>,
 }
 
+impl Easy {
+    /// Sprays nothing until [`Easy::challenged`]; ends at `deadline` if that never comes.
+    pub(super) fn wait_for_challenge(&mut self, deadline: Instant) {
+        self.until = Some(deadline);
+    }
+
+    /// The peer's challenge came (and was answered): spray from `start` on.
+    pub(super) fn challenged(&mut self, start: Instant) {
+        if self.sent == 0 {
+            self.until = None;
+            self.next_burst = start;
+        }
+    }
+}
+
 impl Core {
     /// Starts a hard session toward `easy` (for our punch, or a peer's hint).
     pub(super) fn start_hard(&mut self, now: Instant, easy: SocketAddrV4, punch: Option<PunchId>) {
