@@ -82,6 +82,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         println!("dht-bootstrap listening on {addr}");
     }
+    let mut shutdown = process::Shutdown::new();
     let mut stats = tokio::time::interval(Duration::from_secs(60));
     stats.tick().await;
     loop {
@@ -91,7 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let known = node.read_core(|c| c.table().len());
                 tracing::info!(known, answered = s.requests_answered, dropped = s.malformed + s.requests_dropped, "stats");
             }
-            () = process::shutdown_signal() => break,
+            () = shutdown.recv() => break,
         }
     }
     tracing::info!("shutting down");

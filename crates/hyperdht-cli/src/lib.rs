@@ -137,25 +137,61 @@ pub enum LogFormat {
     Json,
 }
 
-/// Resolves when the process receives Ctrl-C (SIGINT) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment this is made: [`Shutdown::recv`]
+/// resolves at the first that arrives after. It is cancel-safe: a `select!` loop may poll it
+/// every turn, and a signal that arrives while another branch wins waits for the next poll.
+/// (A signal future made anew each turn could lose a signal that came while another branch
+/// won: the new one listened only from its own first poll on.)
+pub struct Shutdown {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    /// Starts catching the signals (call it inside the tokio runtime). One that cannot be
+    /// caught keeps its default action.
+    pub fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Shutdown {
+                int: signal(SignalKind::interrupt()).ok(),
+                term: signal(SignalKind::terminate()).ok(),
             }
-            Err(_) => std::future::pending().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        #[cfg(not(unix))]
+        Shutdown {}
+    }
+
+    /// Resolves at the next SIGINT or SIGTERM.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.int) => {}
+                () = next(&mut self.term) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -177,6 +213,43 @@ pub fn parse_key(s: &str) -> Result<Key, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A SIGINT that arrives while the loop's other branches keep winning is still seen once
+    /// they stop. (With a signal future made anew each turn, as `announce` and `dht-bootstrap`
+    /// had, this loop never ends.)
+    #[cfg(unix)]
+    #[test]
+    fn a_signal_is_kept_until_the_loop_polls_for_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut shutdown = Shutdown::new();
+            let me = std::process::id().to_string();
+            let sent = std::process::Command::new("kill")
+                .args(["-INT", &me])
+                .status()
+                .expect("kill");
+            assert!(sent.success());
+            // The signal lands while the runtime's thread is busy here.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let mut turns = 0;
+            let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                loop {
+                    tokio::select! {
+                        biased;
+                        // Another branch that wins every turn, yielding to the runtime
+                        // (whose driver then takes the signal in) each time.
+                        () = tokio::task::yield_now(), if turns < 1000 => turns += 1,
+                        () = shutdown.recv() => break,
+                    }
+                }
+            })
+            .await;
+            assert!(ended.is_ok(), "the signal was lost (after {turns} turns)");
+        });
+    }
 
     #[test]
     fn keys_are_hex_or_32_bytes() {

@@ -26,6 +26,7 @@ pub async fn run(
     let kept = dht.keep_announced(key, opts);
     // Text that peers send over a punched path (`hyperdht holepunch ... --send TEXT`).
     let mut datagrams = dht.datagrams();
+    let mut shutdown = hyperdht_cli::Shutdown::new();
     loop {
         tokio::select! {
             Some((from, d)) = datagrams.recv() => {
@@ -44,7 +45,7 @@ pub async fn run(
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             },
-            () = hyperdht_cli::shutdown_signal() => break,
+            () = shutdown.recv() => break,
         }
     }
     let result = kept.stop().await;

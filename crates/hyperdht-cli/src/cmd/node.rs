@@ -95,10 +95,9 @@ pub async fn run(
     // Re-bootstrap, bucket refresh and reachability rounds run inside the node (the
     // builder's default `Maintenance`: every 5 to 65 seconds, as the original).
     let mut bootstrapped = false;
-    // Made once: a new signal future per loop turn registered the handlers again for every
-    // event printed (measured under load).
-    let shutdown = hyperdht_cli::shutdown_signal();
-    tokio::pin!(shutdown);
+    // Made once, before the loop: the signals are caught from here on, and one that comes
+    // while another branch wins waits for the next turn.
+    let mut shutdown = hyperdht_cli::Shutdown::new();
     loop {
         tokio::select! {
             () = &mut ready, if !bootstrapped => {
@@ -145,7 +144,7 @@ pub async fn run(
                 Err(RecvError::Closed) => break,
             },
             _ = snapshots.tick() => save(&dht),
-            () = &mut shutdown => break,
+            () = shutdown.recv() => break,
         }
     }
     tracing::info!("shutting down");

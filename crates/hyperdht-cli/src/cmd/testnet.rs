@@ -27,7 +27,7 @@ pub async fn run(out: &Out, host: &str, n: usize, port: u16) -> anyhow::Result<(
         || format!("testnet: bootstrap node at {addr} and {} nodes, up in {:.0} ms; use --bootstrap {addr}; Ctrl-C to stop", nodes.len(), started.elapsed().as_secs_f64() * 1e3),
         || json!({"event": "testnet", "bootstrap": addr_json(&addr), "nodes": nodes.iter().map(|n| addr_json(&n.local_addr())).collect::<Vec<_>>()}),
     );
-    hyperdht_cli::shutdown_signal().await;
+    hyperdht_cli::Shutdown::new().recv().await;
     for node in &nodes {
         node.shutdown().await;
     }
