@@ -1,9 +1,15 @@
-//! A deterministic simulator: many `dht-rpc` cores in one process, on a virtual network with
-//! latency and loss, in virtual time under a seed. No threads, no sockets: the network is a
-//! priority queue of datagrams, and time jumps from one event to the next.
+//! A deterministic simulator: many `dht-rpc` or `hyperdht` cores in one process, on a
+//! virtual network with latency, loss, duplication, reordering, ICMP errors and NATs, in
+//! virtual time under a seed. No threads, no sockets: the network is a priority queue of
+//! datagrams, and time jumps from one event to the next.
 //!
-//! It drives exactly the [`Core`] that runs in production, so what it shows about routing
-//! and queries holds for the real node.
+//! It drives exactly the [`Machine`] that runs in production (dht-rpc's [`Core`], or
+//! hyperdht's core), the way the tokio driver does: after every input it opens and closes
+//! the sockets the machine asks for, sends its transmits from the socket each names, and
+//! takes its events. So what it shows about routing, queries and hole punching holds for
+//! the real node. Each host can sit behind a NAT ([`Nat`], [`NatKind`]: the NAT lab's five
+//! kinds), whose mappings and filters apply to its extra sockets too (the birthday punch's
+//! 256). The same seed gives the same run, datagram for datagram ([`Sim::trace`]).
 //!
 //! ```
 //! use dht_rpc::{Config, QuerySpec};
@@ -19,18 +25,30 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod hyper;
+mod nat;
+mod ops;
+
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dht_rpc::{
-    Config, Core, Event, Handler, Machine, MachineEvent, NoHandler, NodeId, QueryError,
-    QueryOutcome, QuerySpec, Reply, SocketId,
+    Config, Core, Event, Handler, Machine, MachineEvent, NoHandler, NodeId, QueryId, SocketId,
+    SocketOp,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+pub use nat::{Filtering, Mapping, Nat, NatKind};
+pub use ops::Op;
+
+use nat::NatBox;
+
+/// The port every simulated host's DHT socket is bound to.
+pub const PORT: u16 = 49737;
 
 /// The virtual network's behaviour.
 #[derive(Debug, Clone)]
@@ -48,9 +66,17 @@ pub struct SimConfig {
     pub internet: bool,
     /// The probability that a datagram is lost.
     pub loss: f64,
+    /// The probability that a datagram arrives twice (the copy with a delay of its own).
+    pub duplicate: f64,
+    /// The probability that a datagram is held back by up to twice its delay, so that later
+    /// ones overtake it.
+    pub reorder: f64,
     /// A datagram to a node that is down comes back as an ICMP port-unreachable (its host is
     /// up, its process gone) instead of vanishing (host gone, or a NAT that drops).
     pub refuse_down: bool,
+    /// How many events nobody waits for (not of a query or request the simulator runs) a
+    /// node keeps, the most recent: for tests that look at them. 0 at scale.
+    pub event_ring: usize,
 }
 
 impl Default for SimConfig {
@@ -60,7 +86,10 @@ impl Default for SimConfig {
             latency: (Duration::from_millis(5), Duration::from_millis(50)),
             internet: false,
             loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
             refuse_down: false,
+            event_ring: 64,
         }
     }
 }
@@ -77,82 +106,54 @@ struct InFlight {
     icmp: bool,
 }
 
-struct SimNode<M: Machine> {
+/// A simulated host: its machine, its sockets and NAT, and what it reported.
+struct Host<M: Machine> {
+    addr: SocketAddrV4,
     core: M,
+    /// Events of the queries the simulator runs for a caller ([`Sim::watch`]).
     events: VecDeque<Event>,
-    /// The machine's own events (a layer's, such as hyperdht's), since the last take.
+    /// Other events, the most recent [`SimConfig::event_ring`].
+    recent: VecDeque<Event>,
+    watched: BTreeSet<QueryId>,
+    /// The machine's own events that answer a caller ([`Machine::waiter`]), and the most
+    /// recent others.
     own: VecDeque<M::Own>,
+    own_recent: VecDeque<M::Own>,
     up: bool,
-    /// Behind a port-restricted NAT-like filter: only datagrams from addresses the node has
-    /// sent to within [`FILTER_TIMEOUT`] get in.
-    filtering: bool,
-    /// When each address last exchanged a datagram with this node (the filter's state, as a
-    /// connection-tracking entry: refreshed by traffic both ways).
-    contacted: BTreeMap<SocketAddrV4, Instant>,
-    /// The size of `contacted` after its last sweep of expired entries.
-    contacted_swept: usize,
+    nat: Option<Box<NatBox>>,
+    /// Extra sockets open, and their ports.
+    sockets: BTreeMap<SocketId, u16>,
     /// The timeout queued for this node in the timer heap (older entries are stale).
     scheduled: Option<Instant>,
     /// Its distance from the network's core (with [`SimConfig::internet`]).
     access: Duration,
 }
 
-/// How long a filtering node's "contacted" entry lets replies in without traffic: Linux's
-/// `nf_conntrack_udp_timeout` (30 s) for an unreplied UDP flow.
-pub const FILTER_TIMEOUT: Duration = Duration::from_secs(30);
-
-impl<M: Machine> SimNode<M> {
-    /// Whether the filter lets a datagram from `from` in at `now` (refreshing the entry).
-    fn admits(&self, from: SocketAddrV4, now: Instant) -> bool {
-        self.contacted
-            .get(&from)
-            .is_some_and(|t| now.saturating_duration_since(*t) < FILTER_TIMEOUT)
-    }
-}
-
-/// One measured operation (see [`Sim::timed_ops`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Op {
-    /// Virtual time from start to end.
-    pub time: Duration,
-    /// Datagrams the node sent and received meanwhile.
-    pub datagrams: u64,
-    /// How many of the true closest 20 it found.
-    pub found: usize,
-    /// It found exactly the true closest 20.
-    pub exact: bool,
-    /// From start to the last query-round answer of a node among the closest it ended with:
-    /// what is left of `time` is waiting for nodes that did not answer.
-    pub last_closest: Duration,
-    /// Its requests that failed or were given up (the walk's `errors`).
-    pub unanswered: usize,
-    /// Of the true closest 20 it missed, how many it had asked and was still waiting for
-    /// when it ended (it gave them up too soon), against never asked.
-    pub missed_asked: usize,
-    /// Of those it never asked, how many some node it heard from knew, but behind 20 closer
-    /// entries, gone nodes among them (crowded out of every answer that could name them).
-    pub missed_crowded: usize,
-}
-
 /// Many nodes on a virtual network: dht-rpc cores (`Sim<Core<H>>`, the default), or any
-/// [`Machine`] that wraps one (hyperdht's core), with [`Sim::add_machine`]. A machine's
-/// extra sockets are not simulated: what it sends from them is lost.
+/// [`Machine`] that wraps one (hyperdht's core), with [`Sim::add_machine`].
 pub struct Sim<M: Machine = Core<NoHandler>> {
     config: SimConfig,
     rng: StdRng,
     start: Instant,
     now: Instant,
     seq: u64,
-    nodes: BTreeMap<SocketAddrV4, SimNode<M>>,
+    hosts: Vec<Host<M>>,
     network: BinaryHeap<Reverse<InFlight>>,
     /// Node timeouts, earliest first; an entry is stale unless it is its node's `scheduled`.
-    timers: BinaryHeap<Reverse<(Instant, SocketAddrV4)>>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    trace: u64,
     /// Datagrams delivered so far.
     pub delivered: u64,
-    /// Datagrams lost so far (by the loss rate, or to a node that is down or absent).
+    /// Datagrams lost so far (by the loss rate, to a node that is down or absent, to a
+    /// closed port, or from a socket that is not open).
     pub lost: u64,
-    /// Datagrams a node's filter dropped so far.
+    /// Datagrams a NAT's filter dropped so far (no live binding, or a source it does not
+    /// admit).
     pub filtered: u64,
+    /// Datagrams from behind a NAT to its own address, dropped (no hairpinning).
+    pub hairpinned: u64,
+    /// Datagrams delivered twice ([`SimConfig::duplicate`]).
+    pub duplicated: u64,
 }
 
 impl Sim<Core<NoHandler>> {
@@ -173,7 +174,7 @@ impl Sim<Core<NoHandler>> {
     }
 
     /// As [`Sim::network`], with a fraction `nat` of the nodes (spread evenly) behind a
-    /// port-restricted filter from the start (see [`Sim::set_filtering`]), and each node
+    /// port-restricted NAT from the start (see [`Sim::set_filtering`]), and each node
     /// configured as `node` (its bootstrap list and seed are set here).
     pub fn network_with(
         config: SimConfig,
@@ -216,6 +217,34 @@ impl<H: Handler + Send + 'static> Sim<Core<H>> {
     }
 }
 
+/// The address of host `i` (from 0): one host per /24 of 10/8 (the defences limit what one
+/// /24 holds in a routing table), then a second host in each, and so on.
+fn host_addr(i: usize) -> SocketAddrV4 {
+    let i = i as u32 + 1;
+    let (net, host) = (i & 0xffff, 1 + (i >> 16));
+    SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | net << 8 | host), PORT)
+}
+
+/// The host behind an IP, if [`host_addr`] made it.
+fn host_index(ip: &Ipv4Addr) -> Option<usize> {
+    let v = u32::from(*ip);
+    if v >> 24 != 10 || v & 0xff == 0 {
+        return None;
+    }
+    let (net, host) = ((v >> 8) & 0xffff, v & 0xff);
+    let i = net | ((host - 1) << 16);
+    (i > 0).then(|| i as usize - 1)
+}
+
+/// FNV-1a over bytes, folded into the trace.
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 impl<M: Machine> Sim<M> {
     /// An empty network (of machines of type `M`: see [`Sim::add_machine`]).
     pub fn of_machines(config: SimConfig) -> Self {
@@ -225,12 +254,15 @@ impl<M: Machine> Sim<M> {
             start: Instant::now(),
             now: Instant::now(),
             seq: 0,
-            nodes: BTreeMap::new(),
+            hosts: Vec::new(),
             network: BinaryHeap::new(),
             timers: BinaryHeap::new(),
+            trace: 0xcbf2_9ce4_8422_2325,
             delivered: 0,
             lost: 0,
             filtered: 0,
+            hairpinned: 0,
+            duplicated: 0,
         }
     }
 
@@ -239,9 +271,26 @@ impl<M: Machine> Sim<M> {
         self.now - self.start
     }
 
+    /// The virtual time now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// A hash of everything that happened so far: each datagram delivered (when, from
+    /// where, to where, its bytes) and each timer fired. Two runs with the same seed and
+    /// the same calls give the same trace.
+    pub fn trace(&self) -> u64 {
+        self.trace
+    }
+
     /// A random id from the simulation's generator.
     pub fn random_id(&mut self) -> NodeId {
         NodeId::from_bytes(self.rng.random())
+    }
+
+    /// The simulation's generator, for choices of an experiment that should replay too.
+    pub fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
     }
 
     /// Adds a node that `make` builds from its configuration (seeded from the simulation's)
@@ -251,33 +300,43 @@ impl<M: Machine> Sim<M> {
         mut config: Config,
         make: impl FnOnce(Config, Instant) -> M,
     ) -> SocketAddrV4 {
-        let i = self.nodes.len() as u32 + 1;
-        // One node per /24 of 10/8 (the defences limit what one /24 holds in a routing
-        // table), then a second host in each, and so on.
-        let (net, host) = (i & 0xffff, 1 + (i >> 16));
-        let addr = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | net << 8 | host), 49737);
+        let addr = host_addr(self.hosts.len());
         config.seed = self.rng.random();
         // Thousands of cores in one process: small budget tables (a simulated node's sources
         // are few and slow, so sharing slots changes nothing but memory).
         config.defences.budget_slots = config.defences.budget_slots.min(256);
-        let core = make(config, self.now);
+        let mut core = make(config, self.now);
+        core.rpc_mut().set_local_port(PORT);
         let access = self.draw_access();
-        self.nodes.insert(
+        self.hosts.push(Host {
             addr,
-            SimNode {
-                core,
-                events: VecDeque::new(),
-                own: VecDeque::new(),
-                up: true,
-                filtering: false,
-                contacted: BTreeMap::new(),
-                contacted_swept: 0,
-                scheduled: None,
-                access,
-            },
-        );
-        self.reschedule(addr);
+            core,
+            events: VecDeque::new(),
+            recent: VecDeque::new(),
+            watched: BTreeSet::new(),
+            own: VecDeque::new(),
+            own_recent: VecDeque::new(),
+            up: true,
+            nat: None,
+            sockets: BTreeMap::new(),
+            scheduled: None,
+            access,
+        });
+        self.reschedule(self.hosts.len() - 1);
         addr
+    }
+
+    fn index(&self, addr: SocketAddrV4) -> Option<usize> {
+        host_index(addr.ip()).filter(|i| *i < self.hosts.len())
+    }
+
+    fn host(&self, addr: SocketAddrV4) -> Option<&Host<M>> {
+        self.index(addr).map(|i| &self.hosts[i])
+    }
+
+    fn host_mut(&mut self, addr: SocketAddrV4) -> Option<&mut Host<M>> {
+        let i = self.index(addr)?;
+        Some(&mut self.hosts[i])
     }
 
     /// A node's distance from the core: log-normal (median 20 ms, sigma 0.8), at most
@@ -291,32 +350,32 @@ impl<M: Machine> Sim<M> {
 
     /// The one-way delay of one datagram from `from` to `to`.
     fn delay(&mut self, from: SocketAddrV4, to: SocketAddrV4) -> Duration {
-        if !self.config.internet {
+        let mut d = if !self.config.internet {
             let (lo, hi) = self.config.latency;
-            return if hi > lo {
+            if hi > lo {
                 self.rng.random_range(lo..hi)
             } else {
                 lo
-            };
+            }
+        } else {
+            let access = |a| self.host(a).map_or(Duration::ZERO, |n| n.access);
+            let path = Duration::from_micros(2500) + access(from) + access(to);
+            let mut jitter = path.mul_f64(self.rng.random_range(0.0..0.1));
+            if self.rng.random_bool(0.02) {
+                jitter += Duration::from_millis(self.rng.random_range(0..100));
+            }
+            path + jitter
+        };
+        if self.config.reorder > 0.0 && self.rng.random_bool(self.config.reorder.min(1.0)) {
+            d += d.mul_f64(self.rng.random_range(0.0..2.0));
         }
-        let access = |a| self.nodes.get(&a).map_or(Duration::ZERO, |n| n.access);
-        let path = Duration::from_micros(2500) + access(from) + access(to);
-        let mut jitter = path.mul_f64(self.rng.random_range(0.0..0.1));
-        if self.rng.random_bool(0.02) {
-            jitter += Duration::from_millis(self.rng.random_range(0..100));
-        }
-        path + jitter
+        d
     }
 
     /// How many (node, address) pairs have a node marking a live, up node dead, over the
     /// nodes in `from` (a diagnostic of the dead-node cache).
     pub fn wrongly_dead(&self, from: &[SocketAddrV4]) -> usize {
-        let up: Vec<SocketAddrV4> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.up)
-            .map(|(a, _)| *a)
-            .collect();
+        let up: Vec<SocketAddrV4> = self.hosts.iter().filter(|n| n.up).map(|n| n.addr).collect();
         from.iter()
             .filter_map(|a| self.core(*a))
             .map(|c| {
@@ -332,19 +391,29 @@ impl<M: Machine> Sim<M> {
         self.config.loss = loss;
     }
 
-    /// The addresses of all nodes.
+    /// The addresses of all nodes, in the order they were added.
     pub fn addrs(&self) -> Vec<SocketAddrV4> {
-        self.nodes.keys().copied().collect()
+        self.hosts.iter().map(|h| h.addr).collect()
     }
 
     /// A node's core.
     pub fn core(&self, addr: SocketAddrV4) -> Option<&Core<M::Handler>> {
-        self.nodes.get(&addr).map(|n| n.core.rpc())
+        self.host(addr).map(|n| n.core.rpc())
     }
 
     /// A node's machine.
     pub fn machine(&self, addr: SocketAddrV4) -> Option<&M> {
-        self.nodes.get(&addr).map(|n| &n.core)
+        self.host(addr).map(|n| &n.core)
+    }
+
+    /// Every node's address and machine.
+    pub fn machines(&self) -> impl Iterator<Item = (SocketAddrV4, &M)> {
+        self.hosts.iter().map(|h| (h.addr, &h.core))
+    }
+
+    /// Whether a node is up.
+    pub fn is_up(&self, addr: SocketAddrV4) -> bool {
+        self.host(addr).is_some_and(|h| h.up)
     }
 
     /// Calls `f` on a node's machine at the current time, then collects what it sends.
@@ -354,16 +423,33 @@ impl<M: Machine> Sim<M> {
         f: impl FnOnce(&mut M, Instant) -> R,
     ) -> Option<R> {
         let now = self.now;
-        let r = f(&mut self.nodes.get_mut(&addr)?.core, now);
-        self.collect(addr);
+        let i = self.index(addr)?;
+        let r = f(&mut self.hosts[i].core, now);
+        self.collect(i);
         Some(r)
     }
 
-    /// The own events of a node's machine since the last call.
+    /// Starts a query on a node's machine with `f` (which returns its id) and keeps its
+    /// events for [`Sim::take_events`] and the simulator's query runs, whatever
+    /// [`SimConfig::event_ring`] says.
+    pub fn start_query(
+        &mut self,
+        addr: SocketAddrV4,
+        f: impl FnOnce(&mut M, Instant) -> QueryId,
+    ) -> Option<QueryId> {
+        let now = self.now;
+        let i = self.index(addr)?;
+        let q = f(&mut self.hosts[i].core, now);
+        self.hosts[i].watched.insert(q);
+        self.collect(i);
+        Some(q)
+    }
+
+    /// The own events of a node's machine since the last call: those that answer a caller,
+    /// then the most recent others.
     pub fn take_own_events(&mut self, addr: SocketAddrV4) -> Vec<M::Own> {
-        self.nodes
-            .get_mut(&addr)
-            .map(|n| n.own.drain(..).collect())
+        self.host_mut(addr)
+            .map(|n| n.own.drain(..).chain(n.own_recent.drain(..)).collect())
             .unwrap_or_default()
     }
 
@@ -378,103 +464,186 @@ impl<M: Machine> Sim<M> {
 
     /// Takes a node down (it drops everything) or brings it back.
     pub fn set_up(&mut self, addr: SocketAddrV4, up: bool) {
-        if let Some(n) = self.nodes.get_mut(&addr) {
-            n.up = up;
-            n.scheduled = None;
-        }
-        self.reschedule(addr);
+        let Some(i) = self.index(addr) else {
+            return;
+        };
+        self.hosts[i].up = up;
+        self.hosts[i].scheduled = None;
+        self.reschedule(i);
     }
 
     /// Queues the node's next timeout in the timer heap if it changed.
-    fn reschedule(&mut self, addr: SocketAddrV4) {
-        let Some(node) = self.nodes.get_mut(&addr) else {
-            return;
-        };
+    fn reschedule(&mut self, i: usize) {
+        let node = &mut self.hosts[i];
         let next = node.core.poll_timeout().filter(|_| node.up);
         if next != node.scheduled {
             node.scheduled = next;
             if let Some(t) = next {
-                self.timers.push(Reverse((t, addr)));
+                self.timers.push(Reverse((t, i as u32)));
             }
         }
     }
 
     /// The earliest live timer, dropping stale heap entries.
-    fn next_timer(&mut self) -> Option<(Instant, SocketAddrV4)> {
-        while let Some(Reverse((t, addr))) = self.timers.peek().copied() {
-            if self
-                .nodes
-                .get(&addr)
-                .is_some_and(|n| n.scheduled == Some(t))
-            {
-                return Some((t, addr));
+    fn next_timer(&mut self) -> Option<(Instant, usize)> {
+        while let Some(Reverse((t, i))) = self.timers.peek().copied() {
+            if self.hosts[i as usize].scheduled == Some(t) {
+                return Some((t, i as usize));
             }
             self.timers.pop();
         }
         None
     }
 
-    /// Whether a node is behind a filter.
+    /// Whether a node is behind a NAT that filters (restricted, port-restricted or
+    /// symmetric).
     pub fn is_filtering(&self, addr: SocketAddrV4) -> bool {
-        self.nodes.get(&addr).is_some_and(|n| n.filtering)
+        self.nat(addr)
+            .is_some_and(|n| n.filtering != Filtering::Open)
     }
 
-    /// Puts a node behind a filter that lets in only datagrams from addresses it has sent
-    /// to in the last [`FILTER_TIMEOUT`] (as a port-restricted NAT does), or takes it away.
-    pub fn set_filtering(&mut self, addr: SocketAddrV4, filtering: bool) {
-        if let Some(n) = self.nodes.get_mut(&addr) {
-            n.filtering = filtering;
+    /// The NAT in front of a node, if any.
+    pub fn nat(&self, addr: SocketAddrV4) -> Option<Nat> {
+        self.host(addr).and_then(|h| h.nat.as_ref().map(|b| b.nat))
+    }
+
+    /// Puts a node behind a NAT (a new one, with no bindings yet), or takes it away.
+    pub fn set_nat(&mut self, addr: SocketAddrV4, nat: Option<Nat>) {
+        if let Some(h) = self.host_mut(addr) {
+            h.nat = nat.map(|n| Box::new(NatBox::new(n)));
         }
     }
 
-    /// The events a node reported since the last call.
+    /// Puts a node behind a port-restricted NAT (it gets datagrams only from addresses it
+    /// sent to lately), or takes it away.
+    pub fn set_filtering(&mut self, addr: SocketAddrV4, filtering: bool) {
+        let nat = filtering.then(|| NatKind::PortRestricted.nat()).flatten();
+        self.set_nat(addr, nat);
+    }
+
+    /// The address a node's DHT socket is seen from by `to` now: its own, or its NAT's
+    /// binding toward `to` (`None` behind a NAT that has none yet).
+    pub fn seen_as(&self, addr: SocketAddrV4, to: SocketAddrV4) -> Option<SocketAddrV4> {
+        let h = self.host(addr)?;
+        match &h.nat {
+            None => Some(addr),
+            Some(b) => b
+                .port_of(self.now, SocketId::MAIN, to)
+                .map(|p| SocketAddrV4::new(*addr.ip(), p)),
+        }
+    }
+
+    /// NAT flows held by all hosts (for memory reports).
+    pub fn nat_flows(&self) -> usize {
+        self.hosts
+            .iter()
+            .filter_map(|h| h.nat.as_ref())
+            .map(|b| b.flows())
+            .sum()
+    }
+
+    /// Extra sockets open on a node.
+    pub fn sockets(&self, addr: SocketAddrV4) -> usize {
+        self.host(addr).map_or(0, |h| h.sockets.len())
+    }
+
+    /// The events a node reported since the last call: those of the queries the simulator
+    /// watches, then the most recent others.
     pub fn take_events(&mut self, addr: SocketAddrV4) -> Vec<Event> {
-        self.nodes
-            .get_mut(&addr)
-            .map(|n| n.events.drain(..).collect())
+        self.host_mut(addr)
+            .map(|n| n.events.drain(..).chain(n.recent.drain(..)).collect())
             .unwrap_or_default()
     }
 
-    fn collect(&mut self, addr: SocketAddrV4) {
-        let Some(node) = self.nodes.get_mut(&addr) else {
-            return;
-        };
+    /// Drives node `i` after an input: its socket operations, its events, its transmits
+    /// (each from the socket it names, through the host's NAT), then its next timeout.
+    fn collect(&mut self, i: usize) {
+        let ring = self.config.event_ring;
+        let now = self.now;
+        let node = &mut self.hosts[i];
+        while let Some(op) = node.core.poll_socket_op() {
+            match op {
+                SocketOp::Open(id) => {
+                    let port = (20_000..)
+                        .find(|p| !node.sockets.values().any(|q| q == p))
+                        .unwrap_or(20_000);
+                    node.sockets.insert(id, port);
+                }
+                SocketOp::Close(id) => {
+                    node.sockets.remove(&id);
+                }
+            }
+        }
         while let Some(e) = node.core.poll_event() {
             match e {
-                MachineEvent::Rpc(e) => node.events.push_back(e),
-                MachineEvent::Own(o) => node.own.push_back(o),
+                MachineEvent::Rpc(e) => {
+                    let watched = match &e {
+                        Event::QueryReply { query, .. } => node.watched.contains(query),
+                        Event::QueryDone { query, .. } => node.watched.remove(query),
+                        _ => false,
+                    };
+                    if watched {
+                        node.events.push_back(e);
+                    } else if ring > 0 {
+                        if node.recent.len() >= ring {
+                            node.recent.pop_front();
+                        }
+                        node.recent.push_back(e);
+                    }
+                }
+                MachineEvent::Own(o) if M::waiter(&o).is_some() => node.own.push_back(o),
+                MachineEvent::Own(o) if ring > 0 => {
+                    if node.own_recent.len() >= ring {
+                        node.own_recent.pop_front();
+                    }
+                    node.own_recent.push_back(o);
+                }
+                MachineEvent::Own(_) => {}
             }
         }
-        // Extra sockets are not simulated: what leaves from them is lost.
-        while node.core.poll_socket_op().is_some() {}
         let mut out = Vec::new();
-        while let Some(t) = node.core.poll_transmit() {
-            if t.from == SocketId::MAIN {
-                out.push(t);
-            } else {
-                self.lost += 1;
-            }
-        }
+        let host = node.addr;
         let up = node.up;
-        {
-            // Recorded for every node, so that a filter put up later knows the recent flows.
-            let now = self.now;
-            node.contacted.extend(out.iter().map(|t| (t.to, now)));
-            // Expired entries go once the map has doubled since the last sweep: bounded, and
-            // cheap on average.
-            if node.contacted.len() >= 2 * node.contacted_swept.max(64) {
-                node.contacted
-                    .retain(|_, t| now.saturating_duration_since(*t) < FILTER_TIMEOUT);
-                node.contacted_swept = node.contacted.len();
-            }
+        while let Some(t) = node.core.poll_transmit() {
+            let port = if t.from == SocketId::MAIN {
+                PORT
+            } else if let Some(p) = node.sockets.get(&t.from) {
+                *p
+            } else {
+                out.push(None);
+                continue;
+            };
+            let from = match &mut node.nat {
+                None => SocketAddrV4::new(*host.ip(), port),
+                Some(_) if t.to.ip() == host.ip() => {
+                    self.hairpinned += 1;
+                    continue;
+                }
+                Some(b) => {
+                    let p = b.outbound(now, t.from, port, t.to, &mut self.rng);
+                    SocketAddrV4::new(*host.ip(), p)
+                }
+            };
+            out.push(Some((from, t.to, t.payload)));
         }
-        self.reschedule(addr);
+        self.reschedule(i);
         for t in out {
+            let Some((from, to, payload)) = t else {
+                self.lost += 1;
+                continue;
+            };
             if !up || self.rng.random_bool(self.config.loss.clamp(0.0, 1.0)) {
                 self.lost += 1;
                 continue;
             }
-            self.launch(addr, t.to, t.payload, false);
+            // A copy of the bytes: a transmit may be a slice of the core's answer buffer,
+            // which it reuses once every slice is dropped.
+            let payload = Bytes::copy_from_slice(&payload);
+            if self.config.duplicate > 0.0 && self.rng.random_bool(self.config.duplicate.min(1.0)) {
+                self.duplicated += 1;
+                self.launch(from, to, payload.clone(), false);
+            }
+            self.launch(from, to, payload, false);
         }
     }
 
@@ -491,6 +660,66 @@ impl<M: Machine> Sim<M> {
             payload,
             icmp,
         }));
+    }
+
+    /// Delivers one datagram that arrived now: through the receiving host's NAT to the
+    /// socket it reaches.
+    fn arrive(&mut self, p: InFlight) {
+        let now = self.now;
+        let Some(i) = self.index(p.to) else {
+            self.lost += 1;
+            return;
+        };
+        if !self.hosts[i].up {
+            if !p.icmp
+                && self.config.refuse_down
+                && !self.rng.random_bool(self.config.loss.clamp(0.0, 1.0))
+            {
+                // The host answers for its gone process, quoting the datagram's start.
+                let quoted = p.payload.slice(..p.payload.len().min(64));
+                self.launch(p.to, p.from, quoted, true);
+            }
+            self.lost += 1;
+            return;
+        }
+        let host = &mut self.hosts[i];
+        let socket = match &mut host.nat {
+            Some(b) => match b.inbound(now, p.to.port(), p.from) {
+                Some(s) => s,
+                None => {
+                    self.filtered += 1;
+                    return;
+                }
+            },
+            None if p.to.port() == PORT => SocketId::MAIN,
+            None => match host.sockets.iter().find(|(_, q)| **q == p.to.port()) {
+                Some((s, _)) => *s,
+                None => {
+                    self.lost += 1;
+                    return;
+                }
+            },
+        };
+        if socket != SocketId::MAIN && !host.sockets.contains_key(&socket) {
+            self.lost += 1;
+            return;
+        }
+        let mut h = fnv(self.trace, &(now - self.start).as_nanos().to_le_bytes());
+        h = fnv(h, &p.from.ip().octets());
+        h = fnv(h, &p.from.port().to_le_bytes());
+        h = fnv(h, &p.to.ip().octets());
+        h = fnv(h, &p.to.port().to_le_bytes());
+        self.trace = fnv(h, &p.payload);
+        if p.icmp {
+            if socket == SocketId::MAIN {
+                host.core.handle_unreachable(now, p.from, &p.payload);
+            }
+        } else {
+            self.delivered += 1;
+            host.core
+                .handle_socket_datagram(now, socket, p.from, &p.payload);
+        }
+        self.collect(i);
     }
 
     /// Runs one step: the next datagram delivery or node timer. `false` when nothing is left
@@ -514,44 +743,17 @@ impl<M: Machine> Sim<M> {
                 return false;
             }
             self.now = self.now.max(p.at);
-            let now = self.now;
-            if !p.icmp
-                && self.config.refuse_down
-                && self.nodes.get(&p.to).is_some_and(|n| !n.up)
-                && !self.rng.random_bool(self.config.loss.clamp(0.0, 1.0))
-            {
-                // The host answers for its gone process, quoting the datagram's start.
-                let quoted = p.payload.slice(..p.payload.len().min(64));
-                self.launch(p.to, p.from, quoted, true);
-            }
-            let node = self.nodes.get_mut(&p.to).filter(|n| n.up);
-            match node {
-                Some(n) if p.icmp => {
-                    n.core.handle_unreachable(self.now, p.from, &p.payload);
-                    self.collect(p.to);
-                }
-                Some(n) if n.filtering && !n.admits(p.from, now) => self.filtered += 1,
-                Some(n) => {
-                    if let Some(t) = n.contacted.get_mut(&p.from) {
-                        *t = now;
-                    }
-                    self.delivered += 1;
-                    n.core.handle_datagram(self.now, p.from, &p.payload);
-                    self.collect(p.to);
-                }
-                _ => self.lost += 1,
-            }
-        } else if let Some((t, addr)) = next_timer {
+            self.arrive(p);
+        } else if let Some((t, i)) = next_timer {
             if t > until {
                 self.now = until;
                 return false;
             }
             self.now = self.now.max(t);
-            if let Some(n) = self.nodes.get_mut(&addr) {
-                n.scheduled = None;
-                n.core.handle_timeout(self.now);
-            }
-            self.collect(addr);
+            self.trace = fnv(self.trace, &(i as u32).to_le_bytes());
+            self.hosts[i].scheduled = None;
+            self.hosts[i].core.handle_timeout(self.now);
+            self.collect(i);
         }
         true
     }
@@ -583,237 +785,17 @@ impl<M: Machine> Sim<M> {
             self.run_for(Duration::from_millis(10));
         }
         self.run_until(Duration::from_secs(60), |s| {
-            s.nodes
-                .values()
+            s.hosts
+                .iter()
                 .all(|n| n.core.rpc().is_bootstrapped() || !n.up)
         });
-    }
-
-    /// Runs a query from `from` to its end: its replies and result.
-    pub fn run_query(
-        &mut self,
-        from: SocketAddrV4,
-        spec: QuerySpec,
-    ) -> (Vec<Reply>, Result<QueryOutcome, QueryError>) {
-        let Some(qid) = self.with_core(from, |c, now| c.query(now, spec)) else {
-            return (Vec::new(), Err(QueryError::Cancelled));
-        };
-        let (replies, result, _) = self.run_query_timed(from, qid);
-        (replies, result)
-    }
-
-    /// Runs the query `qid` of `from` to its end: its replies, each with the virtual time
-    /// it came, and its result.
-    #[allow(clippy::type_complexity)]
-    fn run_query_timed(
-        &mut self,
-        from: SocketAddrV4,
-        qid: dht_rpc::QueryId,
-    ) -> (
-        Vec<Reply>,
-        Result<QueryOutcome, QueryError>,
-        Vec<(Instant, NodeId)>,
-    ) {
-        let mut replies = Vec::new();
-        let mut times = Vec::new();
-        let mut result = None;
-        self.run_until(Duration::from_secs(120), |s| {
-            let now = s.now;
-            if let Some(n) = s.nodes.get_mut(&from) {
-                n.events.retain(|e| match e {
-                    Event::QueryReply { query, reply } if *query == qid => {
-                        if !reply.commit {
-                            times.push((now, reply.node.id));
-                        }
-                        replies.push(reply.clone());
-                        false
-                    }
-                    Event::QueryDone { query, result: r } if *query == qid => {
-                        result = Some(r.clone());
-                        false
-                    }
-                    _ => true,
-                });
-            }
-            result.is_some()
-        });
-        (replies, result.unwrap_or(Err(QueryError::Cancelled)), times)
-    }
-
-    /// Runs `queries` `_find_node` lookups for random targets from the nodes in `from` (in
-    /// turn) and checks each against brute force over the live nodes. Returns how many
-    /// found exactly the true closest 20, and the fraction of the true closest found.
-    pub fn check_lookups(&mut self, from: &[SocketAddrV4], queries: usize) -> (usize, f64) {
-        let ops = self.timed_ops(from, queries, false);
-        let exact = ops.iter().filter(|o| o.exact).count();
-        let found: usize = ops.iter().map(|o| o.found).sum();
-        (exact, found as f64 / (queries.max(1) * 20) as f64)
-    }
-
-    /// Runs `n` operations from the nodes in `from` (in turn), each a `_find_node` lookup
-    /// (or, with `update`, an update: the same walk, then a commit round to the closest) for
-    /// a random target, and measures each: virtual time, the datagrams the node sent and
-    /// received meanwhile, and whether it found exactly the true closest 20 of the live nodes.
-    /// One operation at a time.
-    pub fn timed_ops(&mut self, from: &[SocketAddrV4], n: usize, update: bool) -> Vec<Op> {
-        self.timed_ops_parallel(from, n, update, 1)
-    }
-
-    /// As [`Sim::timed_ops`], with up to `parallel` operations running at once (each from
-    /// its own node), as on a network in use: the operations then all meet the network in
-    /// about the same state (say, shortly after nodes went down), where one at a time they
-    /// would spread over minutes in which tables heal.
-    pub fn timed_ops_parallel(
-        &mut self,
-        from: &[SocketAddrV4],
-        n: usize,
-        update: bool,
-        parallel: usize,
-    ) -> Vec<Op> {
-        struct Running {
-            node: SocketAddrV4,
-            qid: dht_rpc::QueryId,
-            own: NodeId,
-            target: NodeId,
-            start: Instant,
-            before: dht_rpc::Stats,
-            times: Vec<(Instant, NodeId)>,
-        }
-        let ids = self.live_ids();
-        let mut out = Vec::with_capacity(n);
-        let mut running: Vec<Running> = Vec::new();
-        let (mut next, mut tries) = (0usize, 0usize);
-        loop {
-            // Start operations up to `parallel`, each from a node that runs none.
-            while running.len() < parallel.max(1) && next < n && tries < n * 4 + from.len() {
-                let node = from[((next + tries) * 7919) % from.len()];
-                tries += 1;
-                if running.iter().any(|r| r.node == node) {
-                    continue;
-                }
-                let Some((own, before)) = self.core(node).map(|c| (c.id(), c.stats())) else {
-                    continue;
-                };
-                let target = self.random_id();
-                let spec = if update {
-                    QuerySpec::update("_find_node", target, None)
-                } else {
-                    QuerySpec::query("_find_node", target, None)
-                };
-                let Some(qid) = self.with_core(node, |c, now| c.query(now, spec)) else {
-                    continue;
-                };
-                tries -= 1;
-                next += 1;
-                running.push(Running {
-                    node,
-                    qid,
-                    own,
-                    target,
-                    start: self.now,
-                    before,
-                    times: Vec::new(),
-                });
-            }
-            if running.is_empty() {
-                break;
-            }
-            // Run until one of them ends.
-            let mut ended = None;
-            self.run_until(Duration::from_secs(120), |s| {
-                let now = s.now;
-                for (i, r) in running.iter_mut().enumerate() {
-                    let Some(node) = s.nodes.get_mut(&r.node) else {
-                        continue;
-                    };
-                    node.events.retain(|e| match e {
-                        Event::QueryReply { query, reply } if *query == r.qid => {
-                            if !reply.commit {
-                                r.times.push((now, reply.node.id));
-                            }
-                            false
-                        }
-                        Event::QueryDone { query, result } if *query == r.qid => {
-                            ended = Some((i, result.clone()));
-                            false
-                        }
-                        _ => true,
-                    });
-                    if ended.is_some() {
-                        return true;
-                    }
-                }
-                false
-            });
-            let (i, result) = match ended.take() {
-                Some(e) => e,
-                // Past the limit: the first one is taken as failed.
-                None => (0, Err(QueryError::Cancelled)),
-            };
-            let r = running.swap_remove(i);
-            let time = self.now - r.start;
-            let after = self.core(r.node).map(|c| c.stats()).unwrap_or(r.before);
-            let unanswered = result.as_ref().map_or(0, |o| o.errors);
-            let got: Vec<NodeId> = result
-                .map(|o| o.closest.iter().map(|c| c.id).collect())
-                .unwrap_or_default();
-            let last_closest = r
-                .times
-                .iter()
-                .filter(|(_, id)| got.contains(id))
-                .map(|(t, _)| *t - r.start)
-                .max()
-                .unwrap_or(time);
-            let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != r.own).collect();
-            want.sort_by_key(|id| id.distance(&r.target));
-            want.truncate(20);
-            // The true closest it missed, where they are, and whether it still waited on them.
-            let up_addr = |id: &NodeId| {
-                self.nodes
-                    .iter()
-                    .find(|(_, n)| n.up && n.core.rpc().id() == *id)
-                    .map(|(a, _)| *a)
-            };
-            let awaited = |a: SocketAddrV4| self.core(r.node).is_some_and(|c| c.awaits(a));
-            let (asked, unasked): (Vec<_>, Vec<_>) = want
-                .iter()
-                .filter(|w| !got.contains(w))
-                .filter_map(|w| up_addr(w).map(|a| (*w, a)))
-                .partition(|(_, a)| awaited(*a));
-            let got_addrs: Vec<SocketAddrV4> = got.iter().filter_map(up_addr).collect();
-            // Some node it got knows `w`, but `w` is not in that node's 20 closest.
-            let missed_crowded = unasked
-                .iter()
-                .filter(|(w, _)| {
-                    got_addrs.iter().any(|ga| {
-                        self.core(*ga).is_some_and(|c| {
-                            c.table().iter().any(|x| x.id == *w)
-                                && !c.table().closest(&r.target, 20).iter().any(|x| x.id == *w)
-                        })
-                    })
-                })
-                .count();
-            let missed_asked = asked.len();
-            out.push(Op {
-                time,
-                datagrams: (after.datagrams_out + after.datagrams_in)
-                    .saturating_sub(r.before.datagrams_out + r.before.datagrams_in),
-                found: got.iter().filter(|g| want.contains(g)).count(),
-                exact: got == want,
-                last_closest,
-                unanswered,
-                missed_asked,
-                missed_crowded,
-            });
-        }
-        out
     }
 
     /// The ids of the live nodes that offer themselves to routing tables (not ephemeral,
     /// by configuration or because they found themselves firewalled).
     pub fn live_ids(&self) -> Vec<NodeId> {
-        self.nodes
-            .values()
+        self.hosts
+            .iter()
             .filter(|n| n.up && !n.core.rpc().is_ephemeral())
             .map(|n| n.core.rpc().id())
             .collect()
@@ -821,8 +803,6 @@ impl<M: Machine> Sim<M> {
 
     /// Which query ids a node still runs (for tests of cancellation).
     pub fn active_queries(&self, addr: SocketAddrV4) -> usize {
-        self.nodes
-            .get(&addr)
-            .map_or(0, |n| n.core.rpc().active_queries())
+        self.host(addr).map_or(0, |n| n.core.rpc().active_queries())
     }
 }

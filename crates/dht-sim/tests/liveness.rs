@@ -71,11 +71,12 @@ fn a_query_punches_through_the_referrer_to_a_filtered_node_and_retries() {
     let _r = node(&mut sim, entry);
     let x = node(&mut sim, entry);
     let a = node(&mut sim, entry);
+    // x sits behind a port-restricted NAT: it answers only those it has sent to; it talks to
+    // the entry and r while bootstrapping, never to a (down meanwhile).
+    sim.set_filtering(x, true);
     sim.set_up(a, false);
     sim.bootstrap_all();
     sim.set_up(a, true);
-    // x answers only those it has sent to; it has talked to the entry and r, never to a.
-    sim.set_filtering(x, true);
     let x_id = sim.core(x).expect("x").id();
     let (_, outcome) = sim.run_query(a, QuerySpec::query("_find_node", x_id, None));
     let outcome = outcome.expect("query");

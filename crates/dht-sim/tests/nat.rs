@@ -1,5 +1,6 @@
-//! NAT at scale: a third of a 1000-node network sits behind port-restricted filters (a
-//! datagram gets in only from an address the node sent to in the last 30 s).
+//! NAT at scale: a third of a 1000-node network sits behind port-restricted NATs (a
+//! datagram gets in only from an address the node sent to lately: 30 s, or 120 s once
+//! something came back, as Linux's connection tracking keeps UDP flows).
 //!
 //! Without the reachability check those nodes send their ids like everyone else, land in
 //! routing tables with addresses nobody can reach, and lookups miss them or wait on them.
@@ -69,13 +70,13 @@ fn without_the_check_filtered_nodes_poison_lookups() {
     // The reference's behaviour, kept as the default: this is what the check is for, and
     // it keeps the first test honest (the scenario really is hard).
     // (The liveness sweep drops many of the filtered nodes from tables, as they do not
-    // answer its pings: 94 % of the true closest found at seed 11, where the sweep at the
-    // reference's pace (3 pings every 40 s) left under 90 %; but about half the lookups
-    // still miss one.)
+    // answer its pings: 97.6 % of the true closest found at seed 11, 38/50 lookups exact,
+    // where the check gives 100 % and 50/50. With the NAT's flows living only 30 s, as the
+    // simulator's filter did before it modelled Linux's NATs, 94 % were found.)
     let (found, _behind, caught, _wrong, exact) = run(false);
     assert_eq!(caught, 0, "no check, no verdict");
     assert!(exact <= 40, "{exact}/50 exact");
-    assert!(found < 0.97, "found {:.1}%", found * 100.0);
+    assert!(found < 0.99, "found {:.1}%", found * 100.0);
 }
 
 /// In a small network a joining node soon writes to everyone (its bootstrap walk, then the
