@@ -395,6 +395,34 @@ impl<M: Machine> Driver<M> {
         }
     }
 
+    /// Follows the queries that `start` starts on the machine in one call (the unannounces
+    /// of a node's shutdown, say): a stream each, in order.
+    pub fn machine_queries(
+        &self,
+        start: impl FnOnce(&mut M) -> Vec<QueryId>,
+    ) -> Vec<QueryStream<M>> {
+        self.inner.with_shared(|s| {
+            if s.closed {
+                return Vec::new();
+            }
+            let streams = start(&mut s.core)
+                .into_iter()
+                .map(|id| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    s.queries.insert(id, tx);
+                    QueryStream {
+                        id,
+                        rx,
+                        inner: Arc::downgrade(&self.inner),
+                        outcome: None,
+                    }
+                })
+                .collect();
+            self.inner.dispatch(s);
+            streams
+        })
+    }
+
     /// The machine's own events that no caller waits for.
     pub fn own_events(&self) -> broadcast::Receiver<M::Own> {
         self.inner.own.subscribe()

@@ -106,6 +106,21 @@ struct InFlight {
     icmp: bool,
 }
 
+/// A datagram a node sent (see [`Sim::log_sends`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Virtual time since the start.
+    pub at: Duration,
+    /// The sending node (its host address).
+    pub node: SocketAddrV4,
+    /// The socket it left from.
+    pub socket: SocketId,
+    /// Where to.
+    pub to: SocketAddrV4,
+    /// Its size.
+    pub len: usize,
+}
+
 /// A simulated host: its machine, its sockets and NAT, and what it reported.
 struct Host<M: Machine> {
     addr: SocketAddrV4,
@@ -142,6 +157,8 @@ pub struct Sim<M: Machine = Core<NoHandler>> {
     /// Node timeouts, earliest first; an entry is stale unless it is its node's `scheduled`.
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     trace: u64,
+    /// Every datagram sent, while [`Sim::log_sends`] is on.
+    log: Option<Vec<Sent>>,
     /// Datagrams delivered so far.
     pub delivered: u64,
     /// Datagrams lost so far (by the loss rate, to a node that is down or absent, to a
@@ -248,16 +265,18 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 impl<M: Machine> Sim<M> {
     /// An empty network (of machines of type `M`: see [`Sim::add_machine`]).
     pub fn of_machines(config: SimConfig) -> Self {
+        let start = Instant::now();
         Sim {
             rng: StdRng::seed_from_u64(config.seed),
             config,
-            start: Instant::now(),
-            now: Instant::now(),
+            start,
+            now: start,
             seq: 0,
             hosts: Vec::new(),
             network: BinaryHeap::new(),
             timers: BinaryHeap::new(),
             trace: 0xcbf2_9ce4_8422_2325,
+            log: None,
             delivered: 0,
             lost: 0,
             filtered: 0,
@@ -453,6 +472,14 @@ impl<M: Machine> Sim<M> {
             .unwrap_or_default()
     }
 
+    /// Keeps only the own events of a node that answer a caller for which `keep` holds (a
+    /// caller takes the one it waits for this way, and leaves the others).
+    pub fn retain_own(&mut self, addr: SocketAddrV4, keep: impl FnMut(&M::Own) -> bool) {
+        if let Some(h) = self.host_mut(addr) {
+            h.own.retain(keep);
+        }
+    }
+
     /// Calls `f` on a node's core at the current time, then collects what it sends.
     pub fn with_core<R>(
         &mut self,
@@ -533,6 +560,17 @@ impl<M: Machine> Sim<M> {
         }
     }
 
+    /// Starts (or stops and forgets) a log of every datagram sent: for tests that assert
+    /// exactly what went where.
+    pub fn log_sends(&mut self, on: bool) {
+        self.log = on.then(Vec::new);
+    }
+
+    /// The datagrams sent since [`Sim::log_sends`] was turned on.
+    pub fn sends(&self) -> &[Sent] {
+        self.log.as_deref().unwrap_or_default()
+    }
+
     /// NAT flows held by all hosts (for memory reports).
     pub fn nat_flows(&self) -> usize {
         self.hosts
@@ -605,6 +643,15 @@ impl<M: Machine> Sim<M> {
         let host = node.addr;
         let up = node.up;
         while let Some(t) = node.core.poll_transmit() {
+            if let Some(log) = &mut self.log {
+                log.push(Sent {
+                    at: now - self.start,
+                    node: host,
+                    socket: t.from,
+                    to: t.to,
+                    len: t.payload.len(),
+                });
+            }
             let port = if t.from == SocketId::MAIN {
                 PORT
             } else if let Some(p) = node.sockets.get(&t.from) {

@@ -26,6 +26,7 @@
 
 mod bday;
 mod kept;
+mod peers;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -45,6 +46,7 @@ use kept::Kept;
 pub use kept::{KeepId, REANNOUNCE};
 
 use crate::birthday::{Hint, Token};
+use crate::events::PeerEvent;
 use crate::serve::PeersHandler;
 
 /// Rounds of direct probe + relayed ping.
@@ -136,6 +138,8 @@ pub enum CoreEvent {
         /// The path that opened first, or why none did.
         result: Result<Holepunch, HolepunchError>,
     },
+    /// A `peers` request this node served (an announce stored, an unannounce, a lookup).
+    Peer(PeerEvent),
     /// A kept announcement was announced again (see [`Core::keep`]).
     Announced {
         /// Which one.
@@ -347,6 +351,7 @@ impl Core {
             },
         );
         self.send_rounds(now);
+        self.pump();
         id
     }
 
@@ -632,6 +637,22 @@ impl Core {
         }
     }
 
+    /// Does the protocol work the rpc core's events call for (a punch's pong, a relayed
+    /// hint, a kept announcement's walk ending) and queues what is left for
+    /// [`Machine::poll_event`], with the peer store's events: every input and operation ends
+    /// with it, so the order a driver drains in changes nothing.
+    fn pump(&mut self) {
+        while let Some(e) = self.rpc.poll_event() {
+            if let Some(e) = self.translate(e) {
+                self.pending.push_back(e);
+            }
+        }
+        while let Some(e) = self.rpc.handler_mut().poll_event() {
+            self.pending
+                .push_back(MachineEvent::Own(CoreEvent::Peer(e)));
+        }
+    }
+
     /// Turns the dht-rpc core's event into ours where it is about our work.
     fn translate(&mut self, e: Event) -> Option<MachineEvent<CoreEvent>> {
         let e = match self.kept_event(e) {
@@ -685,15 +706,18 @@ impl Machine for Core {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
         self.now = now;
         self.rpc.handle_datagram(now, from, bytes);
+        self.pump();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         self.rpc.handle_timeout(now);
+        self.pump();
         self.send_rounds(now);
         self.send_hints(now);
         self.bday_timers(now);
         self.announce_due(now);
+        self.pump();
     }
 
     fn handle_socket_datagram(
@@ -709,11 +733,19 @@ impl Machine for Core {
         } else {
             self.bday_on_extra(socket, from, bytes);
         }
+        self.pump();
     }
 
     fn handle_socket_gone(&mut self, now: Instant, socket: SocketId) {
         self.now = now;
         self.bday_socket_gone(socket);
+        self.pump();
+    }
+
+    fn handle_unreachable(&mut self, now: Instant, to: SocketAddrV4, quoted: &[u8]) {
+        self.now = now;
+        self.rpc.handle_unreachable(now, to, quoted);
+        self.pump();
     }
 
     fn poll_socket_op(&mut self) -> Option<SocketOp> {
@@ -745,539 +777,28 @@ impl Machine for Core {
             .or_else(|| self.rpc.poll_transmit())
     }
 
+    /// The queue the inputs filled. (Work started on the rpc core directly, through
+    /// [`Machine::rpc_mut`], is taken in here when the queue is empty.)
     fn poll_event(&mut self) -> Option<MachineEvent<CoreEvent>> {
-        loop {
-            if let Some(e) = self.pending.pop_front() {
-                return Some(e);
-            }
-            let e = self.rpc.poll_event()?;
-            if let Some(e) = self.translate(e) {
-                return Some(e);
-            }
+        if self.pending.is_empty() {
+            self.pump();
         }
+        self.pending.pop_front()
     }
 
     fn waiter(own: &CoreEvent) -> Option<u64> {
         match own {
             CoreEvent::Punched { punch, .. } => Some(punch.0),
-            CoreEvent::Announced { .. } => None,
+            CoreEvent::Announced { .. } | CoreEvent::Peer(_) => None,
         }
     }
 }
 
+/// The core's hole punching and kept announcements run on the simulator, behind its NATs:
+/// `crates/dht-sim/tests/punch.rs` and `crates/dht-sim/tests/hyperdht.rs`.
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
-    use crate::options::AnnounceOptions;
-    use crate::store::PeerStore;
-    use rand::SeedableRng;
-
-    fn addr(i: u8) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::new(i, 0, 0, 1), 1000 + u16::from(i))
-    }
-
-    /// Nodes on fake public addresses in virtual time, datagrams delivered at once (a
-    /// filtering node takes datagrams only from addresses it sent to; a silent one, none).
-    struct Net {
-        nodes: Vec<(SocketAddrV4, Core)>,
-        now: Instant,
-        filtering: BTreeSet<SocketAddrV4>,
-        silent: BTreeSet<SocketAddrV4>,
-        contacted: BTreeSet<(SocketAddrV4, SocketAddrV4)>,
-        sent: Vec<(SocketAddrV4, SocketAddrV4)>,
-        own: Vec<CoreEvent>,
-        /// Nodes behind a symmetric NAT: a new external port per (socket, destination), and
-        /// only that destination gets in through it.
-        symmetric: BTreeSet<SocketAddrV4>,
-        /// Nodes behind an address-restricted filter: datagrams from any port of an IP they
-        /// sent to get in.
-        restricted: BTreeSet<SocketAddrV4>,
-        mapped: BTreeMap<(SocketAddrV4, SocketId, SocketAddrV4), u16>,
-        mappings: BTreeMap<SocketAddrV4, (SocketAddrV4, SocketId, SocketAddrV4)>,
-        sockets: BTreeSet<(SocketAddrV4, SocketId)>,
-        ports: StdRng,
-        /// Application datagrams: (receiving node, from, payload).
-        app: Vec<(SocketAddrV4, SocketAddrV4, bytes::Bytes)>,
-    }
-
-    impl Net {
-        fn new(n: u8) -> Self {
-            let now = Instant::now();
-            let nodes = (1..=n)
-                .map(|i| {
-                    // The first node bootstraps from the others.
-                    let bootstrap = if i == 1 {
-                        (2..=n).map(addr).collect()
-                    } else {
-                        Vec::new()
-                    };
-                    let config = dht_rpc::Config {
-                        seed: u64::from(i),
-                        bootstrap,
-                        ..dht_rpc::Config::default()
-                    };
-                    let handler = PeersHandler::new(PeerStore::default(), u64::from(i));
-                    let mut rpc = dht_rpc::Core::with_handler(config, handler, now);
-                    rpc.set_local_port(addr(i).port());
-                    (addr(i), Core::new(rpc, now))
-                })
-                .collect();
-            Net {
-                nodes,
-                now,
-                filtering: BTreeSet::new(),
-                silent: BTreeSet::new(),
-                contacted: BTreeSet::new(),
-                sent: Vec::new(),
-                own: Vec::new(),
-                symmetric: BTreeSet::new(),
-                restricted: BTreeSet::new(),
-                mapped: BTreeMap::new(),
-                mappings: BTreeMap::new(),
-                sockets: BTreeSet::new(),
-                ports: StdRng::seed_from_u64(3),
-                app: Vec::new(),
-            }
-        }
-
-        /// Where a datagram from `node`'s `socket` to `to` seems to come from.
-        fn source(
-            &mut self,
-            node: SocketAddrV4,
-            socket: SocketId,
-            to: SocketAddrV4,
-        ) -> SocketAddrV4 {
-            if !self.symmetric.contains(&node) {
-                return match socket {
-                    SocketId::MAIN => node,
-                    SocketId(id) => SocketAddrV4::new(*node.ip(), 20_000 + id as u16),
-                };
-            }
-            if let Some(port) = self.mapped.get(&(node, socket, to)) {
-                return SocketAddrV4::new(*node.ip(), *port);
-            }
-            loop {
-                let port = rand::Rng::random_range(&mut self.ports, 1024..=u16::MAX);
-                let ext = SocketAddrV4::new(*node.ip(), port);
-                if !self.mappings.contains_key(&ext) {
-                    self.mapped.insert((node, socket, to), port);
-                    self.mappings.insert(ext, (node, socket, to));
-                    return ext;
-                }
-            }
-        }
-
-        /// Where a datagram from `src` to `to` lands: a node and its socket.
-        fn target(&self, src: SocketAddrV4, to: SocketAddrV4) -> Option<(usize, SocketId)> {
-            if let Some(&(node, socket, dest)) = self.mappings.get(&to) {
-                let i = self.nodes.iter().position(|(a, _)| *a == node)?;
-                return (dest == src).then_some((i, socket));
-            }
-            if let Some(i) = self.nodes.iter().position(|(a, _)| *a == to) {
-                return (!self.symmetric.contains(&to)).then_some((i, SocketId::MAIN));
-            }
-            let i = self.nodes.iter().position(|(a, _)| a.ip() == to.ip())?;
-            let id = u32::from(to.port().checked_sub(20_000)?);
-            let node = self.nodes[i].0;
-            (!self.symmetric.contains(&node) && self.sockets.contains(&(node, SocketId(id))))
-                .then_some((i, SocketId(id)))
-        }
-
-        fn deliver(&mut self, i: usize, t: Transmit) {
-            let node = self.nodes[i].0;
-            if t.from != SocketId::MAIN && !self.sockets.contains(&(node, t.from)) {
-                return;
-            }
-            self.sent.push((node, t.to));
-            self.contacted.insert((node, t.to));
-            let src = self.source(node, t.from, t.to);
-            let Some((j, socket)) = self.target(src, t.to) else {
-                return;
-            };
-            let dest = self.nodes[j].0;
-            let open = if self.filtering.contains(&dest) {
-                self.contacted.contains(&(dest, src))
-            } else if self.restricted.contains(&dest) {
-                self.contacted
-                    .iter()
-                    .any(|(n, to)| *n == dest && to.ip() == src.ip())
-            } else {
-                true
-            };
-            if self.silent.contains(&dest) || !open {
-                return;
-            }
-            let now = self.now;
-            self.nodes[j]
-                .1
-                .handle_socket_datagram(now, socket, src, &t.payload);
-        }
-
-        fn a(&mut self) -> &mut Core {
-            &mut self.nodes[0].1
-        }
-
-        /// Moves datagrams and fires timers until `d` of virtual time passed.
-        fn run_for(&mut self, d: Duration) {
-            let until = self.now + d;
-            loop {
-                let mut moved = true;
-                while moved {
-                    moved = false;
-                    for i in 0..self.nodes.len() {
-                        let node = self.nodes[i].0;
-                        while let Some(op) = self.nodes[i].1.poll_socket_op() {
-                            match op {
-                                SocketOp::Open(id) => self.sockets.insert((node, id)),
-                                SocketOp::Close(id) => self.sockets.remove(&(node, id)),
-                            };
-                        }
-                        while let Some(t) = self.nodes[i].1.poll_transmit() {
-                            moved = true;
-                            self.deliver(i, t);
-                        }
-                        while let Some(e) = self.nodes[i].1.poll_event() {
-                            match (i, e) {
-                                (0, MachineEvent::Own(e)) => self.own.push(e),
-                                (_, MachineEvent::Rpc(Event::Unrecognized { from, payload })) => {
-                                    self.app.push((node, from, payload));
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-                let next = self
-                    .nodes
-                    .iter()
-                    .filter_map(|(_, n)| n.poll_timeout())
-                    .min();
-                match next {
-                    Some(t) if t <= until => {
-                        self.now = self.now.max(t);
-                        let now = self.now;
-                        for (_, n) in &mut self.nodes {
-                            if n.poll_timeout().is_some_and(|t| t <= now) {
-                                n.handle_timeout(now);
-                            }
-                        }
-                    }
-                    _ => {
-                        self.now = until;
-                        return;
-                    }
-                }
-            }
-        }
-
-        fn punched(&self) -> Vec<&Result<Holepunch, HolepunchError>> {
-            self.own
-                .iter()
-                .filter_map(|e| match e {
-                    CoreEvent::Punched { result, .. } => Some(result),
-                    _ => None,
-                })
-                .collect()
-        }
-    }
-
-    #[test]
-    fn an_open_peer_answers_the_direct_probe_at_once() {
-        let mut net = Net::new(3);
-        let now = net.now;
-        net.a().holepunch(now, addr(2), addr(3), true);
-        net.run_for(Duration::from_secs(5));
-        let done = net.punched();
-        assert_eq!(done.len(), 1, "one ending: {:?}", net.own);
-        let h = done[0].as_ref().expect("opened");
-        assert_eq!(h.path, HolepunchPath::Direct);
-        assert_eq!(h.addr, addr(2));
-        assert_eq!(net.nodes[0].1.punches(), 0, "forgotten once done");
-    }
-
-    #[test]
-    fn behind_a_filter_the_relayed_ping_opens_the_path() {
-        let mut net = Net::new(3);
-        net.filtering.insert(addr(2));
-        // The referrer knows the peer (the peer wrote to it, as it does to be in its table).
-        net.contacted.insert((addr(2), addr(3)));
-        let now = net.now;
-        net.a().holepunch(now, addr(2), addr(3), true);
-        net.run_for(Duration::from_secs(5));
-        let done = net.punched();
-        assert_eq!(done.len(), 1, "{:?}", net.own);
-        let h = done[0].as_ref().expect("opened");
-        assert_eq!(h.path, HolepunchPath::Relayed, "the peer's pong came back");
-        assert!(
-            net.sent.contains(&(addr(3), addr(2))),
-            "relayed by the referrer"
-        );
-    }
-
-    #[test]
-    fn a_silent_peer_gets_every_round_then_the_punch_fails() {
-        let mut net = Net::new(3);
-        net.silent.insert(addr(2));
-        let now = net.now;
-        net.a().holepunch(now, addr(2), addr(3), true);
-        net.run_for(PUNCH_INTERVAL * (PUNCH_ROUNDS - 1) - Duration::from_millis(1));
-        let direct = |net: &Net| {
-            net.sent
-                .iter()
-                .filter(|s| **s == (addr(1), addr(2)))
-                .count()
-        };
-        assert_eq!(
-            direct(&net),
-            PUNCH_ROUNDS as usize - 1,
-            "a round every interval"
-        );
-        assert!(net.punched().is_empty());
-        net.run_for(Duration::from_secs(5));
-        let relayed = net
-            .sent
-            .iter()
-            .filter(|s| **s == (addr(1), addr(3)))
-            .count();
-        assert!(direct(&net) >= PUNCH_ROUNDS as usize, "every round");
-        assert!(relayed >= PUNCH_ROUNDS as usize, "each with a relayed ping");
-        let done = net.punched();
-        assert_eq!(done.len(), 1, "ends once: {:?}", net.own);
-        assert_eq!(
-            *done[0],
-            Err(HolepunchError::NoAnswer {
-                peer: addr(2),
-                rounds: PUNCH_ROUNDS,
-                relayed: true,
-                birthday: BirthdayTry::EasySide,
-            }),
-            "then the birthday punch, from the easy side (the two nodes we asked saw one port)"
-        );
-        let sprays = net
-            .sent
-            .iter()
-            .filter(|(f, t)| *f == addr(1) && t.ip() == addr(2).ip() && t.port() >= 1024)
-            .count();
-        // The silent peer never challenged our hint: nothing sprayed at its IP (a peer that
-        // is there would have, see the NAT lab), and the punch ended after the wait.
-        assert_eq!(sprays, 0, "no spray without the peer's challenge");
-        assert_eq!(net.nodes[0].1.punches(), 0);
-    }
-
-    #[test]
-    fn behind_a_symmetric_nat_the_birthday_punch_meets_a_port_restricted_peer() {
-        let (mut net, _) = punch_across(Nat::Symmetric, Nat::PortRestricted);
-        let done = net.punched();
-        assert_eq!(done.len(), 1, "{:?}", net.own);
-        let h = done[0].as_ref().expect("the birthday punch met");
-        assert_eq!(h.path, HolepunchPath::Birthday);
-        assert_eq!(h.addr, addr(4));
-        assert_eq!(
-            net.nodes[0].1.paths(),
-            1,
-            "the path through the socket that met"
-        );
-        let open = net.sockets.iter().filter(|(n, _)| *n == addr(1)).count();
-        assert_eq!(open, 1, "the other 255 sockets closed");
-        // Application datagrams now go both ways on that path.
-        net.a()
-            .send_datagram(addr(4), bytes::Bytes::from_static(b"\0\0\x07hi"));
-        net.run_for(Duration::from_millis(10));
-        let got = net
-            .app
-            .iter()
-            .find(|(n, _, _)| *n == addr(4))
-            .expect("delivered");
-        assert_eq!(&got.2[..], b"\0\0\x07hi");
-        let back = got.1;
-        net.nodes[3]
-            .1
-            .send_datagram(back, bytes::Bytes::from_static(b"\0\0\x07ho"));
-        net.run_for(Duration::from_millis(10));
-        assert!(
-            net.app
-                .iter()
-                .any(|(n, _, p)| *n == addr(1) && &p[..] == b"\0\0\x07ho")
-        );
-    }
-
-    #[test]
-    fn toward_a_symmetric_nat_we_spray_and_the_peer_acknowledges() {
-        let (net, peer) = punch_across(Nat::PortRestricted, Nat::Symmetric);
-        let done = net.punched();
-        assert_eq!(done.len(), 1, "{:?}", net.own);
-        let h = done[0].as_ref().expect("the birthday punch met");
-        assert_eq!(h.path, HolepunchPath::Birthday);
-        assert_eq!(
-            h.addr.ip(),
-            addr(4).ip(),
-            "the peer's socket that a spray reached"
-        );
-        assert_ne!(h.addr, peer, "a port of its own");
-        let sprays = net
-            .sent
-            .iter()
-            .filter(|(f, t)| *f == addr(1) && t.ip() == addr(4).ip() && *t != peer)
-            .count();
-        assert!(
-            sprays < crate::birthday::SPRAYS,
-            "spraying stopped at the acknowledgement: {sprays}"
-        );
-        assert_eq!(net.nodes[0].1.paths(), 0, "our side uses the DHT socket");
-    }
-
-    /// The NATs of the lab, as the harness models them (a full-cone NAT maps and admits like
-    /// no NAT at all here).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Nat {
-        Open,
-        FullCone,
-        Restricted,
-        PortRestricted,
-        Symmetric,
-    }
-
-    /// 1: us (behind `a`); 2: a public node to compare with; 3: the referrer; 4: the peer
-    /// (behind `b`). The peer and the referrer exchange pings first (so the referrer's
-    /// relayed hint reaches the peer, as it would a node in its table), we ping the
-    /// referrer and the public node; then we punch to the peer as the referrer knows it (its
-    /// NAT's port toward the referrer). Returns the network 15 s later, and that address.
-    fn punch_across(a: Nat, b: Nat) -> (Net, SocketAddrV4) {
-        let mut net = Net::new(4);
-        put_behind(&mut net, addr(1), a);
-        put_behind(&mut net, addr(4), b);
-        let now = net.now;
-        net.nodes[3].1.rpc_mut().ping(now, addr(3));
-        net.nodes[2].1.rpc_mut().ping(now, addr(4));
-        net.nodes[0].1.rpc_mut().ping(now, addr(3));
-        net.nodes[0].1.rpc_mut().ping(now, addr(2));
-        net.run_for(Duration::from_secs(2));
-        let peer = net
-            .mapped
-            .get(&(addr(4), SocketId::MAIN, addr(3)))
-            .map_or(addr(4), |p| SocketAddrV4::new(*addr(4).ip(), *p));
-        let now = net.now;
-        net.a().holepunch(now, peer, addr(3), true);
-        net.run_for(Duration::from_secs(15));
-        (net, peer)
-    }
-
-    fn put_behind(net: &mut Net, node: SocketAddrV4, nat: Nat) {
-        match nat {
-            Nat::Open | Nat::FullCone => {}
-            Nat::Restricted => {
-                net.restricted.insert(node);
-            }
-            Nat::PortRestricted => {
-                net.filtering.insert(node);
-            }
-            Nat::Symmetric => {
-                net.symmetric.insert(node);
-            }
-        }
-    }
-
-    #[test]
-    fn every_pair_of_nats_opens_but_symmetric_to_symmetric() {
-        use Nat::*;
-        let kinds = [Open, FullCone, Restricted, PortRestricted, Symmetric];
-        let mut table = String::new();
-        for a in kinds {
-            for b in kinds {
-                let (net, _) = punch_across(a, b);
-                let done = net.punched();
-                assert_eq!(done.len(), 1, "{a:?} -> {b:?}: {:?}", net.own);
-                let got = done[0].as_ref().map(|h| h.path);
-                table += &format!("{a:?} -> {b:?}: {got:?}\n");
-                match (a, b) {
-                    (Symmetric, Symmetric) => assert!(got.is_err(), "{a:?} -> {b:?}"),
-                    (Symmetric, PortRestricted) | (PortRestricted, Symmetric) => {
-                        assert_eq!(got, Ok(HolepunchPath::Birthday), "{a:?} -> {b:?}")
-                    }
-                    _ => assert!(
-                        matches!(got, Ok(HolepunchPath::Direct | HolepunchPath::Relayed)),
-                        "{a:?} -> {b:?}: {got:?}"
-                    ),
-                }
-            }
-        }
-        println!("{table}");
-    }
-
-    #[test]
-    fn without_a_relay_only_direct_probes_go_out() {
-        let mut net = Net::new(2);
-        net.silent.insert(addr(2));
-        let now = net.now;
-        net.a().holepunch(now, addr(2), addr(2), true);
-        net.run_for(Duration::from_secs(5));
-        assert!(net.sent.iter().all(|(_, to)| *to == addr(2)));
-        assert_eq!(net.punched().len(), 1);
-    }
-
-    fn announced(net: &Net) -> Vec<&Result<usize, QueryError>> {
-        net.own
-            .iter()
-            .filter_map(|e| match e {
-                CoreEvent::Announced { result, .. } => Some(result),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn stored(net: &Net, key: &Key) -> usize {
-        net.nodes[1..]
-            .iter()
-            .filter(|(_, n)| n.rpc().handler().store().has(key))
-            .count()
-    }
-
-    #[test]
-    fn a_kept_announcement_is_announced_again_then_unannounced() {
-        let mut net = Net::new(4);
-        let key = Key::from_bytes([7; 32]);
-        let now = net.now;
-        let opts = AnnounceOptions::new(Some(7777), None);
-        let id = net.a().keep(now, key, opts, true);
-        net.run_for(Duration::from_secs(10));
-        assert_eq!(
-            announced(&net),
-            vec![&Ok(3)],
-            "announced at once, on all three"
-        );
-        assert_eq!(stored(&net, &key), 3);
-        net.run_for(REANNOUNCE.0 - Duration::from_secs(20));
-        assert_eq!(announced(&net).len(), 1, "not before 4 minutes");
-        net.run_for(REANNOUNCE.1 - REANNOUNCE.0 + Duration::from_secs(20));
-        assert_eq!(announced(&net).len(), 2, "again within 5 minutes");
-        net.run_for(REANNOUNCE.1 * 2);
-        assert_eq!(announced(&net).len(), 4, "and so on");
-        assert!(announced(&net).iter().all(|r| **r == Ok(3)));
-        let now = net.now;
-        let q = net.a().stop_keeping(now, id);
-        assert!(q.is_some(), "an unannounce walk");
-        assert_eq!(net.a().kept(), 0);
-        net.run_for(Duration::from_secs(10));
-        assert_eq!(stored(&net, &key), 0, "unannounced everywhere");
-        net.run_for(REANNOUNCE.1 * 2);
-        assert_eq!(announced(&net).len(), 4, "never again");
-        assert!(net.a().stop_keeping(now, id).is_none(), "stopped once");
-    }
-
-    #[test]
-    fn a_key_kept_after_its_own_announce_waits_for_the_first_deadline() {
-        let mut net = Net::new(3);
-        let key = Key::from_bytes([8; 32]);
-        let now = net.now;
-        net.a().keep(now, key, AnnounceOptions::default(), false);
-        net.run_for(REANNOUNCE.0 - Duration::from_secs(1));
-        assert!(announced(&net).is_empty());
-        assert_eq!(stored(&net, &key), 0);
-        net.run_for(REANNOUNCE.1 - REANNOUNCE.0 + Duration::from_secs(2));
-        assert_eq!(announced(&net), vec![&Ok(2)]);
-    }
 
     #[test]
     fn one_relay_cannot_take_every_birthday_slot() {

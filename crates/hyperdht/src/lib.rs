@@ -60,7 +60,7 @@ pub use events::PeerEvent;
 #[cfg(feature = "tokio")]
 pub use keep::Announcement;
 #[cfg(feature = "tokio")]
-pub use node::{HyperDht, HyperDhtBuilder, PingError, SHUTDOWN_UNANNOUNCE};
+pub use node::{HyperDht, HyperDhtBuilder, PeerEvents, PingError, SHUTDOWN_UNANNOUNCE};
 pub use options::{AnnounceOptions, LookupOptions};
 #[cfg(feature = "tokio")]
 pub use reply::{PeersReply, PeersStream};

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use dht_rpc::{
     Answer, BindError, Driver, Event, Incoming, NodeAddr, NodeBuilder, NodeId, Pong, QueryError,
-    QuerySpec, RequestError, Stats,
+    RequestError, Stats,
 };
-use dht_wire::{Key, PEERS, PeersRequest, PeersRequestType};
+use dht_wire::{Key, PeersRequestType};
 use tokio::sync::broadcast;
 
 use crate::events::PeerEvent;
@@ -93,7 +93,6 @@ impl HyperDhtBuilder {
     /// Binds the socket (`"0.0.0.0:0"`: any address, a random port) and starts the node; it
     /// bootstraps at once.
     pub async fn bind(self, addr: &str) -> Result<HyperDht, BindError> {
-        let (events, _) = broadcast::channel(1024);
         let mut quotas = self.quotas.unwrap_or_default();
         if self.distrust_loopback {
             quotas
@@ -102,18 +101,14 @@ impl HyperDhtBuilder {
         }
         quotas.trusted.extend(self.trusted);
         let store = PeerStore::with_quotas(DEFAULT_MAX, DEFAULT_MAX_AGE, quotas);
-        let mut handler = PeersHandler::new(store, self.seed.unwrap_or_else(rand::random));
-        let tx = events.clone();
-        handler.set_sink(Box::new(move |e| {
-            let _ = tx.send(e);
-        }));
+        let handler = PeersHandler::new(store, self.seed.unwrap_or_else(rand::random));
         let node = self
             .rpc
             .bind_machine(addr, handler, |rpc| {
                 crate::core::Core::new(rpc, std::time::Instant::now())
             })
             .await?;
-        Ok(HyperDht { node, events })
+        Ok(HyperDht { node })
     }
 }
 
@@ -121,7 +116,6 @@ impl HyperDhtBuilder {
 #[derive(Clone)]
 pub struct HyperDht {
     pub(crate) node: Driver<crate::core::Core>,
-    events: broadcast::Sender<PeerEvent>,
 }
 
 impl HyperDht {
@@ -157,9 +151,12 @@ impl HyperDht {
         self.node.stats()
     }
 
-    /// Announce, unannounce and lookup requests this node served.
-    pub fn events(&self) -> broadcast::Receiver<PeerEvent> {
-        self.events.subscribe()
+    /// Announce, unannounce and lookup requests this node served (the core's
+    /// [`crate::CoreEvent::Peer`] events).
+    pub fn events(&self) -> PeerEvents {
+        PeerEvents {
+            rx: Some(self.node.own_events()),
+        }
     }
 
     /// dht-rpc's events: nodes added and removed, hole punches relayed, readiness.
@@ -192,73 +189,51 @@ impl HyperDht {
     /// query round's replies too, as the reference's). Re-announce every 4-5 minutes, or use
     /// [`HyperDht::announce_and_keep`].
     pub fn announce(&self, key: Key, opts: AnnounceOptions) -> PeersStream {
-        let spec = QuerySpec {
-            verbose: true,
-            ..QuerySpec::update(
-                PEERS,
-                key,
-                Some(request(PeersRequestType::Announce, opts).encode()),
-            )
-        };
-        self.peers_query(key, spec, PeersRequestType::Announce, opts)
+        self.peers_query(key, PeersRequestType::Announce, opts, |m, now| {
+            m.announce(now, key, opts)
+        })
     }
 
     /// Finds the peers announced on `key`.
     pub fn lookup(&self, key: Key, opts: impl Into<LookupOptions>) -> PeersStream {
         let opts = opts.into();
         let opts = AnnounceOptions::new(opts.port, opts.local_address);
-        let spec = QuerySpec::query(
-            PEERS,
-            key,
-            Some(request(PeersRequestType::Lookup, opts).encode()),
-        );
-        self.peers_query(key, spec, PeersRequestType::Lookup, opts)
+        self.peers_query(key, PeersRequestType::Lookup, opts, |m, now| {
+            m.lookup(now, key, opts)
+        })
     }
 
     /// Removes our announcement on `key` (pass the options used to announce).
     pub async fn unannounce(&self, key: Key, opts: AnnounceOptions) -> Result<(), QueryError> {
-        let spec = QuerySpec::update(
-            PEERS,
-            key,
-            Some(request(PeersRequestType::Unannounce, opts).encode()),
-        );
-        self.node.run_query(spec).collect_all().await.map(|_| ())
+        self.node
+            .machine_query(|m| Some(m.unannounce(Instant::now(), key, opts)))
+            .collect_all()
+            .await
+            .map(|_| ())
     }
 
+    /// A walk started by `start`, after our own answer when our store holds the key.
     fn peers_query(
         &self,
         key: Key,
-        spec: QuerySpec,
         kind: PeersRequestType,
         opts: AnnounceOptions,
+        start: impl FnOnce(&mut crate::core::Core, Instant) -> dht_rpc::QueryId,
     ) -> PeersStream {
-        // A node that holds the key reports its own answer too, as if from itself.
-        let own = self.local_addr();
-        let own = SocketAddrV4::new(Ipv4Addr::LOCALHOST, own.port());
+        let port = self.local_addr().port();
+        let own = NodeAddr {
+            id: self.id(),
+            addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+        };
         let first: VecDeque<_> = self
             .node
-            .with_core(|c| {
-                let id = c.id();
-                let h = c.handler_mut();
-                if !h.store().has(&key) {
-                    return None;
-                }
-                let req = PeersRequest {
-                    kind,
-                    ..request(kind, opts)
-                };
-                let res = h.answer(Instant::now(), key, &req, own, false)?;
-                Some(to_reply(
-                    NodeAddr { id, addr: own },
-                    res,
-                    opts.local_address,
-                ))
-            })
+            .with_machine(|m| m.own_answer(Instant::now(), key, kind, opts, port))
+            .map(|res| to_reply(own, res, opts.local_address))
             .into_iter()
             .collect();
         PeersStream {
             first,
-            inner: self.node.run_query(spec),
+            inner: self.node.machine_query(|m| Some(start(m, Instant::now()))),
             local: opts.local_address,
         }
     }
@@ -301,20 +276,54 @@ impl HyperDht {
     /// unannounces still running then are abandoned: the entries expire on their own within
     /// about 6 minutes).
     pub async fn shutdown_within(&self, limit: std::time::Duration) {
-        let ids = self.node.read_machine(|m| m.kept_ids());
-        if !ids.is_empty() {
-            let now = std::time::Instant::now();
-            let unannounces = ids.into_iter().map(|id| {
-                self.node
-                    .machine_query(|m| m.stop_keeping(now, id))
-                    .collect_all()
-            });
+        let walks = self.node.machine_queries(|m| m.shutdown(Instant::now()));
+        if !walks.is_empty() {
+            let unannounces = walks.into_iter().map(|w| w.collect_all());
             let done = tokio::time::timeout(limit, futures::future::join_all(unannounces)).await;
             if done.is_err() {
                 tracing::info!(?limit, "shutdown: unannounces not all done in time");
             }
         }
         self.node.shutdown().await;
+    }
+}
+
+/// The `peers` requests a node served ([`HyperDht::events`]): the core's
+/// [`crate::CoreEvent::Peer`] events, from a broadcast channel of the core's events.
+#[derive(Debug)]
+pub struct PeerEvents {
+    rx: Option<broadcast::Receiver<crate::CoreEvent>>,
+}
+
+impl PeerEvents {
+    /// A receiver that never yields (for a caller that wants no backlog kept, say).
+    pub fn none() -> Self {
+        PeerEvents { rx: None }
+    }
+
+    /// The next event. `Lagged` when the receiver fell behind and missed some (the channel
+    /// keeps the most recent 1024 of the core's events); `Closed` once the node stopped.
+    pub async fn recv(&mut self) -> Result<PeerEvent, broadcast::error::RecvError> {
+        let Some(rx) = &mut self.rx else {
+            return std::future::pending().await;
+        };
+        loop {
+            if let crate::CoreEvent::Peer(e) = rx.recv().await? {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// The next event if one is queued now.
+    pub fn try_recv(&mut self) -> Result<PeerEvent, broadcast::error::TryRecvError> {
+        let Some(rx) = &mut self.rx else {
+            return Err(broadcast::error::TryRecvError::Empty);
+        };
+        loop {
+            if let crate::CoreEvent::Peer(e) = rx.try_recv()? {
+                return Ok(e);
+            }
+        }
     }
 }
 
@@ -332,7 +341,3 @@ pub enum PingError {
 
 /// How long [`HyperDht::shutdown`] waits for the unannounces of kept announcements.
 pub const SHUTDOWN_UNANNOUNCE: std::time::Duration = std::time::Duration::from_secs(3);
-
-fn request(kind: PeersRequestType, opts: AnnounceOptions) -> PeersRequest {
-    opts.request(kind)
-}

@@ -29,7 +29,6 @@ pub struct PeersHandler {
     store: PeerStore,
     rng: StdRng,
     events: VecDeque<PeerEvent>,
-    sink: Option<Box<dyn FnMut(PeerEvent) + Send>>,
     /// The application's own commands, beside `peers`.
     pub commands: Handlers,
     /// Reused per answer: the store's sample, the peers and LAN peers picked from it, and
@@ -59,7 +58,6 @@ impl PeersHandler {
             store,
             rng: StdRng::seed_from_u64(seed),
             events: VecDeque::new(),
-            sink: None,
             commands: Handlers::default(),
             sampled: Vec::new(),
             peers: Vec::new(),
@@ -73,26 +71,17 @@ impl PeersHandler {
         &self.store
     }
 
-    /// Sends every event to `sink` instead of queueing it for [`PeersHandler::poll_event`].
-    pub fn set_sink(&mut self, sink: Box<dyn FnMut(PeerEvent) + Send>) {
-        self.sink = Some(sink);
-    }
-
-    /// The next queued event (the most recent 1024 are kept).
+    /// The next queued event (the most recent 1024 are kept; [`crate::Core`] takes them
+    /// after every input, as [`crate::CoreEvent::Peer`]).
     pub fn poll_event(&mut self) -> Option<PeerEvent> {
         self.events.pop_front()
     }
 
     fn emit(&mut self, e: PeerEvent) {
-        match &mut self.sink {
-            Some(sink) => sink(e),
-            None => {
-                if self.events.len() >= MAX_EVENTS {
-                    self.events.pop_front();
-                }
-                self.events.push_back(e);
-            }
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
         }
+        self.events.push_back(e);
     }
 
     /// Answers a `peers` request for `key` from `from`; `update` when it carried a valid

@@ -79,8 +79,11 @@ pub async fn run(
     let mut snapshots = tokio::time::interval(SNAPSHOT_EVERY);
     snapshots.tick().await;
     // Quiet: no receiver at all, so that the node keeps no backlog of unprinted events.
-    let (_none, nothing) = tokio::sync::broadcast::channel(1);
-    let mut events = if out.quiet { nothing } else { dht.events() };
+    let mut events = if out.quiet {
+        hyperdht::PeerEvents::none()
+    } else {
+        dht.events()
+    };
     if let Some(at) = metrics {
         let served = crate::metrics::serve(&dht, &at).await?;
         tracing::info!(%served, "metrics on http://{served}/metrics");

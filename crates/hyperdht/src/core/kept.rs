@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use dht_rpc::{Event, QueryError, QueryId, QuerySpec};
-use dht_wire::{Key, PEERS, PeersRequestType};
+use dht_rpc::{Event, QueryError, QueryId};
+use dht_wire::{Key, PeersRequestType};
 use rand::Rng;
 
 use super::{Core, CoreEvent};
@@ -65,6 +65,7 @@ impl Core {
             },
         );
         self.announce_due(now);
+        self.pump();
         id
     }
 
@@ -76,9 +77,7 @@ impl Core {
         if let Some(q) = k.running {
             self.rpc.cancel_query(q);
         }
-        let value = k.opts.request(PeersRequestType::Unannounce).encode();
-        let spec = QuerySpec::update(PEERS, k.key, Some(value));
-        Some(self.rpc.query(now, spec))
+        Some(self.unannounce(now, k.key, k.opts))
     }
 
     /// Announcements kept now.
@@ -115,8 +114,7 @@ impl Core {
                 continue;
             };
             k.next = now + wait;
-            let value = k.opts.request(PeersRequestType::Announce).encode();
-            let spec = QuerySpec::update(PEERS, k.key, Some(value));
+            let spec = super::peers::spec(PeersRequestType::Announce, k.key, k.opts);
             let q = self.rpc.query(now, spec);
             if let Some(k) = self.kept.get_mut(&id) {
                 k.running = Some(q);
