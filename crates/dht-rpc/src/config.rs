@@ -120,6 +120,10 @@ pub struct Config {
     /// simulator's networks stay quiet); the tokio builders (`NodeBuilder`,
     /// `HyperDhtBuilder`) turn it on by default, as a long-lived node needs it.
     pub maintenance: Option<Maintenance>,
+    /// Hosts whose roundtrip token the node caches at most (see [`crate::tokens`]; 36 bytes
+    /// each). The cache starts at 64 and grows only as hosts evict each other, so a quiet
+    /// node keeps it small whatever this says; a simulator of thousands of nodes caps it.
+    pub token_cache: usize,
 }
 
 impl Default for Config {
@@ -138,6 +142,7 @@ impl Default for Config {
             adaptive: false,
             defences: Defences::default(),
             maintenance: None,
+            token_cache: crate::tokens::CACHE_SLOTS,
         }
     }
 }

@@ -85,7 +85,8 @@ pub struct Core<H = NoHandler> {
     table: RoutingTable,
     tokens: Tokens,
     requests: Requests,
-    queries: BTreeMap<QueryId, QueryState>,
+    /// Boxed: a map's node holds eleven entries, and a query's state is ~300 bytes.
+    queries: BTreeMap<QueryId, Box<QueryState>>,
     next_query: u64,
     next_request: u64,
     handler: H,
@@ -123,15 +124,22 @@ pub struct Core<H = NoHandler> {
     dead: DeadList,
     /// Answers are encoded here and split off (see [`ANSWER_ARENA`]).
     arena: bytes::BytesMut,
+    /// The size of the arena's next buffer: it doubles, up to [`ANSWER_ARENA`], each time
+    /// the last one could not be reused.
+    arena_chunk: usize,
     /// Working space of the closest nodes an answer carries.
     closest_scratch: Vec<(dht_wire::Distance, NodeAddr)>,
     closest_buf: Vec<NodeAddr>,
 }
 
-/// Answers are encoded into one buffer of this size and split off it: a transmit holds a
-/// slice, and once the driver sent and dropped them all the buffer is reused, so answering
-/// allocates once per this many bytes of answers, not once per answer.
+/// Answers are encoded into one buffer of at most this size and split off it: a transmit
+/// holds a slice, and once the driver sent and dropped them all the buffer is reused, so
+/// answering allocates once per this many bytes of answers, not once per answer.
 const ANSWER_ARENA: usize = 32 * 1024;
+/// Room the transmit and event queues keep once drained (more is given back).
+const QUEUE_KEPT: usize = 256;
+/// The arena's first buffer.
+const ANSWER_ARENA_MIN: usize = 2 * 1024;
 
 impl Core<NoHandler> {
     /// A core that serves no application command.
@@ -147,7 +155,7 @@ impl<H: Handler> Core<H> {
         let id = config
             .id
             .unwrap_or_else(|| NodeId::from_bytes(rng.random()));
-        let tokens = Tokens::new(rng.random(), rng.random());
+        let tokens = Tokens::new(rng.random(), rng.random()).with_max(config.token_cache);
         // The tids' generator and the newest budget's key come from a second stream, so
         // that the first gives every earlier draw (the id, the token secrets, the budgets'
         // keys) as it did before they were added.
@@ -200,6 +208,7 @@ impl<H: Handler> Core<H> {
             rtts: Rtts::default(),
             dead: DeadList::default(),
             arena: bytes::BytesMut::new(),
+            arena_chunk: ANSWER_ARENA_MIN,
             closest_scratch: Vec::new(),
             closest_buf: Vec::new(),
         }
@@ -289,12 +298,22 @@ impl<H: Handler> Core<H> {
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front();
+        if t.is_none() && self.transmits.capacity() > QUEUE_KEPT {
+            // A burst (a spray, a walk's first round) leaves no room behind it.
+            self.transmits.shrink_to(QUEUE_KEPT / 4);
+        }
+        t
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() && self.events.capacity() > QUEUE_KEPT / 8 {
+            // Events are large (a reply carries its nodes): none kept once drained.
+            self.events = VecDeque::new();
+        }
+        e
     }
 
     /// When to call [`Core::handle_timeout`] next.
@@ -440,7 +459,7 @@ impl<H: Handler> Core<H> {
             }
         }
         let request = self.query_request(&q, None);
-        self.queries.insert(qid, q);
+        self.queries.insert(qid, Box::new(q));
         for addr in extra {
             let purpose = Purpose::Query {
                 query: qid,

@@ -76,6 +76,8 @@ impl TableLimits {
 pub struct RoutingTable {
     own: NodeId,
     k: usize,
+    /// By index (0: the farthest half of the id space), as deep as the deepest bucket that
+    /// ever held a contact (a table of N nodes' contacts uses about log2(N / k) of the 257).
     buckets: Vec<Vec<Contact>>,
     len: usize,
     limits: TableLimits,
@@ -93,7 +95,7 @@ impl RoutingTable {
         RoutingTable {
             own,
             k: k.max(1),
-            buckets: vec![Vec::new(); 257],
+            buckets: Vec::new(),
             len: 0,
             limits,
             counts: SourceCounts::default(),
@@ -107,7 +109,7 @@ impl RoutingTable {
             return true;
         }
         let p = prefix_of(ip);
-        let others = self.buckets[b].iter().filter(|c| Some(&c.id) != except);
+        let others = self.bucket(b).iter().filter(|c| Some(&c.id) != except);
         let (mut bucket_ip, mut bucket_prefix) = (0, 0);
         for c in others {
             bucket_ip += usize::from(c.addr.ip() == ip);
@@ -118,7 +120,7 @@ impl RoutingTable {
         let all_ip = self.counts.ip(ip);
         let all_prefix = self.counts.prefix(ip);
         let moving_in_prefix = except
-            .and_then(|id| self.buckets[b].iter().find(|c| c.id == *id))
+            .and_then(|id| self.bucket(b).iter().find(|c| c.id == *id))
             .is_some_and(|c| prefix_of(c.addr.ip()) == p);
         let all_prefix = all_prefix - usize::from(moving_in_prefix);
         bucket_ip < self.limits.per_ip.1
@@ -152,15 +154,27 @@ impl RoutingTable {
         self.len == 0
     }
 
+    /// Bucket `b`'s contacts (none past the deepest bucket used).
+    fn bucket(&self, b: usize) -> &[Contact] {
+        self.buckets.get(b).map_or(&[], Vec::as_slice)
+    }
+
+    /// Bucket `b`, the table made as deep as it first.
+    fn bucket_mut(&mut self, b: usize) -> &mut Vec<Contact> {
+        if self.buckets.len() <= b {
+            self.buckets.resize_with(b + 1, Vec::new);
+        }
+        &mut self.buckets[b]
+    }
+
+    /// The bucket of `id`.
     fn bucket_of(&self, id: &NodeId) -> usize {
         self.own.distance(id).leading_zeros() as usize
     }
 
     /// The contact with this id.
     pub fn get(&self, id: &NodeId) -> Option<&Contact> {
-        self.buckets[self.bucket_of(id)]
-            .iter()
-            .find(|c| c.id == *id)
+        self.bucket(self.bucket_of(id)).iter().find(|c| c.id == *id)
     }
 
     /// Adds or refreshes a contact. A full bucket is left unchanged and its least recently
@@ -171,8 +185,8 @@ impl RoutingTable {
         }
         let k = self.k;
         let b = self.bucket_of(&id);
-        if let Some(pos) = self.buckets[b].iter().position(|c| c.id == id) {
-            let old = self.buckets[b][pos].addr;
+        if let Some(pos) = self.bucket(b).iter().position(|c| c.id == id) {
+            let old = self.bucket(b)[pos].addr;
             if old.ip() != addr.ip() {
                 if !self.within_limits(b, addr.ip(), Some(&id)) {
                     return Insert::Limited;
@@ -180,7 +194,7 @@ impl RoutingTable {
                 self.counts.remove(*old.ip());
                 self.counts.add(*addr.ip());
             }
-            let bucket = &mut self.buckets[b];
+            let bucket = self.bucket_mut(b);
             let mut c = bucket.remove(pos);
             c.addr = addr;
             c.last_seen = now;
@@ -195,13 +209,19 @@ impl RoutingTable {
             addr,
             last_seen: now,
         };
-        if self.buckets[b].len() < k {
-            self.buckets[b].push(contact);
+        if self.bucket(b).len() < k {
+            let bucket = self.bucket_mut(b);
+            if bucket.len() == bucket.capacity() {
+                // Grow by doubling, but never past k (a full bucket holds no slack).
+                let more = bucket.len().max(4).min(k - bucket.len());
+                bucket.reserve_exact(more);
+            }
+            bucket.push(contact);
             self.len += 1;
             self.counts.add(*addr.ip());
             return Insert::Added;
         }
-        Insert::Full(self.buckets[b].clone())
+        Insert::Full(self.bucket(b).to_vec())
     }
 
     /// Whether [`RoutingTable::insert`] could take `id` at `addr` now, or after evicting a
@@ -218,7 +238,7 @@ impl RoutingTable {
             return false;
         }
         let b = self.bucket_of(id);
-        let bucket = &self.buckets[b];
+        let bucket = self.bucket(b);
         let room = bucket.len() < self.k
             || stale_before.is_some_and(|t| bucket.iter().any(|c| c.last_seen < t));
         room && self.within_limits(b, addr.ip(), None)
@@ -227,7 +247,7 @@ impl RoutingTable {
     /// Removes a contact; returns it if it was there.
     pub fn remove(&mut self, id: &NodeId) -> Option<Contact> {
         let b = self.bucket_of(id);
-        let bucket = &mut self.buckets[b];
+        let bucket = self.buckets.get_mut(b)?;
         let pos = bucket.iter().position(|c| c.id == *id)?;
         self.len -= 1;
         let c = bucket.remove(pos);
@@ -263,21 +283,16 @@ impl RoutingTable {
         // next, as one group. Bucket `j < i`'s differ from it first at bit `j`: after them,
         // from `i - 1` down to 0.
         let i = self.bucket_of(target);
-        Self::take_closest(target, n, scratch, out, self.buckets[i].iter());
+        Self::take_closest(target, n, scratch, out, self.bucket(i).iter());
         if out.len() < n {
-            Self::take_closest(
-                target,
-                n,
-                scratch,
-                out,
-                self.buckets[i + 1..].iter().flatten(),
-            );
+            let deeper = self.buckets.get(i + 1..).unwrap_or_default();
+            Self::take_closest(target, n, scratch, out, deeper.iter().flatten());
         }
         for j in (0..i).rev() {
             if out.len() >= n {
                 break;
             }
-            Self::take_closest(target, n, scratch, out, self.buckets[j].iter());
+            Self::take_closest(target, n, scratch, out, self.bucket(j).iter());
         }
     }
 

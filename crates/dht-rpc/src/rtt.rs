@@ -149,11 +149,37 @@ impl Spread {
     }
 }
 
+/// An [`Estimator`] in 8 bytes: nanoseconds, exact up to 4.29 s (a sample is a response
+/// that came before its request's timeout, so longer ones do not occur), saturating past
+/// it. A busy node tracks thousands.
+#[derive(Debug, Clone, Copy)]
+struct Packed {
+    srtt_ns: u32,
+    rttvar_ns: u32,
+}
+
+impl Packed {
+    fn of(e: Estimator) -> Self {
+        let ns = |d: Duration| u32::try_from(d.as_nanos()).unwrap_or(u32::MAX);
+        Packed {
+            srtt_ns: ns(e.srtt),
+            rttvar_ns: ns(e.rttvar),
+        }
+    }
+
+    fn get(self) -> Estimator {
+        Estimator {
+            srtt: Duration::from_nanos(u64::from(self.srtt_ns)),
+            rttvar: Duration::from_nanos(u64::from(self.rttvar_ns)),
+        }
+    }
+}
+
 /// Estimates per address (bounded) and for the node as a whole.
 #[derive(Debug, Default)]
 pub struct Rtts {
     node: Option<Estimator>,
-    per: BTreeMap<SocketAddrV4, Estimator>,
+    per: BTreeMap<SocketAddrV4, Packed>,
     spread: Spread,
 }
 
@@ -166,7 +192,9 @@ impl Rtts {
             None => self.node = Some(Estimator::new(rtt)),
         }
         if let Some(e) = self.per.get_mut(&from) {
-            e.update(rtt);
+            let mut est = e.get();
+            est.update(rtt);
+            *e = Packed::of(est);
             return;
         }
         if self.per.len() >= MAX_TRACKED {
@@ -174,12 +202,12 @@ impl Rtts {
             // asking, so a flood of new addresses cannot pick what we forget).
             self.per.pop_first();
         }
-        self.per.insert(from, Estimator::new(rtt));
+        self.per.insert(from, Packed::of(Estimator::new(rtt)));
     }
 
     /// The estimate for `addr`, if it ever answered us directly.
     pub fn of(&self, addr: SocketAddrV4) -> Option<Estimator> {
-        self.per.get(&addr).copied()
+        self.per.get(&addr).map(|p| p.get())
     }
 
     /// The `q` quantile (0 to 1) of recent round trips (a decaying histogram; an upper
@@ -195,7 +223,7 @@ impl Rtts {
 
     /// The RTO for a request to `to` (see the module docs).
     pub fn rto(&self, to: SocketAddrV4, floor: Duration, ceiling: Duration) -> Duration {
-        match self.per.get(&to).or(self.node.as_ref()) {
+        match self.per.get(&to).map(|p| p.get()).or(self.node) {
             Some(e) => e.rto(floor, ceiling),
             None => ceiling,
         }

@@ -6,9 +6,11 @@
 //!
 //! Every answer carries a token, and a busy node answers the same hosts again and again (a
 //! walk asks, then commits): the current secret's tokens of recent hosts are kept in a small
-//! cache ([`CACHE_SLOTS`] slots in sets of [`CACHE_WAYS`], the most recent first; allocated on
-//! first use, emptied when the secret rotates), so that a repeat costs a compare instead of a
-//! SHA-256. Which set a host takes depends on the secret, so nobody outside can aim floods of
+//! cache (slots in sets of [`CACHE_WAYS`], the most recent first; emptied when the secret
+//! rotates), so that a repeat costs a compare instead of a SHA-256. It starts at
+//! [`CACHE_MIN_SLOTS`] on first use and doubles, up to [`CACHE_SLOTS`], each time it has
+//! evicted an eighth as many hosts as it holds: a node that answers a few hundred hosts
+//! keeps a few KiB, a busy one the full 144 KiB. Which set a host takes depends on the secret, so nobody outside can aim floods of
 //! hosts at one set; a flood of new hosts only evicts, and a miss costs what every token cost
 //! before. (Direct-mapped, 1,024 hosts asking in turn missed on about a fifth of their
 //! requests, as hosts that share a slot evict each other; in sets of four, on under 1 %.)
@@ -19,8 +21,10 @@ use sha2::{Digest, Sha256};
 
 use crate::guard::budget::mix;
 
-/// Hosts whose current token is cached (36 bytes each: 144 KiB once used).
+/// Hosts whose current token is cached at most (36 bytes each: 144 KiB).
 pub const CACHE_SLOTS: usize = 4096;
+/// Hosts the cache holds at first (2.3 KiB).
+pub const CACHE_MIN_SLOTS: usize = 64;
 /// Slots per set: a host may take any slot of its set.
 pub const CACHE_WAYS: usize = 4;
 
@@ -38,6 +42,10 @@ pub struct Tokens {
     secrets: [[u8; 32]; 2],
     /// Current tokens of recent hosts, by a keyed hash of the host (empty until first used).
     cache: Vec<Cached>,
+    /// Cached hosts evicted since the cache last grew.
+    evicted: usize,
+    /// The most slots the cache grows to.
+    max: usize,
     /// The key of the slot hash (from the current secret).
     key: u64,
 }
@@ -48,8 +56,18 @@ impl Tokens {
         Tokens {
             secrets: [current, previous],
             cache: Vec::new(),
+            evicted: 0,
+            max: CACHE_SLOTS,
             key: slot_key(&current),
         }
+    }
+
+    /// Caps the cache at `max` hosts (rounded down to a power of two, at least
+    /// [`CACHE_WAYS`]).
+    pub fn with_max(mut self, max: usize) -> Self {
+        let max = max.max(CACHE_WAYS);
+        self.max = 1 << (usize::BITS - 1 - max.leading_zeros());
+        self
     }
 
     /// Makes `secret` current; the current one becomes the previous.
@@ -62,7 +80,8 @@ impl Tokens {
 
     /// The first slot of `host`'s set.
     fn set(&self, host: u32) -> usize {
-        ((mix(u64::from(host) ^ self.key) as usize) & (CACHE_SLOTS / CACHE_WAYS - 1)) * CACHE_WAYS
+        let sets = (self.cache.len() / CACHE_WAYS).max(1);
+        ((mix(u64::from(host) ^ self.key) as usize) & (sets - 1)) * CACHE_WAYS
     }
 
     fn token(secret: &[u8; 32], host: Ipv4Addr) -> [u8; 32] {
@@ -86,13 +105,42 @@ impl Tokens {
         }
         let token = Self::token(&self.secrets[0], host);
         if self.cache.is_empty() {
-            self.cache = vec![EMPTY; CACHE_SLOTS];
+            self.cache = vec![EMPTY; CACHE_MIN_SLOTS.min(self.max)];
+        } else if self.evicted * 8 >= self.cache.len() && self.cache.len() < self.max {
+            self.grow();
         }
-        // The least recent of the set leaves.
-        let ways = &mut self.cache[i..i + CACHE_WAYS];
-        ways.rotate_right(1);
-        ways[0] = Cached { host: h, token };
+        self.insert(Cached { host: h, token });
         token
+    }
+
+    /// Puts a token in its host's set; the least recent of the set leaves.
+    fn insert(&mut self, c: Cached) {
+        let i = self.set(c.host);
+        let ways = &mut self.cache[i..i + CACHE_WAYS];
+        if ways[CACHE_WAYS - 1].host != 0 {
+            self.evicted += 1;
+        }
+        ways.rotate_right(1);
+        ways[0] = c;
+    }
+
+    /// Doubles the cache, keeping what it holds.
+    fn grow(&mut self) {
+        let bigger = vec![EMPTY; 2 * self.cache.len()];
+        let old = std::mem::replace(&mut self.cache, bigger);
+        self.evicted = 0;
+        // The least recent first, so that each set keeps its order.
+        for set in old.chunks(CACHE_WAYS) {
+            for c in set.iter().rev().filter(|c| c.host != 0) {
+                self.insert(*c);
+            }
+        }
+        self.evicted = 0;
+    }
+
+    /// Slots the cache has now (for memory reports).
+    pub fn cache_slots(&self) -> usize {
+        self.cache.len()
     }
 
     /// Whether `token` is one we handed `host` under the current or previous secret.
@@ -182,17 +230,41 @@ mod tests {
     #[test]
     fn a_thousand_hosts_in_turn_stay_cached() {
         // 1,024 hosts asking in turn (as a load generator's sources, or a busy node's
-        // regulars): after one pass, nearly all of them are still cached.
+        // regulars): after a few passes (the cache grows as it evicts), nearly all of them
+        // are cached.
         let mut t = Tokens::new([9; 32], [10; 32]);
         let hosts: Vec<u32> = (0..1024u32).map(|i| 0x2d00_0001 + i * 256).collect();
-        for &h in &hosts {
-            t.issue(Ipv4Addr::from(h));
+        for _pass in 0..4 {
+            for &h in &hosts {
+                t.issue(Ipv4Addr::from(h));
+            }
         }
         let cached = hosts
             .iter()
             .filter(|&&h| t.cache.iter().any(|c| c.host == h))
             .count();
-        // Direct-mapped, 901 of them were; in sets of four, 1,021.
+        // Direct-mapped at 4,096 slots, 901 of them were; in sets of four, 1,021.
         assert!(cached >= 990, "{cached} of 1,024 hosts cached");
+    }
+
+    #[test]
+    fn a_few_hosts_keep_the_cache_small() {
+        let mut t = Tokens::new([9; 32], [10; 32]);
+        for round in 0..10 {
+            for i in 0..40u32 {
+                let h = Ipv4Addr::from(0x0a00_0001 + i * 256);
+                assert_eq!(t.issue(h), Tokens::token(&[9; 32], h), "round {round}");
+            }
+        }
+        assert!(
+            t.cache_slots() <= 4 * CACHE_MIN_SLOTS,
+            "{}",
+            t.cache_slots()
+        );
+        let mut capped = Tokens::new([9; 32], [10; 32]).with_max(100);
+        for i in 0..1000u32 {
+            capped.issue(Ipv4Addr::from(0x0a00_0001 + i * 256));
+        }
+        assert_eq!(capped.cache_slots(), 64, "capped at a power of two");
     }
 }

@@ -48,6 +48,8 @@ pub struct Found {
     pub answers_with_peers: usize,
     /// Answers in all.
     pub answers: usize,
+    /// Each (answering node, peer it named), in the order the answers came, once each.
+    pub named: Vec<(SocketAddrV4, SocketAddrV4)>,
     /// Virtual time from the start to the first answer that named a peer.
     pub first_peer: Option<Duration>,
     /// Virtual time to the walk's end.
@@ -109,6 +111,11 @@ pub fn walk(
         if !peers.is_empty() {
             found.answers_with_peers += 1;
             found.first_peer = found.first_peer.or(at);
+        }
+        for p in &peers {
+            if !found.named.iter().any(|(_, q)| q == p) {
+                found.named.push((reply.node.addr, *p));
+            }
         }
         found.peers.extend(peers);
     }

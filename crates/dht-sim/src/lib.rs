@@ -25,9 +25,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod experiments;
 pub mod hyper;
 mod nat;
 mod ops;
+pub mod world;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -285,6 +287,12 @@ impl<M: Machine> Sim<M> {
         }
     }
 
+    /// Makes room for `n` more nodes at once (a large network grows its table of hosts
+    /// once, not by doubling).
+    pub fn reserve(&mut self, n: usize) {
+        self.hosts.reserve_exact(n);
+    }
+
     /// The virtual time since the simulation started.
     pub fn elapsed(&self) -> Duration {
         self.now - self.start
@@ -321,9 +329,11 @@ impl<M: Machine> Sim<M> {
     ) -> SocketAddrV4 {
         let addr = host_addr(self.hosts.len());
         config.seed = self.rng.random();
-        // Thousands of cores in one process: small budget tables (a simulated node's sources
-        // are few and slow, so sharing slots changes nothing but memory).
-        config.defences.budget_slots = config.defences.budget_slots.min(256);
+        // Thousands of cores in one process: small budget tables and token caches (a
+        // simulated node's sources are few and slow, so sharing slots changes nothing but
+        // memory, and a cache miss costs only a hash).
+        config.defences.budget_slots = config.defences.budget_slots.min(32);
+        config.token_cache = config.token_cache.min(64);
         let mut core = make(config, self.now);
         core.rpc_mut().set_local_port(PORT);
         let access = self.draw_access();

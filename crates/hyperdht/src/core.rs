@@ -783,7 +783,12 @@ impl Machine for Core {
         if self.pending.is_empty() {
             self.pump();
         }
-        self.pending.pop_front()
+        let e = self.pending.pop_front();
+        if e.is_none() && self.pending.capacity() > 32 {
+            // Events are large: none kept once drained.
+            self.pending = VecDeque::new();
+        }
+        e
     }
 
     fn waiter(own: &CoreEvent) -> Option<u64> {

@@ -39,8 +39,9 @@ pub struct PeersHandler {
     arena: BytesMut,
 }
 
-/// Room the answer arena takes at a time (answers are at most about 1 KiB).
-const ARENA: usize = 16 * 1024;
+/// Room the answer arena takes at a time (answers are at most about 1 KiB, and the core
+/// copies each, so the room is reclaimed at once).
+const ARENA: usize = 4 * 1024;
 
 impl fmt::Debug for PeersHandler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,8 +105,8 @@ impl PeersHandler {
     /// The answer [`PeersHandler::serve`] picked, encoded from the reused buffers into the
     /// arena.
     fn encoded(&mut self) -> Bytes {
-        if self.arena.capacity() < 2 * 1024 {
-            // Reclaims the arena's room once the answers split off it are gone.
+        if self.arena.capacity() < 2 * 1024 && !self.arena.try_reclaim(2 * 1024) {
+            // Answers split off the last buffer are still held: a new one.
             self.arena.reserve(ARENA);
         }
         let locals = (!self.locals.is_empty()).then_some(self.locals.as_slice());

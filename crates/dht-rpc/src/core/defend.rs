@@ -137,9 +137,11 @@ impl<H: Handler> Core<H> {
             self.stats.responses_limited += 1;
             return;
         }
-        if self.arena.capacity() < len {
-            // Reuses the arena's buffer when every answer split off it was dropped.
-            self.arena.reserve(super::ANSWER_ARENA.max(len));
+        if self.arena.capacity() < len && !self.arena.try_reclaim(len) {
+            // Answers split off the buffer are still in flight: a new buffer, and a bigger
+            // one the next time (a quiet node keeps a small one).
+            self.arena.reserve(self.arena_chunk.max(len));
+            self.arena_chunk = (self.arena_chunk * 2).min(super::ANSWER_ARENA);
         }
         response.encode_into(tid, &mut self.arena);
         let payload = self.arena.split().freeze();

@@ -241,6 +241,7 @@ impl Requests {
 
     /// The next queued request, if there is room in flight: where to send it, and what.
     pub(crate) fn send_next(&mut self, now: Instant) -> Option<(SocketAddrV4, Datagram)> {
+        self.shrink();
         if self.queue.is_empty()
             || self.active() >= self.concurrency
             || self.inflight.len() >= self.concurrency * STALLED_PER_SLOT
@@ -341,7 +342,18 @@ impl Requests {
             .position(|p| p.has_tid(tid) && p.accepts(from))?;
         let p = self.inflight.swap_remove(pos);
         self.remember(&p);
+        self.shrink();
         Some(p)
+    }
+
+    /// Gives back the room of a burst of requests once none is in flight or queued.
+    fn shrink(&mut self) {
+        if self.inflight.is_empty() && self.inflight.capacity() > 16 {
+            self.inflight = Vec::new();
+        }
+        if self.queue.is_empty() && self.queue.capacity() > 8 {
+            self.queue = VecDeque::new();
+        }
     }
 
     /// Keeps the tids of a request that left (see `done`).
@@ -403,6 +415,7 @@ impl Requests {
         let pos = self.inflight.iter().position(|p| p.deadline <= now)?;
         let p = self.inflight.swap_remove(pos);
         self.remember(&p);
+        self.shrink();
         Some(p)
     }
 
