@@ -39,9 +39,11 @@ pub struct PeersHandler {
     arena: BytesMut,
 }
 
-/// Room the answer arena takes at a time (answers are at most about 1 KiB, and the core
-/// copies each, so the room is reclaimed at once).
-const ARENA: usize = 4 * 1024;
+/// Room the answer arena takes at a time (the core copies each answer into its own
+/// datagram, so the room is reclaimed at once).
+const ARENA: usize = 2 * 1024;
+/// Room an answer may need: [`ANSWER_BYTES`] of peers and the LAN peers beside them.
+const ANSWER_ROOM: usize = 1280;
 
 impl fmt::Debug for PeersHandler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -105,7 +107,7 @@ impl PeersHandler {
     /// The answer [`PeersHandler::serve`] picked, encoded from the reused buffers into the
     /// arena.
     fn encoded(&mut self) -> Bytes {
-        if self.arena.capacity() < 2 * 1024 && !self.arena.try_reclaim(2 * 1024) {
+        if self.arena.capacity() < ANSWER_ROOM && !self.arena.try_reclaim(ANSWER_ROOM) {
             // Answers split off the last buffer are still held: a new one.
             self.arena.reserve(ARENA);
         }

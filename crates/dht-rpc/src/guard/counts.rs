@@ -20,8 +20,8 @@ pub fn in_ranges(ranges: &[Ipv4Range], ip: Ipv4Addr) -> bool {
 /// follows what is held.
 #[derive(Debug, Clone, Default)]
 pub struct SourceCounts {
-    per_ip: BTreeMap<Ipv4Addr, usize>,
-    per_prefix: BTreeMap<u32, usize>,
+    per_ip: BTreeMap<Ipv4Addr, u32>,
+    per_prefix: BTreeMap<u32, u32>,
 }
 
 impl SourceCounts {
@@ -33,7 +33,7 @@ impl SourceCounts {
 
     /// One fewer held for `ip` (nothing if it holds none).
     pub fn remove(&mut self, ip: Ipv4Addr) {
-        fn down<K: Ord>(m: &mut BTreeMap<K, usize>, k: K) -> bool {
+        fn down<K: Ord>(m: &mut BTreeMap<K, u32>, k: K) -> bool {
             let Some(n) = m.get_mut(&k) else {
                 return false;
             };
@@ -50,17 +50,19 @@ impl SourceCounts {
 
     /// Held for `ip`.
     pub fn ip(&self, ip: &Ipv4Addr) -> usize {
-        self.per_ip.get(ip).copied().unwrap_or(0)
+        self.per_ip.get(ip).map_or(0, |n| *n as usize)
     }
 
     /// Held for `ip`'s /24.
     pub fn prefix(&self, ip: &Ipv4Addr) -> usize {
-        self.per_prefix.get(&prefix_of(ip)).copied().unwrap_or(0)
+        self.per_prefix
+            .get(&prefix_of(ip))
+            .map_or(0, |n| *n as usize)
     }
 
     /// Held in all (the sum over IPs).
     pub fn total(&self) -> usize {
-        self.per_ip.values().sum()
+        self.per_ip.values().map(|n| *n as usize).sum()
     }
 }
 

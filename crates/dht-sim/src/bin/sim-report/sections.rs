@@ -84,6 +84,14 @@ pub fn size_line(n: usize, seed: u64, quick: bool) -> String {
         .sim
         .core(world.entry)
         .map_or(0, |c| c.stats().datagrams_in);
+    let rtts = mean(
+        &world
+            .live()
+            .iter()
+            .filter_map(|a| world.sim.core(*a))
+            .map(|c| c.rtts().len() as f64)
+            .collect::<Vec<_>>(),
+    );
     let lookups = if quick { 50 } else { 200 };
     let wall = Instant::now();
     let l = experiments::announce_and_look_up(&mut world, 10, lookups, RTT);
@@ -99,7 +107,7 @@ pub fn size_line(n: usize, seed: u64, quick: bool) -> String {
         .unwrap_or(0)
         * 1024;
     format!(
-        "n={n} success={} rounds={} rounds_p90={} first={} messages={} first_ms={} wall={} virtual={} speed={} per_node={} peak={} tables={} entry_in={} delivered={} lookup_wall={}",
+        "n={n} success={} rounds={} rounds_p90={} first={} messages={} first_ms={} wall={} virtual={} speed={} per_node={} peak={} tables={} entry_in={} delivered={} lookup_wall={} rtts={rtts}",
         l.success(),
         mean(&l.rounds),
         quantile(&l.rounds, 0.9),
@@ -374,8 +382,8 @@ pub fn nat(doc: &mut Doc, seed: u64, quick: bool) {
          tables whose host sits behind a NAT that filters (restricted, port-restricted, \
          symmetric): a walk that meets one waits for a timeout or a punch.\n"
     ));
-    doc.text("| reachability check | contacts in tables | unreachable | firewalled nodes found (filtering NATs) | wrongly firewalled (open, full cone) | found announcer | round trips (mean / p90) |");
-    doc.text("|---|---|---|---|---|---|---|");
+    doc.text("| reachability check | contacts in tables | unreachable | firewalled nodes found (filtering NATs) | wrongly firewalled (open, full cone) | firewalled, by kind | found announcer | round trips (mean / p90) |");
+    doc.text("|---|---|---|---|---|---|---|---|");
     let mut matrix = None;
     for adaptive in [false, true] {
         progress(&format!("nat: {n} nodes, adaptive {adaptive}"));
@@ -411,8 +419,14 @@ pub fn nat(doc: &mut Doc, seed: u64, quick: bool) {
                 filtering += all;
             }
         }
+        let by_kind = r
+            .firewalled
+            .iter()
+            .map(|(k, (fw, all))| format!("{} {fw}/{all}", k.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
         doc.text(&format!(
-            "| {} | {} | {} ({}) | {caught} of {filtering} | {wrong} of {open} | {} | {:.2} / {:.2} |",
+            "| {} | {} | {} ({}) | {caught} of {filtering} | {wrong} of {open} | {by_kind} | {} | {:.2} / {:.2} |",
             if adaptive { "on" } else { "off" },
             r.contacts,
             r.unreachable,
