@@ -120,7 +120,7 @@ pub struct Config {
     /// simulator's networks stay quiet); the tokio builders (`NodeBuilder`,
     /// `HyperDhtBuilder`) turn it on by default, as a long-lived node needs it.
     pub maintenance: Option<Maintenance>,
-    /// Hosts whose roundtrip token the node caches at most (see [`crate::tokens`]; 36 bytes
+    /// Hosts whose roundtrip token the node caches at most (36 bytes
     /// each). The cache starts at 64 and grows only as hosts evict each other, so a quiet
     /// node keeps it small whatever this says; a simulator of thousands of nodes caps it.
     pub token_cache: usize,

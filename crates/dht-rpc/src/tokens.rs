@@ -63,7 +63,7 @@ impl Tokens {
     }
 
     /// Caps the cache at `max` hosts (rounded down to a power of two, at least
-    /// [`CACHE_WAYS`]).
+    /// the set size, 4).
     pub fn with_max(mut self, max: usize) -> Self {
         let max = max.max(CACHE_WAYS);
         self.max = 1 << (usize::BITS - 1 - max.leading_zeros());

@@ -224,8 +224,16 @@ pub struct ChurnSample {
 
 /// `keys` keepers keep a key announced while, every minute for `minutes`, a share
 /// `per_minute` of the other live nodes leaves and as many new ones join. Samples every
-/// 30 s of how many of the 20 closest hold each key.
-pub fn churn(world: &mut World, keys: usize, minutes: usize, per_minute: f64) -> Vec<ChurnSample> {
+/// 30 s of how many of the 20 closest hold each key; then `lookups` lookups of the keys
+/// from live nodes (new ones among them), at the end of the churn.
+pub fn churn(
+    world: &mut World,
+    keys: usize,
+    minutes: usize,
+    per_minute: f64,
+    lookups: usize,
+    rtt: Duration,
+) -> (Vec<ChurnSample>, Lookups) {
     let mut kept = Vec::new();
     for _ in 0..keys {
         let from = world.random_live();
@@ -270,7 +278,8 @@ pub fn churn(world: &mut World, keys: usize, minutes: usize, per_minute: f64) ->
         world.sim.run_for(Duration::from_secs(30));
         samples.push(sample(world));
     }
-    samples
+    let found = look_up(world, &kept, lookups, rtt);
+    (samples, found)
 }
 
 /// A NAT population: routing health and hole punching between random pairs.

@@ -302,7 +302,8 @@ pub fn churn(doc: &mut Doc, seed: u64, quick: bool) {
     let (n, minutes) = if quick { (400, 8) } else { (2000, 20) };
     progress(&format!("churn: {n} nodes, {minutes} minutes"));
     let mut w = maintained(n, seed);
-    let samples = experiments::churn(&mut w, 10, minutes, 0.02);
+    let lookups = if quick { 50 } else { 200 };
+    let (samples, found) = experiments::churn(&mut w, 10, minutes, 0.02, lookups, RTT);
     doc.text("\n## Announces under churn\n");
     doc.text(&format!(
         "{n} nodes with maintenance on; 10 nodes keep a key announced. Every minute 2 % of \
@@ -313,8 +314,15 @@ pub fn churn(doc: &mut Doc, seed: u64, quick: bool) {
     let min_min = samples.iter().map(|s| s.min).min().unwrap_or(0);
     doc.text(&format!(
         "Over {} samples: the mean never fell below {min_mean:.1} of 20, and no key had fewer \
-         than {min_min} holders among its 20 closest.\n",
-        samples.len()
+         than {min_min} holders among its 20 closest. At the end of the churn ({} nodes had \
+         left and as many joined), {lookups} lookups from live nodes: {} found the announcer, \
+         in {:.2} round trips (mean; p90 {:.2}), {:.0} messages each.\n",
+        samples.len(),
+        w.nodes.len() - n,
+        pct(found.success()),
+        mean(&found.rounds),
+        quantile(&found.rounds, 0.9),
+        mean(&found.messages),
     ));
     doc.svg(
         "holders_under_churn",
