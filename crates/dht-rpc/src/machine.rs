@@ -36,10 +36,21 @@ pub enum SocketOp {
 
 /// A sans-I/O node that the driver can run (see the module docs).
 ///
-/// The driving rule is [`Core`]'s: after anything that may change the machine (a datagram,
-/// a timeout, a call of the application), send every [`Machine::poll_transmit`], hand out
-/// every [`Machine::poll_event`], and sleep until [`Machine::poll_timeout`] or the next
-/// datagram.
+/// The drive shape, the same for the tokio driver, the simulator (`dht-sim`) and the fuzzers:
+///
+/// 1. an input: [`Machine::handle_datagram`] / [`Machine::handle_socket_datagram`],
+///    [`Machine::handle_timeout`] at or after [`Machine::poll_timeout`],
+///    [`Machine::handle_unreachable`], [`Machine::handle_socket_gone`], or an operation of the
+///    machine's own (a walk, a punch). The machine does all the protocol work the input calls
+///    for inside that call;
+/// 2. then, before the next input, take every [`Machine::poll_socket_op`] (open a socket
+///    before anything is sent from it), every [`Machine::poll_transmit`] (each leaves from
+///    the socket it names) and every [`Machine::poll_event`];
+/// 3. then wait for the next datagram or until [`Machine::poll_timeout`].
+///
+/// The three queues of step 2 are plain queues: taking them in another order, or
+/// interleaved, changes nothing the machine does (the tokio driver hands out events first;
+/// the simulator takes socket operations first).
 pub trait Machine: Send + 'static {
     /// The handler of the rpc core's application commands.
     type Handler: Handler + Send + 'static;
