@@ -25,23 +25,30 @@ fuzz_target!(|data: &[u8]| {
     let b = core.holepunch(t0, source(6), source(6), true);
     let (mut ended, mut open) = (Vec::new(), BTreeSet::new());
     let drain = |core: &mut Core, ended: &mut Vec<_>, open: &mut BTreeSet<SocketId>| {
-        while let Some(op) = core.poll_socket_op() {
-            match op {
+        // The drive shape's step 2, as the simulator takes it (`Machine::drain`).
+        let mut sent = Vec::new();
+        core.drain(
+            |op| match op {
                 SocketOp::Open(id) => assert!(open.insert(id), "opened twice: {id:?}"),
                 SocketOp::Close(id) => {
                     open.remove(&id);
                 }
-            }
-        }
-        assert!(open.len() <= 3 * BIRTHDAY_SOCKETS + MAX_PATHS, "{} sockets open", open.len());
-        while let Some(t) = core.poll_transmit() {
-            common::check_destination(&t);
+            },
+            |t| sent.push(t),
+            |e| {
+                if let MachineEvent::Own(CoreEvent::Punched { punch, .. }) = e {
+                    ended.push(punch);
+                }
+            },
+        );
+        assert!(
+            open.len() <= 3 * BIRTHDAY_SOCKETS + MAX_PATHS,
+            "{} sockets open",
+            open.len()
+        );
+        for t in &sent {
+            common::check_destination(t);
             assert!(t.from == SocketId::MAIN || open.contains(&t.from), "{t:?}");
-        }
-        while let Some(e) = core.poll_event() {
-            if let MachineEvent::Own(CoreEvent::Punched { punch, .. }) = e {
-                ended.push(punch);
-            }
         }
     };
     // The driving rule: every deadline the core asks for, in order, up to `to`.
@@ -58,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
         now += Duration::from_millis(u64::from(from >> 5) * 100);
         advance(&mut core, now, &mut ended, &mut open);
         // Every fourth datagram to an extra socket, when one is open.
-        let socket = match (from & 3, open.iter().nth(usize::from(*len) % open.len().max(1))) {
+        let socket = match (
+            from & 3,
+            open.iter().nth(usize::from(*len) % open.len().max(1)),
+        ) {
             (0, Some(id)) => *id,
             _ => SocketId::MAIN,
         };
@@ -72,7 +82,11 @@ fuzz_target!(|data: &[u8]| {
     ended.sort();
     assert_eq!(ended, vec![a, b], "each punch ends exactly once");
     assert_eq!(core.punches(), 0);
-    assert!(open.len() <= MAX_PATHS, "the sessions closed their sockets: {}", open.len());
+    assert!(
+        open.len() <= MAX_PATHS,
+        "the sessions closed their sockets: {}",
+        open.len()
+    );
     let (from, ping) = common::ping();
     core.handle_datagram(now, from, &ping);
     assert!(core.poll_transmit().is_some(), "the node still answers");

@@ -101,6 +101,28 @@ pub trait Machine: Send + 'static {
     /// The waiter an own event completes, if it is the answer to something a caller
     /// started (see the driver's `own_request`); `None` broadcasts it.
     fn waiter(own: &Self::Own) -> Option<u64>;
+
+    /// Step 2 of the drive shape (see the trait's docs): every socket operation, then every
+    /// transmit, then every event, each handed to its closure. The simulator and the fuzzers
+    /// drain with it; the tokio driver takes the same queues under its lock.
+    fn drain(
+        &mut self,
+        mut op: impl FnMut(SocketOp),
+        mut transmit: impl FnMut(Transmit),
+        mut event: impl FnMut(MachineEvent<Self::Own>),
+    ) where
+        Self: Sized,
+    {
+        while let Some(o) = self.poll_socket_op() {
+            op(o);
+        }
+        while let Some(t) = self.poll_transmit() {
+            transmit(t);
+        }
+        while let Some(e) = self.poll_event() {
+            event(e);
+        }
+    }
 }
 
 /// An event of a [`Machine`]: the rpc core's, or the layer's own.

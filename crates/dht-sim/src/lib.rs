@@ -161,6 +161,8 @@ pub struct Sim<M: Machine = Core<NoHandler>> {
     trace: u64,
     /// Every datagram sent, while [`Sim::log_sends`] is on.
     log: Option<Vec<Sent>>,
+    /// Reused room for one node's transmits.
+    scratch: Vec<dht_rpc::Transmit>,
     /// Datagrams delivered so far.
     pub delivered: u64,
     /// Datagrams lost so far (by the loss rate, to a node that is down or absent, to a
@@ -279,6 +281,7 @@ impl<M: Machine> Sim<M> {
             timers: BinaryHeap::new(),
             trace: 0xcbf2_9ce4_8422_2325,
             log: None,
+            scratch: Vec::new(),
             delivered: 0,
             lost: 0,
             filtered: 0,
@@ -609,50 +612,59 @@ impl<M: Machine> Sim<M> {
         let ring = self.config.event_ring;
         let now = self.now;
         let node = &mut self.hosts[i];
-        while let Some(op) = node.core.poll_socket_op() {
-            match op {
+        let mut sent = std::mem::take(&mut self.scratch);
+        // The drive shape's step 2 (`Machine::drain`): socket operations, transmits, events.
+        let (sockets, events, recent, watched, own, own_recent) = (
+            &mut node.sockets,
+            &mut node.events,
+            &mut node.recent,
+            &mut node.watched,
+            &mut node.own,
+            &mut node.own_recent,
+        );
+        node.core.drain(
+            |op| match op {
                 SocketOp::Open(id) => {
                     let port = (20_000..)
-                        .find(|p| !node.sockets.values().any(|q| q == p))
+                        .find(|p| !sockets.values().any(|q| q == p))
                         .unwrap_or(20_000);
-                    node.sockets.insert(id, port);
+                    sockets.insert(id, port);
                 }
                 SocketOp::Close(id) => {
-                    node.sockets.remove(&id);
+                    sockets.remove(&id);
                 }
-            }
-        }
-        while let Some(e) = node.core.poll_event() {
-            match e {
+            },
+            |t| sent.push(t),
+            |e| match e {
                 MachineEvent::Rpc(e) => {
-                    let watched = match &e {
-                        Event::QueryReply { query, .. } => node.watched.contains(query),
-                        Event::QueryDone { query, .. } => node.watched.remove(query),
+                    let is_watched = match &e {
+                        Event::QueryReply { query, .. } => watched.contains(query),
+                        Event::QueryDone { query, .. } => watched.remove(query),
                         _ => false,
                     };
-                    if watched {
-                        node.events.push_back(e);
+                    if is_watched {
+                        events.push_back(e);
                     } else if ring > 0 {
-                        if node.recent.len() >= ring {
-                            node.recent.pop_front();
+                        if recent.len() >= ring {
+                            recent.pop_front();
                         }
-                        node.recent.push_back(e);
+                        recent.push_back(e);
                     }
                 }
-                MachineEvent::Own(o) if M::waiter(&o).is_some() => node.own.push_back(o),
+                MachineEvent::Own(o) if M::waiter(&o).is_some() => own.push_back(o),
                 MachineEvent::Own(o) if ring > 0 => {
-                    if node.own_recent.len() >= ring {
-                        node.own_recent.pop_front();
+                    if own_recent.len() >= ring {
+                        own_recent.pop_front();
                     }
-                    node.own_recent.push_back(o);
+                    own_recent.push_back(o);
                 }
                 MachineEvent::Own(_) => {}
-            }
-        }
+            },
+        );
         let mut out = Vec::new();
         let host = node.addr;
         let up = node.up;
-        while let Some(t) = node.core.poll_transmit() {
+        for t in sent.drain(..) {
             if let Some(log) = &mut self.log {
                 log.push(Sent {
                     at: now - self.start,
@@ -683,6 +695,7 @@ impl<M: Machine> Sim<M> {
             };
             out.push(Some((from, t.to, t.payload)));
         }
+        self.scratch = sent;
         self.reschedule(i);
         for t in out {
             let Some((from, to, payload)) = t else {
