@@ -477,6 +477,16 @@ impl<M: Machine> Sim<M> {
         Some(q)
     }
 
+    /// Stops keeping the events of query `q` of a node (the caller gave up on it).
+    pub fn unwatch(&mut self, addr: SocketAddrV4, q: QueryId) {
+        if let Some(h) = self.host_mut(addr) {
+            h.watched.remove(&q);
+            h.events.retain(|e| {
+                !matches!(e, Event::QueryReply { query, .. } | Event::QueryDone { query, .. } if *query == q)
+            });
+        }
+    }
+
     /// The own events of a node's machine since the last call: those that answer a caller,
     /// then the most recent others.
     pub fn take_own_events(&mut self, addr: SocketAddrV4) -> Vec<M::Own> {
@@ -741,7 +751,13 @@ impl<M: Machine> Sim<M> {
             return;
         };
         if !self.hosts[i].up {
+            // A NAT in front of a host that is down still drops what it would not let in.
+            let through = self.hosts[i]
+                .nat
+                .as_ref()
+                .is_none_or(|b| b.admits(now, p.to.port(), p.from));
             if !p.icmp
+                && through
                 && self.config.refuse_down
                 && !self.rng.random_bool(self.config.loss.clamp(0.0, 1.0))
             {
@@ -754,7 +770,7 @@ impl<M: Machine> Sim<M> {
         }
         let host = &mut self.hosts[i];
         let socket = match &mut host.nat {
-            Some(b) => match b.inbound(now, p.to.port(), p.from) {
+            Some(b) => match b.inbound(now, p.to.port(), p.from, p.icmp) {
                 Some(s) => s,
                 None => {
                     self.filtered += 1;

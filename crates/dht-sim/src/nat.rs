@@ -4,9 +4,11 @@
 //!
 //! A NAT holds *flows*, as Linux's connection tracking does: one per (external port, remote
 //! address), refreshed by a datagram either way, and gone after [`Nat::timeout`] without
-//! traffic ([`Nat::stream_timeout`] once a datagram came back on it). A *binding* (external
-//! port to one of the host's sockets, and with endpoint-dependent mapping one destination)
-//! lives as long as its flows. A datagram from outside gets in when its port has a live
+//! traffic ([`Nat::stream_timeout`] once a datagram came back on it; an expired flow that
+//! sees a datagram again starts anew, unanswered). A *binding* (external port to one of the
+//! host's sockets, and with endpoint-dependent mapping one destination) lives as long as
+//! its longest-lived flow; its flows go with it. An ICMP error about a datagram the host
+//! sent gets in on the same rules and changes no state. A datagram from outside gets in when its port has a live
 //! binding and the filtering admits its source:
 //!
 //! | filtering | admits |
@@ -131,9 +133,8 @@ struct Binding {
     socket: SocketId,
     /// With endpoint-dependent mapping, the one destination it was made for.
     dest: Option<SocketAddrV4>,
-    /// The last datagram either way on any of its flows, and whether one came back.
-    last: Instant,
-    replied: bool,
+    /// When its last flow expires (it lives as long as its flows).
+    expires: Instant,
 }
 
 /// A flow's state: its last datagram, and whether one came in on it.
@@ -171,12 +172,41 @@ impl NatBox {
     }
 
     fn alive(&self, now: Instant, last: Instant, replied: bool) -> bool {
-        let ttl = if replied {
+        now < last + self.ttl(replied)
+    }
+
+    fn ttl(&self, replied: bool) -> Duration {
+        if replied {
             self.nat.stream_timeout
         } else {
             self.nat.timeout
-        };
-        now.saturating_duration_since(last) < ttl
+        }
+    }
+
+    /// Whether the binding of `port` is live at `now`.
+    fn bound(&self, now: Instant, port: u16) -> bool {
+        self.by_port.get(&port).is_some_and(|b| now < b.expires)
+    }
+
+    /// The flow `(port, to)` has a datagram at `now` (`replied`: one that came back on it):
+    /// made, refreshed, or made anew if it had expired; its binding lives at least as long.
+    fn touch(&mut self, now: Instant, port: u16, to: SocketAddrV4, replied: bool) {
+        let (t, s) = (self.nat.timeout, self.nat.stream_timeout);
+        let f = self.flows.entry((port, remote(to))).or_insert(Flow {
+            last: now,
+            replied: false,
+        });
+        let ttl = |r: bool| if r { s } else { t };
+        if now >= f.last + ttl(f.replied) {
+            // Expired: conntrack would have dropped it; this datagram makes a new one.
+            f.replied = false;
+        }
+        f.last = now;
+        f.replied |= replied;
+        let expires = now + ttl(f.replied);
+        if let Some(b) = self.by_port.get_mut(&port) {
+            b.expires = b.expires.max(expires);
+        }
     }
 
     /// The external port a datagram from `socket` (whose own port is `own`) to `to` leaves
@@ -193,11 +223,11 @@ impl NatBox {
             Mapping::EndpointIndependent => (socket, None),
             Mapping::EndpointDependent => (socket, Some(to)),
         };
-        let live = self.by_socket.get(&key).copied().filter(|p| {
-            self.by_port
-                .get(p)
-                .is_some_and(|b| self.alive(now, b.last, b.replied))
-        });
+        let live = self
+            .by_socket
+            .get(&key)
+            .copied()
+            .filter(|p| self.bound(now, *p));
         let port = match live {
             Some(p) => p,
             None => {
@@ -211,21 +241,13 @@ impl NatBox {
                     Binding {
                         socket,
                         dest: key.1,
-                        last: now,
-                        replied: false,
+                        expires: now,
                     },
                 );
                 port
             }
         };
-        if let Some(b) = self.by_port.get_mut(&port) {
-            b.last = now;
-        }
-        let f = self.flows.entry((port, remote(to))).or_insert(Flow {
-            last: now,
-            replied: false,
-        });
-        f.last = now;
+        self.touch(now, port, to, false);
         self.sweep(now);
         port
     }
@@ -233,40 +255,69 @@ impl NatBox {
     /// A port for a new binding: the socket's own when free (endpoint-independent), else a
     /// random one that no live binding holds.
     fn free_port(&mut self, now: Instant, own: u16, rng: &mut StdRng) -> u16 {
-        let free = |b: &NatBox, p: u16| {
-            b.by_port
-                .get(&p)
-                .is_none_or(|x| !b.alive(now, x.last, x.replied))
-        };
-        if self.nat.mapping == Mapping::EndpointIndependent && free(self, own) {
+        if self.nat.mapping == Mapping::EndpointIndependent && !self.bound(now, own) {
             self.drop_port(own);
             return own;
         }
-        loop {
-            let p = rng.random_range(1024..=u16::MAX);
-            if free(self, p) {
-                self.drop_port(p);
-                return p;
-            }
-        }
+        // Random ports, then (a NAT with nearly every port bound) the first free one; with
+        // all 64,512 bound, the oldest binding's port is taken over.
+        let p = (0..64)
+            .map(|_| rng.random_range(1024..=u16::MAX))
+            .find(|p| !self.bound(now, *p))
+            .or_else(|| (1024..=u16::MAX).find(|p| !self.bound(now, *p)))
+            .or_else(|| {
+                self.by_port
+                    .iter()
+                    .min_by_key(|(_, b)| b.expires)
+                    .map(|(p, _)| *p)
+            })
+            .unwrap_or(own);
+        self.drop_port(p);
+        p
     }
 
+    /// Forgets the binding of `port` and its flows.
     fn drop_port(&mut self, port: u16) {
         if let Some(b) = self.by_port.remove(&port) {
             self.by_socket.remove(&(b.socket, b.dest));
         }
+        let flows: Vec<_> = self
+            .flows
+            .range((port, (0, 0))..=(port, (u32::MAX, u16::MAX)))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in flows {
+            self.flows.remove(&k);
+        }
     }
 
     /// Which socket a datagram from `from` to external port `port` reaches at `now`, if the
-    /// NAT lets it in (its flow is then refreshed, or made: conntrack tracks it).
+    /// NAT lets it in; its flow is then refreshed and marked answered (or made: conntrack
+    /// tracks it). `related`: an ICMP error about a datagram we sent, let in on the same
+    /// rules but changing nothing (conntrack's RELATED).
     pub(crate) fn inbound(
         &mut self,
         now: Instant,
         port: u16,
         from: SocketAddrV4,
+        related: bool,
     ) -> Option<SocketId> {
+        let socket = self.admit(now, port, from)?;
+        if !related {
+            self.touch(now, port, from, true);
+        }
+        Some(socket)
+    }
+
+    /// Whether a datagram from `from` to `port` would get in now (changing nothing).
+    pub(crate) fn admits(&self, now: Instant, port: u16, from: SocketAddrV4) -> bool {
+        self.admit(now, port, from).is_some()
+    }
+
+    /// The socket a datagram from `from` to `port` reaches, if the NAT lets it in now.
+    fn admit(&self, now: Instant, port: u16, from: SocketAddrV4) -> Option<SocketId> {
         let b = *self.by_port.get(&port)?;
-        if !self.alive(now, b.last, b.replied) {
+        if now >= b.expires {
             return None;
         }
         let flow_alive = |k| {
@@ -284,23 +335,12 @@ impl NatBox {
             }
             Filtering::AddressAndPort => flow_alive((port, remote(from))),
         };
-        if !admitted
-            || b.dest
-                .is_some_and(|d| d != from && self.nat.filtering != Filtering::Open)
-        {
-            return None;
-        }
-        let f = self.flows.entry((port, remote(from))).or_insert(Flow {
-            last: now,
-            replied: true,
-        });
-        f.last = now;
-        f.replied = true;
-        if let Some(b) = self.by_port.get_mut(&port) {
-            b.last = now;
-            b.replied = true;
-        }
-        Some(b.socket)
+        let dest_ok = match (b.dest, self.nat.filtering) {
+            (None, _) | (_, Filtering::Open) => true,
+            (Some(d), Filtering::Address) => d.ip() == from.ip(),
+            (Some(d), Filtering::AddressAndPort) => d == from,
+        };
+        (admitted && dest_ok).then_some(b.socket)
     }
 
     /// The external port `socket` is bound to toward `to` (or toward anyone), if live.
@@ -309,11 +349,10 @@ impl NatBox {
             Mapping::EndpointIndependent => (socket, None),
             Mapping::EndpointDependent => (socket, Some(to)),
         };
-        self.by_socket.get(&key).copied().filter(|p| {
-            self.by_port
-                .get(p)
-                .is_some_and(|b| self.alive(now, b.last, b.replied))
-        })
+        self.by_socket
+            .get(&key)
+            .copied()
+            .filter(|p| self.bound(now, *p))
     }
 
     /// Expired flows and bindings go once the flows have doubled since the last sweep:
@@ -323,26 +362,16 @@ impl NatBox {
             return;
         }
         let (t, s) = (self.nat.timeout, self.nat.stream_timeout);
-        let alive = |last: Instant, replied: bool| {
-            now.saturating_duration_since(last) < if replied { s } else { t }
-        };
-        self.flows.retain(|_, f| alive(f.last, f.replied));
+        self.flows
+            .retain(|_, f| now < f.last + if f.replied { s } else { t });
         let dead: Vec<u16> = self
             .by_port
             .iter()
-            .filter(|(_, b)| !alive(b.last, b.replied))
+            .filter(|(_, b)| now >= b.expires)
             .map(|(p, _)| *p)
             .collect();
         for p in dead {
             self.drop_port(p);
-            let flows: Vec<_> = self
-                .flows
-                .range((p, (0, 0))..=(p, (u32::MAX, u16::MAX)))
-                .map(|(k, _)| *k)
-                .collect();
-            for k in flows {
-                self.flows.remove(&k);
-            }
         }
         self.swept = self.flows.len();
     }

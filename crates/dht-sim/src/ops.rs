@@ -82,6 +82,10 @@ impl<M: Machine> Sim<M> {
             }
             result.is_some()
         });
+        if result.is_none() {
+            // Given up: its later events are nobody's.
+            self.unwatch(from, qid);
+        }
         (replies, result.unwrap_or(Err(QueryError::Cancelled)), times)
     }
 
@@ -194,7 +198,11 @@ impl<M: Machine> Sim<M> {
             let (i, result) = match ended.take() {
                 Some(e) => e,
                 // Past the limit: the first one is taken as failed.
-                None => (0, Err(QueryError::Cancelled)),
+                None => {
+                    let (node, qid) = (running[0].node, running[0].qid);
+                    self.unwatch(node, qid);
+                    (0, Err(QueryError::Cancelled))
+                }
             };
             let r = running.swap_remove(i);
             let time = self.now - r.start;
