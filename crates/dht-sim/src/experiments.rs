@@ -141,6 +141,32 @@ pub fn look_up(
     out
 }
 
+/// Fresh keys kept announced (every 4 to 5 minutes) from `keys` random live nodes:
+/// (key, keeper).
+pub fn keep_fresh(world: &mut World, keys: usize) -> Vec<(Key, SocketAddrV4)> {
+    (0..keys)
+        .map(|_| {
+            let from = world.random_live();
+            (world.keep(from), from)
+        })
+        .collect()
+}
+
+/// Takes a random share of the live nodes down at once, keepers of `kept` spared; how many.
+pub fn fail_others(world: &mut World, kept: &[(Key, SocketAddrV4)], share: f64) -> usize {
+    let mut others: Vec<SocketAddrV4> = world
+        .live()
+        .into_iter()
+        .filter(|a| !kept.iter().any(|(_, k)| k == a))
+        .collect();
+    let gone = (others.len() as f64 * share).round() as usize;
+    rand::seq::SliceRandom::shuffle(others.as_mut_slice(), world.sim.rng());
+    for a in &others[..gone] {
+        world.sim.set_up(*a, false);
+    }
+    gone
+}
+
 /// A mass failure right after an announce: lookups before it, right after it, and after the
 /// next re-announce.
 #[derive(Debug, Clone, Default)]
@@ -168,25 +194,10 @@ pub fn mass_failure(
     fraction: f64,
     rtt: Duration,
 ) -> Failure {
-    let mut kept = Vec::new();
-    for _ in 0..keys {
-        let from = world.random_live();
-        kept.push((world.keep(from), from));
-    }
+    let kept = keep_fresh(world, keys);
     world.sim.run_for(Duration::from_secs(30));
     let before = look_up(world, &kept, lookups, rtt);
-    let keepers: Vec<SocketAddrV4> = kept.iter().map(|(_, a)| *a).collect();
-    let others: Vec<SocketAddrV4> = world
-        .live()
-        .into_iter()
-        .filter(|a| !keepers.contains(a))
-        .collect();
-    let gone = (others.len() as f64 * fraction).round() as usize;
-    let mut order = others;
-    rand::seq::SliceRandom::shuffle(order.as_mut_slice(), world.sim.rng());
-    for a in &order[..gone] {
-        world.sim.set_up(*a, false);
-    }
+    fail_others(world, &kept, fraction);
     let holders = |w: &World| {
         mean(
             &kept
@@ -234,12 +245,7 @@ pub fn churn(
     lookups: usize,
     rtt: Duration,
 ) -> (Vec<ChurnSample>, Lookups) {
-    let mut kept = Vec::new();
-    for _ in 0..keys {
-        let from = world.random_live();
-        kept.push((world.keep(from), from));
-    }
-    let keepers: Vec<SocketAddrV4> = kept.iter().map(|(_, a)| *a).collect();
+    let kept = keep_fresh(world, keys);
     let start = world.sim.now();
     let mut samples = Vec::new();
     let sample = |w: &World| {
@@ -257,17 +263,7 @@ pub fn churn(
     world.sim.run_for(Duration::from_secs(30));
     samples.push(sample(world));
     for _ in 0..minutes {
-        let others: Vec<SocketAddrV4> = world
-            .live()
-            .into_iter()
-            .filter(|a| !keepers.contains(a))
-            .collect();
-        let n = (others.len() as f64 * per_minute).round() as usize;
-        let mut order = others;
-        rand::seq::SliceRandom::shuffle(order.as_mut_slice(), world.sim.rng());
-        for a in &order[..n] {
-            world.sim.set_up(*a, false);
-        }
+        let n = fail_others(world, &kept, per_minute);
         world.join(n);
         let elapsed = (world.sim.now() - start).as_secs_f64();
         let next = (elapsed / 30.0).floor() * 30.0 + 30.0;
@@ -405,21 +401,12 @@ pub fn growth(world: &mut World, step: usize, steps: usize) -> Vec<GrowthStep> {
         world.join(step);
         let (after, t1) = (stats(world), world.sim.now());
         let secs = (t1 - t0).as_secs_f64().max(1e-9);
-        let live = world.live();
-        let (mut table, mut buckets) = (0.0, 0.0);
-        for a in &live {
-            if let Some(c) = world.sim.core(*a) {
-                table += c.table().len() as f64;
-                buckets += c.table().bucket_fill().filter(|(_, n)| *n > 0).count() as f64;
-            }
-        }
-        let n = live.len().max(1) as f64;
         out.push(GrowthStep {
             nodes: world.nodes.len(),
             entry_in: (after.datagrams_in - before.datagrams_in) as f64 / secs,
             entry_out: (after.datagrams_out - before.datagrams_out) as f64 / secs,
-            table: table / n,
-            buckets: buckets / n,
+            table: world.mean_over_live(|c| c.table().len() as f64),
+            buckets: world.mean_over_live(|c| c.table().bucket_fill().count() as f64),
         });
     }
     out

@@ -3,14 +3,11 @@
 //! the same `Core` calls the tokio handle makes.
 //!
 //! ```
-//! use dht_rpc::Config;
 //! use dht_sim::{Sim, SimConfig, hyper};
 //! use hyperdht::{AnnounceOptions, Key};
 //!
 //! let mut sim = Sim::of_machines(SimConfig::default());
-//! let entry = hyper::add_node(&mut sim, Config { ephemeral: true, ..Config::default() });
-//! let config = Config { bootstrap: vec![entry], ..Config::default() };
-//! let nodes: Vec<_> = (0..30).map(|_| hyper::add_node(&mut sim, config.clone())).collect();
+//! let (_entry, nodes) = hyper::network(&mut sim, 30);
 //! sim.bootstrap_all();
 //! let key = Key::from_bytes([9; 32]);
 //! let stored = hyper::announce(&mut sim, nodes[0], key, AnnounceOptions::default());
@@ -37,6 +34,25 @@ pub fn add_node(sim: &mut Sim<Core>, config: Config) -> SocketAddrV4 {
             dht_rpc::Core::with_handler(config, PeersHandler::new(PeerStore::default(), seed), now);
         Core::new(rpc, now)
     })
+}
+
+/// Adds an ephemeral entry node (as `dht-bootstrap`) and `n` nodes whose bootstrap list is
+/// it; none bootstrapped yet (put some behind NATs first, then [`Sim::bootstrap_all`]).
+/// Returns the entry and the nodes.
+pub fn network(sim: &mut Sim<Core>, n: usize) -> (SocketAddrV4, Vec<SocketAddrV4>) {
+    let entry = add_node(
+        sim,
+        Config {
+            ephemeral: true,
+            ..Config::default()
+        },
+    );
+    let config = Config {
+        bootstrap: vec![entry],
+        ..Config::default()
+    };
+    let nodes = (0..n).map(|_| add_node(sim, config.clone())).collect();
+    (entry, nodes)
 }
 
 /// What a lookup found.

@@ -27,6 +27,7 @@
 
 pub mod experiments;
 pub mod hyper;
+pub mod lab;
 mod nat;
 mod ops;
 pub mod world;
@@ -238,9 +239,10 @@ impl<H: Handler + Send + 'static> Sim<Core<H>> {
     }
 }
 
-/// The address of host `i` (from 0): one host per /24 of 10/8 (the defences limit what one
-/// /24 holds in a routing table), then a second host in each, and so on.
-fn host_addr(i: usize) -> SocketAddrV4 {
+/// The address the `i`-th node added to a simulation gets (from 0): one host per /24 of
+/// 10/8 (the defences limit what one /24 holds in a routing table), then a second host in
+/// each, and so on; every one on [`PORT`]. A test can name nodes before they exist.
+pub fn host_addr(i: usize) -> SocketAddrV4 {
     let i = i as u32 + 1;
     let (net, host) = (i & 0xffff, 1 + (i >> 16));
     SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | net << 8 | host), PORT)

@@ -75,6 +75,16 @@ impl Nat {
             stream_timeout: Duration::from_secs(120),
         }
     }
+
+    /// How long a flow lives without traffic: [`Nat::stream_timeout`] once a datagram came
+    /// back on it (`replied`), else [`Nat::timeout`].
+    pub fn ttl(&self, replied: bool) -> Duration {
+        if replied {
+            self.stream_timeout
+        } else {
+            self.timeout
+        }
+    }
 }
 
 /// The five NATs of the lab (docs/NAT.md), as a population's kinds.
@@ -144,6 +154,12 @@ struct Flow {
     replied: bool,
 }
 
+impl Flow {
+    fn alive(&self, nat: &Nat, now: Instant) -> bool {
+        now < self.last + nat.ttl(self.replied)
+    }
+}
+
 /// A remote address as an ordered key: (IP, port), so that one IP's flows are a range.
 fn remote(a: SocketAddrV4) -> (u32, u16) {
     (u32::from(*a.ip()), a.port())
@@ -171,15 +187,11 @@ impl NatBox {
         }
     }
 
-    fn alive(&self, now: Instant, last: Instant, replied: bool) -> bool {
-        now < last + self.ttl(replied)
-    }
-
-    fn ttl(&self, replied: bool) -> Duration {
-        if replied {
-            self.nat.stream_timeout
-        } else {
-            self.nat.timeout
+    /// The key of the binding a datagram from `socket` to `to` uses.
+    fn key(&self, socket: SocketId, to: SocketAddrV4) -> (SocketId, Option<SocketAddrV4>) {
+        match self.nat.mapping {
+            Mapping::EndpointIndependent => (socket, None),
+            Mapping::EndpointDependent => (socket, Some(to)),
         }
     }
 
@@ -191,19 +203,18 @@ impl NatBox {
     /// The flow `(port, to)` has a datagram at `now` (`replied`: one that came back on it):
     /// made, refreshed, or made anew if it had expired; its binding lives at least as long.
     fn touch(&mut self, now: Instant, port: u16, to: SocketAddrV4, replied: bool) {
-        let (t, s) = (self.nat.timeout, self.nat.stream_timeout);
+        let nat = self.nat;
         let f = self.flows.entry((port, remote(to))).or_insert(Flow {
             last: now,
             replied: false,
         });
-        let ttl = |r: bool| if r { s } else { t };
-        if now >= f.last + ttl(f.replied) {
+        if !f.alive(&nat, now) {
             // Expired: conntrack would have dropped it; this datagram makes a new one.
             f.replied = false;
         }
         f.last = now;
         f.replied |= replied;
-        let expires = now + ttl(f.replied);
+        let expires = now + nat.ttl(f.replied);
         if let Some(b) = self.by_port.get_mut(&port) {
             b.expires = b.expires.max(expires);
         }
@@ -219,16 +230,8 @@ impl NatBox {
         to: SocketAddrV4,
         rng: &mut StdRng,
     ) -> u16 {
-        let key = match self.nat.mapping {
-            Mapping::EndpointIndependent => (socket, None),
-            Mapping::EndpointDependent => (socket, Some(to)),
-        };
-        let live = self
-            .by_socket
-            .get(&key)
-            .copied()
-            .filter(|p| self.bound(now, *p));
-        let port = match live {
+        let key = self.key(socket, to);
+        let port = match self.port_of(now, socket, to) {
             Some(p) => p,
             None => {
                 if let Some(old) = self.by_socket.remove(&key) {
@@ -320,20 +323,18 @@ impl NatBox {
         if now >= b.expires {
             return None;
         }
-        let flow_alive = |k| {
-            self.flows
-                .get(&k)
-                .is_some_and(|f: &Flow| self.alive(now, f.last, f.replied))
-        };
         let admitted = match self.nat.filtering {
             Filtering::Open => true,
             Filtering::Address => {
                 let ip = u32::from(*from.ip());
                 self.flows
                     .range((port, (ip, 0))..=(port, (ip, u16::MAX)))
-                    .any(|(_, f)| self.alive(now, f.last, f.replied))
+                    .any(|(_, f)| f.alive(&self.nat, now))
             }
-            Filtering::AddressAndPort => flow_alive((port, remote(from))),
+            Filtering::AddressAndPort => self
+                .flows
+                .get(&(port, remote(from)))
+                .is_some_and(|f| f.alive(&self.nat, now)),
         };
         let dest_ok = match (b.dest, self.nat.filtering) {
             (None, _) | (_, Filtering::Open) => true,
@@ -345,12 +346,8 @@ impl NatBox {
 
     /// The external port `socket` is bound to toward `to` (or toward anyone), if live.
     pub(crate) fn port_of(&self, now: Instant, socket: SocketId, to: SocketAddrV4) -> Option<u16> {
-        let key = match self.nat.mapping {
-            Mapping::EndpointIndependent => (socket, None),
-            Mapping::EndpointDependent => (socket, Some(to)),
-        };
         self.by_socket
-            .get(&key)
+            .get(&self.key(socket, to))
             .copied()
             .filter(|p| self.bound(now, *p))
     }
@@ -361,9 +358,8 @@ impl NatBox {
         if self.flows.len() < 2 * self.swept.max(32) {
             return;
         }
-        let (t, s) = (self.nat.timeout, self.nat.stream_timeout);
-        self.flows
-            .retain(|_, f| now < f.last + if f.replied { s } else { t });
+        let nat = self.nat;
+        self.flows.retain(|_, f| f.alive(&nat, now));
         let dead: Vec<u16> = self
             .by_port
             .iter()

@@ -118,11 +118,21 @@ impl Built {
 
 /// The resident memory of this process now (`VmRSS`), in bytes; 0 where unknown.
 pub fn rss() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// The most resident memory this process has had (`VmHWM`), in bytes; 0 where unknown.
+pub fn peak_rss() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
@@ -154,12 +164,7 @@ impl World {
         let n = world.config.nodes;
         world.join(n);
         // A second round, as long-lived nodes re-bootstrap (their tables fill in).
-        for i in 0..world.nodes.len() {
-            let a = world.nodes[i];
-            world.sim.with_core(a, |c, now| c.bootstrap(now));
-            world.sim.run_for(Duration::from_millis(2));
-        }
-        world.sim.run_for(Duration::from_secs(10));
+        world.rebootstrap();
         world.built = Built {
             wall: wall.elapsed(),
             virtual_time: world.sim.elapsed(),
@@ -198,6 +203,29 @@ impl World {
                 .all(|a| !s.is_up(*a) || s.core(*a).is_some_and(|c| c.is_bootstrapped()))
         });
         added
+    }
+
+    /// Every node bootstraps again, 2 ms apart, as long-lived nodes do now and then; then
+    /// 10 s more.
+    pub fn rebootstrap(&mut self) {
+        for i in 0..self.nodes.len() {
+            let a = self.nodes[i];
+            self.sim.with_core(a, |c, now| c.bootstrap(now));
+            self.sim.run_for(Duration::from_millis(2));
+        }
+        self.sim.run_for(Duration::from_secs(10));
+    }
+
+    /// The mean of `f` over the dht-rpc cores of the nodes that are up (0 with none).
+    pub fn mean_over_live(&self, f: impl Fn(&dht_rpc::Core<hyperdht::PeersHandler>) -> f64) -> f64 {
+        let v: Vec<f64> = self
+            .nodes
+            .iter()
+            .filter(|a| self.sim.is_up(**a))
+            .filter_map(|a| self.sim.core(*a))
+            .map(f)
+            .collect();
+        crate::experiments::mean(&v)
     }
 
     /// The nodes that are up.

@@ -9,10 +9,6 @@ use dht_rpc::{Config, QueryError};
 use dht_sim::{Sim, SimConfig, hyper};
 use hyperdht::{AnnounceOptions, Core, Key, REANNOUNCE};
 
-fn node(sim: &mut Sim<Core>, config: Config) -> SocketAddrV4 {
-    hyper::add_node(sim, config)
-}
-
 /// The announced ports a lookup of `key` from `from` finds.
 fn lookup(sim: &mut Sim<Core>, from: SocketAddrV4, key: Key) -> Vec<u16> {
     let mut ports: Vec<u16> = hyper::lookup(sim, from, key)
@@ -36,18 +32,7 @@ fn holders(sim: &Sim<Core>, nodes: &[SocketAddrV4], key: &Key) -> Vec<SocketAddr
 #[test]
 fn a_kept_announcement_outlives_the_nodes_that_stored_it() {
     let mut sim: Sim<Core> = Sim::of_machines(SimConfig::default());
-    let entry = node(
-        &mut sim,
-        Config {
-            ephemeral: true,
-            ..Config::default()
-        },
-    );
-    let config = Config {
-        bootstrap: vec![entry],
-        ..Config::default()
-    };
-    let nodes: Vec<_> = (0..150).map(|_| node(&mut sim, config.clone())).collect();
+    let (_entry, nodes) = hyper::network(&mut sim, 150);
     sim.bootstrap_all();
     let (keeper, once) = (nodes[0], nodes[1]);
     // Two keys far from the keeper (it must not store the other's announce).
@@ -119,9 +104,7 @@ fn a_kept_announcement_outlives_the_nodes_that_stored_it() {
 /// Four nodes that know each other (the first bootstraps from the other three), no entry.
 fn four() -> (Sim<Core>, Vec<SocketAddrV4>) {
     let mut sim: Sim<Core> = Sim::of_machines(SimConfig::default());
-    let others: Vec<SocketAddrV4> = (2..=4)
-        .map(|i| SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, i, 1), dht_sim::PORT))
-        .collect();
+    let others: Vec<SocketAddrV4> = (1..4).map(dht_sim::host_addr).collect();
     let first = hyper::add_node(
         &mut sim,
         Config {
@@ -213,20 +196,7 @@ fn the_same_seed_gives_the_same_run_and_another_seed_another() {
             internet: true,
             ..SimConfig::default()
         });
-        let entry = hyper::add_node(
-            &mut sim,
-            Config {
-                ephemeral: true,
-                ..Config::default()
-            },
-        );
-        let config = Config {
-            bootstrap: vec![entry],
-            ..Config::default()
-        };
-        let nodes: Vec<_> = (0..40)
-            .map(|_| hyper::add_node(&mut sim, config.clone()))
-            .collect();
+        let (_entry, nodes) = hyper::network(&mut sim, 40);
         for (i, &a) in nodes.iter().enumerate() {
             let kind = dht_sim::NatKind::ALL[i % 5];
             sim.set_nat(a, kind.nat());

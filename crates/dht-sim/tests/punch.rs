@@ -7,7 +7,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use dht_rpc::{Config, Event};
-use dht_sim::{NatKind, Sim, SimConfig, hyper};
+use dht_sim::{NatKind, Sim, SimConfig, hyper, lab};
 use hyperdht::{
     BIRTHDAY_SPRAYS, BirthdayTry, Core, HolepunchError, HolepunchPath, PUNCH_INTERVAL, PUNCH_ROUNDS,
 };
@@ -19,9 +19,7 @@ fn four(seed: u64) -> (Sim<Core>, [SocketAddrV4; 4]) {
         seed,
         ..SimConfig::default()
     });
-    let others: Vec<SocketAddrV4> = (2..=4)
-        .map(|i| SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, i, 1), dht_sim::PORT))
-        .collect();
+    let others: Vec<SocketAddrV4> = (1..4).map(dht_sim::host_addr).collect();
     let us = hyper::add_node(
         &mut sim,
         Config {
@@ -241,40 +239,22 @@ fn without_a_relay_only_direct_probes_go_out() {
     );
 }
 
-/// The Rust <-> Rust matrix of docs/NAT.md: for each (row: announcer's NAT, column:
-/// looker's NAT), whether every trial opened, and the median time in ms.
-fn lab_matrix() -> Vec<(NatKind, NatKind, bool, Option<u64>)> {
-    let doc = include_str!("../../../docs/NAT.md");
-    let section = doc
-        .split("## Rust <-> Rust")
-        .nth(1)
-        .and_then(|s| s.split("\n## ").next())
-        .expect("docs/NAT.md has the Rust <-> Rust matrix");
-    let kind = |name: &str| {
-        NatKind::ALL
-            .into_iter()
-            .find(|k| k.name() == name.trim().trim_matches('*'))
-    };
-    let mut cells = Vec::new();
-    for line in section.lines().filter(|l| l.starts_with("| **")) {
-        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
-        let row = kind(cols[1]).expect("a row's NAT");
-        for (b, cell) in NatKind::ALL.into_iter().zip(&cols[2..]) {
-            let (score, time) = cell.split_once(' ').unwrap_or((cell, ""));
-            let (ok, of) = score.split_once('/').expect("k/n");
-            let opened = ok == of && ok != "0";
-            let ms = time.trim_end_matches(" ms").parse().ok();
-            cells.push((row, b, opened, ms));
-        }
-    }
-    assert_eq!(cells.len(), 25, "a 5 x 5 matrix");
-    cells
-}
-
 #[test]
 fn every_cell_of_the_nat_lab_matrix_gives_the_labs_outcome() {
+    let cells = lab::rust_matrix(lab::NAT_MD);
+    assert_eq!(
+        cells.len(),
+        25,
+        "docs/NAT.md has the 5 x 5 Rust <-> Rust matrix"
+    );
     let mut table = String::new();
-    for (announcer, looker, opened, ms) in lab_matrix() {
+    for lab::LabCell {
+        announcer,
+        looker,
+        opened,
+        ms,
+    } in cells
+    {
         // We are the looker; the peer is the announcer.
         let (_sim, _n, result) = punch_across(looker, announcer, 7);
         let got = result.as_ref().map(|h| h.path);

@@ -86,14 +86,7 @@ fn chart(
             .x_label_formatter(&|v| format!("{v:.0}"))
             .draw()
             .map_err(|x| e(&x))?;
-        draw(&mut chart, series)?;
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(|x| e(&x))?;
+        finish(&mut chart, series, SeriesLabelPosition::UpperLeft)
     } else {
         let mut chart = b.build_cartesian_2d(x0..x1, y0..y1).map_err(|x| e(&x))?;
         chart
@@ -102,16 +95,28 @@ fn chart(
             .y_desc(y)
             .draw()
             .map_err(|x| e(&x))?;
-        draw(&mut chart, series)?;
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|x| e(&x))?;
+        finish(&mut chart, series, SeriesLabelPosition::LowerRight)
     }
-    Ok(())
+}
+
+/// The lines and their legend (at `legend`), on either kind of x axis.
+fn finish<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    series: &[Series],
+    legend: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    draw(chart, series)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(legend)
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 fn draw<'a, X, Y>(

@@ -72,40 +72,16 @@ fn progress(what: &str) {
 pub fn size_line(n: usize, seed: u64, quick: bool) -> String {
     let mut world = World::build(WorldConfig::new(n, seed));
     let built = world.built;
-    let tables = mean(
-        &world
-            .live()
-            .iter()
-            .filter_map(|a| world.sim.core(*a))
-            .map(|c| c.table().len() as f64)
-            .collect::<Vec<_>>(),
-    );
+    let tables = world.mean_over_live(|c| c.table().len() as f64);
     let entry_in = world
         .sim
         .core(world.entry)
         .map_or(0, |c| c.stats().datagrams_in);
-    let rtts = mean(
-        &world
-            .live()
-            .iter()
-            .filter_map(|a| world.sim.core(*a))
-            .map(|c| c.rtts().len() as f64)
-            .collect::<Vec<_>>(),
-    );
+    let rtts = world.mean_over_live(|c| c.rtts().len() as f64);
     let lookups = if quick { 50 } else { 200 };
     let wall = Instant::now();
     let l = experiments::announce_and_look_up(&mut world, 10, lookups, RTT);
-    let peak = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-        })
-        .unwrap_or(0)
-        * 1024;
+    let peak = dht_sim::world::peak_rss();
     format!(
         "n={n} success={} rounds={} rounds_p90={} first={} messages={} first_ms={} wall={} virtual={} speed={} per_node={} peak={} tables={} entry_in={} delivered={} lookup_wall={} rtts={rtts}",
         l.success(),
@@ -348,36 +324,6 @@ pub fn churn(doc: &mut Doc, seed: u64, quick: bool) {
     );
 }
 
-/// The lab's Rust <-> Rust matrix: (announcer, looker) -> opened every trial.
-fn lab() -> Vec<((NatKind, NatKind), bool)> {
-    let doc = include_str!("../../../../../docs/NAT.md");
-    let Some(section) = doc
-        .split("## Rust <-> Rust")
-        .nth(1)
-        .and_then(|s| s.split("\n## ").next())
-    else {
-        return Vec::new();
-    };
-    let kind = |s: &str| {
-        NatKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s.trim().trim_matches('*'))
-    };
-    let mut out = Vec::new();
-    for line in section.lines().filter(|l| l.starts_with("| **")) {
-        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
-        let Some(row) = kind(cols[1]) else { continue };
-        for (b, cell) in NatKind::ALL.into_iter().zip(&cols[2..]) {
-            let score = cell.split(' ').next().unwrap_or("");
-            let ok = score
-                .split_once('/')
-                .is_some_and(|(a, n)| a == n && a != "0");
-            out.push(((row, b), ok));
-        }
-    }
-    out
-}
-
 /// A NAT population, with the reachability check on and off.
 pub fn nat(doc: &mut Doc, seed: u64, quick: bool) {
     let (n, per_cell) = if quick { (600, 3) } else { (3000, 8) };
@@ -404,12 +350,7 @@ pub fn nat(doc: &mut Doc, seed: u64, quick: bool) {
         };
         let mut w = World::build(c);
         w.sim.run_for(Duration::from_secs(300));
-        for i in 0..w.nodes.len() {
-            let a = w.nodes[i];
-            w.sim.with_core(a, |c, now| c.bootstrap(now));
-            w.sim.run_for(Duration::from_millis(2));
-        }
-        w.sim.run_for(Duration::from_secs(10));
+        w.rebootstrap();
         let r = experiments::nat_population(
             &mut w,
             10,
@@ -448,7 +389,7 @@ pub fn nat(doc: &mut Doc, seed: u64, quick: bool) {
         }
     }
     let Some(r) = matrix else { return };
-    let lab = lab();
+    let lab = dht_sim::lab::rust_matrix(dht_sim::lab::NAT_MD);
     doc.text(&format!(
         "\nHole punching with the check on: for each pair, {per_cell} random pairs of nodes. \
          The announcer (row) announces a fresh key; the looker (column) looks it up and \
@@ -467,7 +408,10 @@ pub fn nat(doc: &mut Doc, seed: u64, quick: bool) {
         let mut row = format!("| **{}** |", a.name());
         for b in NatKind::ALL {
             let (ok, tried, bday) = r.punches.get(&(a, b)).copied().unwrap_or_default();
-            let lab_ok = lab.iter().find(|(c, _)| *c == (a, b)).map(|(_, o)| *o);
+            let lab_ok = lab
+                .iter()
+                .find(|c| (c.announcer, c.looker) == (a, b))
+                .map(|c| c.opened);
             let sim_ok = tried > 0 && ok == tried;
             if let Some(l) = lab_ok {
                 cells += 1;
