@@ -40,7 +40,7 @@ use crate::stats::Stats;
 use crate::tokens::Tokens;
 
 use reach::Reach;
-use requests::{Phase, Purpose, Requests};
+use requests::{Phase, Purpose, Reping, Requests};
 
 /// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,8 +136,9 @@ pub struct Core<H = NoHandler> {
 /// holds a slice, and once the driver sent and dropped them all the buffer is reused, so
 /// answering allocates once per this many bytes of answers, not once per answer.
 const ANSWER_ARENA: usize = 32 * 1024;
-/// Room the transmit and event queues keep once drained (more is given back).
-const QUEUE_KEPT: usize = 256;
+/// Room the transmit and event queues may keep once drained: more is given back, down to
+/// a quarter of it (every node in a simulation of 100,000 keeps its own).
+const QUEUE_KEPT: usize = 32;
 /// The arena's first buffer.
 const ANSWER_ARENA_MIN: usize = 2 * 1024;
 
@@ -633,8 +634,8 @@ impl<H: Handler> Core<H> {
     /// Sends queued requests while there is room in flight (the reachability check counted
     /// them when they were queued).
     fn flush_requests(&mut self, now: Instant) {
-        while let Some((to, datagram)) = self.requests.send_next(now) {
-            self.push_transmit(to, datagram);
+        while let Some((to, payload)) = self.requests.send_next(now) {
+            self.push_encoded(to, payload);
         }
     }
 
@@ -650,10 +651,6 @@ impl<H: Handler> Core<H> {
             self.reach.on_send(now, to);
         }
         self.push_encoded(to, payload);
-    }
-
-    fn push_transmit(&mut self, to: SocketAddrV4, datagram: Datagram) {
-        self.push_encoded(to, datagram.encode());
     }
 
     fn push_encoded(&mut self, to: SocketAddrV4, payload: Bytes) {
@@ -822,11 +819,12 @@ impl<H: Handler> Core<H> {
                 let verdict = self.reach.on_blocked(peer);
                 self.on_reach_verdict(now, verdict);
             }
-            Purpose::Reping {
-                contact,
-                mut rest,
-                newcomer,
-            } => {
+            Purpose::Reping(r) => {
+                let Reping {
+                    contact,
+                    mut rest,
+                    newcomer,
+                } = *r;
                 self.repinging.remove(&contact);
                 // It answered: try the next one; when all answer, the newcomer is dropped.
                 if let Some(next) = rest.pop_front() {
@@ -907,11 +905,12 @@ impl<H: Handler> Core<H> {
                 let verdict = self.reach.on_inconclusive();
                 self.on_reach_verdict(now, verdict);
             }
-            Purpose::Reping {
-                contact,
-                rest,
-                newcomer,
-            } => {
+            Purpose::Reping(r) => {
+                let Reping {
+                    contact,
+                    rest,
+                    newcomer,
+                } = *r;
                 self.repinging.remove(&contact);
                 for c in &rest {
                     self.repinging.remove(&c.id);
@@ -974,9 +973,9 @@ impl<H: Handler> Core<H> {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((purpose, again)) = self.requests.stall_due(now) {
             self.stats.stalled += 1;
-            if let Some((to, datagram)) = again {
+            if let Some((to, payload)) = again {
                 self.stats.resent += 1;
-                self.transmit(now, to, datagram);
+                self.transmit_encoded(now, to, payload);
             }
             self.on_stall(now, purpose);
         }
@@ -1061,11 +1060,11 @@ impl<H: Handler> Core<H> {
             id: self.wire_id(),
             ..Request::new(PING)
         };
-        let purpose = Purpose::Reping {
+        let purpose = Purpose::Reping(Box::new(Reping {
             contact: c.id,
             rest,
             newcomer,
-        };
+        }));
         self.send(now, c.addr, c.addr, req, purpose);
     }
 

@@ -307,8 +307,20 @@ impl RoutingTable {
         group: impl Iterator<Item = &'a Contact>,
     ) {
         let room = n.saturating_sub(out.len());
+        if room == 0 {
+            return;
+        }
         scratch.clear();
-        scratch.extend(group.map(|c| (c.id.distance(target), c.node())));
+        // At most `2 * room` at a time: the deeper group can be most of the table, and a
+        // scratch as large as the table stays allocated in every node (ids are unique, so
+        // keeping the `room` closest of each chunk keeps the same set).
+        for c in group {
+            if scratch.len() == 2 * room {
+                scratch.select_nth_unstable_by(room, |a, b| a.0.cmp(&b.0));
+                scratch.truncate(room);
+            }
+            scratch.push((c.id.distance(target), c.node()));
+        }
         if scratch.len() > room {
             scratch.select_nth_unstable_by(room, |a, b| a.0.cmp(&b.0));
             scratch.truncate(room);

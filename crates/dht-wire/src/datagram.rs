@@ -101,6 +101,17 @@ impl Datagram {
         }
     }
 
+    /// An encoded datagram again under another transaction id (a request sent once more
+    /// as its own copy): the same bytes with the header's tid replaced. `None` when
+    /// `encoded` is shorter than the header.
+    pub fn retag(encoded: &[u8], tid: Tid) -> Option<Bytes> {
+        let (_, request, body) = Self::split_header(encoded)?;
+        let mut out = BytesMut::with_capacity(encoded.len());
+        out.put_u16(if request { REQUEST_BIT | tid.0 } else { tid.0 });
+        out.extend_from_slice(body);
+        Some(out.freeze())
+    }
+
     /// Decodes a datagram. Never panics; allocates at most a small multiple of
     /// `bytes.len()`.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {

@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use dht_wire::{Datagram, NodeAddr, NodeId, Request, Tid};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -57,12 +58,18 @@ pub(crate) enum Purpose {
     ReachFind,
     /// A direct ping to a probe's `peer` after its relayed pong never came.
     ReachConfirm { peer: SocketAddrV4 },
-    /// Pinging a full bucket's stale contacts to make room for `newcomer`.
-    Reping {
-        contact: NodeId,
-        rest: VecDeque<Contact>,
-        newcomer: NodeAddr,
-    },
+    /// Pinging a full bucket's stale contacts to make room for a newcomer (boxed: the
+    /// other purposes are half its size, and every request in flight holds one).
+    Reping(Box<Reping>),
+}
+
+/// A ping of a full bucket's stale `contact`, the others to ping after it (`rest`), and
+/// the `newcomer` they make room for.
+#[derive(Debug, Clone)]
+pub(crate) struct Reping {
+    pub(crate) contact: NodeId,
+    pub(crate) rest: VecDeque<Contact>,
+    pub(crate) newcomer: NodeAddr,
 }
 
 impl Purpose {
@@ -104,8 +111,9 @@ pub(crate) struct Pending {
     /// A walk's request: when it stalls (its RTO) and when it is given up.
     waits: Option<(Instant, Instant)>,
     pub(crate) phase: Phase,
-    /// A query's request is sent once more when it stalls (under a tid of its own).
-    resend: Option<(SocketAddrV4, Datagram)>,
+    /// A query's request is sent once more when it stalls (under a tid of its own): where,
+    /// and the first copy's encoding (shared with it, not a second `Datagram`).
+    resend: Option<(SocketAddrV4, Bytes)>,
     /// The second copy's tid and when it went: an answer names the copy it answers, so
     /// even a request sent twice gives a true RTT sample (Karn's ambiguity does not arise).
     pub(crate) resent: Option<(Tid, Instant)>,
@@ -239,8 +247,9 @@ impl Requests {
         }
     }
 
-    /// The next queued request, if there is room in flight: where to send it, and what.
-    pub(crate) fn send_next(&mut self, now: Instant) -> Option<(SocketAddrV4, Datagram)> {
+    /// The next queued request, if there is room in flight: where to send it, and its
+    /// encoding.
+    pub(crate) fn send_next(&mut self, now: Instant) -> Option<(SocketAddrV4, Bytes)> {
         self.shrink();
         if self.queue.is_empty()
             || self.active() >= self.concurrency
@@ -269,7 +278,7 @@ impl Requests {
         // as unknown.)
         let resend_ok =
             matches!(q.purpose, Purpose::Query { .. }) && q.request.roundtrip_token.is_none();
-        let datagram = Datagram::request(tid, q.request);
+        let datagram = Datagram::request(tid, q.request).encode();
         // A request stalls at its RTO and is given up later (the resend had the rest of
         // that time to come back), and both by the timeout.
         let at = |d: Duration| now + d.min(self.timeout);
@@ -294,16 +303,15 @@ impl Requests {
     pub(crate) fn stall_due(
         &mut self,
         now: Instant,
-    ) -> Option<(Purpose, Option<(SocketAddrV4, Datagram)>)> {
+    ) -> Option<(Purpose, Option<(SocketAddrV4, Bytes)>)> {
         let pos = self.inflight.iter().position(|p| {
             p.phase == Phase::Active && p.waits.is_some_and(|(stall, _)| stall <= now)
         })?;
         let again = match self.inflight[pos].resend.take() {
-            Some((to, mut datagram)) => {
+            Some((to, first)) => {
                 let tid = self.allocate_tid();
-                datagram.tid = tid;
                 self.inflight[pos].resent = Some((tid, now));
-                Some((to, datagram))
+                Datagram::retag(&first, tid).map(|again| (to, again))
             }
             None => None,
         };
@@ -441,6 +449,10 @@ impl Requests {
 
 #[cfg(test)]
 mod tests {
+    /// The tid of an encoded datagram.
+    fn tid_of(encoded: &[u8]) -> Tid {
+        Datagram::split_header(encoded).expect("a header").0
+    }
     use super::*;
     use bytes::Bytes;
     use dht_wire::{FIND_NODE, PING};
@@ -479,12 +491,12 @@ mod tests {
         let mut at = t;
         for _ in 0..STALLED_PER_SLOT {
             while let Some((_, d)) = r.send_next(at) {
-                assert!(tids.insert(d.tid), "a tid in use");
+                assert!(tids.insert(tid_of(&d)), "a tid in use");
             }
             at += Duration::from_millis(2);
             while let Some((_, again)) = r.stall_due(at) {
                 let (_, d) = again.expect("resent");
-                assert!(tids.insert(d.tid), "a tid in use");
+                assert!(tids.insert(tid_of(&d)), "a tid in use");
             }
         }
         assert_eq!(r.inflight.len(), n);
@@ -521,9 +533,11 @@ mod tests {
         assert_eq!(stalled.len(), 2);
         let (_, again) = stalled.remove(0);
         let (to, again) = again.expect("the query round's request goes again");
+        let again = Datagram::decode(&again).expect("a datagram");
+        let first0 = Datagram::decode(&first[0].1).expect("a datagram");
         assert_eq!(to, addr(1));
-        assert_eq!(again.message, first[0].1.message, "the same request");
-        assert_ne!(again.tid, first[0].1.tid, "under a tid of its own");
+        assert_eq!(again.message, first0.message, "the same request");
+        assert_ne!(again.tid, first0.tid, "under a tid of its own");
         assert!(stalled.remove(0).1.is_none(), "never a commit");
         assert!(r.stall_due(at).is_none(), "once");
         assert!(
@@ -544,7 +558,7 @@ mod tests {
             Some(t + timeout),
             "then failed at the timeout"
         );
-        let tid = first[0].1.tid;
+        let tid = first0.tid;
         let p = r
             .take(again.tid, addr(1))
             .expect("a late answer is still taken");
