@@ -16,48 +16,44 @@ pub fn in_ranges(ranges: &[Ipv4Range], ip: Ipv4Addr) -> bool {
     ranges.iter().any(|r| r.contains(ip))
 }
 
-/// Counts per IP and per /24; an IP or /24 whose count drops to 0 is forgotten, so memory
-/// follows what is held.
+/// Counts per IP; a /24's count is the sum over its IPs (one ordered map, whose IPs of a
+/// /24 are neighbours: at most 256 of them). An IP whose count drops to 0 is forgotten, so
+/// memory follows what is held.
 #[derive(Debug, Clone, Default)]
 pub struct SourceCounts {
-    per_ip: BTreeMap<Ipv4Addr, u32>,
-    per_prefix: BTreeMap<u32, u32>,
+    per_ip: BTreeMap<u32, u32>,
 }
 
 impl SourceCounts {
     /// One more held for `ip`.
     pub fn add(&mut self, ip: Ipv4Addr) {
-        *self.per_ip.entry(ip).or_default() += 1;
-        *self.per_prefix.entry(prefix_of(&ip)).or_default() += 1;
+        *self.per_ip.entry(u32::from(ip)).or_default() += 1;
     }
 
     /// One fewer held for `ip` (nothing if it holds none).
     pub fn remove(&mut self, ip: Ipv4Addr) {
-        fn down<K: Ord>(m: &mut BTreeMap<K, u32>, k: K) -> bool {
-            let Some(n) = m.get_mut(&k) else {
-                return false;
-            };
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&k);
-            }
-            true
-        }
-        if down(&mut self.per_ip, ip) {
-            down(&mut self.per_prefix, prefix_of(&ip));
+        let k = u32::from(ip);
+        let Some(n) = self.per_ip.get_mut(&k) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.per_ip.remove(&k);
         }
     }
 
     /// Held for `ip`.
     pub fn ip(&self, ip: &Ipv4Addr) -> usize {
-        self.per_ip.get(ip).map_or(0, |n| *n as usize)
+        self.per_ip.get(&u32::from(*ip)).map_or(0, |n| *n as usize)
     }
 
     /// Held for `ip`'s /24.
     pub fn prefix(&self, ip: &Ipv4Addr) -> usize {
-        self.per_prefix
-            .get(&prefix_of(ip))
-            .map_or(0, |n| *n as usize)
+        let low = prefix_of(ip) << 8;
+        self.per_ip
+            .range(low..=low | 0xff)
+            .map(|(_, n)| *n as usize)
+            .sum()
     }
 
     /// Held in all (the sum over IPs).
@@ -77,11 +73,18 @@ mod tests {
         c.add(a);
         c.add(a);
         c.add(b);
-        assert_eq!((c.ip(&a), c.ip(&b), c.prefix(&a), c.total()), (2, 1, 3, 3));
+        // Neighbours of the /24 on both sides are not in it.
+        c.add(Ipv4Addr::new(1, 2, 2, 255));
+        c.add(Ipv4Addr::new(1, 2, 4, 0));
+        c.remove(Ipv4Addr::new(1, 2, 2, 255));
+        c.remove(Ipv4Addr::new(1, 2, 4, 0));
+        c.add(Ipv4Addr::new(1, 2, 4, 0));
+        assert_eq!((c.ip(&a), c.ip(&b), c.prefix(&a), c.total()), (2, 1, 3, 4));
+        c.remove(Ipv4Addr::new(1, 2, 4, 0));
         c.remove(a);
         c.remove(a);
         c.remove(a); // more removes than adds change nothing
         assert_eq!((c.ip(&a), c.prefix(&b), c.total()), (0, 1, 1));
-        assert!(!c.per_ip.contains_key(&a), "forgotten at 0");
+        assert!(!c.per_ip.contains_key(&u32::from(a)), "forgotten at 0");
     }
 }
