@@ -36,11 +36,10 @@
 //! [`Config::rto_floor`]: crate::Config::rto_floor
 //! [`Config::request_timeout`]: crate::Config::request_timeout
 
-use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-/// Addresses whose RTT is remembered at most (about 40 bytes each).
+/// Addresses whose RTT is remembered at most (14 bytes each).
 pub const MAX_TRACKED: usize = 8192;
 
 /// A smoothed round-trip time and its mean deviation.
@@ -175,11 +174,91 @@ impl Packed {
     }
 }
 
+/// One tracked address and its estimate in 14 bytes with no padding: the address as its
+/// octets and big-endian port (so the bytes sort as `SocketAddrV4` does), the estimate's
+/// two `u32`s as bytes.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    addr: [u8; 6],
+    est: [u8; 8],
+}
+
+impl Slot {
+    fn key(addr: SocketAddrV4) -> [u8; 6] {
+        let [a, b, c, d] = addr.ip().octets();
+        let [p, q] = addr.port().to_be_bytes();
+        [a, b, c, d, p, q]
+    }
+
+    fn new(addr: SocketAddrV4, p: Packed) -> Self {
+        let mut est = [0; 8];
+        est[..4].copy_from_slice(&p.srtt_ns.to_le_bytes());
+        est[4..].copy_from_slice(&p.rttvar_ns.to_le_bytes());
+        Slot {
+            addr: Self::key(addr),
+            est,
+        }
+    }
+
+    fn packed(&self) -> Packed {
+        let [a, b, c, d, e, f, g, h] = self.est;
+        Packed {
+            srtt_ns: u32::from_le_bytes([a, b, c, d]),
+            rttvar_ns: u32::from_le_bytes([e, f, g, h]),
+        }
+    }
+}
+
+/// The per-address estimates, sorted by address: 14 bytes each and a quarter more room at
+/// most (a `BTreeMap` took about 24 per entry; a node of a 100,000-node network tracks a
+/// few hundred). Only answers to our own requests add to it, so a new address costs a
+/// shift of at most [`MAX_TRACKED`] slots at the pace of our own requests.
+#[derive(Debug, Default)]
+struct Tracked {
+    slots: Vec<Slot>,
+}
+
+impl Tracked {
+    fn find(&self, addr: SocketAddrV4) -> Result<usize, usize> {
+        let key = Slot::key(addr);
+        self.slots.binary_search_by(|s| s.addr.cmp(&key))
+    }
+
+    fn get(&self, addr: SocketAddrV4) -> Option<Packed> {
+        self.find(addr).ok().map(|i| self.slots[i].packed())
+    }
+
+    fn contains(&self, addr: SocketAddrV4) -> bool {
+        self.find(addr).is_ok()
+    }
+
+    fn set(&mut self, at: usize, addr: SocketAddrV4, p: Packed) {
+        self.slots[at] = Slot::new(addr, p);
+    }
+
+    fn insert(&mut self, at: usize, addr: SocketAddrV4, p: Packed) {
+        if self.slots.len() == self.slots.capacity() {
+            self.slots.reserve_exact((self.slots.len() / 4).max(8));
+        }
+        self.slots.insert(at, Slot::new(addr, p));
+    }
+
+    fn remove(&mut self, addr: SocketAddrV4) {
+        if let Ok(i) = self.find(addr) {
+            self.slots.remove(i);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
 /// Estimates per address (bounded) and for the node as a whole.
 #[derive(Debug, Default)]
 pub struct Rtts {
     node: Option<Estimator>,
-    per: BTreeMap<SocketAddrV4, Packed>,
+    per: Tracked,
     spread: Spread,
 }
 
@@ -191,23 +270,27 @@ impl Rtts {
             Some(e) => e.update(rtt),
             None => self.node = Some(Estimator::new(rtt)),
         }
-        if let Some(e) = self.per.get_mut(&from) {
-            let mut est = e.get();
-            est.update(rtt);
-            *e = Packed::of(est);
-            return;
-        }
+        let mut at = match self.per.find(from) {
+            Ok(i) => {
+                let mut est = self.per.slots[i].packed().get();
+                est.update(rtt);
+                self.per.set(i, from, Packed::of(est));
+                return;
+            }
+            Err(at) => at,
+        };
         if self.per.len() >= MAX_TRACKED {
             // Forget one (the lowest address: deterministic, and unrelated to who is
             // asking, so a flood of new addresses cannot pick what we forget).
-            self.per.pop_first();
+            self.per.slots.remove(0);
+            at = at.saturating_sub(1);
         }
-        self.per.insert(from, Packed::of(Estimator::new(rtt)));
+        self.per.insert(at, from, Packed::of(Estimator::new(rtt)));
     }
 
     /// The estimate for `addr`, if it ever answered us directly.
     pub fn of(&self, addr: SocketAddrV4) -> Option<Estimator> {
-        self.per.get(&addr).map(|p| p.get())
+        self.per.get(addr).map(|p| p.get())
     }
 
     /// The `q` quantile (0 to 1) of recent round trips (a decaying histogram; an upper
@@ -223,7 +306,7 @@ impl Rtts {
 
     /// The RTO for a request to `to` (see the module docs).
     pub fn rto(&self, to: SocketAddrV4, floor: Duration, ceiling: Duration) -> Duration {
-        match self.per.get(&to).map(|p| p.get()).or(self.node) {
+        match self.per.get(to).map(|p| p.get()).or(self.node) {
             Some(e) => e.rto(floor, ceiling),
             None => ceiling,
         }
@@ -237,7 +320,7 @@ impl Rtts {
         let ceiling = ceiling.max(floor);
         let stall = self.rto(to, floor, ceiling);
         let mut give_up = stall * GIVE_UP_RTOS;
-        if !self.per.contains_key(&to)
+        if !self.per.contains(to)
             && let Some(p99) = self.spread.quantile(0.99)
         {
             give_up = give_up.max(stall + p99 * 11 / 10);
@@ -250,7 +333,7 @@ impl Rtts {
 
     /// Forgets `addr` (it went silent: its next answer starts a new estimate).
     pub fn forget(&mut self, addr: SocketAddrV4) {
-        self.per.remove(&addr);
+        self.per.remove(addr);
     }
 
     /// Addresses tracked.
@@ -260,7 +343,7 @@ impl Rtts {
 
     /// Whether no address is tracked.
     pub fn is_empty(&self) -> bool {
-        self.per.is_empty()
+        self.per.len() == 0
     }
 }
 
@@ -298,6 +381,36 @@ mod tests {
         assert_eq!(r.rto(c, floor, ceiling), node);
         r.forget(a);
         assert_eq!(r.rto(a, floor, ceiling), node);
+    }
+
+    #[test]
+    fn tracking_is_bounded_and_forgets_the_lowest_address() {
+        let addr =
+            |i: u32| SocketAddrV4::new(std::net::Ipv4Addr::from(0x0a00_0000 + i), (i % 7) as u16);
+        let mut r = Rtts::default();
+        // In a scattered order, so that inserts land everywhere in the sorted slots.
+        let n = MAX_TRACKED as u32;
+        for i in (0..n).map(|i| i.wrapping_mul(2_654_435_761) % n) {
+            r.sample(addr(i + 1), Duration::from_micros(u64::from(i) + 1));
+        }
+        assert_eq!(r.len(), MAX_TRACKED);
+        r.sample(addr(5), 7 * MS); // known: updated, nothing forgotten
+        assert_eq!(r.len(), MAX_TRACKED);
+        r.sample(addr(0), MS); // new and lowest: the old lowest goes
+        assert_eq!(r.len(), MAX_TRACKED);
+        assert!(r.of(addr(1)).is_none(), "the lowest was forgotten");
+        assert_eq!(r.of(addr(0)).map(|e| e.srtt), Some(MS));
+        for i in [2, 77, n / 2, n] {
+            let e = r.of(addr(i)).expect("still tracked");
+            assert_eq!(e.srtt, Duration::from_micros(u64::from(i - 1) + 1), "{i}");
+        }
+        r.forget(addr(77));
+        assert!(r.of(addr(77)).is_none());
+        assert_eq!(r.len(), MAX_TRACKED - 1);
+        assert!(
+            r.per.slots.windows(2).all(|w| w[0].addr < w[1].addr),
+            "sorted"
+        );
     }
 
     #[test]
