@@ -128,7 +128,7 @@ pub struct Core<H = NoHandler> {
     /// the last one could not be reused.
     arena_chunk: usize,
     /// Working space of the closest nodes an answer carries.
-    closest_scratch: Vec<(dht_wire::Distance, NodeAddr)>,
+    closest_scratch: crate::routing::ClosestScratch,
     closest_buf: Vec<NodeAddr>,
 }
 
@@ -140,7 +140,7 @@ const ANSWER_ARENA: usize = 32 * 1024;
 /// a quarter of it (every node in a simulation of 100,000 keeps its own).
 const QUEUE_KEPT: usize = 32;
 /// The arena's first buffer.
-const ANSWER_ARENA_MIN: usize = 2 * 1024;
+const ANSWER_ARENA_MIN: usize = 1024;
 
 impl Core<NoHandler> {
     /// A core that serves no application command.
@@ -210,7 +210,7 @@ impl<H: Handler> Core<H> {
             dead: DeadList::default(),
             arena: bytes::BytesMut::new(),
             arena_chunk: ANSWER_ARENA_MIN,
-            closest_scratch: Vec::new(),
+            closest_scratch: Default::default(),
             closest_buf: Vec::new(),
         }
     }

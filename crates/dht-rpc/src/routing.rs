@@ -8,7 +8,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
-use dht_wire::{Distance, NodeAddr, NodeId};
+use dht_wire::{NodeAddr, NodeId};
 
 use crate::guard::{Ipv4Range, SourceCounts, in_ranges, prefix_of};
 
@@ -69,6 +69,20 @@ impl TableLimits {
             trusted: Vec::new(),
         }
     }
+}
+
+/// Working space of [`RoutingTable::closest_into`], kept by a caller that answers often
+/// so that answering does not allocate.
+#[derive(Debug, Default)]
+pub struct ClosestScratch(Vec<Candidate>);
+
+/// A contact that may be among the closest: the top 64 bits of its distance, and its
+/// bucket and place in it.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    top: u64,
+    bucket: u16,
+    pos: u16,
 }
 
 /// Kademlia k-buckets around `own`.
@@ -258,7 +272,7 @@ impl RoutingTable {
     /// The `n` contacts closest to `target`, closest first, by exact XOR distance.
     pub fn closest(&self, target: &NodeId, n: usize) -> Vec<NodeAddr> {
         let mut out = Vec::with_capacity(n.min(self.len()));
-        self.closest_into(target, n, &mut Vec::new(), &mut out);
+        self.closest_into(target, n, &mut ClosestScratch::default(), &mut out);
         out
     }
 
@@ -268,7 +282,7 @@ impl RoutingTable {
         &self,
         target: &NodeId,
         n: usize,
-        scratch: &mut Vec<(Distance, NodeAddr)>,
+        scratch: &mut ClosestScratch,
         out: &mut Vec<NodeAddr>,
     ) {
         out.clear();
@@ -283,50 +297,74 @@ impl RoutingTable {
         // next, as one group. Bucket `j < i`'s differ from it first at bit `j`: after them,
         // from `i - 1` down to 0.
         let i = self.bucket_of(target);
-        Self::take_closest(target, n, scratch, out, self.bucket(i).iter());
+        self.take_closest(target, n, scratch, out, i..i + 1);
         if out.len() < n {
-            let deeper = self.buckets.get(i + 1..).unwrap_or_default();
-            Self::take_closest(target, n, scratch, out, deeper.iter().flatten());
+            self.take_closest(target, n, scratch, out, i + 1..self.buckets.len());
         }
         for j in (0..i).rev() {
             if out.len() >= n {
                 break;
             }
-            Self::take_closest(target, n, scratch, out, self.bucket(j).iter());
+            self.take_closest(target, n, scratch, out, j..j + 1);
         }
     }
 
-    /// Appends to `out`, closest first, as many of `group` as `n` leaves room for: a group
-    /// all of whose contacts are closer to `target` than any later group's. Each distance
-    /// is computed once (a 32-byte XOR), not once per comparison.
-    fn take_closest<'a>(
+    /// Appends to `out`, closest first, as many of the contacts of `buckets` as `n` leaves
+    /// room for: a group all of whose contacts are closer to `target` than any later
+    /// group's. A candidate is the top 64 bits of its distance and where it is (16 bytes);
+    /// the whole distance is computed only when those tie. The scratch holds at most twice
+    /// the room: the deeper group can be most of the table (ids are unique, so keeping the
+    /// `room` closest of each chunk keeps the same set).
+    fn take_closest(
+        &self,
         target: &NodeId,
         n: usize,
-        scratch: &mut Vec<(Distance, NodeAddr)>,
+        scratch: &mut ClosestScratch,
         out: &mut Vec<NodeAddr>,
-        group: impl Iterator<Item = &'a Contact>,
+        buckets: std::ops::Range<usize>,
     ) {
         let room = n.saturating_sub(out.len());
         if room == 0 {
             return;
         }
-        scratch.clear();
-        // At most `2 * room` at a time: the deeper group can be most of the table, and a
-        // scratch as large as the table stays allocated in every node (ids are unique, so
-        // keeping the `room` closest of each chunk keeps the same set).
-        for c in group {
-            if scratch.len() == 2 * room {
-                scratch.select_nth_unstable_by(room, |a, b| a.0.cmp(&b.0));
-                scratch.truncate(room);
+        let contact = |c: &Candidate| &self.buckets[usize::from(c.bucket)][usize::from(c.pos)];
+        let order = |a: &Candidate, b: &Candidate| {
+            a.top.cmp(&b.top).then_with(|| {
+                contact(a)
+                    .id
+                    .distance(target)
+                    .cmp(&contact(b).id.distance(target))
+            })
+        };
+        let top = |id: &NodeId| {
+            let word = |x: &NodeId| {
+                let b = x.as_bytes();
+                u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+            };
+            word(id) ^ word(target)
+        };
+        let list = &mut scratch.0;
+        list.clear();
+        for b in buckets {
+            for (pos, c) in self.bucket(b).iter().enumerate() {
+                if list.len() == 2 * room {
+                    list.select_nth_unstable_by(room, order);
+                    list.truncate(room);
+                }
+                // At most 256 buckets of at most `k` (a u16) contacts.
+                list.push(Candidate {
+                    top: top(&c.id),
+                    bucket: b as u16,
+                    pos: pos as u16,
+                });
             }
-            scratch.push((c.id.distance(target), c.node()));
         }
-        if scratch.len() > room {
-            scratch.select_nth_unstable_by(room, |a, b| a.0.cmp(&b.0));
-            scratch.truncate(room);
+        if list.len() > room {
+            list.select_nth_unstable_by(room, order);
+            list.truncate(room);
         }
-        scratch.sort_unstable_by_key(|a| a.0);
-        out.extend(scratch.iter().map(|(_, node)| *node));
+        list.sort_unstable_by(order);
+        out.extend(list.iter().map(|c| contact(c).node()));
     }
 
     /// Up to `n` contacts not seen since `before`, least recently seen first.
@@ -441,6 +479,37 @@ mod tests {
             }
             let target = if shared == 256 { own } else { t.id_in_bucket(shared, random) };
             let mut kept: Vec<NodeId> = t.iter().map(|c| c.id).collect();
+            kept.sort_by_key(|id| id.distance(&target));
+            let got: Vec<NodeId> = t.closest(&target, n).into_iter().map(|c| c.id).collect();
+            prop_assert_eq!(&got[..], &kept[..kept.len().min(n)]);
+        }
+    }
+
+    proptest! {
+        /// Ids whose first 64 bits are all the same: every candidate's top 64 bits of
+        /// distance tie, and the rest of the distance must order them.
+        #[test]
+        fn closest_is_exact_when_the_top_bits_tie(
+            own in any::<[u8; 32]>(),
+            tails in proptest::collection::vec(any::<[u8; 24]>(), 1..60),
+            head in any::<[u8; 8]>(),
+            target in any::<[u8; 32]>(),
+            n in 1usize..30,
+        ) {
+            let own = NodeId::from_bytes(own);
+            let mut t = RoutingTable::new(own, 64);
+            let now = Instant::now();
+            let mut kept = Vec::new();
+            for (i, tail) in tails.iter().enumerate() {
+                let mut id = [0; 32];
+                id[..8].copy_from_slice(&head);
+                id[8..].copy_from_slice(tail);
+                let id = NodeId::from_bytes(id);
+                if t.insert(id, addr(i as u32), now) == Insert::Added {
+                    kept.push(id);
+                }
+            }
+            let target = NodeId::from_bytes(target);
             kept.sort_by_key(|id| id.distance(&target));
             let got: Vec<NodeId> = t.closest(&target, n).into_iter().map(|c| c.id).collect();
             prop_assert_eq!(&got[..], &kept[..kept.len().min(n)]);

@@ -90,7 +90,8 @@ pub const GIVE_UP_RTOS: u32 = 2;
 /// a high quantile of the round trips to everyone we heard from lately.
 #[derive(Debug, Clone)]
 struct Spread {
-    counts: [u32; BUCKETS],
+    /// Counts fit 16 bits: they are halved once they sum to [`DECAY_EVERY`].
+    counts: [u16; BUCKETS],
     total: u32,
 }
 
@@ -127,7 +128,7 @@ impl Spread {
             self.total = 0;
             for c in &mut self.counts {
                 *c /= 2;
-                self.total += *c;
+                self.total += u32::from(*c);
             }
         }
         self.counts[Self::bucket(sample)] += 1;
@@ -139,7 +140,7 @@ impl Spread {
         let want = ((self.total as f64) * q).ceil() as u32;
         let mut seen = 0;
         for (i, c) in self.counts.iter().enumerate() {
-            seen += c;
+            seen += u32::from(*c);
             if seen >= want.max(1) {
                 return Some(Self::upper(i));
             }

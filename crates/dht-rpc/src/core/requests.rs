@@ -354,12 +354,14 @@ impl Requests {
         Some(p)
     }
 
-    /// Gives back the room of a burst of requests once none is in flight or queued.
+    /// Gives back the room of a burst of requests: half of it once a quarter is in use (so
+    /// that a steady load does not reallocate back and forth), and the queue's once empty.
     fn shrink(&mut self) {
-        if self.inflight.is_empty() && self.inflight.capacity() > 16 {
-            self.inflight = Vec::new();
+        let (len, room) = (self.inflight.len(), self.inflight.capacity());
+        if room > 4 && len <= room / 4 {
+            self.inflight.shrink_to((room / 2).max(4));
         }
-        if self.queue.is_empty() && self.queue.capacity() > 8 {
+        if self.queue.is_empty() && self.queue.capacity() > 4 {
             self.queue = VecDeque::new();
         }
     }
