@@ -37,6 +37,7 @@ mod node;
 mod options;
 #[cfg(feature = "tokio")]
 mod punch;
+pub mod relay;
 #[cfg(feature = "tokio")]
 mod reply;
 mod serve;
