@@ -61,6 +61,11 @@ pub enum Hint {
     Spray(u64),
     /// From the hard side's socket that a spray reached, echoing the spray's nonce.
     Ack(u64),
+    /// In a punch ping, after a punch failed: "if you hold a relay reservation, tell me
+    /// which relay and pairing to join" (see [`crate::relay`]).
+    RelayMe,
+    /// In a punch ping back: "join `pairing` on `relay`: I bound it for you".
+    UseRelay(std::net::SocketAddrV4, crate::relay::Pairing),
 }
 
 impl Hint {
@@ -89,6 +94,13 @@ impl Hint {
                 b.push(5);
                 b.extend_from_slice(&n.to_be_bytes());
             }
+            Hint::RelayMe => b.push(7),
+            Hint::UseRelay(relay, pairing) => {
+                b.push(8);
+                b.extend_from_slice(&relay.ip().octets());
+                b.extend_from_slice(&relay.port().to_be_bytes());
+                b.extend_from_slice(&pairing);
+            }
         }
         b.into()
     }
@@ -107,6 +119,16 @@ impl Hint {
             [3] => Some(Hint::Open),
             [4, n @ ..] => nonce(n).map(Hint::Spray),
             [5, n @ ..] => nonce(n).map(Hint::Ack),
+            [7] => Some(Hint::RelayMe),
+            [8, a, b, c, d, p, q, pairing @ ..] => {
+                let relay = std::net::SocketAddrV4::new(
+                    std::net::Ipv4Addr::new(*a, *b, *c, *d),
+                    u16::from_be_bytes([*p, *q]),
+                );
+                <[u8; 16]>::try_from(pairing)
+                    .ok()
+                    .map(|pairing| Hint::UseRelay(relay, pairing))
+            }
             _ => None,
         }
     }
@@ -127,6 +149,8 @@ mod tests {
             Hint::Open,
             Hint::Spray(7),
             Hint::Ack(u64::MAX),
+            Hint::RelayMe,
+            Hint::UseRelay("203.0.113.9:49737".parse().expect("addr"), [5; 16]),
         ] {
             let b = h.encode();
             assert_eq!(Hint::decode(&b), Some(h));

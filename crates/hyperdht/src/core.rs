@@ -25,6 +25,7 @@
 //! address.
 
 mod bday;
+mod circuit;
 mod kept;
 mod peers;
 
@@ -42,6 +43,7 @@ use rand::rngs::StdRng;
 
 pub use bday::MAX_PATHS;
 use bday::{Easy, Hard};
+pub use circuit::{MAX_CIRCUIT_PATHS, RELAY_WAIT};
 use kept::Kept;
 pub use kept::{KeepId, REANNOUNCE};
 
@@ -63,6 +65,12 @@ pub enum HolepunchPath {
     Relayed,
     /// The birthday punch (a symmetric NAT on one side) met.
     Birthday,
+    /// No direct path opened; the peer's relay joined us in a circuit (see
+    /// [`crate::relay`]): datagrams to the peer go through `relay`.
+    Circuit {
+        /// The relay that forwards between us.
+        relay: SocketAddrV4,
+    },
 }
 
 /// A successful hole punch.
@@ -229,6 +237,12 @@ enum Phase {
         hard: bool,
         proved: bool,
     },
+    /// Every path failed (`birthday` says how the birthday punch went): we asked the peer
+    /// for a relay and wait for it until `until`.
+    RelayWait {
+        until: Instant,
+        birthday: BirthdayTry,
+    },
 }
 
 /// The hyperdht node without I/O (see the module docs). Drive it as [`dht_rpc::Core`]'s
@@ -292,6 +306,8 @@ pub struct Core {
     transmits: VecDeque<Transmit>,
     /// Events made outside `poll_event` (a punch that ended on a timer or a datagram).
     pending: VecDeque<MachineEvent<CoreEvent>>,
+    /// The relay role, our reservation and paths through circuits.
+    circuits: circuit::Circuits,
 }
 
 impl Core {
@@ -320,6 +336,7 @@ impl Core {
             next_punch: 0,
             hints: HintLimits::default(),
             now,
+            circuits: circuit::Circuits::default(),
         }
     }
 
@@ -428,6 +445,7 @@ impl Core {
             return;
         }
         self.requests.retain(|_, (id, _)| *id != punch);
+        self.circuits.forget_punch(punch);
         self.sym_pings.retain(|_, id| *id != punch);
         self.hards.retain(|h| h.punch != Some(punch));
         self.easies.retain(|e| e.punch != Some(punch));
@@ -450,6 +468,9 @@ impl Core {
     }
 
     fn fail_punch(&mut self, punch: PunchId, birthday: BirthdayTry) {
+        if self.ask_for_relay(punch, birthday) {
+            return;
+        }
         let Some(p) = self.punches.get(&punch) else {
             return;
         };
@@ -575,6 +596,8 @@ impl Core {
             Some(Hint::Challenge(token)) => return self.on_challenge(requester, token),
             Some(Hint::SprayMe(token)) => (token, true),
             Some(Hint::ProbeMe(token)) => (token, false),
+            Some(Hint::RelayMe) => return self.offer_relay(requester, relay),
+            Some(Hint::UseRelay(to, pairing)) => return self.join_relay(requester, to, pairing),
             _ => return,
         };
         let Some(token) = token else {
@@ -679,6 +702,12 @@ impl Core {
                 self.on_hint(requester, relay, &value);
                 None
             }
+            Event::Unrecognized { from, payload }
+                if let Some(msg) = crate::relay::RelayMsg::decode(&payload) =>
+            {
+                self.on_relay(from, msg, &payload);
+                None
+            }
             Event::Unrecognized { from, payload } => match Hint::decode(&payload) {
                 Some(hint) => {
                     self.bday_on_main(from, hint);
@@ -716,6 +745,7 @@ impl Machine for Core {
         self.send_rounds(now);
         self.send_hints(now);
         self.bday_timers(now);
+        self.relay_timers(now);
         self.announce_due(now);
         self.pump();
     }
@@ -764,6 +794,7 @@ impl Machine for Core {
             }))
             .chain(self.next_announce())
             .chain(self.next_bday())
+            .chain(self.next_relay())
             .min();
         match (self.rpc.poll_timeout(), rounds) {
             (Some(a), Some(b)) => Some(a.min(b)),

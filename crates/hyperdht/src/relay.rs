@@ -20,7 +20,7 @@
 //! `[0, 0, 7]`, which does not decode as the protocol, and only a Rust relay is asked).
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -483,13 +483,14 @@ impl RelayServer {
 
 /// Whether `ip` and `other` are in one /24 (for the tests' source limits).
 #[cfg(test)]
-fn same_prefix(ip: Ipv4Addr, other: Ipv4Addr) -> bool {
+fn same_prefix(ip: std::net::Ipv4Addr, other: std::net::Ipv4Addr) -> bool {
     u32::from(ip) >> 8 == u32::from(other) >> 8
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn a(i: u8, j: u8) -> SocketAddrV4 {
         SocketAddrV4::new(Ipv4Addr::new(44, 1, i, j), 4000 + u16::from(j))

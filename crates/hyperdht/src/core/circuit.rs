@@ -1,0 +1,365 @@
+//! The bounded relay in the core (the wire format, limits and relay state are in
+//! [`crate::relay`]): the relay role, when [`Core::set_relay`] turned it on; a reservation
+//! of ours on a relay, kept fresh ([`Core::reserve`]); and the fallback of a punch that
+//! failed: we ask the peer, through the referrer, for a relay (`Hint::RelayMe`); a peer that
+//! holds a reservation binds a fresh pairing there and answers `Hint::UseRelay`; we join,
+//! and the punch ends with [`HolepunchPath::Circuit`]. Datagrams to a peer reached so go
+//! through the relay in [`Core::send_datagram`], and the relay's come out as the peer's.
+//!
+//! Abuse: the relay role answers a message without its token with a challenge no larger
+//! than the message, within a rate per IP and in all; it acts only on tokened messages. As
+//! a client we act only on a relay's datagrams from the relay we reserved on or joined,
+//! never send toward a special-purpose relay address a hint names, and offer a relay at
+//! the birthday challenges' rate per requester.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use dht_rpc::{Event, MachineEvent, RateLimiter};
+use rand::Rng;
+
+use super::{BirthdayTry, Core, HolepunchPath, Phase, PunchId};
+use crate::birthday::{Hint, Token};
+use crate::relay::{Pairing, RelayLimits, RelayMsg, RelayServer, RelayStats};
+
+/// How long a failed punch waits for the peer's relay and the join before it fails.
+pub const RELAY_WAIT: Duration = Duration::from_secs(3);
+/// A reservation is refreshed this often at most (or at half its lifetime).
+const REFRESH: Duration = Duration::from_secs(10 * 60);
+/// How soon an unanswered reservation is asked again.
+const RESERVE_RETRY: Duration = Duration::from_secs(5);
+/// Paths through circuits kept at most (the oldest go).
+pub const MAX_CIRCUIT_PATHS: usize = 16;
+
+/// The relay role: its state and the rate of its challenges.
+#[derive(Debug)]
+struct Role {
+    server: RelayServer,
+    per_ip: RateLimiter<Ipv4Addr>,
+    total: RateLimiter<()>,
+}
+
+/// Our reservation on one relay.
+#[derive(Debug)]
+struct Reservation {
+    relay: SocketAddrV4,
+    /// The relay's roundtrip token for us, from its last challenge.
+    token: Option<Token>,
+    /// Until when the relay holds it (once it said so).
+    until: Option<Instant>,
+    /// When to send the next reserve.
+    next: Instant,
+}
+
+/// The core's relay state (see the module docs).
+#[derive(Debug, Default)]
+pub(super) struct Circuits {
+    role: Option<Box<Role>>,
+    reservation: Option<Reservation>,
+    /// Peers reached through a circuit: the relay and the pairing.
+    paths: BTreeMap<SocketAddrV4, (SocketAddrV4, Pairing)>,
+    /// Pairings we joined or are joining: the relay, and our punch and its peer.
+    joins: BTreeMap<Pairing, (SocketAddrV4, PunchId, SocketAddrV4)>,
+    /// When we last answered a relay's challenge (one a second at most: a forged one
+    /// must not make us repeat every bind to the relay).
+    last_challenge: Option<Instant>,
+}
+
+impl Circuits {
+    /// Forgets the joins of a punch that ended (the circuit's path stays, once joined).
+    pub(super) fn forget_punch(&mut self, punch: PunchId) {
+        self.joins.retain(|_, (_, p, _)| *p != punch);
+    }
+}
+
+impl Core {
+    /// Turns the relay role on with `limits` (or off with `None`): this node then holds
+    /// reservations and forwards between the two ends of each circuit (see
+    /// [`crate::relay`]).
+    pub fn set_relay(&mut self, limits: Option<RelayLimits>) {
+        self.circuits.role = limits.map(|limits| {
+            Box::new(Role {
+                server: RelayServer::new(limits),
+                per_ip: RateLimiter::new(4, Duration::from_secs(10), 1024),
+                total: RateLimiter::new(200, Duration::from_secs(1), 1),
+            })
+        });
+    }
+
+    /// What the relay role did, when it is on.
+    pub fn relay_stats(&self) -> Option<RelayStats> {
+        self.circuits.role.as_ref().map(|r| r.server.stats())
+    }
+
+    /// Reserves a slot on `relay` and keeps it fresh, so that peers whose punch to us
+    /// fails can reach us through it (replacing an earlier reservation's relay).
+    pub fn reserve(&mut self, now: Instant, relay: SocketAddrV4) {
+        self.now = now;
+        self.circuits.reservation = Some(Reservation {
+            relay,
+            token: None,
+            until: None,
+            next: now,
+        });
+        self.relay_timers(now);
+        self.pump();
+    }
+
+    /// The relay we reserved on, and whether it holds the reservation now.
+    pub fn reservation(&self) -> Option<(SocketAddrV4, bool)> {
+        let r = self.circuits.reservation.as_ref()?;
+        Some((r.relay, r.until.is_some_and(|t| t > self.now)))
+    }
+
+    /// Peers reached through a relay's circuit.
+    pub fn circuit_paths(&self) -> usize {
+        self.circuits.paths.len()
+    }
+
+    /// The relay and pairing of the circuit to `peer`, if it is reached through one.
+    pub(super) fn circuit_to(&self, peer: SocketAddrV4) -> Option<(SocketAddrV4, Pairing)> {
+        self.circuits.paths.get(&peer).copied()
+    }
+
+    fn send_relay(&mut self, to: SocketAddrV4, msg: &RelayMsg) {
+        self.rpc.send_datagram(to, msg.encode());
+    }
+
+    /// The next deadline of the relay's timers.
+    pub(super) fn next_relay(&self) -> Option<Instant> {
+        let res = self.circuits.reservation.as_ref().map(|r| r.next);
+        let waits = self.punches.values().filter_map(|p| match p.phase {
+            Phase::RelayWait { until, .. } => Some(until),
+            _ => None,
+        });
+        let role = self
+            .circuits
+            .role
+            .as_ref()
+            .and_then(|r| r.server.next_deadline());
+        res.into_iter().chain(waits).chain(role).min()
+    }
+
+    /// Reserves again when due; fails the punches whose relay never came.
+    pub(super) fn relay_timers(&mut self, now: Instant) {
+        if let Some(r) = &mut self.circuits.reservation
+            && r.next <= now
+        {
+            r.next = now + RESERVE_RETRY;
+            let (relay, token) = (r.relay, r.token);
+            self.send_relay(relay, &RelayMsg::Reserve(token));
+        }
+        if let Some(role) = &mut self.circuits.role {
+            role.server.expire(now);
+        }
+        let late: Vec<(PunchId, BirthdayTry)> = self
+            .punches
+            .iter()
+            .filter_map(|(id, p)| match p.phase {
+                Phase::RelayWait { until, birthday } if until <= now => Some((*id, birthday)),
+                _ => None,
+            })
+            .collect();
+        for (punch, birthday) in late {
+            self.fail_punch(punch, birthday);
+        }
+    }
+
+    /// A punch of ours failed: ask the peer for a relay, once, before it fails.
+    pub(super) fn ask_for_relay(&mut self, punch: PunchId, birthday: BirthdayTry) -> bool {
+        let now = self.now;
+        let Some(p) = self.punches.get_mut(&punch) else {
+            return false;
+        };
+        if !p.relay || matches!(p.phase, Phase::RelayWait { .. }) {
+            return false;
+        }
+        p.phase = Phase::RelayWait {
+            until: now + RELAY_WAIT,
+            birthday,
+        };
+        let (peer, referrer) = (p.peer, p.referrer);
+        self.rpc
+            .holepunch_with(now, peer, referrer, Some(Hint::RelayMe.encode()));
+        true
+    }
+
+    /// A peer whose punch to us failed asks for our relay (through `via`): bind a pairing
+    /// for it on our relay and tell it.
+    pub(super) fn offer_relay(&mut self, requester: SocketAddrV4, via: SocketAddrV4) {
+        let now = self.now;
+        let Some(r) = &self.circuits.reservation else {
+            return;
+        };
+        let (relay, token) = (r.relay, r.token);
+        if r.until.is_none_or(|t| t <= now) {
+            tracing::debug!(%requester, "asked for a relay, but none holds our reservation");
+            return;
+        }
+        if !self.hints.challenge(now, *requester.ip()) {
+            tracing::debug!(%requester, "relay offers over the rate limit");
+            return;
+        }
+        let pairing: Pairing = self.rng.random();
+        self.send_relay(relay, &RelayMsg::Bind(pairing, token));
+        self.add_circuit_path(requester, relay, pairing);
+        let hint = Hint::UseRelay(relay, pairing).encode();
+        self.rpc.holepunch_with(now, requester, via, Some(hint));
+    }
+
+    fn add_circuit_path(&mut self, peer: SocketAddrV4, relay: SocketAddrV4, pairing: Pairing) {
+        if self.circuits.paths.len() >= MAX_CIRCUIT_PATHS
+            && !self.circuits.paths.contains_key(&peer)
+            && let Some(first) = self.circuits.paths.keys().next().copied()
+        {
+            self.circuits.paths.remove(&first);
+        }
+        self.circuits.paths.insert(peer, (relay, pairing));
+    }
+
+    /// The peer of one of our failed punches named a relay and pairing: join it.
+    pub(super) fn join_relay(&mut self, from: SocketAddrV4, relay: SocketAddrV4, pairing: Pairing) {
+        let found = self.punches.iter().find_map(|(id, p)| {
+            (matches!(p.phase, Phase::RelayWait { .. }) && p.peer.ip() == from.ip())
+                .then_some((*id, p.peer))
+        });
+        let Some((punch, peer)) = found else {
+            tracing::debug!(%from, "a relay offer for no punch of ours");
+            return;
+        };
+        if dht_rpc::guard::dest::may_send_for(*from.ip(), relay).is_err() {
+            tracing::debug!(%from, %relay, "a relay offer of a special-purpose address");
+            return;
+        }
+        self.circuits.joins.insert(pairing, (relay, punch, peer));
+        self.send_relay(relay, &RelayMsg::Join(pairing, None));
+    }
+
+    /// A relay datagram (`raw` is all of it).
+    pub(super) fn on_relay(&mut self, from: SocketAddrV4, msg: RelayMsg, raw: &bytes::Bytes) {
+        let now = self.now;
+        match msg {
+            RelayMsg::Reserve(t) | RelayMsg::Bind(_, t) | RelayMsg::Join(_, t) => {
+                self.relay_request(from, &msg, t);
+            }
+            RelayMsg::Data(pairing, payload) => {
+                if let Some(role) = &mut self.circuits.role
+                    && let Some(to) = role.server.forward(now, from, &pairing, raw.len())
+                {
+                    // The datagram as it came: bytes out = bytes in.
+                    self.rpc.send_datagram(to, raw.clone());
+                    return;
+                }
+                let peer = self
+                    .circuits
+                    .paths
+                    .iter()
+                    .find(|(_, (r, p))| *r == from && *p == pairing)
+                    .map(|(peer, _)| *peer);
+                if let Some(peer) = peer {
+                    self.pending
+                        .push_back(MachineEvent::Rpc(Event::Unrecognized {
+                            from: peer,
+                            payload,
+                        }));
+                }
+            }
+            RelayMsg::Challenge(token) => self.on_relay_challenge(from, token),
+            RelayMsg::Reserved(secs) => {
+                if let Some(r) = &mut self.circuits.reservation
+                    && r.relay == from
+                {
+                    let held = Duration::from_secs(u64::from(secs));
+                    r.until = Some(now + held);
+                    r.next = now + (held / 2).min(REFRESH);
+                    tracing::debug!(relay = %from, secs, "relay reservation held");
+                }
+            }
+            RelayMsg::Joined(pairing) => {
+                let Some(&(relay, punch, peer)) = self.circuits.joins.get(&pairing) else {
+                    return;
+                };
+                if relay != from {
+                    return;
+                }
+                self.add_circuit_path(peer, relay, pairing);
+                self.succeed_punch(punch, HolepunchPath::Circuit { relay }, peer, None);
+            }
+            RelayMsg::Refused(why) => {
+                tracing::debug!(relay = %from, ?why, "the relay refused");
+            }
+        }
+    }
+
+    /// A reserve, bind or join at the relay role: a challenge unless it carries our token.
+    fn relay_request(&mut self, from: SocketAddrV4, msg: &RelayMsg, token: Option<Token>) {
+        let now = self.now;
+        let ip = *from.ip();
+        if self.circuits.role.is_none() {
+            return;
+        }
+        let valid = token.is_some_and(|t| self.rpc.is_roundtrip_token(ip, &t));
+        if !valid {
+            let challenge = RelayMsg::Challenge(self.rpc.roundtrip_token(ip));
+            let Some(role) = &mut self.circuits.role else {
+                return;
+            };
+            let sent = role.per_ip.allow(now, ip) && role.total.allow(now, ());
+            role.server.challenged(sent);
+            if sent {
+                self.send_relay(from, &challenge);
+            }
+            return;
+        }
+        let Some(role) = &mut self.circuits.role else {
+            return;
+        };
+        let out = match *msg {
+            RelayMsg::Reserve(_) => role.server.reserve(now, from),
+            RelayMsg::Bind(p, _) => role.server.bind(now, from, p),
+            RelayMsg::Join(p, _) => role.server.join(now, from, p),
+            _ => None,
+        };
+        if let Some((to, m)) = out {
+            self.send_relay(to, &m);
+        }
+    }
+
+    /// A relay we talk to asks for its token: send again what we asked it.
+    fn on_relay_challenge(&mut self, from: SocketAddrV4, token: Token) {
+        let now = self.now;
+        if self
+            .circuits
+            .last_challenge
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.circuits.last_challenge = Some(now);
+        let mut again = Vec::new();
+        if let Some(r) = &mut self.circuits.reservation
+            && r.relay == from
+        {
+            let first = r.token.is_none();
+            r.token = Some(token);
+            if first || r.until.is_none_or(|t| t <= self.now) {
+                again.push(RelayMsg::Reserve(Some(token)));
+            }
+            // Binds the relay did not take for want of a fresh token.
+            for (_, (relay, p)) in self.circuits.paths.iter() {
+                if *relay == from && !self.circuits.joins.contains_key(p) {
+                    again.push(RelayMsg::Bind(*p, Some(token)));
+                }
+            }
+        }
+        for (p, (relay, _, _)) in &self.circuits.joins {
+            if *relay == from {
+                again.push(RelayMsg::Join(*p, Some(token)));
+            }
+        }
+        for m in again {
+            self.send_relay(from, &m);
+        }
+    }
+}
