@@ -86,6 +86,12 @@ struct Cli {
     /// to measure them.
     #[arg(long)]
     no_batch_io: bool,
+    /// (node) Serve as a relay for peers whose hole punch cannot open (symmetric NATs on
+    /// both sides): hold their reservations and forward between the two ends of each
+    /// circuit, within libp2p relay v2's limits (128 reservations, 2 per IP, 16 circuits,
+    /// 2 minutes and 128 KiB per direction each). Off by default.
+    #[arg(long)]
+    relay: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -111,6 +117,11 @@ enum Command {
         /// Our LAN address, for peers on the same network. Example: 192.168.1.2:8080
         #[arg(long, value_name = "IP:PORT")]
         local_address: Option<String>,
+        /// Reserve a slot on the relay at HOST:PORT (a node run with `hyperdht --relay`) and
+        /// keep it fresh, so that peers whose punch to us fails connect through it.
+        /// Example: --relay 198.51.100.2:49737
+        #[arg(long, value_name = "HOST[:PORT]")]
+        relay: Option<String>,
     },
     /// Remove an announcement made with `announce --port P`. Example: hyperdht unannounce KEY --port 8080 -b localhost:10000
     Unannounce {
@@ -204,6 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 io,
                 metrics: cli.metrics.clone(),
                 state_dir: cli.state_dir.clone(),
+                relay: cli.relay,
             };
             cmd::node::run(&out, &cli.host, cli.port, bootstrap, opts).await
         }
@@ -214,9 +226,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             key,
             port,
             local_address,
+            relay,
         }) => {
             let local = local_address.as_deref();
-            cmd::announce::run(&out, bootstrap, &bind, &key, port, local).await
+            let opts = cmd::announce::Options {
+                port,
+                local,
+                relay: relay.as_deref(),
+            };
+            cmd::announce::run(&out, bootstrap, &bind, &key, opts).await
         }
         Some(Command::Unannounce { key, port }) => {
             if port.is_none() && cli.port == 0 {

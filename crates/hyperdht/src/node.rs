@@ -27,6 +27,7 @@ pub struct HyperDhtBuilder {
     quotas: Option<Quotas>,
     trusted: Vec<Ipv4Range>,
     distrust_loopback: bool,
+    relay: Option<crate::relay::RelayLimits>,
 }
 
 impl HyperDhtBuilder {
@@ -90,6 +91,13 @@ impl HyperDhtBuilder {
         self
     }
 
+    /// Serves as a relay for peers that cannot punch (off by default), within `limits`
+    /// (see [`crate::relay`]; `RelayLimits::default()` are libp2p relay v2's).
+    pub fn relay(mut self, limits: crate::relay::RelayLimits) -> Self {
+        self.relay = Some(limits);
+        self
+    }
+
     /// Binds the socket (`"0.0.0.0:0"`: any address, a random port) and starts the node; it
     /// bootstraps at once.
     pub async fn bind(self, addr: &str) -> Result<HyperDht, BindError> {
@@ -102,10 +110,13 @@ impl HyperDhtBuilder {
         quotas.trusted.extend(self.trusted);
         let store = PeerStore::with_quotas(DEFAULT_MAX, DEFAULT_MAX_AGE, quotas);
         let handler = PeersHandler::new(store, self.seed.unwrap_or_else(rand::random));
+        let relay = self.relay;
         let node = self
             .rpc
             .bind_machine(addr, handler, |rpc| {
-                crate::core::Core::new(rpc, std::time::Instant::now())
+                let mut core = crate::core::Core::new(rpc, std::time::Instant::now());
+                core.set_relay(relay);
+                core
             })
             .await?;
         Ok(HyperDht { node })

@@ -53,6 +53,24 @@ impl HyperDht {
         }
     }
 
+    /// Reserves a slot on the relay at `relay` and keeps it fresh, so that a peer whose
+    /// punch to us fails (symmetric NATs on both sides) connects through it: its
+    /// [`HyperDht::holepunch`] then ends with [`crate::HolepunchPath::Circuit`].
+    pub fn reserve_relay(&self, relay: SocketAddrV4) {
+        self.node.with_machine(|m| m.reserve(Instant::now(), relay));
+    }
+
+    /// The relay we reserved on, and whether it holds our reservation now.
+    pub fn reservation(&self) -> Option<(SocketAddrV4, bool)> {
+        self.node.with_machine(|m| m.reservation())
+    }
+
+    /// What this node's relay role did (`None` unless built with
+    /// [`crate::HyperDhtBuilder::relay`]).
+    pub fn relay_stats(&self) -> Option<crate::relay::RelayStats> {
+        self.node.with_machine(|m| m.relay_stats())
+    }
+
     fn via_self(&self, referrer: SocketAddrV4) -> bool {
         let me = self.local_addr();
         referrer == me || referrer == SocketAddrV4::new(Ipv4Addr::LOCALHOST, me.port())

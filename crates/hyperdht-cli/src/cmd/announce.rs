@@ -8,18 +8,35 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{addrs_json, client, lan_address};
 use crate::out::Out;
 
+/// `announce`'s options beyond the key.
+pub struct Options<'a> {
+    /// The port announced (ours when absent).
+    pub port: Option<u16>,
+    /// Our LAN address.
+    pub local: Option<&'a str>,
+    /// The relay to reserve on.
+    pub relay: Option<&'a str>,
+}
+
 pub async fn run(
     out: &Out,
     bootstrap: Vec<String>,
     bind: &str,
     key: &str,
-    port: Option<u16>,
-    local: Option<&str>,
+    options: Options<'_>,
 ) -> anyhow::Result<()> {
     let key = hyperdht_cli::parse_key(key)?;
-    let local_address = local.map(lan_address).transpose()?;
-    let opts = AnnounceOptions::new(port, local_address);
+    let local_address = options.local.map(lan_address).transpose()?;
+    let relay = match options.relay {
+        Some(r) => Some(super::address(r).await.context("the relay's address")?),
+        None => None,
+    };
+    let opts = AnnounceOptions::new(options.port, local_address);
     let dht = client(bootstrap, true, bind).await?;
+    if let Some(relay) = relay {
+        dht.reserve_relay(relay);
+        tracing::info!(%relay, "reserving a slot on the relay");
+    }
     let mut events = dht.core_events();
     announce_once(out, &dht, key, opts).await?;
     // The node's core re-announces every 4-5 minutes from here on.

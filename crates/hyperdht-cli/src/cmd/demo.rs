@@ -123,7 +123,7 @@ pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
             "5. B hole-punched to A through {}: the {:?} path opened",
             via.node.addr, punch.path
         ),
-        json!({"path": format!("{:?}", punch.path).to_lowercase()}),
+        json!({"path": super::ping::path_name(punch.path).0}),
         t,
     );
 

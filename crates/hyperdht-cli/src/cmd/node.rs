@@ -22,6 +22,8 @@ pub struct NodeOptions {
     pub metrics: Option<String>,
     /// Where to keep the id and contacts across restarts.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Serve as a relay (default limits).
+    pub relay: bool,
 }
 
 pub async fn run(
@@ -36,6 +38,7 @@ pub async fn run(
         io,
         metrics,
         state_dir,
+        relay,
     } = opts;
     let bind = format!("{host}:{port}");
     let restored = state_dir.as_deref().map(state::load).unwrap_or_default();
@@ -43,7 +46,11 @@ pub async fn run(
     let mut entry = bootstrap.clone();
     entry.extend(restored.contacts.iter().map(|a| a.to_string()));
     let id = restored.id;
-    let dht = crate::cmd::builder()
+    let mut builder = crate::cmd::builder();
+    if relay {
+        builder = builder.relay(hyperdht::relay::RelayLimits::default());
+    }
+    let dht = builder
         .bootstrap(entry)
         .rpc(|b| {
             let b = b.adaptive(adaptive).datagram_io(io);
@@ -90,8 +97,8 @@ pub async fn run(
     }
     let mut rpc_events = dht.rpc_events();
     out.emit(
-        || format!("hyperdht listening on {} (id {})", dht.local_addr(), dht.id()),
-        || json!({"event": "listening", "address": crate::cmd::addr_json(&dht.local_addr()), "id": dht.id().to_string()}),
+        || format!("hyperdht listening on {} (id {}){}", dht.local_addr(), dht.id(), if relay { ", relay on" } else { "" }),
+        || json!({"event": "listening", "address": crate::cmd::addr_json(&dht.local_addr()), "id": dht.id().to_string(), "relay": relay}),
     );
     let ready = dht.ready();
     tokio::pin!(ready);

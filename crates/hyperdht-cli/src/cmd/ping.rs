@@ -48,9 +48,13 @@ pub async fn holepunch(
         .holepunch(peer, via)
         .await
         .with_context(|| format!("no path to {peer} opened through {via}"))?;
+    let (path, relay) = path_name(punch.path);
     out.emit(
-        || format!("{:?} path to {peer} opened in {:.2} ms", punch.path, punch.elapsed.as_secs_f64() * 1e3),
-        || json!({"event": "holepunched", "peer": addr_json(&peer), "via": addr_json(&via), "path": format!("{:?}", punch.path).to_lowercase(), "ms": ms(punch.elapsed)}),
+        || match relay {
+            Some(r) => format!("no direct path; a circuit to {peer} through the relay {r} opened in {:.2} ms", punch.elapsed.as_secs_f64() * 1e3),
+            None => format!("{path} path to {peer} opened in {:.2} ms", punch.elapsed.as_secs_f64() * 1e3),
+        },
+        || json!({"event": "holepunched", "peer": addr_json(&peer), "via": addr_json(&via), "path": path, "relay": relay.as_ref().map(addr_json), "ms": ms(punch.elapsed)}),
     );
     if let Some(text) = send {
         dht.send_datagram(punch.addr, super::datagram::encode(text));
@@ -63,4 +67,15 @@ pub async fn holepunch(
     }
     dht.shutdown().await;
     Ok(())
+}
+
+/// A path's name in the output, and the relay of a circuit.
+pub fn path_name(path: hyperdht::HolepunchPath) -> (&'static str, Option<std::net::SocketAddrV4>) {
+    use hyperdht::HolepunchPath::*;
+    match path {
+        Direct => ("direct", None),
+        Relayed => ("relayed", None),
+        Birthday => ("birthday", None),
+        Circuit { relay } => ("circuit", Some(relay)),
+    }
 }
