@@ -24,6 +24,8 @@ use tokio::sync::Mutex;
 const INFRA: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const THIRD: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 const BOOTSTRAP_PORT: u16 = 49737;
+/// The relay (`hyperdht --relay`) on the infra host.
+const RELAY_PORT: u16 = BOOTSTRAP_PORT + 4;
 
 /// Starts a process and waits for a stdout line containing `needle`.
 async fn start(cmd: tokio::process::Command, needle: &str) -> Child {
@@ -121,10 +123,19 @@ async fn trial(
     lab.forget(&a.host);
     lab.forget(&b.host);
     let a_host_ip = a.host.public_ip;
+    let both_symmetric = a.host.nat == Nat::Symmetric && b.host.nat == Nat::Symmetric;
     let aa = pick(a, a_side);
     let bb = pick(b, b_side);
     aa.call(json!({"op": "reset"})).await;
     bb.call(json!({"op": "reset"})).await;
+    if a_side == Side::Rust {
+        // A Rust announcer keeps a slot on the lab's relay, for the pairs no punch opens.
+        let relay = format!("{INFRA}:{RELAY_PORT}");
+        let r = aa.call(json!({"op": "reserve", "relay": relay})).await;
+        if r["held"] != true {
+            return Err(format!("the relay did not hold the reservation: {r}"));
+        }
+    }
     let key: String = (0..32)
         .map(|_| format!("{:02x}", rand::rng().random::<u8>()))
         .collect();
@@ -146,8 +157,9 @@ async fn trial(
     let Some((peer, via)) = found else {
         return Err(format!("lookup found nothing: {r}"));
     };
-    // A Rust looker may go on to a birthday punch (a few seconds); the reference gives up sooner.
-    let echo_wait = if b_side == Side::Rust { 9000 } else { 4500 };
+    // A Rust looker may go on to a birthday punch (a few seconds) and then to the relay; the
+    // reference gives up sooner.
+    let echo_wait = if b_side == Side::Rust { 14000 } else { 4500 };
     let started = Instant::now();
     let looker = async {
         let p = bb
@@ -155,6 +167,10 @@ async fn trial(
             .await;
         if p.get("error").is_some() {
             return Err(format!("holepunch: {}", p["error"]));
+        }
+        // Two Rust peers take the relay only where no punch opens.
+        if p["path"] == "circuit" && !both_symmetric {
+            return Err(format!("relayed where a punch opens: {p}"));
         }
         let to = p["from"].as_str().unwrap_or(&peer).to_owned();
         bb.call(json!({"op": "send", "to": to, "data": "hello"}))
@@ -177,14 +193,18 @@ async fn trial(
 const EXPLANATION: &str = "
 ## Why cells fail
 
-- **Rust <-> Rust**: everything but symmetric <-> symmetric opens. Our looker sends a direct
+- **Rust <-> Rust**: every cell opens; symmetric <-> symmetric through a relay. Our looker sends a direct
   probe with the relayed ping, a few rounds apart, so each side's own NAT is opened by its own
   outgoing packet; a restricted NAT in front of the announcer opens once the announcer's pong
   went out, so the next round's probe gets in (the ~300 ms cells). Symmetric <-> port-restricted
   needs the birthday punch (256 extra sockets on the symmetric side, up to 1024 sprayed ports
   from the other, negotiated in the relayed ping's value, which the reference ignores); it
-  runs after the ordinary punch fails, hence its ~2.5 s. Symmetric <-> symmetric stays out of
-  reach: neither side has a port the other can aim at.
+  runs after the ordinary punch fails, hence its ~2.5 s. No punch opens symmetric <->
+  symmetric (neither side has a port the other can aim at): after the birthday punch failed,
+  the looker asks the announcer, through the referrer, for its relay; the announcer holds a
+  reservation on the lab's `hyperdht --relay`, binds a pairing there and says which; the
+  looker joins, and the datagram and its echo go through the relay (the trial fails if any
+  other cell takes the relay), hence the seconds of that cell.
 - **Rust looker, JavaScript announcer**: the announcer only answers pings, as the original
   does, and that is enough wherever one side's port is predictable. The birthday punch needs
   the announcer's help, so symmetric <-> port-restricted (either way round) and symmetric <->
@@ -290,6 +310,20 @@ async fn nat_lab() {
         ]);
         infra_procs.push(start(c, "listening").await);
     }
+    let mut c = lab.command(&infra.ns, &binary("hyperdht"));
+    c.args([
+        "--host",
+        &INFRA.to_string(),
+        "-p",
+        &RELAY_PORT.to_string(),
+        "-b",
+        &bootstrap,
+        "--relay",
+        "--trust",
+        "198.18.0.0/15",
+        "-q",
+    ]);
+    infra_procs.push(start(c, "listening").await);
 
     // A Rust and (when the reference is here) a JavaScript peer on every host.
     let lab_peer = binary("lab-peer");
@@ -420,12 +454,31 @@ async fn nat_lab() {
                 (0, "Rust <-> Rust"),
                 (1, "Rust looker, JavaScript announcer"),
             ] {
+                if p == 0 {
+                    // Every Rust <-> Rust cell opens (below).
+                    continue;
+                }
                 if let Some(rs) = results.get(&(p, a, b)) {
                     for r in rs {
                         if let Err(e) = r {
                             failures.push(format!("{name}: A {} / B {}: {e}", a.name(), b.name()));
                         }
                     }
+                }
+            }
+        }
+    }
+    // Every Rust <-> Rust cell opens, symmetric <-> symmetric through the relay (the trial
+    // fails a circuit anywhere else).
+    for a in Nat::ALL {
+        for b in Nat::ALL {
+            for r in results.get(&(0, a, b)).into_iter().flatten() {
+                if let Err(e) = r {
+                    failures.push(format!(
+                        "Rust <-> Rust: A {} / B {}: {e}",
+                        a.name(),
+                        b.name()
+                    ));
                 }
             }
         }

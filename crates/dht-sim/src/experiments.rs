@@ -291,7 +291,8 @@ pub struct NatRun {
     /// Lookups of announced keys.
     pub lookups: Lookups,
     /// Hole punches after a lookup, by (announcer's kind, looker's kind): opened, tried,
-    /// and how many of the opened went by the birthday punch.
+    /// and how many of the opened went by the birthday punch (a circuit through the
+    /// announcer's relay counts as opened).
     pub punches: BTreeMap<(NatKind, NatKind), (usize, usize, usize)>,
 }
 
@@ -340,6 +341,14 @@ pub fn nat_population(
             .map(|(a, _)| *a)
             .collect()
     };
+    // Four open nodes serve as relays, and every announcer behind a NAT reserves on one
+    // first, as the NAT lab's do: the pairs no punch opens connect through it.
+    let relays: Vec<SocketAddrV4> = by_kind(world, NatKind::Open).into_iter().take(4).collect();
+    for r in &relays {
+        world.sim.with_machine(*r, |m, _| {
+            m.set_relay(Some(hyperdht::relay::RelayLimits::default()))
+        });
+    }
     for a in NatKind::ALL {
         for b in NatKind::ALL {
             let (announcers, lookers) = (by_kind(world, a), by_kind(world, b));
@@ -355,6 +364,12 @@ pub fn nat_population(
                     continue;
                 }
                 cell.1 += 1;
+                if a != NatKind::Open && !relays.is_empty() {
+                    let relay = relays[i % relays.len()];
+                    world
+                        .sim
+                        .with_machine(announcer, |m, now| m.reserve(now, relay));
+                }
                 let key = world.random_key();
                 let _ = hyper::announce(&mut world.sim, announcer, key, AnnounceOptions::default());
                 let found = hyper::lookup(&mut world.sim, looker, key);

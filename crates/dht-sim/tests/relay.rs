@@ -181,4 +181,14 @@ fn a_stranger_cannot_use_a_circuit_nor_reserve_without_the_token() {
     );
     assert_eq!(stats.reserved, 1, "only the peer's");
     assert_eq!(sim.machine(stranger).and_then(|m| m.reservation()), None);
+    // The figure docs/RELIABILITY.md shows (the soak's report reads it).
+    let line = format!(
+        "stranger's 20 datagrams for guessed pairings: {} forwarded, {} dropped; its forged reserve: challenged, {} reservation (the honest peer's only)",
+        stats.forwarded, stats.dropped_strangers, stats.reserved
+    );
+    println!("{line}");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/reports/defences");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("relay_strangers.txt"), line + "\n");
 }

@@ -26,6 +26,11 @@ pub fn set_trusted(ranges: Vec<Ipv4Range>, no_loopback: bool) {
 }
 
 /// A node builder with the `--trust` ranges applied.
+/// The `--trust` ranges.
+pub fn trusted_ranges() -> Vec<dht_rpc::guard::Ipv4Range> {
+    TRUSTED.get().map(|(r, _)| r.clone()).unwrap_or_default()
+}
+
 pub fn builder() -> HyperDhtBuilder {
     let (ranges, no_loopback) = TRUSTED.get().cloned().unwrap_or_default();
     let mut b = HyperDht::builder();

@@ -211,6 +211,9 @@ pub struct RelayLimits {
     pub circuit_bytes: u64,
     /// How long a bound pairing waits to be joined.
     pub join_wait: Duration,
+    /// Sources in these ranges skip the per-IP and per-/24 limits (a private cluster, a
+    /// lab whose hosts share a /24), as they skip the defences' (`--trust`).
+    pub trusted: Vec<dht_rpc::guard::Ipv4Range>,
 }
 
 impl Default for RelayLimits {
@@ -225,6 +228,7 @@ impl Default for RelayLimits {
             circuit_lifetime: Duration::from_secs(120),
             circuit_bytes: 128 * 1024,
             join_wait: Duration::from_secs(10),
+            trusted: Vec::new(),
         }
     }
 }
@@ -369,8 +373,10 @@ impl RelayServer {
                 .keys()
                 .filter(|a| u32::from(*a.ip()) >> 8 == prefix)
                 .count();
-            if same_ip >= self.limits.reservations_per_ip
-                || same_prefix >= self.limits.reservations_per_prefix
+            let trusted = dht_rpc::guard::in_ranges(&self.limits.trusted, ip);
+            if !trusted
+                && (same_ip >= self.limits.reservations_per_ip
+                    || same_prefix >= self.limits.reservations_per_prefix)
             {
                 return self.refuse(from, Refusal::PerSource);
             }
@@ -589,6 +595,29 @@ mod tests {
         assert_eq!(r.reservations(), 0);
         let s = r.stats();
         assert_eq!((s.refused_per_source, s.refused_reservations_full), (2, 1));
+    }
+
+    #[test]
+    fn trusted_sources_skip_the_per_source_limits_but_not_the_total() {
+        let t = Instant::now();
+        let limits = RelayLimits {
+            max_reservations: 10,
+            trusted: vec!["44.1.0.0/16".parse().expect("range")],
+            ..RelayLimits::default()
+        };
+        let mut r = RelayServer::new(limits);
+        for port in 1..=10 {
+            let from = SocketAddrV4::new(Ipv4Addr::new(44, 1, 0, 1), port);
+            assert!(
+                r.reserve(t, from)
+                    .is_some_and(|(_, m)| m == RelayMsg::Reserved(3600))
+            );
+        }
+        let from = SocketAddrV4::new(Ipv4Addr::new(44, 1, 0, 1), 11);
+        assert_eq!(
+            r.reserve(t, from),
+            Some((from, RelayMsg::Refused(Refusal::ReservationsFull)))
+        );
     }
 
     #[test]

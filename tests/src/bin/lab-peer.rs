@@ -2,8 +2,9 @@
 //!
 //! usage: lab-peer --bootstrap HOST:PORT
 //! ops: reset (a fresh ephemeral node on a new port), announce {key}, lookup {key},
-//! holepunch {peer, via}, send {to, data}, recv {timeout_ms}, echo {timeout_ms} (answers one
-//! application datagram with "echo:" + its data, to where it came from).
+//! reserve {relay} (a slot on a relay, kept fresh; answers once the relay holds it, or after
+//! 3 s), holepunch {peer, via}, send {to, data}, recv {timeout_ms}, echo {timeout_ms}
+//! (answers one application datagram with "echo:" + its data, to where it came from).
 //! Application datagrams start with [0, 0, 7], which never decodes as the protocol.
 
 use std::io::BufRead;
@@ -90,13 +91,26 @@ async fn handle(peer: &mut Peer, bootstrap: &str, req: &Value) -> Value {
             }
             Err(e) => json!({"error": e.to_string()}),
         },
+        "reserve" => {
+            let relay = addr(req, "relay");
+            peer.dht.reserve_relay(relay);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while peer.dht.reservation() != Some((relay, true)) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            json!({"held": peer.dht.reservation() == Some((relay, true))})
+        }
         "holepunch" => match peer
             .dht
             .holepunch(addr(req, "peer"), addr(req, "via"))
             .await
         {
             Ok(p) => {
-                json!({"ok": true, "path": format!("{:?}", p.path).to_lowercase(), "from": p.addr.to_string(), "ms": p.elapsed.as_secs_f64() * 1e3})
+                let path = match p.path {
+                    hyperdht::HolepunchPath::Circuit { .. } => "circuit".to_owned(),
+                    other => format!("{other:?}").to_lowercase(),
+                };
+                json!({"ok": true, "path": path, "from": p.addr.to_string(), "ms": p.elapsed.as_secs_f64() * 1e3})
             }
             Err(e) => json!({"error": e.to_string()}),
         },

@@ -359,7 +359,7 @@ fn announcers(node: SocketAddr, stop: &AtomicBool) {
 
 /// The attacks of the tests, by the name of the report each writes: the attack, the
 /// defence, and the bound that remains.
-const ATTACKS: [(&str, &str, &str, &str); 16] = [
+const ATTACKS: [(&str, &str, &str, &str); 19] = [
     (
         "nothing_is_sent_for_a_stranger_to_special_or_local_destinations",
         "A stranger names loopback, a LAN address, broadcast, multicast, 0.0.0.0 or our own socket in `forwardRequest` / `forwardResponse`",
@@ -449,6 +449,24 @@ const ATTACKS: [(&str, &str, &str, &str); 16] = [
         "Pings spoofed in a silent contact's name (its id and address are public) every 30 s",
         "A request refreshes a contact, or revives a dead address, only from a source that proved lately that it receives (10-20 min)",
         "A dead contact stays up to the proven set's lifetime (10-20 min) before the sweep checks it",
+    ),
+    (
+        "relay_strangers",
+        "A stranger sends data for guessed pairings through a relay, and reserves with a forged token",
+        "A relay forwards only between the two ends of a joined pairing; a reserve, bind or join without the relay's token for the sender's IP gets a challenge no larger than it (4 per IP every 10 s, 200/s in all)",
+        "A peer that reserved can bind 4 pairings, each held 10 s unjoined",
+    ),
+    (
+        "a_circuit_forwards_only_between_its_two_ends_and_within_its_budget",
+        "One end of a relay circuit hogs it, or uses it to flood the other end",
+        "Forwarded bytes = bytes in, at most 128 KiB per direction and 2 minutes per circuit; 16 circuits, 4 per reserved peer",
+        "A reserved peer can push 4 x 128 KiB at peers that joined it, every 2 minutes",
+    ),
+    (
+        "reservations_are_bounded_in_all_per_ip_and_per_prefix",
+        "Relay reservation exhaustion from one IP or one /24",
+        "128 reservations in all, 2 per IP, 4 per /24 (trusted ranges exempt), an hour each unless refreshed",
+        "Many /24s together can still hold all 128 for an hour",
     ),
     (
         "expired_entries_stop_counting_against_the_quotas",

@@ -48,7 +48,10 @@ pub async fn run(
     let id = restored.id;
     let mut builder = crate::cmd::builder();
     if relay {
-        builder = builder.relay(hyperdht::relay::RelayLimits::default());
+        builder = builder.relay(hyperdht::relay::RelayLimits {
+            trusted: crate::cmd::trusted_ranges(),
+            ..hyperdht::relay::RelayLimits::default()
+        });
     }
     let dht = builder
         .bootstrap(entry)
