@@ -192,3 +192,38 @@ fn a_stranger_cannot_use_a_circuit_nor_reserve_without_the_token() {
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(dir.join("relay_strangers.txt"), line + "\n");
 }
+
+#[test]
+fn a_direct_path_replaces_the_circuit_once_a_retry_opens_one() {
+    let (mut sim, n, peer, result) = punch_with_relay(NatKind::Symmetric, NatKind::Symmetric, true);
+    assert!(matches!(result, Ok(h) if matches!(h.path, HolepunchPath::Circuit { .. })));
+    let forwarded = |sim: &Sim<Core>| {
+        sim.machine(n[4])
+            .and_then(|m| m.relay_stats())
+            .map_or(0, |s| s.forwarded)
+    };
+    // Relayed while nothing changes: the retries (every UPGRADE_EVERY) fail quietly.
+    sim.run_for(hyperdht::UPGRADE_EVERY + Duration::from_secs(10));
+    let looker = sim.machine(n[0]).expect("us");
+    assert_eq!((looker.circuit_paths(), looker.upgraded_paths()), (1, 0));
+    assert!(
+        sim.take_own_events(n[0]).is_empty(),
+        "a retry reports nothing"
+    );
+    // Our NAT goes away (the filtering relaxes): the next retry opens a direct path, and
+    // our datagrams to the peer leave the relay.
+    sim.set_nat(n[0], None);
+    sim.run_for(hyperdht::UPGRADE_EVERY + Duration::from_secs(10));
+    let looker = sim.machine(n[0]).expect("us");
+    assert_eq!((looker.circuit_paths(), looker.upgraded_paths()), (0, 1));
+    let before = forwarded(&sim);
+    datagrams(&mut sim, n[3]);
+    sim.with_machine(n[0], |m, _| {
+        m.send_datagram(peer, Bytes::from_static(b"\0\0\x09direct"))
+    });
+    sim.run_for(Duration::from_millis(500));
+    let got = datagrams(&mut sim, n[3]);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, n[0], "straight from our own address now");
+    assert_eq!(forwarded(&sim), before, "not through the relay");
+}

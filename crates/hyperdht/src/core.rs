@@ -43,7 +43,7 @@ use rand::rngs::StdRng;
 
 pub use bday::MAX_PATHS;
 use bday::{Easy, Hard};
-pub use circuit::{MAX_CIRCUIT_PATHS, RELAY_WAIT};
+pub use circuit::{MAX_CIRCUIT_PATHS, RELAY_WAIT, UPGRADE_EVERY};
 use kept::Kept;
 pub use kept::{KeepId, REANNOUNCE};
 
@@ -214,6 +214,9 @@ struct Punch {
     referrer: SocketAddrV4,
     /// Whether to relay through the referrer (not when it is the peer or ourselves).
     relay: bool,
+    /// A retry of ours while a relay's circuit carries the peer's datagrams: it reports
+    /// nothing, and a direct path it opens replaces the circuit.
+    upgrade: bool,
     start: Instant,
     rounds_sent: u32,
     next_round: Instant,
@@ -359,6 +362,7 @@ impl Core {
                 peer,
                 referrer,
                 relay: relay && referrer != peer,
+                upgrade: false,
                 start: now,
                 rounds_sent: 0,
                 next_round: now,
@@ -441,14 +445,18 @@ impl Core {
 
     /// Ends a punch: its event, and its requests forgotten.
     fn end_punch(&mut self, punch: PunchId, result: Result<Holepunch, HolepunchError>) {
-        if self.punches.remove(&punch).is_none() {
+        let Some(p) = self.punches.remove(&punch) else {
             return;
-        }
+        };
         self.requests.retain(|_, (id, _)| *id != punch);
         self.circuits.forget_punch(punch);
         self.sym_pings.retain(|_, id| *id != punch);
         self.hards.retain(|h| h.punch != Some(punch));
         self.easies.retain(|e| e.punch != Some(punch));
+        if p.upgrade {
+            self.on_upgrade(p.peer, result.ok());
+            return;
+        }
         self.pending
             .push_back(MachineEvent::Own(CoreEvent::Punched { punch, result }));
     }

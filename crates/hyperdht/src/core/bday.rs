@@ -236,6 +236,7 @@ impl Core {
     /// Sends an application datagram to `to`: through the relay of a circuit to it, from
     /// the socket of the path a birthday punch opened to it, or from the DHT socket.
     pub fn send_datagram(&mut self, to: SocketAddrV4, payload: bytes::Bytes) {
+        let to = self.direct_to(to);
         if let Some((relay, pairing)) = self.circuit_to(to) {
             let data = crate::relay::RelayMsg::Data(pairing, payload).encode();
             return self.rpc.send_datagram(relay, data);

@@ -31,6 +31,18 @@ const REFRESH: Duration = Duration::from_secs(10 * 60);
 const RESERVE_RETRY: Duration = Duration::from_secs(5);
 /// Paths through circuits kept at most (the oldest go).
 pub const MAX_CIRCUIT_PATHS: usize = 16;
+/// While a circuit carries a peer's datagrams, we punch again this often...
+pub const UPGRADE_EVERY: Duration = Duration::from_secs(30);
+/// ...this many times at most (a circuit lasts two minutes).
+const UPGRADE_TRIES: u32 = 4;
+
+/// Punching again while relayed: through whom, when next, and how many tries are left.
+#[derive(Debug)]
+struct Upgrade {
+    referrer: SocketAddrV4,
+    next: Instant,
+    left: u32,
+}
 
 /// The relay role: its state and the rate of its challenges.
 #[derive(Debug)]
@@ -64,6 +76,11 @@ pub(super) struct Circuits {
     /// When we last answered a relay's challenge (one a second at most: a forged one
     /// must not make us repeat every bind to the relay).
     last_challenge: Option<Instant>,
+    /// Circuits we joined, punched again at a bounded pace (by the peer's address).
+    upgrades: BTreeMap<SocketAddrV4, Upgrade>,
+    /// Peers a retry reached directly: the address that answered, which datagrams to the
+    /// peer now go to (a symmetric NAT answers from another port than the announced one).
+    direct: BTreeMap<SocketAddrV4, SocketAddrV4>,
 }
 
 impl Circuits {
@@ -122,6 +139,36 @@ impl Core {
         self.circuits.paths.get(&peer).copied()
     }
 
+    /// Where datagrams to `peer` go: the address a retry reached it at directly, if one did.
+    pub(super) fn direct_to(&self, peer: SocketAddrV4) -> SocketAddrV4 {
+        self.circuits.direct.get(&peer).copied().unwrap_or(peer)
+    }
+
+    /// A retry of a relayed peer ended: a direct path (not another circuit) replaces the
+    /// circuit, which the relay then closes at the end of its lifetime.
+    pub(super) fn on_upgrade(&mut self, peer: SocketAddrV4, opened: Option<super::Holepunch>) {
+        let Some(h) = opened else {
+            return;
+        };
+        if matches!(h.path, HolepunchPath::Circuit { .. }) {
+            return;
+        }
+        tracing::debug!(%peer, path = ?h.path, addr = %h.addr, "a direct path replaces the circuit");
+        self.circuits.paths.remove(&peer);
+        self.circuits.upgrades.remove(&peer);
+        if self.circuits.direct.len() >= MAX_CIRCUIT_PATHS
+            && let Some(first) = self.circuits.direct.keys().next().copied()
+        {
+            self.circuits.direct.remove(&first);
+        }
+        self.circuits.direct.insert(peer, h.addr);
+    }
+
+    /// Direct paths that replaced a circuit.
+    pub fn upgraded_paths(&self) -> usize {
+        self.circuits.direct.len()
+    }
+
     fn send_relay(&mut self, to: SocketAddrV4, msg: &RelayMsg) {
         self.rpc.send_datagram(to, msg.encode());
     }
@@ -129,6 +176,7 @@ impl Core {
     /// The next deadline of the relay's timers.
     pub(super) fn next_relay(&self) -> Option<Instant> {
         let res = self.circuits.reservation.as_ref().map(|r| r.next);
+        let upgrades = self.circuits.upgrades.values().map(|u| u.next);
         let waits = self.punches.values().filter_map(|p| match p.phase {
             Phase::RelayWait { until, .. } => Some(until),
             _ => None,
@@ -138,7 +186,11 @@ impl Core {
             .role
             .as_ref()
             .and_then(|r| r.server.next_deadline());
-        res.into_iter().chain(waits).chain(role).min()
+        res.into_iter()
+            .chain(waits)
+            .chain(role)
+            .chain(upgrades)
+            .min()
     }
 
     /// Reserves again when due; fails the punches whose relay never came.
@@ -164,6 +216,27 @@ impl Core {
         for (punch, birthday) in late {
             self.fail_punch(punch, birthday);
         }
+        // Punch again to relayed peers, at a bounded pace, while no punch to them runs.
+        let due: Vec<(SocketAddrV4, SocketAddrV4)> = self
+            .circuits
+            .upgrades
+            .iter()
+            .filter(|(peer, u)| u.next <= now && !self.punches.values().any(|p| p.peer == **peer))
+            .map(|(peer, u)| (*peer, u.referrer))
+            .collect();
+        for (peer, referrer) in due {
+            if let Some(u) = self.circuits.upgrades.get_mut(&peer) {
+                u.left = u.left.saturating_sub(1);
+                u.next = now + UPGRADE_EVERY;
+                if u.left == 0 {
+                    self.circuits.upgrades.remove(&peer);
+                }
+            }
+            let id = self.holepunch(now, peer, referrer, true);
+            if let Some(p) = self.punches.get_mut(&id) {
+                p.upgrade = true;
+            }
+        }
     }
 
     /// A punch of ours failed: ask the peer for a relay, once, before it fails.
@@ -172,7 +245,7 @@ impl Core {
         let Some(p) = self.punches.get_mut(&punch) else {
             return false;
         };
-        if !p.relay || matches!(p.phase, Phase::RelayWait { .. }) {
+        if !p.relay || p.upgrade || matches!(p.phase, Phase::RelayWait { .. }) {
             return false;
         }
         p.phase = Phase::RelayWait {
@@ -284,6 +357,21 @@ impl Core {
                     return;
                 }
                 self.add_circuit_path(peer, relay, pairing);
+                if let Some(referrer) = self.punches.get(&punch).map(|p| p.referrer) {
+                    if self.circuits.upgrades.len() >= MAX_CIRCUIT_PATHS
+                        && let Some(first) = self.circuits.upgrades.keys().next().copied()
+                    {
+                        self.circuits.upgrades.remove(&first);
+                    }
+                    self.circuits.upgrades.insert(
+                        peer,
+                        Upgrade {
+                            referrer,
+                            next: now + UPGRADE_EVERY,
+                            left: UPGRADE_TRIES,
+                        },
+                    );
+                }
                 self.succeed_punch(punch, HolepunchPath::Circuit { relay }, peer, None);
             }
             RelayMsg::Refused(why) => {
