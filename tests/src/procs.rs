@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 /// The path of one of the workspace's binaries, built first if it is missing (as when only
 /// this package's tests were asked for).
 pub fn binary(name: &str) -> PathBuf {
-    static BUILD: OnceLock<Mutex<()>> = OnceLock::new();
+    // Built (or found up to date) once per binary and process: cargo is a no-op when it is
+    // current, and an existing file alone may be a stale build from an earlier checkout.
+    static BUILD: OnceLock<Mutex<std::collections::BTreeSet<String>>> = OnceLock::new();
     let exe = std::env::current_exe().expect("test executable");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe
@@ -20,11 +22,11 @@ pub fn binary(name: &str) -> PathBuf {
         .expect("target directory")
         .to_path_buf();
     let path = dir.join(name);
-    let _guard = BUILD
+    let mut built = BUILD
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    if !path.exists() {
+    if built.insert(name.to_owned()) {
         let package = if name == "hyperdht" {
             "hyperdht-cli"
         } else {
