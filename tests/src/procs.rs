@@ -27,10 +27,11 @@ pub fn binary(name: &str) -> PathBuf {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     if built.insert(name.to_owned()) {
-        let package = if name == "hyperdht" {
-            "hyperdht-cli"
-        } else {
-            name
+        let package = match name {
+            "hyperdht" => "hyperdht-cli",
+            "dht-bootstrap" => "dht-bootstrap",
+            // lab-peer, lab-probe, udp-echo, dht-load, soak, perf-report: this crate's.
+            _ => env!("CARGO_PKG_NAME"),
         };
         let mut build = Command::new(env!("CARGO"));
         build.args(["build", "-q", "-p", package, "--bin", name]);
