@@ -169,6 +169,18 @@ pub fn punch(
     result.unwrap_or(Err(HolepunchError::Node(dht_rpc::RequestError::Timeout)))
 }
 
+/// The application datagrams `node` received since the last call (`Event::Unrecognized`:
+/// those of a punched path or a relay's circuit), with whom they came from.
+pub fn datagrams(sim: &mut Sim<Core>, node: SocketAddrV4) -> Vec<(SocketAddrV4, bytes::Bytes)> {
+    sim.take_events(node)
+        .into_iter()
+        .filter_map(|e| match e {
+            dht_rpc::Event::Unrecognized { from, payload } => Some((from, payload)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The punches a node has running (for tests that the core forgets them).
 pub fn punches(sim: &Sim<Core>, node: SocketAddrV4) -> usize {
     sim.machine(node).map_or(0, |m| m.punches())

@@ -6,7 +6,7 @@
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use dht_rpc::{Config, Event};
+use dht_rpc::Config;
 use dht_sim::{NatKind, Sim, SimConfig, hyper, lab};
 use hyperdht::{
     BIRTHDAY_SPRAYS, BirthdayTry, Core, HolepunchError, HolepunchPath, PUNCH_INTERVAL, PUNCH_ROUNDS,
@@ -176,7 +176,7 @@ fn behind_a_symmetric_nat_the_birthday_punch_meets_a_port_restricted_peer() {
         m.send_datagram(n[3], bytes::Bytes::from_static(b"\0\0\x07hi"))
     });
     sim.run_for(Duration::from_millis(200));
-    let got = app(&mut sim, n[3]);
+    let got = hyper::datagrams(&mut sim, n[3]);
     assert_eq!(got.len(), 1, "delivered once: {got:?}");
     assert_eq!(&got[0].1[..], b"\0\0\x07hi");
     let back = got[0].0;
@@ -189,20 +189,9 @@ fn behind_a_symmetric_nat_the_birthday_punch_meets_a_port_restricted_peer() {
         m.send_datagram(back, bytes::Bytes::from_static(b"\0\0\x07ho"))
     });
     sim.run_for(Duration::from_millis(200));
-    let got = app(&mut sim, n[0]);
+    let got = hyper::datagrams(&mut sim, n[0]);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(&got[0].1[..], b"\0\0\x07ho");
-}
-
-/// The application datagrams a node received since the last call: (from, payload).
-fn app(sim: &mut Sim<Core>, node: SocketAddrV4) -> Vec<(SocketAddrV4, bytes::Bytes)> {
-    sim.take_events(node)
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Unrecognized { from, payload } => Some((from, payload)),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

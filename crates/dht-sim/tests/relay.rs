@@ -7,7 +7,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dht_rpc::{Config, Event};
+use dht_rpc::Config;
 use dht_sim::{NatKind, Sim, SimConfig, hyper};
 use hyperdht::relay::{RelayLimits, RelayMsg};
 use hyperdht::{BirthdayTry, Core, HolepunchError, HolepunchPath, PUNCH_ROUNDS};
@@ -65,17 +65,6 @@ fn punch_with_relay(
     (sim, n, peer, result)
 }
 
-/// The application datagrams `at` received, and from whom.
-fn datagrams(sim: &mut Sim<Core>, at: SocketAddrV4) -> Vec<(SocketAddrV4, Bytes)> {
-    sim.take_events(at)
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Unrecognized { from, payload } => Some((from, payload)),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn symmetric_to_symmetric_connects_through_the_peers_relay_both_ways() {
     let (mut sim, n, peer, result) = punch_with_relay(NatKind::Symmetric, NatKind::Symmetric, true);
@@ -94,7 +83,7 @@ fn symmetric_to_symmetric_connects_through_the_peers_relay_both_ways() {
         });
     }
     sim.run_for(Duration::from_millis(500));
-    let got = datagrams(&mut sim, n[3]);
+    let got = hyper::datagrams(&mut sim, n[3]);
     assert_eq!(got.len(), 5, "every datagram, once: {got:?}");
     let from = got[0].0;
     assert!(got.iter().all(|(f, _)| *f == from));
@@ -103,7 +92,7 @@ fn symmetric_to_symmetric_connects_through_the_peers_relay_both_ways() {
         m.send_datagram(from, Bytes::from_static(b"\0\0\x09back"))
     });
     sim.run_for(Duration::from_millis(500));
-    let back = datagrams(&mut sim, n[0]);
+    let back = hyper::datagrams(&mut sim, n[0]);
     assert_eq!(back, vec![(peer, Bytes::from_static(b"\0\0\x09back"))]);
     let stats = sim
         .machine(n[4])
@@ -217,12 +206,12 @@ fn a_direct_path_replaces_the_circuit_once_a_retry_opens_one() {
     let looker = sim.machine(n[0]).expect("us");
     assert_eq!((looker.circuit_paths(), looker.upgraded_paths()), (0, 1));
     let before = forwarded(&sim);
-    datagrams(&mut sim, n[3]);
+    hyper::datagrams(&mut sim, n[3]);
     sim.with_machine(n[0], |m, _| {
         m.send_datagram(peer, Bytes::from_static(b"\0\0\x09direct"))
     });
     sim.run_for(Duration::from_millis(500));
-    let got = datagrams(&mut sim, n[3]);
+    let got = hyper::datagrams(&mut sim, n[3]);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].0, n[0], "straight from our own address now");
     assert_eq!(forwarded(&sim), before, "not through the relay");

@@ -156,12 +156,7 @@ impl Core {
         tracing::debug!(%peer, path = ?h.path, addr = %h.addr, "a direct path replaces the circuit");
         self.circuits.paths.remove(&peer);
         self.circuits.upgrades.remove(&peer);
-        if self.circuits.direct.len() >= MAX_CIRCUIT_PATHS
-            && let Some(first) = self.circuits.direct.keys().next().copied()
-        {
-            self.circuits.direct.remove(&first);
-        }
-        self.circuits.direct.insert(peer, h.addr);
+        insert_bounded(&mut self.circuits.direct, peer, h.addr);
     }
 
     /// Direct paths that replaced a circuit.
@@ -282,13 +277,7 @@ impl Core {
     }
 
     fn add_circuit_path(&mut self, peer: SocketAddrV4, relay: SocketAddrV4, pairing: Pairing) {
-        if self.circuits.paths.len() >= MAX_CIRCUIT_PATHS
-            && !self.circuits.paths.contains_key(&peer)
-            && let Some(first) = self.circuits.paths.keys().next().copied()
-        {
-            self.circuits.paths.remove(&first);
-        }
-        self.circuits.paths.insert(peer, (relay, pairing));
+        insert_bounded(&mut self.circuits.paths, peer, (relay, pairing));
     }
 
     /// The peer of one of our failed punches named a relay and pairing: join it.
@@ -358,12 +347,8 @@ impl Core {
                 }
                 self.add_circuit_path(peer, relay, pairing);
                 if let Some(referrer) = self.punches.get(&punch).map(|p| p.referrer) {
-                    if self.circuits.upgrades.len() >= MAX_CIRCUIT_PATHS
-                        && let Some(first) = self.circuits.upgrades.keys().next().copied()
-                    {
-                        self.circuits.upgrades.remove(&first);
-                    }
-                    self.circuits.upgrades.insert(
+                    insert_bounded(
+                        &mut self.circuits.upgrades,
                         peer,
                         Upgrade {
                             referrer,
@@ -450,4 +435,16 @@ impl Core {
             self.send_relay(from, &m);
         }
     }
+}
+
+/// Inserts into a per-peer map of at most [`MAX_CIRCUIT_PATHS`] entries: a new peer past the
+/// bound takes the lowest address's place.
+fn insert_bounded<V>(map: &mut BTreeMap<SocketAddrV4, V>, peer: SocketAddrV4, v: V) {
+    if map.len() >= MAX_CIRCUIT_PATHS
+        && !map.contains_key(&peer)
+        && let Some(first) = map.keys().next().copied()
+    {
+        map.remove(&first);
+    }
+    map.insert(peer, v);
 }
