@@ -157,12 +157,12 @@ impl<H: Handler> Core<H> {
             .id
             .unwrap_or_else(|| NodeId::from_bytes(rng.random()));
         let tokens = Tokens::new(rng.random(), rng.random()).with_max(config.token_cache);
-        // The tids' generator and the newest budget's key come from a second stream, so
-        // that the first gives every earlier draw (the id, the token secrets, the budgets'
-        // keys) as it did before they were added.
+        // The newest budget's key comes from a second stream, so that the first gives
+        // every earlier draw (the id, the token secrets, the budgets' keys) as it did
+        // before it was added. Everything after construction (tids included) draws from
+        // the first: a node keeps one generator.
         let mut aux = StdRng::seed_from_u64(config.seed ^ 0x7469_6473_2d61_7578);
         let requests = Requests::new(
-            aux.random(),
             config.concurrency,
             config.max_queued,
             config.request_timeout,
@@ -248,6 +248,13 @@ impl<H: Handler> Core<H> {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The node's random source, seeded from [`Config::seed`]: a machine built around the
+    /// core draws from it too, so that one seed gives one run and a node keeps one
+    /// generator (a ChaCha generator's state is 320 bytes).
+    pub fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
     }
 
     /// Whether `addr` stopped answering us lately, so that walks do not take it from
@@ -634,7 +641,7 @@ impl<H: Handler> Core<H> {
     /// Sends queued requests while there is room in flight (the reachability check counted
     /// them when they were queued).
     fn flush_requests(&mut self, now: Instant) {
-        while let Some((to, payload)) = self.requests.send_next(now) {
+        while let Some((to, payload)) = self.requests.send_next(now, &mut self.rng) {
             self.push_encoded(to, payload);
         }
     }
@@ -971,7 +978,7 @@ impl<H: Handler> Core<H> {
 
     /// Advances timers: request timeouts, the liveness tick, token rotation.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((purpose, again)) = self.requests.stall_due(now) {
+        while let Some((purpose, again)) = self.requests.stall_due(now, &mut self.rng) {
             self.stats.stalled += 1;
             if let Some((to, payload)) = again {
                 self.stats.resent += 1;
@@ -1035,7 +1042,7 @@ impl<H: Handler> Core<H> {
                 if !self.bootstrapped {
                     return;
                 }
-                let before = now.checked_sub(RECENTLY_SEEN);
+                let before = now.checked_sub(RECENTLY_SEEN).map(|b| self.table.seen(b));
                 let mut stale: VecDeque<Contact> = oldest
                     .into_iter()
                     .filter(|c| before.is_some_and(|b| c.last_seen < b))

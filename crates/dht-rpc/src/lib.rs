@@ -47,6 +47,6 @@ pub use handlers::{CommandFn, Handlers};
 pub use limiter::RateLimiter;
 pub use machine::{Machine, MachineEvent, SocketId, SocketOp};
 pub use query::QuerySpec;
-pub use routing::{ClosestScratch, Contact, Insert, RoutingTable, TableLimits};
+pub use routing::{ClosestScratch, Contact, Insert, RoutingTable, Seen, TableLimits};
 pub use stats::{QUERY_BUCKETS, Stats};
 pub use tokens::Tokens;

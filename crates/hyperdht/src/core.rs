@@ -38,8 +38,6 @@ use dht_rpc::{
     SocketId, SocketOp, Transmit,
 };
 use dht_wire::Key;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 pub use bday::MAX_PATHS;
 use bday::{Easy, Hard};
@@ -293,8 +291,6 @@ pub struct Core {
     now: Instant,
     kept: BTreeMap<KeepId, Kept>,
     next_keep: u64,
-    /// Seeded from the rpc core's seed: re-announce waits, spray ports and nonces.
-    rng: StdRng,
     /// Pings of the symmetric-NAT check, by punch.
     sym_pings: BTreeMap<RequestId, PunchId>,
     /// The last symmetric-NAT verdict and when it was made.
@@ -316,7 +312,6 @@ pub struct Core {
 impl Core {
     /// A hyperdht core around a dht-rpc core whose handler is the peer store.
     pub fn new(mut rpc: dht_rpc::Core<PeersHandler>, now: Instant) -> Self {
-        let rng = StdRng::seed_from_u64(rpc.config().seed ^ 0x6b65_6570);
         // Birthday datagrams and application datagrams are not of the protocol: the core
         // sorts them.
         rpc.set_deliver_unrecognized(true);
@@ -332,7 +327,6 @@ impl Core {
             pending: VecDeque::new(),
             kept: BTreeMap::new(),
             next_keep: 0,
-            rng,
             rpc,
             punches: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -503,7 +497,7 @@ impl Core {
         let Some(referrer) = self.punches.get(&punch).map(|p| p.referrer) else {
             return;
         };
-        let target = NodeId::from_bytes(rand::Rng::random(&mut self.rng));
+        let target = NodeId::from_bytes(rand::Rng::random(self.rpc.rng()));
         let other = self
             .rpc
             .table()

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dht_wire::{Datagram, NodeAddr, NodeId, Request, Tid};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use crate::events::{QueryId, RequestId};
 use crate::routing::Contact;
@@ -167,8 +166,10 @@ struct Queued {
     waits: Option<Waits>,
 }
 
-/// Tids of requests that left kept for [`Requests::was_ours`].
-const DONE_KEPT: usize = 512;
+/// Tids of requests that left kept for [`Requests::was_ours`]: the last 128 (a late answer
+/// comes within seconds, and a late one past them only costs its sender one token of its
+/// unmatched-responses budget).
+const DONE_KEPT: usize = 128;
 
 /// Requests in flight at most, stalled ones included, per slot of `concurrency`.
 const STALLED_PER_SLOT: usize = 8;
@@ -180,7 +181,6 @@ pub(crate) const MAX_CONCURRENCY: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct Requests {
     /// Draws the tids.
-    rng: StdRng,
     /// Tids of requests answered or timed out lately, with the IP they went to: a second
     /// answer (to a resent request) or a late one is not a guess.
     done: VecDeque<(Tid, std::net::Ipv4Addr)>,
@@ -192,9 +192,8 @@ pub(crate) struct Requests {
 }
 
 impl Requests {
-    pub(crate) fn new(seed: u64, concurrency: usize, max_queued: usize, timeout: Duration) -> Self {
+    pub(crate) fn new(concurrency: usize, max_queued: usize, timeout: Duration) -> Self {
         Requests {
-            rng: StdRng::seed_from_u64(seed),
             done: VecDeque::new(),
             concurrency: concurrency.clamp(1, MAX_CONCURRENCY),
             max_queued,
@@ -238,9 +237,9 @@ impl Requests {
     /// A random tid that no request in flight holds (there are at most
     /// `2 * 8 * MAX_CONCURRENCY`, half of the tid space, so a draw is free at least half
     /// of the time).
-    fn allocate_tid(&mut self) -> Tid {
+    fn allocate_tid(&mut self, rng: &mut impl Rng) -> Tid {
         loop {
-            let tid = Tid::from_masked(self.rng.random());
+            let tid = Tid::from_masked(rng.random());
             if !self.inflight.iter().any(|p| p.has_tid(tid)) {
                 return tid;
             }
@@ -249,7 +248,11 @@ impl Requests {
 
     /// The next queued request, if there is room in flight: where to send it, and its
     /// encoding.
-    pub(crate) fn send_next(&mut self, now: Instant) -> Option<(SocketAddrV4, Bytes)> {
+    pub(crate) fn send_next(
+        &mut self,
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Option<(SocketAddrV4, Bytes)> {
         self.shrink();
         if self.queue.is_empty()
             || self.active() >= self.concurrency
@@ -270,7 +273,7 @@ impl Requests {
             .iter()
             .position(|q| room || !q.purpose.background())?;
         let q = self.queue.remove(at)?;
-        let tid = self.allocate_tid();
+        let tid = self.allocate_tid(rng);
         // A walk waits for its closest candidates: one lost datagram would otherwise cost
         // it a timeout. So a query-round request (no token: never an update, whose handler
         // may not be idempotent) goes out once more when it stalls. (The reference sends
@@ -303,13 +306,14 @@ impl Requests {
     pub(crate) fn stall_due(
         &mut self,
         now: Instant,
+        rng: &mut impl Rng,
     ) -> Option<(Purpose, Option<(SocketAddrV4, Bytes)>)> {
         let pos = self.inflight.iter().position(|p| {
             p.phase == Phase::Active && p.waits.is_some_and(|(stall, _)| stall <= now)
         })?;
         let again = match self.inflight[pos].resend.take() {
             Some((to, first)) => {
-                let tid = self.allocate_tid();
+                let tid = self.allocate_tid(rng);
                 self.inflight[pos].resent = Some((tid, now));
                 Datagram::retag(&first, tid).map(|again| (to, again))
             }
@@ -481,7 +485,8 @@ mod tests {
             stall: Duration::from_millis(1),
             give_up: Duration::from_secs(5),
         });
-        let mut r = Requests::new(1, usize::MAX, usize::MAX, timeout);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let mut r = Requests::new(usize::MAX, usize::MAX, timeout);
         let n = MAX_CONCURRENCY * STALLED_PER_SLOT;
         for i in 0..n {
             let to = SocketAddrV4::new([10, 0, (i >> 8) as u8, i as u8].into(), 1);
@@ -492,11 +497,11 @@ mod tests {
         let mut tids = std::collections::HashSet::new();
         let mut at = t;
         for _ in 0..STALLED_PER_SLOT {
-            while let Some((_, d)) = r.send_next(at) {
+            while let Some((_, d)) = r.send_next(at, &mut rng) {
                 assert!(tids.insert(tid_of(&d)), "a tid in use");
             }
             at += Duration::from_millis(2);
-            while let Some((_, again)) = r.stall_due(at) {
+            while let Some((_, again)) = r.stall_due(at, &mut rng) {
                 let (_, d) = again.expect("resent");
                 assert!(tids.insert(tid_of(&d)), "a tid in use");
             }
@@ -513,7 +518,8 @@ mod tests {
             stall: Duration::from_millis(100),
             give_up: Duration::from_millis(300),
         });
-        let mut r = Requests::new(1, 2, 16, timeout);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let mut r = Requests::new(2, 16, timeout);
         let query = |token: Option<Bytes>| Request {
             roundtrip_token: token,
             ..Request::new(FIND_NODE)
@@ -526,12 +532,15 @@ mod tests {
         let ping = Purpose::Ping(RequestId(1));
         r.submit(addr(3), addr(3), Request::new(PING), ping, None)
             .expect("room");
-        let first: Vec<_> = std::iter::from_fn(|| r.send_next(t)).collect();
+        let first: Vec<_> = std::iter::from_fn(|| r.send_next(t, &mut rng)).collect();
         assert_eq!(first.len(), 2, "two slots");
         assert_eq!(r.next_deadline(), Some(t + Duration::from_millis(100)));
-        assert!(r.stall_due(t + Duration::from_millis(99)).is_none());
+        assert!(
+            r.stall_due(t + Duration::from_millis(99), &mut rng)
+                .is_none()
+        );
         let at = t + Duration::from_millis(100);
-        let mut stalled: Vec<_> = std::iter::from_fn(|| r.stall_due(at)).collect();
+        let mut stalled: Vec<_> = std::iter::from_fn(|| r.stall_due(at, &mut rng)).collect();
         assert_eq!(stalled.len(), 2);
         let (_, again) = stalled.remove(0);
         let (to, again) = again.expect("the query round's request goes again");
@@ -541,9 +550,9 @@ mod tests {
         assert_eq!(again.message, first0.message, "the same request");
         assert_ne!(again.tid, first0.tid, "under a tid of its own");
         assert!(stalled.remove(0).1.is_none(), "never a commit");
-        assert!(r.stall_due(at).is_none(), "once");
+        assert!(r.stall_due(at, &mut rng).is_none(), "once");
         assert!(
-            r.send_next(at).is_some(),
+            r.send_next(at, &mut rng).is_some(),
             "stalled requests free their slots"
         );
         let give_up = t + Duration::from_millis(300);

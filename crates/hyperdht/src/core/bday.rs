@@ -91,7 +91,7 @@ impl Core {
 
     /// Starts an easy session toward `hard`'s IP, spraying from `start` on.
     pub(super) fn start_easy(&mut self, start: Instant, hard: Ipv4Addr, punch: Option<PunchId>) {
-        let nonce = self.rng.random();
+        let nonce = self.rpc.rng().random();
         self.easies.push(Easy {
             hard,
             nonce,
@@ -117,7 +117,7 @@ impl Core {
         for e in &mut self.easies {
             while e.until.is_none() && e.next_burst <= now {
                 for _ in 0..SPRAY_BURST.min(SPRAYS - e.sent) {
-                    let port = self.rng.random_range(1024..=u16::MAX);
+                    let port = self.rpc.rng().random_range(1024..=u16::MAX);
                     sprays.push((SocketAddrV4::new(e.hard, port), e.nonce));
                 }
                 e.sent = (e.sent + SPRAY_BURST).min(SPRAYS);

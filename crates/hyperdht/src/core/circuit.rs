@@ -269,7 +269,7 @@ impl Core {
             tracing::debug!(%requester, "relay offers over the rate limit");
             return;
         }
-        let pairing: Pairing = self.rng.random();
+        let pairing: Pairing = self.rpc.rng().random();
         self.send_relay(relay, &RelayMsg::Bind(pairing, token));
         self.add_circuit_path(requester, relay, pairing);
         let hint = Hint::UseRelay(relay, pairing).encode();

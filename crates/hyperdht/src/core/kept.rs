@@ -97,7 +97,7 @@ impl Core {
     }
 
     fn reannounce_wait(&mut self) -> Duration {
-        self.rng.random_range(REANNOUNCE.0..=REANNOUNCE.1)
+        self.rpc.rng().random_range(REANNOUNCE.0..=REANNOUNCE.1)
     }
 
     /// Starts the announces that are due.
