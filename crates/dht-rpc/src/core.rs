@@ -127,6 +127,11 @@ pub struct Core<H = NoHandler> {
     /// The size of the arena's next buffer: it doubles, up to [`ANSWER_ARENA`], each time
     /// the last one could not be reused.
     arena_chunk: usize,
+    /// The roundtrip tokens the last nodes that answered one of the application's queries
+    /// handed us, newest last: a hole punch relayed through one of them presents its
+    /// token, which shows the relay the request is really ours (see
+    /// [`TOKENS_KEPT`]).
+    tokens_from: VecDeque<(SocketAddrV4, [u8; 32])>,
     /// Working space of the closest nodes an answer carries.
     closest_scratch: crate::routing::ClosestScratch,
     closest_buf: Vec<NodeAddr>,
@@ -139,6 +144,11 @@ const ANSWER_ARENA: usize = 32 * 1024;
 /// Room the transmit and event queues may keep once drained: more is given back, down to
 /// a quarter of it (every node in a simulation of 100,000 keeps its own).
 const QUEUE_KEPT: usize = 32;
+/// Tokens of answering nodes kept for relayed hole punches: a lookup's punches go through
+/// the few nodes that stored the announce, soon after the lookup. Only the application's
+/// queries keep them (the node's own walks do not), so a node that looks nothing up keeps
+/// none.
+const TOKENS_KEPT: usize = 16;
 /// The arena's first buffer.
 const ANSWER_ARENA_MIN: usize = 1024;
 
@@ -182,6 +192,7 @@ impl<H: Handler> Core<H> {
             verifying: BTreeSet::new(),
             local_port: None,
             observed: None,
+            tokens_from: VecDeque::new(),
             config,
             id,
             rng,
@@ -413,16 +424,23 @@ impl<H: Handler> Core<H> {
         let id = self.new_request_id();
         let req = Request {
             value,
-            ..self.holepunch_request(peer)
+            ..self.holepunch_request(peer, referrer)
         };
         self.send(now, referrer, peer, req, Purpose::Holepunch(id));
         id
     }
 
-    fn holepunch_request(&self, peer: SocketAddrV4) -> Request {
+    fn holepunch_request(&self, peer: SocketAddrV4, referrer: SocketAddrV4) -> Request {
+        let token = self
+            .tokens_from
+            .iter()
+            .rev()
+            .find(|(a, _)| *a == referrer)
+            .map(|(_, t)| Bytes::copy_from_slice(t));
         Request {
             id: self.wire_id(),
             forward_request: Some(Checked::Valid(peer)),
+            roundtrip_token: token,
             ..Request::new(PING)
         }
     }
@@ -796,6 +814,10 @@ impl<H: Handler> Core<H> {
                     let id = res.sender_id();
                     let sent = Sent { node, commit, late };
                     let token = res.roundtrip_token.as_ref();
+                    let kept = token.and_then(|t| <[u8; 32]>::try_from(&t[..]).ok());
+                    if let Some(t) = kept.filter(|_| !self.own_walks.contains(&query)) {
+                        keep_token(&mut self.tokens_from, from, t);
+                    }
                     let report = q.on_response(sent, from, id, token, &closer);
                     if let (true, Some(id)) = (report, id) {
                         let reply = crate::events::Reply {
@@ -1107,4 +1129,14 @@ impl<H: Handler> Core<H> {
             });
         }
     }
+}
+
+/// Keeps `from`'s token, newest last, at most [`TOKENS_KEPT`] (a node's token replaces its
+/// older one).
+fn keep_token(kept: &mut VecDeque<(SocketAddrV4, [u8; 32])>, from: SocketAddrV4, t: [u8; 32]) {
+    kept.retain(|(a, _)| *a != from);
+    if kept.len() >= TOKENS_KEPT {
+        kept.pop_front();
+    }
+    kept.push_back((from, t));
 }

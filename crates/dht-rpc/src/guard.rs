@@ -165,6 +165,10 @@ fn ip_key(ip: Ipv4Addr) -> u64 {
     u64::from(u32::from(ip))
 }
 
+/// Set in the keys of tokened relay requests (see [`Guard::admit_relay`]): above the 48
+/// bits an address key uses.
+const TOKENED: u64 = 1 << 56;
+
 fn addr_key(a: SocketAddrV4) -> u64 {
     u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port())
 }
@@ -298,16 +302,35 @@ impl Guard {
                 .is_none_or(|b| b.allow(now, prefix(to), cost))
     }
 
-    /// May `from` have a ping relayed to `to` now?
-    pub(crate) fn admit_relay(&mut self, now: Instant, from: Ipv4Addr, to: SocketAddrV4) -> Relay {
+    /// May `from` have a ping relayed to `to` now? `tokened`: the request carried the
+    /// roundtrip token we hand `from`, so it really comes from there (a spoofer never
+    /// receives the token of the address it writes in).
+    ///
+    /// Requests without one share a budget per requester, one per target and, for
+    /// targets that never proved they receive, one in all: a spoofed flood to random
+    /// targets spends that last one. A tokened request is counted apart (its own buckets
+    /// per requester and per target, and not the shared one), so that the flood cannot
+    /// spend what an honest requester (which holds the token of the lookup that found the
+    /// target) relays to a target this node never heard from. A tokened requester still
+    /// gets at most the forward rate, and so does each target from tokened requesters in
+    /// all.
+    pub(crate) fn admit_relay(
+        &mut self,
+        now: Instant,
+        from: Ipv4Addr,
+        to: SocketAddrV4,
+        tokened: bool,
+    ) -> Relay {
         if self.is_trusted(from) && self.is_trusted(*to.ip()) {
             return Relay::Allowed;
         }
         let now = self.ms(now);
-        if !self.proven.contains(to.ip()) && !self.relay_unproven.allow(now, 0, 1) {
+        if !tokened && !self.proven.contains(to.ip()) && !self.relay_unproven.allow(now, 0, 1) {
             return Relay::Limited;
         }
-        if self.relay_to.allow(now, addr_key(to), 1) && self.relay_from.allow(now, ip_key(from), 1)
+        let apart = if tokened { TOKENED } else { 0 };
+        if self.relay_to.allow(now, addr_key(to) | apart, 1)
+            && self.relay_from.allow(now, ip_key(from) | apart, 1)
         {
             Relay::Allowed
         } else {

@@ -359,7 +359,7 @@ fn announcers(node: SocketAddr, stop: &AtomicBool) {
 
 /// The attacks of the tests, by the name of the report each writes: the attack, the
 /// defence, and the bound that remains.
-const ATTACKS: [(&str, &str, &str, &str); 19] = [
+const ATTACKS: [(&str, &str, &str, &str); 20] = [
     (
         "nothing_is_sent_for_a_stranger_to_special_or_local_destinations",
         "A stranger names loopback, a LAN address, broadcast, multicast, 0.0.0.0 or our own socket in `forwardRequest` / `forwardResponse`",
@@ -383,6 +383,12 @@ const ATTACKS: [(&str, &str, &str, &str); 19] = [
         "Spoofed relay flood (100,000/s from random sources to random targets) against a legitimate requester",
         "Relays per requester and per target (20/s) in fixed-memory hashed buckets that spoofed sources cannot fill; targets that never proved they receive share 20/s in all",
         "A flood aimed at the legitimate target itself limits relays to that target to 20/s",
+    ),
+    (
+        "an_honest_requester_gets_its_punches_relayed_through_a_spoofed_forward_flood",
+        "Spoofed `forwardRequest` flood (10,000/s from 400 sources to random targets) while an honest requester punches to a target that never wrote to the node (a fresh announcer)",
+        "A punch that presents the roundtrip token its lookup got from the node really comes from its source: it is counted apart (20/s per requester and per target among tokened requests) and not in the 20/s that relays to unproven targets share; the token is not passed on to the target",
+        "Untokened punches (the reference's, or a client that did no lookup) to unproven targets still share 20/s in all; a requester with a real IP and token gets 20/s of relays to any target",
     ),
     (
         "forwarded_pongs_at_one_victim",

@@ -354,7 +354,7 @@ impl<H: Handler> Core<H> {
         tracing::debug!(?probes, "reachability round");
         self.reach.start(now, &targets);
         for (node, referrer) in probes {
-            let req = self.holepunch_request(node.addr);
+            let req = self.holepunch_request(node.addr, referrer);
             let purpose = Purpose::ReachProbe { peer: node.addr };
             self.send(now, referrer, node.addr, req, purpose);
         }

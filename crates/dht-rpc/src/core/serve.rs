@@ -41,7 +41,14 @@ impl<H: Handler> Core<H> {
         }
 
         if let Some(forward) = req.forward_request() {
-            self.relay(now, from, tid, forward.valid().copied(), req.to_owned());
+            self.relay(
+                now,
+                from,
+                tid,
+                forward.valid().copied(),
+                update,
+                req.to_owned(),
+            );
             return;
         }
         // Answer the peer named in forwardResponse instead of the sender (the relay); the
@@ -155,6 +162,7 @@ impl<H: Handler> Core<H> {
         from: SocketAddrV4,
         tid: Tid,
         to: Option<SocketAddrV4>,
+        tokened: bool,
         req: Request,
     ) {
         let Some(to) = to.filter(|_| req.command == PING) else {
@@ -164,13 +172,16 @@ impl<H: Handler> Core<H> {
             self.stats.refused_destinations += 1;
             return self.drop_request(from, "forward to a refused destination");
         }
-        if self.guard.admit_relay(now, *from.ip(), to) == Relay::Limited {
+        if self.guard.admit_relay(now, *from.ip(), to, tokened) == Relay::Limited {
             self.stats.forwards_limited += 1;
             return;
         }
+        // The requester's token for us is not the target's business (holding it, the
+        // target could write in the requester's name).
         let forwarded = Request {
             forward_request: None,
             forward_response: Some(Checked::Valid(from)),
+            roundtrip_token: None,
             ..req
         };
         self.stats.forwards += 1;

@@ -63,7 +63,7 @@ impl<H: Handler> Core<H> {
             _ => None,
         };
         if let Some((node, referrer)) = punch {
-            let req = self.holepunch_request(node.addr);
+            let req = self.holepunch_request(node.addr, referrer);
             self.send(
                 now,
                 referrer,
