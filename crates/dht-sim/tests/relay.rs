@@ -220,3 +220,142 @@ fn a_direct_path_replaces_the_circuit_once_a_retry_opens_one() {
     assert_eq!(got[0].0, n[0], "straight from our own address now");
     assert_eq!(forwarded(&sim), before, "not through the relay");
 }
+
+/// Another source attacks the relay while an honest pair talks through it: two attacker
+/// hosts (each proved its IP: they hold the relay's token, as a challenge gives it) reserve,
+/// bind more pairings than a peer may, join each other's to open circuits and blast data
+/// past the circuits' budgets, and try pairings they guess, joins included. The honest
+/// pair's datagrams, ten a second each way for 30 s, keep >= 95 % delivered; every
+/// attacker datagram past a limit is dropped and counted by reason, and the relay never
+/// forwards more for the attackers than their circuits' budgets.
+#[test]
+fn honest_pairs_keep_their_datagrams_while_another_source_attacks_the_relay() {
+    let (mut sim, n, peer, result) = punch_with_relay(NatKind::Symmetric, NatKind::Symmetric, true);
+    let h = result.expect("a circuit opened");
+    assert_eq!(h.path, HolepunchPath::Circuit { relay: n[4] });
+    let relay = n[4];
+    let (a, b) = (
+        hyper::add_node(&mut sim, Config::default()),
+        hyper::add_node(&mut sim, Config::default()),
+    );
+    let token = |sim: &mut Sim<Core>, who: SocketAddrV4| {
+        sim.with_core(relay, |c, _| c.roundtrip_token(*who.ip()))
+            .expect("the relay")
+    };
+    let (ta, tb) = (token(&mut sim, a), token(&mut sim, b));
+    let send = |sim: &mut Sim<Core>, from: SocketAddrV4, m: RelayMsg| {
+        sim.with_core(from, |c, _| c.send_datagram(relay, m.encode()));
+    };
+    // Reservations (one each: one address per host), then binds past the per-peer limit.
+    send(&mut sim, a, RelayMsg::Reserve(Some(ta)));
+    send(&mut sim, b, RelayMsg::Reserve(Some(tb)));
+    sim.run_for(Duration::from_millis(200));
+    let hog: Vec<[u8; 16]> = (0..8u8).map(|i| [0xa0 | i; 16]).collect();
+    for p in &hog {
+        send(&mut sim, a, RelayMsg::Bind(*p, Some(ta)));
+    }
+    sim.run_for(Duration::from_millis(200));
+    for p in &hog {
+        send(&mut sim, b, RelayMsg::Join(*p, Some(tb)));
+    }
+    sim.run_for(Duration::from_millis(200));
+    let before = sim
+        .machine(relay)
+        .and_then(|m| m.relay_stats())
+        .expect("the relay role");
+    assert_eq!(
+        before.circuits, 5,
+        "the honest pair's and the four the attacker may bind"
+    );
+
+    // The honest side learns where the peer's datagrams come from.
+    sim.with_machine(n[0], |m, _| {
+        m.send_datagram(peer, Bytes::from_static(b"\0\0\x09hello"))
+    });
+    sim.run_for(Duration::from_millis(300));
+    let first = hyper::datagrams(&mut sim, n[3]);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let looker_as_seen = first[0].0;
+
+    let blast = Bytes::from(vec![0x5a; 1_200]);
+    let (mut sent_out, mut sent_back) = (0u32, 0u32);
+    let (mut got_out, mut got_back) = (0usize, 0usize);
+    let mut attacker_sent = 0u64;
+    for tick in 0..300u32 {
+        let i = tick.to_be_bytes();
+        sim.with_machine(n[0], |m, _| {
+            m.send_datagram(peer, Bytes::from(vec![0, 0, 9, 1, i[2], i[3]]))
+        });
+        sim.with_machine(n[3], |m, _| {
+            m.send_datagram(looker_as_seen, Bytes::from(vec![0, 0, 9, 2, i[2], i[3]]))
+        });
+        sent_out += 1;
+        sent_back += 1;
+        for k in 0..20u32 {
+            // Through their own circuits, past the budgets.
+            let p = hog[(k % 4) as usize];
+            let (from, data) = if k % 2 == 0 { (a, &blast) } else { (b, &blast) };
+            send(&mut sim, from, RelayMsg::Data(p, data.clone()));
+            attacker_sent += 1;
+        }
+        for k in 0..5u32 {
+            // Guessed pairings: data, joins, binds.
+            let mut guess = [0u8; 16];
+            guess[..4].copy_from_slice(&(tick * 5 + k).to_be_bytes());
+            send(&mut sim, a, RelayMsg::Data(guess, Bytes::from_static(b"x")));
+            send(&mut sim, b, RelayMsg::Join(guess, Some(tb)));
+            send(&mut sim, a, RelayMsg::Bind(guess, Some(ta)));
+            send(&mut sim, b, RelayMsg::Reserve(Some(tb)));
+            attacker_sent += 4;
+        }
+        sim.run_for(Duration::from_millis(100));
+        got_out += hyper::datagrams(&mut sim, n[3])
+            .iter()
+            .filter(|(_, d)| d.get(3) == Some(&1))
+            .count();
+        got_back += hyper::datagrams(&mut sim, n[0])
+            .iter()
+            .filter(|(_, d)| d.get(3) == Some(&2))
+            .count();
+    }
+    sim.run_for(Duration::from_millis(500));
+    got_out += hyper::datagrams(&mut sim, n[3]).len();
+    got_back += hyper::datagrams(&mut sim, n[0]).len();
+    let s = sim
+        .machine(relay)
+        .and_then(|m| m.relay_stats())
+        .expect("the relay role");
+    let line = format!(
+        "two attacker hosts sent {attacker_sent} relay datagrams in 30 s (own circuits past their budget, guessed pairings, extra binds and joins): honest pair delivered {got_out}/{sent_out} out and {got_back}/{sent_back} back; relay dropped {} over budget, {} for strangers, refused {} per peer and {} unknown pairings; attacker circuits forwarded {} bytes (budget 4 x 2 x 128 KiB)",
+        s.dropped_over_budget,
+        s.dropped_strangers,
+        s.refused_per_peer,
+        s.refused_unknown_pairing,
+        s.forwarded_bytes - before.forwarded_bytes
+    );
+    println!("{line}");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/reports/defences");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("relay_under_attack.txt"), line + "\n");
+    assert!(
+        got_out * 100 >= sent_out as usize * 95,
+        "{got_out}/{sent_out}"
+    );
+    assert!(
+        got_back * 100 >= sent_back as usize * 95,
+        "{got_back}/{sent_back}"
+    );
+    assert!(
+        s.dropped_over_budget > 0,
+        "the attacker's circuits met their budget"
+    );
+    assert!(s.refused_per_peer > 0 && s.refused_unknown_pairing > 0);
+    // The attackers' four circuits, both directions, at most their budget; the honest
+    // pair's 600 small datagrams are the rest.
+    let attacker_bytes = s.forwarded_bytes - before.forwarded_bytes;
+    assert!(
+        attacker_bytes <= 4 * 2 * 128 * 1024 + 600 * 64,
+        "{attacker_bytes}"
+    );
+}

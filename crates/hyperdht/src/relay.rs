@@ -58,7 +58,8 @@ pub enum RelayMsg {
 pub enum Refusal {
     /// All reservations are taken.
     ReservationsFull = 1,
-    /// The sender's IP or /24 holds its share of reservations.
+    /// The sender's IP or /24 holds its share of reservations (or its /24 its share of
+    /// circuits).
     PerSource = 2,
     /// All circuits are taken.
     CircuitsFull = 3,
@@ -205,6 +206,9 @@ pub struct RelayLimits {
     pub max_circuits: usize,
     /// Circuits per reserved peer at most.
     pub circuits_per_peer: usize,
+    /// Circuits bound by peers of one /24 at most (half of `max_circuits` by default, so
+    /// that one network cannot hold them all; libp2p has no such limit).
+    pub circuits_per_prefix: usize,
     /// How long a circuit lasts.
     pub circuit_lifetime: Duration,
     /// Bytes forwarded per direction of a circuit at most.
@@ -225,6 +229,7 @@ impl Default for RelayLimits {
             reservations_per_prefix: 4,
             max_circuits: 16,
             circuits_per_peer: 4,
+            circuits_per_prefix: 8,
             circuit_lifetime: Duration::from_secs(120),
             circuit_bytes: 128 * 1024,
             join_wait: Duration::from_secs(10),
@@ -412,6 +417,17 @@ impl RelayServer {
             >= self.limits.circuits_per_peer
         {
             return self.refuse(from, Refusal::PerPeer);
+        }
+        let prefix = u32::from(*from.ip()) >> 8;
+        let same_prefix = self
+            .circuits
+            .values()
+            .filter(|c| u32::from(*c.bound.ip()) >> 8 == prefix)
+            .count();
+        if same_prefix >= self.limits.circuits_per_prefix
+            && !dht_rpc::guard::in_ranges(&self.limits.trusted, *from.ip())
+        {
+            return self.refuse(from, Refusal::PerSource);
         }
         self.circuits.insert(
             pairing,
@@ -705,6 +721,22 @@ mod tests {
             r.bind(t, s, [99; 16]),
             Some((s, RelayMsg::Refused(Refusal::CircuitsFull)))
         );
+        // Peers of one /24 hold at most half of them.
+        let mut r2 = RelayServer::new(RelayLimits::default());
+        let one_net: Vec<SocketAddrV4> = (1..=4).map(|j| a(30, j)).collect();
+        for (k, s) in one_net.iter().enumerate() {
+            r2.reserve(t, *s);
+            for i in 0..2 {
+                assert_eq!(r2.bind(t, *s, [(k * 2 + i) as u8; 16]), None);
+            }
+        }
+        assert_eq!(r2.circuits(), 8);
+        assert_eq!(
+            r2.bind(t, one_net[0], [50; 16]),
+            Some((one_net[0], RelayMsg::Refused(Refusal::PerSource)))
+        );
+        r2.reserve(t, a(31, 1));
+        assert_eq!(r2.bind(t, a(31, 1), [51; 16]), None, "another /24's peer");
         // Unjoined, they give their room back after the join wait.
         r.expire(t + Duration::from_secs(10));
         assert_eq!(r.circuits(), 0);

@@ -359,7 +359,7 @@ fn announcers(node: SocketAddr, stop: &AtomicBool) {
 
 /// The attacks of the tests, by the name of the report each writes: the attack, the
 /// defence, and the bound that remains.
-const ATTACKS: [(&str, &str, &str, &str); 20] = [
+const ATTACKS: [(&str, &str, &str, &str); 21] = [
     (
         "nothing_is_sent_for_a_stranger_to_special_or_local_destinations",
         "A stranger names loopback, a LAN address, broadcast, multicast, 0.0.0.0 or our own socket in `forwardRequest` / `forwardResponse`",
@@ -465,7 +465,7 @@ const ATTACKS: [(&str, &str, &str, &str); 20] = [
     (
         "a_circuit_forwards_only_between_its_two_ends_and_within_its_budget",
         "One end of a relay circuit hogs it, or uses it to flood the other end",
-        "Forwarded bytes = bytes in, at most 128 KiB per direction and 2 minutes per circuit; 16 circuits, 4 per reserved peer",
+        "Forwarded bytes = bytes in, at most 128 KiB per direction and 2 minutes per circuit; 16 circuits, 4 per reserved peer, 8 per /24",
         "A reserved peer can push 4 x 128 KiB at peers that joined it, every 2 minutes",
     ),
     (
@@ -473,6 +473,12 @@ const ATTACKS: [(&str, &str, &str, &str); 20] = [
         "Relay reservation exhaustion from one IP or one /24",
         "128 reservations in all, 2 per IP, 4 per /24 (trusted ranges exempt), an hour each unless refreshed",
         "Many /24s together can still hold all 128 for an hour",
+    ),
+    (
+        "relay_under_attack",
+        "While an honest pair talks through a relay, two attacker hosts that proved their IPs reserve, bind past the per-peer limit, open circuits between themselves and blast them past budget, and guess pairings (data, joins, binds) for 30 s",
+        "All of the limits above at once; the honest circuit's budget is its own (`cargo test -p dht-sim --test relay`)",
+        "Attackers in two or more /24s (8 circuits per /24) can hold all 16: a pair that has none yet is then refused until one expires (2 minutes)",
     ),
     (
         "expired_entries_stop_counting_against_the_quotas",
@@ -486,7 +492,7 @@ fn attacks(md: &mut String) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/reports/defences");
     let _ = writeln!(
         md,
-        "## The attacks\n\nEach row is a test that performs the attack (`cargo test -p dht-rpc --test defences --test flood`, `cargo test -p hyperdht --test hostile`, `cargo test -p hyperdht --lib store`, and for hints `punch_hints_count_only_from_relays_that_proved_they_receive`); the figure is what the test printed on its last run before this report.\n\n| attack | defence | measured | bound that remains |\n|---|---|---|---|"
+        "## The attacks\n\nEach row is a test that performs the attack (`cargo test -p dht-rpc --test defences --test flood`, `cargo test -p hyperdht --test hostile`, `cargo test -p hyperdht --lib store`, and for hints `punch_hints_count_only_from_relays_that_proved_they_receive`; the relay's under `cargo test -p dht-sim --test relay` and `cargo test -p hyperdht --lib relay`); the figure is what the test printed on its last run before this report.\n\n| attack | defence | measured | bound that remains |\n|---|---|---|---|"
     );
     for (name, attack, defence, remains) in ATTACKS {
         let figure = std::fs::read_to_string(dir.join(format!("{name}.txt")))
