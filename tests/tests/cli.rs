@@ -656,3 +656,73 @@ fn the_walkthrough_announce_lookup_punch_and_a_datagram() {
     assert!(announcer.terminate().success());
     drop((node, boot));
 }
+
+/// `hyperdht --relay` lists itself on the DHT's relay key once bootstrapped, and
+/// `announce --relay auto` finds it there and reserves on it; `lookup` of the key shows it.
+#[test]
+fn announce_relay_auto_finds_the_relay_on_the_dht() {
+    let mut boot = Proc::spawn("dht-bootstrap", &["--host", "127.0.0.1", "--port", "0"]);
+    let entry = listening(&boot.line(T, |l| l.contains("listening on")));
+    let mut plain = Proc::spawn("hyperdht", &["--host", "127.0.0.1", "-b", &entry]);
+    plain.line(T, |l| l.starts_with("bootstrapped"));
+    let mut relay = Proc::spawn(
+        "hyperdht",
+        &["--host", "127.0.0.1", "-b", &entry, "--relay", "--json"],
+    );
+    let listen: Value =
+        serde_json::from_str(&relay.line(T, |l| l.contains("\"listening\""))).expect("json");
+    assert_eq!(listen["relay"], true, "{listen}");
+    let relay_addr = json_addr(&listen["address"]).expect("address").to_string();
+    relay.line(T, |l| l.contains("\"bootstrapped\""));
+    // The relay's own announce on the key is stored (the plain node logs it).
+    let key = hyperdht::relay::RELAY_KEY.to_string();
+    plain.line(T, |l| l.starts_with(&format!("announce: {key}")));
+    let found = ok(
+        "hyperdht",
+        &[
+            "lookup",
+            "hyperdht-rs/relays/v1/well-known",
+            "-b",
+            &entry,
+            "--json",
+        ],
+    );
+    let listed = found
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|r| {
+            r["peers"].as_array().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| json_addr(p).map(|a| a.to_string()).as_deref() == Some(&relay_addr))
+            })
+        });
+    assert!(
+        listed,
+        "the lookup of the relay key names the relay: {found}"
+    );
+    let mut announcer = Proc::spawn(
+        "hyperdht",
+        &[
+            "--host",
+            "127.0.0.1",
+            "announce",
+            KEY,
+            "-b",
+            &entry,
+            "--relay",
+            "auto",
+            "--json",
+        ],
+    );
+    let line = announcer.line(T, |l| l.contains("\"relay\""));
+    let v: Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(
+        json_addr(&v["relay"]).map(|a| a.to_string()),
+        Some(relay_addr),
+        "{v}"
+    );
+    announcer.line(T, |l| l.contains("\"announced\""));
+    for p in [&mut announcer, &mut relay, &mut plain, &mut boot] {
+        assert!(p.terminate().success());
+    }
+}

@@ -89,7 +89,9 @@ struct Cli {
     /// (node) Serve as a relay for peers whose hole punch cannot open (symmetric NATs on
     /// both sides): hold their reservations and forward between the two ends of each
     /// circuit, within libp2p relay v2's limits (128 reservations, 2 per IP, 16 circuits,
-    /// 2 minutes and 128 KiB per direction each). Off by default.
+    /// 2 minutes and 128 KiB per direction each). Once bootstrapped, the node announces
+    /// itself on the DHT's relay key (while reachable), where `announce --relay auto`
+    /// finds it. Off by default.
     #[arg(long)]
     relay: bool,
     #[command(subcommand)]
@@ -117,10 +119,12 @@ enum Command {
         /// Our LAN address, for peers on the same network. Example: 192.168.1.2:8080
         #[arg(long, value_name = "IP:PORT")]
         local_address: Option<String>,
-        /// Reserve a slot on the relay at HOST:PORT (a node run with `hyperdht --relay`) and
-        /// keep it fresh, so that peers whose punch to us fails connect through it.
-        /// Example: --relay 198.51.100.2:49737
-        #[arg(long, value_name = "HOST[:PORT]")]
+        /// Reserve a slot on a relay and keep it fresh, so that peers whose punch to us
+        /// fails (symmetric NATs on both sides) connect through it: `auto` finds relays on
+        /// the DHT (nodes run with `hyperdht --relay` announce themselves) and takes the
+        /// first that holds the reservation; HOST:PORT names one.
+        /// Examples: --relay auto, --relay 198.51.100.2:49737
+        #[arg(long, value_name = "auto|HOST[:PORT]")]
         relay: Option<String>,
     },
     /// Remove an announcement made with `announce --port P`. Example: hyperdht unannounce KEY --port 8080 -b localhost:10000

@@ -31,6 +31,8 @@ mod birthday;
 mod core;
 mod events;
 #[cfg(feature = "tokio")]
+mod find_relay;
+#[cfg(feature = "tokio")]
 mod keep;
 #[cfg(feature = "tokio")]
 mod node;
@@ -59,6 +61,8 @@ pub use dht_rpc;
 pub use dht_rpc::driver::resolve;
 pub use dht_wire::{Key, NodeId, PEERS, PeersRequest, PeersRequestType, PeersResponse};
 pub use events::PeerEvent;
+#[cfg(feature = "tokio")]
+pub use find_relay::{FindRelayError, RELAYS_TRIED, RESERVE_WAIT};
 #[cfg(feature = "tokio")]
 pub use keep::Announcement;
 #[cfg(feature = "tokio")]

@@ -29,6 +29,13 @@ use crate::birthday::Token;
 
 const MAGIC: &[u8] = b"\0\0\x07hyperdht-rs/relay/1/";
 
+/// The key relays announce on (`hyperdht --relay` does, and
+/// [`crate::HyperDht::announce_as_relay`]), so that a peer finds one through the DHT
+/// itself with no list written in: [`crate::HyperDht::find_relays`] looks it up. An
+/// ordinary announce, which JavaScript nodes store and answer as any other.
+pub const RELAY_KEY: dht_wire::Key =
+    dht_wire::Key::from_bytes(*b"hyperdht-rs/relays/v1/well-known");
+
 /// A pairing: names one circuit on one relay (chosen at random by the peer that binds it).
 pub type Pairing = [u8; 16];
 

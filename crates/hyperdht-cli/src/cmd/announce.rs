@@ -28,14 +28,31 @@ pub async fn run(
     let key = hyperdht_cli::parse_key(key)?;
     let local_address = options.local.map(lan_address).transpose()?;
     let relay = match options.relay {
-        Some(r) => Some(super::address(r).await.context("the relay's address")?),
+        Some("auto") => Some(None),
+        Some(r) => Some(Some(
+            super::address(r).await.context("the relay's address")?,
+        )),
         None => None,
     };
     let opts = AnnounceOptions::new(options.port, local_address);
     let dht = client(bootstrap, true, bind).await?;
-    if let Some(relay) = relay {
-        dht.reserve_relay(relay);
-        tracing::info!(%relay, "reserving a slot on the relay");
+    match relay {
+        Some(Some(relay)) => {
+            dht.reserve_relay(relay);
+            tracing::info!(%relay, "reserving a slot on the relay");
+        }
+        Some(None) => match dht.reserve_any_relay().await {
+            Ok(relay) => out.emit(
+                || format!("relay: reserved on {relay} (found on the DHT)"),
+                || json!({"event": "relay", "relay": super::addr_json(&relay)}),
+            ),
+            // Announcing still helps every peer that can punch: say so, and go on.
+            Err(e) => {
+                tracing::warn!(error = %e, "no relay: peers whose punch to us fails cannot connect");
+                out.note(|| format!("relay: none reserved ({e})"));
+            }
+        },
+        None => {}
     }
     let mut events = dht.core_events();
     announce_once(out, &dht, key, opts).await?;

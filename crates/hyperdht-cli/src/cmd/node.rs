@@ -108,6 +108,9 @@ pub async fn run(
     // Re-bootstrap, bucket refresh and reachability rounds run inside the node (the
     // builder's default `Maintenance`: every 5 to 65 seconds, as the original).
     let mut bootstrapped = false;
+    // A relay lists itself on the DHT's relay key once bootstrapped, and not while the
+    // reachability check says nodes cannot reach it (a relay nobody reaches helps nobody).
+    let mut listing: Option<hyperdht::Announcement> = None;
     // Made once, before the loop: the signals are caught from here on, and one that comes
     // while another branch wins waits for the next turn.
     let mut shutdown = hyperdht_cli::Shutdown::new();
@@ -134,6 +137,10 @@ pub async fn run(
                         || json!({"event": "bootstrapped", "nodes": nodes}),
                     );
                 }
+                if relay {
+                    listing = Some(dht.announce_as_relay());
+                    tracing::info!(key = %hyperdht::relay::RELAY_KEY, "listed as a relay on the DHT");
+                }
                 if nodes == 0 && !bootstrap.is_empty() && !answered {
                     tracing::warn!("no node answered the bootstrap: check --bootstrap and that UDP gets through");
                 }
@@ -145,14 +152,20 @@ pub async fn run(
                 Err(RecvError::Closed) => break,
             },
             e = rpc_events.recv() => match e {
-                Ok(Event::Reachability { firewalled }) => out.emit(
+                Ok(Event::Reachability { firewalled }) => {
+                    if relay && bootstrapped && firewalled == listing.is_some() {
+                        listing = (!firewalled).then(|| dht.announce_as_relay());
+                        tracing::info!(listed = !firewalled, "relay listing follows reachability");
+                    }
+                    out.emit(
                     || if firewalled {
                         "reachability: nodes we never sent to cannot reach us; sending no id (ephemeral) until they can".to_string()
                     } else {
                         "reachability: reachable by nodes we never sent to; sending our id".to_string()
                     },
                     || json!({"event": "reachability", "firewalled": firewalled}),
-                ),
+                    );
+                }
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             },
@@ -161,6 +174,7 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down");
+    drop(listing);
     save(&dht);
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     let stats = dht.rpc().stats();
