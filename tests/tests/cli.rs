@@ -664,6 +664,7 @@ fn announce_relay_auto_finds_the_relay_on_the_dht() {
     let mut boot = Proc::spawn("dht-bootstrap", &["--host", "127.0.0.1", "--port", "0"]);
     let entry = listening(&boot.line(T, |l| l.contains("listening on")));
     let mut plain = Proc::spawn("hyperdht", &["--host", "127.0.0.1", "-b", &entry]);
+    let plain_addr = listening(&plain.line(T, |l| l.contains("listening on")));
     plain.line(T, |l| l.starts_with("bootstrapped"));
     let mut relay = Proc::spawn(
         "hyperdht",
@@ -718,10 +719,37 @@ fn announce_relay_auto_finds_the_relay_on_the_dht() {
     let v: Value = serde_json::from_str(&line).expect("json");
     assert_eq!(
         json_addr(&v["relay"]).map(|a| a.to_string()),
-        Some(relay_addr),
+        Some(relay_addr.clone()),
         "{v}"
     );
     announcer.line(T, |l| l.contains("\"announced\""));
+    // holepunch reserves first when asked: on the relay it names, or on one it finds.
+    for relay_arg in [relay_addr.as_str(), "auto"] {
+        let mut args = vec![
+            "--host",
+            "127.0.0.1",
+            "holepunch",
+            &plain_addr,
+            "--via",
+            &relay_addr,
+        ];
+        args.extend(["--relay", relay_arg, "--json"]);
+        if relay_arg == "auto" {
+            args.extend(["-b", &entry]);
+        }
+        let out = ok("hyperdht", &args);
+        let events: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        assert_eq!(events.len(), 2, "{out}");
+        assert_eq!(events[0]["event"], "relay", "{out}");
+        assert_eq!(
+            json_addr(&events[0]["relay"]).map(|a| a.to_string()),
+            Some(relay_addr.clone())
+        );
+        assert_eq!(events[1]["event"], "holepunched", "{out}");
+    }
     for p in [&mut announcer, &mut relay, &mut plain, &mut boot] {
         assert!(p.terminate().success());
     }

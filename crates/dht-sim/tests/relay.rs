@@ -26,6 +26,21 @@ fn punch_with_relay(
     SocketAddrV4,
     Result<hyperdht::Holepunch, HolepunchError>,
 ) {
+    punch_with_relays(ours, theirs, reserve, false)
+}
+
+/// [`punch_with_relay`], where we (the looker) may hold a reservation too.
+fn punch_with_relays(
+    ours: NatKind,
+    theirs: NatKind,
+    reserve: bool,
+    we_reserve: bool,
+) -> (
+    Sim<Core>,
+    [SocketAddrV4; 5],
+    SocketAddrV4,
+    Result<hyperdht::Holepunch, HolepunchError>,
+) {
     let mut sim = Sim::of_machines(SimConfig {
         seed: 5,
         ..SimConfig::default()
@@ -48,6 +63,9 @@ fn punch_with_relay(
     if reserve {
         sim.with_machine(n[3], |m, now| m.reserve(now, n[4]));
     }
+    if we_reserve {
+        sim.with_machine(n[0], |m, now| m.reserve(now, n[4]));
+    }
     sim.with_core(n[3], |c, now| c.ping(now, n[2]));
     sim.with_core(n[2], |c, now| c.ping(now, n[3]));
     sim.with_core(n[0], |c, now| c.ping(now, n[2]));
@@ -58,6 +76,13 @@ fn punch_with_relay(
             sim.machine(n[3]).and_then(|m| m.reservation()),
             Some((n[4], true)),
             "the relay holds the peer's reservation"
+        );
+    }
+    if we_reserve {
+        assert_eq!(
+            sim.machine(n[0]).and_then(|m| m.reservation()),
+            Some((n[4], true)),
+            "the relay holds our reservation"
         );
     }
     let peer = sim.seen_as(n[3], n[2]).expect("the peer's binding");
@@ -358,4 +383,42 @@ fn honest_pairs_keep_their_datagrams_while_another_source_attacks_the_relay() {
         attacker_bytes <= 4 * 2 * 128 * 1024 + 600 * 64,
         "{attacker_bytes}"
     );
+}
+
+/// Only the looker holds a reservation (the announcer configured no relay): its failed
+/// punch offers its own relay to the peer, which joins, and the circuit carries datagrams
+/// both ways as in the announcer's case.
+#[test]
+fn the_lookers_own_relay_connects_when_the_peer_has_none() {
+    let (mut sim, n, peer, result) =
+        punch_with_relays(NatKind::Symmetric, NatKind::Symmetric, false, true);
+    let h = result.expect("a circuit through our relay");
+    assert_eq!(h.path, HolepunchPath::Circuit { relay: n[4] });
+    assert_eq!(h.addr, peer);
+    eprintln!(
+        "symmetric <-> symmetric through the looker's relay in {:?}",
+        h.elapsed
+    );
+    for i in 0..3u8 {
+        sim.with_machine(n[0], |m, _| {
+            m.send_datagram(peer, Bytes::from(vec![0, 0, 9, i]))
+        });
+    }
+    sim.run_for(Duration::from_millis(500));
+    let got = hyper::datagrams(&mut sim, n[3]);
+    assert_eq!(got.len(), 3, "{got:?}");
+    let from = got[0].0;
+    sim.with_machine(n[3], |m, _| {
+        m.send_datagram(from, Bytes::from_static(b"\0\0\x09back"))
+    });
+    sim.run_for(Duration::from_millis(500));
+    let back = hyper::datagrams(&mut sim, n[0]);
+    assert_eq!(back, vec![(peer, Bytes::from_static(b"\0\0\x09back"))]);
+    let stats = sim
+        .machine(n[4])
+        .and_then(|m| m.relay_stats())
+        .expect("the relay role");
+    assert_eq!(stats.circuits, 1);
+    // The joined notice, three datagrams out, one back.
+    assert_eq!(stats.forwarded, 5);
 }

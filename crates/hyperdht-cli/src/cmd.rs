@@ -26,9 +26,14 @@ pub fn set_trusted(ranges: Vec<Ipv4Range>, no_loopback: bool) {
 }
 
 /// A node builder with the `--trust` ranges applied.
-/// The `--trust` ranges.
+/// The `--trust` ranges, and loopback unless `--no-trust-loopback` (as the defences
+/// trust it).
 pub fn trusted_ranges() -> Vec<dht_rpc::guard::Ipv4Range> {
-    TRUSTED.get().map(|(r, _)| r.clone()).unwrap_or_default()
+    let (mut ranges, no_loopback) = TRUSTED.get().cloned().unwrap_or_default();
+    if !no_loopback {
+        ranges.push("127.0.0.0/8".parse().expect("a valid range"));
+    }
+    ranges
 }
 
 pub fn builder() -> HyperDhtBuilder {

@@ -89,7 +89,8 @@ struct Cli {
     /// (node) Serve as a relay for peers whose hole punch cannot open (symmetric NATs on
     /// both sides): hold their reservations and forward between the two ends of each
     /// circuit, within libp2p relay v2's limits (128 reservations, 2 per IP, 16 circuits,
-    /// 2 minutes and 128 KiB per direction each). Once bootstrapped, the node announces
+    /// 2 minutes and 128 KiB per direction each; --trust ranges and loopback skip the
+    /// per-IP and per-/24 ones). Once bootstrapped, the node announces
     /// itself on the DHT's relay key (while reachable), where `announce --relay auto`
     /// finds it. Off by default.
     #[arg(long)]
@@ -156,6 +157,13 @@ enum Command {
         /// announce` prints what it receives). Example: --send hello
         #[arg(long, value_name = "TEXT")]
         send: Option<String>,
+        /// Reserve on a relay first, so that when no punch opens (symmetric NATs on both
+        /// sides) and the peer holds no relay of its own, the peer joins ours: `auto`
+        /// finds one on the DHT (needs --bootstrap), HOST:PORT names one. Without it, the
+        /// peer's relay (`announce --relay`) is used. Examples: --relay auto, --relay
+        /// 198.51.100.2:49737
+        #[arg(long, value_name = "auto|HOST[:PORT]")]
+        relay: Option<String>,
     },
     /// Run a local test network on 127.0.0.1 until Ctrl-C: a bootstrap node and N nodes.
     /// Example: hyperdht testnet --nodes 10 --port 10000
@@ -255,9 +263,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             unused("ping")?;
             cmd::ping::run(&out, &bind, &node, timeout_ms).await
         }
-        Some(Command::Holepunch { peer, via, send }) => {
-            unused("holepunch")?;
-            cmd::ping::holepunch(&out, &bind, &peer, &via, send.as_deref()).await
+        Some(Command::Holepunch {
+            peer,
+            via,
+            send,
+            relay,
+        }) => {
+            // Only a relay found on the DHT needs the DHT.
+            let bootstrap = if relay.as_deref() == Some("auto") {
+                bootstrap
+            } else {
+                unused("holepunch")?;
+                Vec::new()
+            };
+            let opts = cmd::ping::PunchOptions {
+                send: send.as_deref(),
+                relay: relay.as_deref(),
+            };
+            cmd::ping::holepunch(&out, bootstrap, &bind, &peer, &via, opts).await
         }
         Some(Command::Testnet {
             nodes,

@@ -34,16 +34,61 @@ pub async fn run(out: &Out, bind: &str, node: &str, timeout_ms: u64) -> anyhow::
     Ok(())
 }
 
+/// What `holepunch` does besides punching.
+pub struct PunchOptions<'a> {
+    /// Text to send over the opened path.
+    pub send: Option<&'a str>,
+    /// `auto` or the relay to reserve on first.
+    pub relay: Option<&'a str>,
+}
+
 pub async fn holepunch(
     out: &Out,
+    bootstrap: Vec<String>,
     bind: &str,
     peer: &str,
     via: &str,
-    send: Option<&str>,
+    opts: PunchOptions<'_>,
 ) -> anyhow::Result<()> {
     let peer = address(peer).await?;
     let via = address(via).await?;
-    let dht = client(Vec::new(), false, bind).await?;
+    let named = match opts.relay {
+        Some("auto") | None => None,
+        Some(r) => Some(address(r).await.context("the relay's address")?),
+    };
+    let auto = opts.relay == Some("auto");
+    let dht = client(bootstrap, auto, bind).await?;
+    if auto {
+        dht.ready().await;
+        match dht.reserve_any_relay().await {
+            Ok(relay) => out.emit(
+                || format!("relay: reserved on {relay} (found on the DHT)"),
+                || json!({"event": "relay", "relay": addr_json(&relay)}),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "no relay of ours: only the peer's can carry a circuit");
+                out.note(|| format!("relay: none reserved ({e})"));
+            }
+        }
+    } else if let Some(relay) = named {
+        dht.reserve_relay(relay);
+        let held = tokio::time::timeout(hyperdht::RESERVE_WAIT, async {
+            while dht.reservation() != Some((relay, true)) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if held.is_ok() {
+            out.emit(
+                || format!("relay: reserved on {relay}"),
+                || json!({"event": "relay", "relay": addr_json(&relay)}),
+            );
+        } else {
+            tracing::warn!(%relay, "the relay did not hold our reservation");
+            out.note(|| format!("relay: {relay} did not hold our reservation"));
+        }
+    }
+    let send = opts.send;
     let punch = dht
         .holepunch(peer, via)
         .await

@@ -71,8 +71,12 @@ pub(super) struct Circuits {
     reservation: Option<Reservation>,
     /// Peers reached through a circuit: the relay and the pairing.
     paths: BTreeMap<SocketAddrV4, (SocketAddrV4, Pairing)>,
-    /// Pairings we joined or are joining: the relay, and our punch and its peer.
-    joins: BTreeMap<Pairing, (SocketAddrV4, PunchId, SocketAddrV4)>,
+    /// Pairings we joined or are joining: the relay, our punch (none when a peer whose
+    /// punch to us failed offered its own relay) and the peer.
+    joins: BTreeMap<Pairing, (SocketAddrV4, Option<PunchId>, SocketAddrV4)>,
+    /// Pairings we bound on our relay for a punch of ours that failed (our side of the
+    /// fallback when we hold a reservation): the punch and its peer, until the peer joins.
+    binds: BTreeMap<Pairing, (PunchId, SocketAddrV4)>,
     /// When we last answered a relay's challenge (one a second at most: a forged one
     /// must not make us repeat every bind to the relay).
     last_challenge: Option<Instant>,
@@ -86,7 +90,8 @@ pub(super) struct Circuits {
 impl Circuits {
     /// Forgets the joins of a punch that ended (the circuit's path stays, once joined).
     pub(super) fn forget_punch(&mut self, punch: PunchId) {
-        self.joins.retain(|_, (_, p, _)| *p != punch);
+        self.joins.retain(|_, (_, p, _)| *p != Some(punch));
+        self.binds.retain(|_, (p, _)| *p != punch);
     }
 }
 
@@ -250,6 +255,20 @@ impl Core {
         let (peer, referrer) = (p.peer, p.referrer);
         self.rpc
             .holepunch_with(now, peer, referrer, Some(Hint::RelayMe.encode()));
+        // Holding a reservation ourselves, we also offer our relay: the peer may hold none.
+        if let Some(r) = &self.circuits.reservation
+            && r.until.is_some_and(|t| t > now)
+        {
+            let (relay, token) = (r.relay, r.token);
+            let pairing: Pairing = self.rpc.rng().random();
+            self.send_relay(relay, &RelayMsg::Bind(pairing, token));
+            if self.circuits.binds.len() >= MAX_CIRCUIT_PATHS {
+                self.circuits.binds.pop_first();
+            }
+            self.circuits.binds.insert(pairing, (punch, peer));
+            let hint = Hint::UseRelay(relay, pairing).encode();
+            self.rpc.holepunch_with(now, peer, referrer, Some(hint));
+        }
         true
     }
 
@@ -286,13 +305,24 @@ impl Core {
             (matches!(p.phase, Phase::RelayWait { .. }) && p.peer.ip() == from.ip())
                 .then_some((*id, p.peer))
         });
-        let Some((punch, peer)) = found else {
-            tracing::debug!(%from, "a relay offer for no punch of ours");
-            return;
-        };
         if dht_rpc::guard::dest::may_send_for(*from.ip(), relay).is_err() {
             tracing::debug!(%from, %relay, "a relay offer of a special-purpose address");
             return;
+        }
+        let (punch, peer) = match found {
+            Some((punch, peer)) => (Some(punch), peer),
+            // A peer whose punch to us failed offers its own relay: join it, at the rate
+            // we offer ours (a forged offer costs us one small join toward its "relay").
+            None if self.hints.challenge(self.now, *from.ip()) => (None, from),
+            None => {
+                tracing::debug!(%from, "relay offers over the rate limit");
+                return;
+            }
+        };
+        if self.circuits.joins.len() >= MAX_CIRCUIT_PATHS
+            && !self.circuits.joins.contains_key(&pairing)
+        {
+            self.circuits.joins.pop_first();
         }
         self.circuits.joins.insert(pairing, (relay, punch, peer));
         self.send_relay(relay, &RelayMsg::Join(pairing, None));
@@ -312,6 +342,10 @@ impl Core {
                     // The datagram as it came: bytes out = bytes in.
                     self.rpc.send_datagram(to, raw.clone());
                     return;
+                }
+                if payload.is_empty() {
+                    // The peer joined a pairing we bound: our punch ends through it.
+                    return self.on_bind_joined(from, pairing);
                 }
                 let peer = self
                     .circuits
@@ -346,23 +380,57 @@ impl Core {
                     return;
                 }
                 self.add_circuit_path(peer, relay, pairing);
-                if let Some(referrer) = self.punches.get(&punch).map(|p| p.referrer) {
-                    insert_bounded(
-                        &mut self.circuits.upgrades,
-                        peer,
-                        Upgrade {
-                            referrer,
-                            next: now + UPGRADE_EVERY,
-                            left: UPGRADE_TRIES,
-                        },
-                    );
-                }
-                self.succeed_punch(punch, HolepunchPath::Circuit { relay }, peer, None);
+                let Some(punch) = punch else {
+                    // The peer's relay, for the peer's punch: tell it the circuit is open
+                    // (an empty datagram, which no application receives).
+                    self.send_relay(relay, &RelayMsg::Data(pairing, bytes::Bytes::new()));
+                    return;
+                };
+                self.circuit_opened(now, punch, peer, relay);
             }
             RelayMsg::Refused(why) => {
                 tracing::debug!(relay = %from, ?why, "the relay refused");
             }
         }
+    }
+
+    /// Our punch to `peer` ends through a circuit on `relay`; retries to move to a direct
+    /// path follow.
+    fn circuit_opened(
+        &mut self,
+        now: Instant,
+        punch: PunchId,
+        peer: SocketAddrV4,
+        relay: SocketAddrV4,
+    ) {
+        if let Some(referrer) = self.punches.get(&punch).map(|p| p.referrer) {
+            insert_bounded(
+                &mut self.circuits.upgrades,
+                peer,
+                Upgrade {
+                    referrer,
+                    next: now + UPGRADE_EVERY,
+                    left: UPGRADE_TRIES,
+                },
+            );
+        }
+        self.succeed_punch(punch, HolepunchPath::Circuit { relay }, peer, None);
+    }
+
+    /// The empty datagram through a pairing we bound on our relay: the peer joined it.
+    fn on_bind_joined(&mut self, from: SocketAddrV4, pairing: Pairing) {
+        let ours = self.circuits.reservation.as_ref().map(|r| r.relay);
+        if ours != Some(from) {
+            return;
+        }
+        let Some((punch, peer)) = self.circuits.binds.remove(&pairing) else {
+            return;
+        };
+        if !self.punches.contains_key(&punch) {
+            return;
+        }
+        self.add_circuit_path(peer, from, pairing);
+        self.circuit_opened(self.now, punch, peer, from);
     }
 
     /// A reserve, bind or join at the relay role: a challenge unless it carries our token.
@@ -424,6 +492,9 @@ impl Core {
                 if *relay == from && !self.circuits.joins.contains_key(p) {
                     again.push(RelayMsg::Bind(*p, Some(token)));
                 }
+            }
+            for p in self.circuits.binds.keys() {
+                again.push(RelayMsg::Bind(*p, Some(token)));
             }
         }
         for (p, (relay, _, _)) in &self.circuits.joins {
