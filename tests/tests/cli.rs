@@ -666,9 +666,20 @@ fn announce_relay_auto_finds_the_relay_on_the_dht() {
     let mut plain = Proc::spawn("hyperdht", &["--host", "127.0.0.1", "-b", &entry]);
     let plain_addr = listening(&plain.line(T, |l| l.contains("listening on")));
     plain.line(T, |l| l.starts_with("bootstrapped"));
+    let metrics_port = free_tcp_port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
     let mut relay = Proc::spawn(
         "hyperdht",
-        &["--host", "127.0.0.1", "-b", &entry, "--relay", "--json"],
+        &[
+            "--host",
+            "127.0.0.1",
+            "-b",
+            &entry,
+            "--relay",
+            "--metrics",
+            &metrics,
+            "--json",
+        ],
     );
     let listen: Value =
         serde_json::from_str(&relay.line(T, |l| l.contains("\"listening\""))).expect("json");
@@ -750,6 +761,16 @@ fn announce_relay_auto_finds_the_relay_on_the_dht() {
         );
         assert_eq!(events[1]["event"], "holepunched", "{out}");
     }
+    // The relay's metrics: the announcer's and the two punchers' reservations, each
+    // challenged once; nothing refused.
+    let m = scrape(metrics_port);
+    assert_eq!(m.get("hyperdht_relay_reservations"), Some(&3.0), "{m:?}");
+    assert_eq!(m.get("hyperdht_relay_circuits"), Some(&0.0));
+    assert_eq!(m.get("hyperdht_relay_challenges_total"), Some(&3.0));
+    assert_eq!(
+        m.get("hyperdht_relay_refused_total{reason=\"per_source\"}"),
+        Some(&0.0)
+    );
     for p in [&mut announcer, &mut relay, &mut plain, &mut boot] {
         assert!(p.terminate().success());
     }

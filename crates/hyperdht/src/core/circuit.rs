@@ -114,6 +114,12 @@ impl Core {
         self.circuits.role.as_ref().map(|r| r.server.stats())
     }
 
+    /// The relay role's reservations and circuits held now, when it is on.
+    pub fn relay_load(&self) -> Option<(usize, usize)> {
+        let r = self.circuits.role.as_ref()?;
+        Some((r.server.reservations(), r.server.circuits()))
+    }
+
     /// Reserves a slot on `relay` and keeps it fresh, so that peers whose punch to us
     /// fails can reach us through it (replacing an earlier reservation's relay).
     pub fn reserve(&mut self, now: Instant, relay: SocketAddrV4) {
