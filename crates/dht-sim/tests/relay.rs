@@ -422,3 +422,49 @@ fn the_lookers_own_relay_connects_when_the_peer_has_none() {
     // The joined notice, three datagrams out, one back.
     assert_eq!(stats.forwarded, 5);
 }
+
+/// A relayed session longer than a circuit: while we send through it, the circuit is
+/// renewed before the relay's two minutes end it (a fresh pairing replaces it), so
+/// datagrams keep arriving for five minutes; an idle circuit is left to end.
+#[test]
+fn a_circuit_in_use_is_renewed_before_it_ends() {
+    let (mut sim, n, peer, result) = punch_with_relay(NatKind::Symmetric, NatKind::Symmetric, true);
+    assert!(matches!(result, Ok(h) if matches!(h.path, HolepunchPath::Circuit { .. })));
+    let mut per_minute = Vec::new();
+    for _minute in 0..5 {
+        let mut got = 0;
+        for i in 0..30u8 {
+            sim.with_machine(n[0], |m, _| {
+                m.send_datagram(peer, Bytes::from(vec![0, 0, 9, i]))
+            });
+            sim.run_for(Duration::from_secs(2));
+            got += hyper::datagrams(&mut sim, n[3]).len();
+        }
+        per_minute.push(got);
+    }
+    let stats = sim
+        .machine(n[4])
+        .and_then(|m| m.relay_stats())
+        .expect("the relay role");
+    eprintln!(
+        "datagrams per minute through renewed circuits: {per_minute:?}; circuits joined {}, expired {}",
+        stats.circuits, stats.expired
+    );
+    // A lost datagram or two while a renewal lands may go; none of the minutes goes dark.
+    assert!(per_minute.iter().all(|m| *m >= 28), "{per_minute:?}");
+    assert!(stats.circuits >= 3, "renewed: {}", stats.circuits);
+    // Idle from here on: the circuit that carried the last datagrams is renewed once more
+    // (it was used since its last renewal), then nothing is, and the circuits end.
+    sim.run_for(hyperdht::RENEW_AFTER + Duration::from_secs(15));
+    let joined = |sim: &Sim<Core>| {
+        sim.machine(n[4])
+            .and_then(|m| m.relay_stats())
+            .map_or(0, |s| s.circuits)
+    };
+    let after_last_use = joined(&sim);
+    assert!(after_last_use <= stats.circuits + 1);
+    sim.run_for(Duration::from_secs(5 * 60));
+    assert_eq!(joined(&sim), after_last_use, "no renewal while idle");
+    let load = sim.machine(n[4]).and_then(|m| m.relay_load());
+    assert_eq!(load.map(|(_, c)| c), Some(0), "no circuit left");
+}

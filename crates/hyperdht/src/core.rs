@@ -41,7 +41,7 @@ use dht_wire::Key;
 
 pub use bday::MAX_PATHS;
 use bday::{Easy, Hard};
-pub use circuit::{MAX_CIRCUIT_PATHS, RELAY_WAIT, UPGRADE_EVERY};
+pub use circuit::{MAX_CIRCUIT_PATHS, RELAY_WAIT, RENEW_AFTER, UPGRADE_EVERY};
 use kept::Kept;
 pub use kept::{KeepId, REANNOUNCE};
 
@@ -215,6 +215,9 @@ struct Punch {
     /// A retry of ours while a relay's circuit carries the peer's datagrams: it reports
     /// nothing, and a direct path it opens replaces the circuit.
     upgrade: bool,
+    /// A retry that renews the circuit: it may fall back to a relay again (a fresh
+    /// circuit replaces the one that is about to end).
+    renew: bool,
     start: Instant,
     rounds_sent: u32,
     next_round: Instant,
@@ -357,6 +360,7 @@ impl Core {
                 referrer,
                 relay: relay && referrer != peer,
                 upgrade: false,
+                renew: false,
                 start: now,
                 rounds_sent: 0,
                 next_round: now,

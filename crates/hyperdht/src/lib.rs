@@ -50,7 +50,7 @@ mod testnet;
 pub use crate::core::{
     BirthdayTry, Core, CoreEvent, Holepunch, HolepunchError, HolepunchPath, KeepId,
     MAX_CIRCUIT_PATHS, MAX_PATHS, PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId, REANNOUNCE, RELAY_WAIT,
-    UPGRADE_EVERY,
+    RENEW_AFTER, UPGRADE_EVERY,
 };
 pub use birthday::{Hint, SOCKETS as BIRTHDAY_SOCKETS, SPRAYS as BIRTHDAY_SPRAYS, Token};
 pub use bytes;

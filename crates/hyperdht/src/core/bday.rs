@@ -238,6 +238,7 @@ impl Core {
     pub fn send_datagram(&mut self, to: SocketAddrV4, payload: bytes::Bytes) {
         let to = self.direct_to(to);
         if let Some((relay, pairing)) = self.circuit_to(to) {
+            self.circuit_used(to);
             let data = crate::relay::RelayMsg::Data(pairing, payload).encode();
             return self.rpc.send_datagram(relay, data);
         }

@@ -35,13 +35,20 @@ pub const MAX_CIRCUIT_PATHS: usize = 16;
 pub const UPGRADE_EVERY: Duration = Duration::from_secs(30);
 /// ...this many times at most (a circuit lasts two minutes).
 const UPGRADE_TRIES: u32 = 4;
+/// A circuit we joined that carried our datagrams is renewed this long after it opened
+/// (before the relay's two minutes end it): a retry that falls back to a relay again, so a
+/// fresh circuit replaces it. One that carried nothing is left to end.
+pub const RENEW_AFTER: Duration = Duration::from_secs(90);
 
-/// Punching again while relayed: through whom, when next, and how many tries are left.
+/// Punching again while relayed: through whom, when next, how many direct tries are left,
+/// and when the circuit is renewed if we sent through it.
 #[derive(Debug)]
 struct Upgrade {
     referrer: SocketAddrV4,
     next: Instant,
     left: u32,
+    renew_at: Instant,
+    used: bool,
 }
 
 /// The relay role: its state and the rate of its challenges.
@@ -150,6 +157,13 @@ impl Core {
         self.circuits.paths.get(&peer).copied()
     }
 
+    /// We sent to `peer` through its circuit: it is renewed before it ends.
+    pub(super) fn circuit_used(&mut self, peer: SocketAddrV4) {
+        if let Some(u) = self.circuits.upgrades.get_mut(&peer) {
+            u.used = true;
+        }
+    }
+
     /// Where datagrams to `peer` go: the address a retry reached it at directly, if one did.
     pub(super) fn direct_to(&self, peer: SocketAddrV4) -> SocketAddrV4 {
         self.circuits.direct.get(&peer).copied().unwrap_or(peer)
@@ -182,7 +196,20 @@ impl Core {
     /// The next deadline of the relay's timers.
     pub(super) fn next_relay(&self) -> Option<Instant> {
         let res = self.circuits.reservation.as_ref().map(|r| r.next);
-        let upgrades = self.circuits.upgrades.values().map(|u| u.next);
+        // (Not for a peer being punched: its retry waits for that punch, which ends in a
+        // handled datagram or deadline of its own.)
+        let upgrades = self
+            .circuits
+            .upgrades
+            .iter()
+            .filter(|(peer, _)| !self.punches.values().any(|p| p.peer == **peer))
+            .map(|(_, u)| {
+                if u.left > 0 {
+                    u.next.min(u.renew_at)
+                } else {
+                    u.renew_at
+                }
+            });
         let waits = self.punches.values().filter_map(|p| match p.phase {
             Phase::RelayWait { until, .. } => Some(until),
             _ => None,
@@ -222,25 +249,39 @@ impl Core {
         for (punch, birthday) in late {
             self.fail_punch(punch, birthday);
         }
-        // Punch again to relayed peers, at a bounded pace, while no punch to them runs.
-        let due: Vec<(SocketAddrV4, SocketAddrV4)> = self
+        // Punch again to relayed peers, at a bounded pace, while no punch to them runs;
+        // renew the circuits that carry our datagrams before they end.
+        let due: Vec<(SocketAddrV4, SocketAddrV4, bool)> = self
             .circuits
             .upgrades
             .iter()
-            .filter(|(peer, u)| u.next <= now && !self.punches.values().any(|p| p.peer == **peer))
-            .map(|(peer, u)| (*peer, u.referrer))
+            .filter(|(peer, u)| {
+                (u.renew_at <= now || u.left > 0 && u.next <= now)
+                    && !self.punches.values().any(|p| p.peer == **peer)
+            })
+            .map(|(peer, u)| (*peer, u.referrer, u.renew_at <= now))
             .collect();
-        for (peer, referrer) in due {
-            if let Some(u) = self.circuits.upgrades.get_mut(&peer) {
-                u.left = u.left.saturating_sub(1);
-                u.next = now + UPGRADE_EVERY;
-                if u.left == 0 {
+        for (peer, referrer, renew) in due {
+            let Some(u) = self.circuits.upgrades.get_mut(&peer) else {
+                continue;
+            };
+            if renew {
+                if !u.used {
+                    // Idle: let the relay end it.
                     self.circuits.upgrades.remove(&peer);
+                    continue;
                 }
+                u.used = false;
+                u.renew_at = now + RENEW_AFTER;
+                u.next = u.next.max(now + UPGRADE_EVERY);
+            } else {
+                u.left -= 1;
+                u.next = now + UPGRADE_EVERY;
             }
             let id = self.holepunch(now, peer, referrer, true);
             if let Some(p) = self.punches.get_mut(&id) {
                 p.upgrade = true;
+                p.renew = renew;
             }
         }
     }
@@ -251,7 +292,7 @@ impl Core {
         let Some(p) = self.punches.get_mut(&punch) else {
             return false;
         };
-        if !p.relay || p.upgrade || matches!(p.phase, Phase::RelayWait { .. }) {
+        if !p.relay || (p.upgrade && !p.renew) || matches!(p.phase, Phase::RelayWait { .. }) {
             return false;
         }
         p.phase = Phase::RelayWait {
@@ -417,6 +458,8 @@ impl Core {
                     referrer,
                     next: now + UPGRADE_EVERY,
                     left: UPGRADE_TRIES,
+                    renew_at: now + RENEW_AFTER,
+                    used: false,
                 },
             );
         }
