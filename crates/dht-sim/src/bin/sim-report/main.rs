@@ -38,9 +38,14 @@ struct Args {
     /// Only these experiments (size, loss, failure, churn, nat, growth).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Internal: run one size and print its figures as one line (used by the size
-    /// experiment).
-    #[arg(long, hide = true)]
+    /// Rows measured earlier: a file of lines that `--one-size N` printed (one per line),
+    /// added to the size table, for a size too slow to run with the rest (100,000 nodes:
+    /// about 100 minutes). Example: --size-lines target/scale/size-100000.txt
+    #[arg(long, value_name = "FILE")]
+    size_lines: Option<PathBuf>,
+    /// Run one size and print its figures as one line (the size experiment runs each size
+    /// so, in a process of its own; `--size-lines` takes such lines).
+    #[arg(long)]
     one_size: Option<usize>,
 }
 
@@ -61,7 +66,17 @@ fn main() -> anyhow::Result<()> {
     let want = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let mut doc = sections::Doc::new(&dir);
     if want("size") {
-        sections::size(&mut doc, &args.sizes, args.seed, args.quick)?;
+        let measured = match &args.size_lines {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("n="))
+                .map(String::from)
+                .collect(),
+            None => Vec::new(),
+        };
+        sections::size(&mut doc, &args.sizes, args.seed, args.quick, &measured)?;
     }
     if want("loss") {
         sections::loss(&mut doc, args.seed, args.quick);

@@ -110,7 +110,13 @@ fn field(line: &str, key: &str) -> f64 {
 }
 
 /// Lookups against network size, one process per size.
-pub fn size(doc: &mut Doc, sizes: &[usize], seed: u64, quick: bool) -> anyhow::Result<()> {
+pub fn size(
+    doc: &mut Doc,
+    sizes: &[usize],
+    seed: u64,
+    quick: bool,
+    measured: &[String],
+) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("the report's own executable")?;
     let mut rows = Vec::new();
     for &n in sizes {
@@ -130,6 +136,13 @@ pub fn size(doc: &mut Doc, sizes: &[usize], seed: u64, quick: bool) -> anyhow::R
         eprintln!("sim-report:   {line}");
         rows.push((n, line));
     }
+    // Lines of earlier `--one-size` runs (a size too slow to run with the rest).
+    for line in measured {
+        let n = field(line, "n");
+        anyhow::ensure!(n.is_finite(), "not a line of --one-size: {line}");
+        rows.push((n as usize, line.clone()));
+    }
+    rows.sort_by_key(|(n, _)| *n);
     doc.text("\n## Lookups against network size\n");
     doc.text(&format!(
         "Each network: an entry node and N nodes, all public, joining 10 ms apart, then a \
@@ -140,6 +153,13 @@ pub fn size(doc: &mut Doc, sizes: &[usize], seed: u64, quick: bool) -> anyhow::R
          process of its own); the peak is the process's high-water mark.\n",
         if quick { 50 } else { 200 }
     ));
+    if !measured.is_empty() {
+        doc.text(&format!(
+            "{} row(s) come from an earlier run of `sim-report --one-size N` alone on the \
+             machine (its output line, given with `--size-lines`), not from this run.\n",
+            measured.len()
+        ));
+    }
     doc.text("| nodes | found announcer | round trips (mean / p90) | round trips to first peer | messages per lookup | time to first peer (p50) | memory per node | peak memory | build: wall / virtual | simulated s per wall s | table size | datagrams |");
     doc.text("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut rounds = Vec::new();
