@@ -132,7 +132,7 @@ async fn local_peers_only_for_matching_prefixes() {
     assert_eq!(locals, [lan].into());
     let other = lookup_from_lan(&nodes[2], key, "10.1.4.4:0").await;
     assert!(other.iter().all(|r| r.local_peers.is_empty()));
-    assert!(!peers_of(&other).is_empty());
+    assert_eq!(peers_of(&other), [nodes[1].local_addr()].into());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
