@@ -90,6 +90,37 @@ fn punch_with_relays(
     (sim, n, peer, result)
 }
 
+/// Sends `count` datagrams from us to the peer over the path the punch opened, checks the
+/// peer got each of them once (in any order: the simulated network may reorder), answers
+/// one to where they came from and checks it reached us as from the peer. Returns what the
+/// peer got.
+fn both_ways(
+    sim: &mut Sim<Core>,
+    n: &[SocketAddrV4; 5],
+    peer: SocketAddrV4,
+    count: u8,
+) -> Vec<(SocketAddrV4, Bytes)> {
+    for i in 0..count {
+        sim.with_machine(n[0], |m, _| {
+            m.send_datagram(peer, Bytes::from(vec![0, 0, 9, i]))
+        });
+    }
+    sim.run_for(Duration::from_millis(500));
+    let got = hyper::datagrams(sim, n[3]);
+    let mut payloads: Vec<Bytes> = got.iter().map(|(_, b)| b.clone()).collect();
+    payloads.sort();
+    let sent: Vec<Bytes> = (0..count).map(|i| Bytes::from(vec![0, 0, 9, i])).collect();
+    assert_eq!(payloads, sent, "every datagram, once: {got:?}");
+    let from = got[0].0;
+    sim.with_machine(n[3], |m, _| {
+        m.send_datagram(from, Bytes::from_static(b"\0\0\x09back"))
+    });
+    sim.run_for(Duration::from_millis(500));
+    let back = hyper::datagrams(sim, n[0]);
+    assert_eq!(back, vec![(peer, Bytes::from_static(b"\0\0\x09back"))]);
+    got
+}
+
 #[test]
 fn symmetric_to_symmetric_connects_through_the_peers_relay_both_ways() {
     let (mut sim, n, peer, result) = punch_with_relay(NatKind::Symmetric, NatKind::Symmetric, true);
@@ -102,27 +133,9 @@ fn symmetric_to_symmetric_connects_through_the_peers_relay_both_ways() {
     );
     // Our datagrams reach the peer through the relay, and its answers reach us, each side
     // sending to the address it knows the other by, with the call of a direct path.
-    for i in 0..5u8 {
-        sim.with_machine(n[0], |m, _| {
-            m.send_datagram(peer, Bytes::from(vec![0, 0, 9, i]))
-        });
-    }
-    sim.run_for(Duration::from_millis(500));
-    let got = hyper::datagrams(&mut sim, n[3]);
-    assert_eq!(got.len(), 5, "every datagram, once: {got:?}");
+    let got = both_ways(&mut sim, &n, peer, 5);
     let from = got[0].0;
     assert!(got.iter().all(|(f, _)| *f == from));
-    // Each of the five, in any order (the simulated network may reorder them).
-    let mut payloads: Vec<Bytes> = got.iter().map(|(_, b)| b.clone()).collect();
-    payloads.sort();
-    let sent: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![0, 0, 9, i])).collect();
-    assert_eq!(payloads, sent);
-    sim.with_machine(n[3], |m, _| {
-        m.send_datagram(from, Bytes::from_static(b"\0\0\x09back"))
-    });
-    sim.run_for(Duration::from_millis(500));
-    let back = hyper::datagrams(&mut sim, n[0]);
-    assert_eq!(back, vec![(peer, Bytes::from_static(b"\0\0\x09back"))]);
     let stats = sim
         .machine(n[4])
         .and_then(|m| m.relay_stats())
@@ -399,21 +412,7 @@ fn the_lookers_own_relay_connects_when_the_peer_has_none() {
         "symmetric <-> symmetric through the looker's relay in {:?}",
         h.elapsed
     );
-    for i in 0..3u8 {
-        sim.with_machine(n[0], |m, _| {
-            m.send_datagram(peer, Bytes::from(vec![0, 0, 9, i]))
-        });
-    }
-    sim.run_for(Duration::from_millis(500));
-    let got = hyper::datagrams(&mut sim, n[3]);
-    assert_eq!(got.len(), 3, "{got:?}");
-    let from = got[0].0;
-    sim.with_machine(n[3], |m, _| {
-        m.send_datagram(from, Bytes::from_static(b"\0\0\x09back"))
-    });
-    sim.run_for(Duration::from_millis(500));
-    let back = hyper::datagrams(&mut sim, n[0]);
-    assert_eq!(back, vec![(peer, Bytes::from_static(b"\0\0\x09back"))]);
+    both_ways(&mut sim, &n, peer, 3);
     let stats = sim
         .machine(n[4])
         .and_then(|m| m.relay_stats())
