@@ -74,6 +74,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("serving metrics on {at}: {e}"))?;
         tracing::info!(%served, "metrics on http://{served}/metrics");
     }
+    // Caught from before "listening" is printed: whoever reads it may signal at once.
+    let mut shutdown = process::Shutdown::new();
     if cli.json {
         println!(
             "{}",
@@ -82,7 +84,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         println!("dht-bootstrap listening on {addr}");
     }
-    let mut shutdown = process::Shutdown::new();
     let mut stats = tokio::time::interval(Duration::from_secs(60));
     stats.tick().await;
     loop {

@@ -55,12 +55,13 @@ pub async fn run(
         None => {}
     }
     let mut events = dht.core_events();
+    // Caught from before "announced" is printed: whoever reads it may signal at once.
+    let mut shutdown = hyperdht_cli::Shutdown::new();
     announce_once(out, &dht, key, opts).await?;
     // The node's core re-announces every 4-5 minutes from here on.
     let kept = dht.keep_announced(key, opts);
     // Text that peers send over a punched path (`hyperdht holepunch ... --send TEXT`).
     let mut datagrams = dht.datagrams();
-    let mut shutdown = hyperdht_cli::Shutdown::new();
     loop {
         tokio::select! {
             Some((from, d)) = datagrams.recv() => {

@@ -99,6 +99,10 @@ pub async fn run(
         tracing::info!(%served, "metrics on http://{served}/metrics");
     }
     let mut rpc_events = dht.rpc_events();
+    // Made once, before "listening" is printed (a supervisor that reads it may signal at
+    // once) and before the loop: the signals are caught from here on, and one that comes
+    // while another branch wins waits for the next turn.
+    let mut shutdown = hyperdht_cli::Shutdown::new();
     out.emit(
         || format!("hyperdht listening on {} (id {}){}", dht.local_addr(), dht.id(), if relay { ", relay on" } else { "" }),
         || json!({"event": "listening", "address": crate::cmd::addr_json(&dht.local_addr()), "id": dht.id().to_string(), "relay": relay}),
@@ -111,9 +115,6 @@ pub async fn run(
     // A relay lists itself on the DHT's relay key once bootstrapped, and not while the
     // reachability check says nodes cannot reach it (a relay nobody reaches helps nobody).
     let mut listing: Option<hyperdht::Announcement> = None;
-    // Made once, before the loop: the signals are caught from here on, and one that comes
-    // while another branch wins waits for the next turn.
-    let mut shutdown = hyperdht_cli::Shutdown::new();
     loop {
         tokio::select! {
             () = &mut ready, if !bootstrapped => {
