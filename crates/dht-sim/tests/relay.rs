@@ -90,6 +90,13 @@ fn punch_with_relays(
     (sim, n, peer, result)
 }
 
+/// What the relay at `relay` did (it has the role).
+fn relay_stats(sim: &Sim<Core>, relay: SocketAddrV4) -> hyperdht::relay::RelayStats {
+    sim.machine(relay)
+        .and_then(|m| m.relay_stats())
+        .expect("the relay role")
+}
+
 /// Sends `count` datagrams from us to the peer over the path the punch opened, checks the
 /// peer got each of them once (in any order: the simulated network may reorder), answers
 /// one to where they came from and checks it reached us as from the peer. Returns what the
@@ -136,10 +143,7 @@ fn symmetric_to_symmetric_connects_through_the_peers_relay_both_ways() {
     let got = both_ways(&mut sim, &n, peer, 5);
     let from = got[0].0;
     assert!(got.iter().all(|(f, _)| *f == from));
-    let stats = sim
-        .machine(n[4])
-        .and_then(|m| m.relay_stats())
-        .expect("the relay role");
+    let stats = relay_stats(&sim, n[4]);
     assert_eq!(stats.circuits, 1);
     assert_eq!(stats.forwarded, 6);
     assert_eq!(stats.dropped_strangers, 0);
@@ -157,10 +161,7 @@ fn without_a_reservation_the_symmetric_pair_still_fails_after_asking() {
             birthday: BirthdayTry::HardSide,
         })
     );
-    let stats = sim
-        .machine(n[4])
-        .and_then(|m| m.relay_stats())
-        .expect("role");
+    let stats = relay_stats(&sim, n[4]);
     assert_eq!((stats.circuits, stats.forwarded), (0, 0));
 }
 
@@ -178,10 +179,7 @@ fn pairs_that_punch_do_not_take_the_relay() {
             "{a:?} -> {b:?}: {:?}",
             h.path
         );
-        let stats = sim
-            .machine(n[4])
-            .and_then(|m| m.relay_stats())
-            .expect("role");
+        let stats = relay_stats(&sim, n[4]);
         assert_eq!(stats.circuits, 0, "{a:?} -> {b:?}");
     }
 }
@@ -201,10 +199,7 @@ fn a_stranger_cannot_use_a_circuit_nor_reserve_without_the_token() {
     let forged = RelayMsg::Reserve(Some([7; 32])).encode();
     sim.with_core(stranger, |c, _| c.send_datagram(n[4], forged));
     sim.run_for(Duration::from_secs(1));
-    let stats = sim
-        .machine(n[4])
-        .and_then(|m| m.relay_stats())
-        .expect("role");
+    let stats = relay_stats(&sim, n[4]);
     assert_eq!(stats.dropped_strangers, 20);
     assert_eq!(
         stats.challenged, 3,
@@ -297,10 +292,7 @@ fn honest_pairs_keep_their_datagrams_while_another_source_attacks_the_relay() {
         send(&mut sim, b, RelayMsg::Join(*p, Some(tb)));
     }
     sim.run_for(Duration::from_millis(200));
-    let before = sim
-        .machine(relay)
-        .and_then(|m| m.relay_stats())
-        .expect("the relay role");
+    let before = relay_stats(&sim, relay);
     assert_eq!(
         before.circuits, 5,
         "the honest pair's and the four the attacker may bind"
@@ -359,10 +351,7 @@ fn honest_pairs_keep_their_datagrams_while_another_source_attacks_the_relay() {
     sim.run_for(Duration::from_millis(500));
     got_out += hyper::datagrams(&mut sim, n[3]).len();
     got_back += hyper::datagrams(&mut sim, n[0]).len();
-    let s = sim
-        .machine(relay)
-        .and_then(|m| m.relay_stats())
-        .expect("the relay role");
+    let s = relay_stats(&sim, relay);
     let line = format!(
         "two attacker hosts sent {attacker_sent} relay datagrams in 30 s (own circuits past their budget, guessed pairings, extra binds and joins): honest pair delivered {got_out}/{sent_out} out and {got_back}/{sent_back} back; relay dropped {} over budget, {} for strangers, refused {} per peer and {} unknown pairings; attacker circuits forwarded {} bytes (budget 4 x 2 x 128 KiB)",
         s.dropped_over_budget,
@@ -413,10 +402,7 @@ fn the_lookers_own_relay_connects_when_the_peer_has_none() {
         h.elapsed
     );
     both_ways(&mut sim, &n, peer, 3);
-    let stats = sim
-        .machine(n[4])
-        .and_then(|m| m.relay_stats())
-        .expect("the relay role");
+    let stats = relay_stats(&sim, n[4]);
     assert_eq!(stats.circuits, 1);
     // The joined notice, three datagrams out, one back.
     assert_eq!(stats.forwarded, 5);
@@ -441,10 +427,7 @@ fn a_circuit_in_use_is_renewed_before_it_ends() {
         }
         per_minute.push(got);
     }
-    let stats = sim
-        .machine(n[4])
-        .and_then(|m| m.relay_stats())
-        .expect("the relay role");
+    let stats = relay_stats(&sim, n[4]);
     eprintln!(
         "datagrams per minute through renewed circuits: {per_minute:?}; circuits joined {}, expired {}",
         stats.circuits, stats.expired

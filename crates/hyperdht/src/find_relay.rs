@@ -62,6 +62,19 @@ impl HyperDht {
         found
     }
 
+    /// [`HyperDht::reserve_relay`], then waits up to `wait` for `relay` to hold the
+    /// reservation; whether it does.
+    pub async fn reserve_relay_within(&self, relay: SocketAddrV4, wait: Duration) -> bool {
+        self.reserve_relay(relay);
+        tokio::time::timeout(wait, async {
+            while self.reservation() != Some((relay, true)) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
     /// Finds relays on the DHT and reserves on one (tried in a random order, at most
     /// [`RELAYS_TRIED`], each given [`RESERVE_WAIT`] to hold the reservation); returns the
     /// relay that holds it. The core then keeps the reservation fresh, as
@@ -74,14 +87,7 @@ impl HyperDht {
         relays.shuffle(&mut rand::rng());
         relays.truncate(RELAYS_TRIED);
         for relay in &relays {
-            self.reserve_relay(*relay);
-            let held = tokio::time::timeout(RESERVE_WAIT, async {
-                while self.reservation() != Some((*relay, true)) {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-            .await;
-            if held.is_ok() {
+            if self.reserve_relay_within(*relay, RESERVE_WAIT).await {
                 tracing::info!(%relay, "relay reservation held");
                 return Ok(*relay);
             }

@@ -20,14 +20,10 @@ async fn a_relay_holds_a_reservation_after_its_challenge() {
     let relay = node(true).await;
     let plain = node(false).await;
     let peer = node(false).await;
-    peer.reserve_relay(relay.local_addr());
-    let held = tokio::time::timeout(Duration::from_secs(5), async {
-        while peer.reservation() != Some((relay.local_addr(), true)) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(held.is_ok(), "held within 5 s: {:?}", peer.reservation());
+    let held = peer
+        .reserve_relay_within(relay.local_addr(), Duration::from_secs(5))
+        .await;
+    assert!(held, "held within 5 s: {:?}", peer.reservation());
     let stats = relay.relay_stats().expect("the relay role");
     assert_eq!((stats.challenged, stats.reserved), (1, 1));
     assert_eq!(plain.relay_stats(), None);

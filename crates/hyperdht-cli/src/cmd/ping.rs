@@ -71,14 +71,10 @@ pub async fn holepunch(
             }
         }
     } else if let Some(relay) = named {
-        dht.reserve_relay(relay);
-        let held = tokio::time::timeout(hyperdht::RESERVE_WAIT, async {
-            while dht.reservation() != Some((relay, true)) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        if held.is_ok() {
+        if dht
+            .reserve_relay_within(relay, hyperdht::RESERVE_WAIT)
+            .await
+        {
             out.emit(
                 || format!("relay: reserved on {relay}"),
                 || json!({"event": "relay", "relay": addr_json(&relay)}),
