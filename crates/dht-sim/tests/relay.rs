@@ -207,6 +207,15 @@ fn a_stranger_cannot_use_a_circuit_nor_reserve_without_the_token() {
     );
     assert_eq!(stats.reserved, 1, "only the peer's");
     assert_eq!(sim.machine(stranger).and_then(|m| m.reservation()), None);
+    // A forged release (a made-up token, a guessed pairing) is only challenged: the circuit
+    // stays, and the relay's server never saw it.
+    let forged = RelayMsg::Release([0; 16], Some([7; 32])).encode();
+    sim.with_core(stranger, |c, _| c.send_datagram(n[4], forged));
+    sim.run_for(Duration::from_secs(1));
+    let after = relay_stats(&sim, n[4]);
+    assert_eq!(after.challenged, stats.challenged + 1);
+    assert_eq!((after.released, after.release_ignored), (0, 0));
+    assert_eq!(sim.machine(n[4]).and_then(|m| m.relay_load()), Some((1, 1)));
     // The figure docs/RELIABILITY.md shows (the soak's report reads it).
     let line = format!(
         "stranger's 20 datagrams for guessed pairings: {} forwarded, {} dropped; its forged reserve: challenged, {} reservation (the honest peer's only)",
@@ -236,12 +245,28 @@ fn a_direct_path_replaces_the_circuit_once_a_retry_opens_one() {
         sim.take_own_events(n[0]).is_empty(),
         "a retry reports nothing"
     );
-    // Our NAT goes away (the filtering relaxes): the next retry opens a direct path, and
-    // our datagrams to the peer leave the relay.
+    // Our NAT goes away (our IP stays, our port changes): the next retry opens a direct
+    // path, and our datagrams to the peer leave the relay. We release the circuit from our
+    // new port: the relay closes it at once (not at the end of its two minutes) and tells
+    // the peer, which sends directly too.
     sim.set_nat(n[0], None);
     sim.run_for(hyperdht::UPGRADE_EVERY + Duration::from_secs(10));
     let looker = sim.machine(n[0]).expect("us");
     assert_eq!((looker.circuit_paths(), looker.upgraded_paths()), (0, 1));
+    assert_eq!(
+        looker.releases_pending(),
+        0,
+        "the relay confirmed the release"
+    );
+    let stats = relay_stats(&sim, n[4]);
+    assert_eq!((stats.circuits, stats.released, stats.expired), (1, 1, 0));
+    assert_eq!(
+        sim.machine(n[4]).and_then(|m| m.relay_load()),
+        Some((1, 0)),
+        "the peer's reservation stays; the circuit is gone"
+    );
+    let other = sim.machine(n[3]).expect("the peer");
+    assert_eq!(other.circuit_paths(), 0, "the peer heard it");
     let before = forwarded(&sim);
     hyper::datagrams(&mut sim, n[3]);
     sim.with_machine(n[0], |m, _| {
@@ -251,7 +276,20 @@ fn a_direct_path_replaces_the_circuit_once_a_retry_opens_one() {
     let got = hyper::datagrams(&mut sim, n[3]);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].0, n[0], "straight from our own address now");
-    assert_eq!(forwarded(&sim), before, "not through the relay");
+    sim.with_machine(n[3], |m, _| {
+        m.send_datagram(n[0], Bytes::from_static(b"\0\0\x09back"))
+    });
+    sim.run_for(Duration::from_millis(500));
+    // It comes from the port the peer's NAT gave its punch to us: the direct path's.
+    let back = hyper::datagrams(&mut sim, n[0]);
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!(back[0].1, Bytes::from_static(b"\0\0\x09back"));
+    assert_eq!(
+        back[0].0.ip(),
+        peer.ip(),
+        "from the peer's NAT, not the relay"
+    );
+    assert_eq!(forwarded(&sim), before, "neither way through the relay");
 }
 
 /// Another source attacks the relay while an honest pair talks through it: two attacker
@@ -435,6 +473,9 @@ fn a_circuit_in_use_is_renewed_before_it_ends() {
     // A lost datagram or two while a renewal lands may go; none of the minutes goes dark.
     assert!(per_minute.iter().all(|m| *m >= 28), "{per_minute:?}");
     assert!(stats.circuits >= 3, "renewed: {}", stats.circuits);
+    // Each renewal released the circuit it replaced: none ran to the end of its lifetime.
+    assert_eq!(stats.released, stats.circuits - 1, "{stats:?}");
+    assert_eq!(stats.expired, 0, "{stats:?}");
     // Idle from here on: the circuit that carried the last datagrams is renewed once more
     // (it was used since its last renewal), then nothing is, and the circuits end.
     sim.run_for(hyperdht::RENEW_AFTER + Duration::from_secs(15));

@@ -64,6 +64,11 @@ fn register_relay(
         "Circuits joined since start",
         counter(s.circuits),
     );
+    registry.register(
+        "hyperdht_relay_circuits_released",
+        "Circuits an end released before their lifetime ended (a direct path or a fresh circuit replaced them)",
+        counter(s.released),
+    );
     let family: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
     for (reason, n) in [
         ("reservations_full", s.refused_reservations_full),
@@ -76,6 +81,7 @@ fn register_relay(
         ("stranger", s.dropped_strangers),
         ("over_budget", s.dropped_over_budget),
         ("challenge_limited", s.challenge_limited),
+        ("release_not_an_end", s.release_ignored),
     ] {
         family.get_or_create(&vec![("reason", reason)]).inc_by(n);
     }

@@ -7,7 +7,8 @@
 //! the referrer as the birthday hints travel, which relay and pairing to use; the other peer
 //! *joins* it. From then on the relay forwards [`RelayMsg::Data`] between the two ends of
 //! that pairing, and only between them: a datagram from anyone else, or for a pairing not
-//! bound and joined, is dropped and counted.
+//! bound and joined, is dropped and counted. An end *releases* the circuit once a direct
+//! path (or a fresh circuit) replaces it, and the relay tells both ends.
 //!
 //! Every message with an effect carries the relay's roundtrip token for the sender's IP
 //! (the same proof as dht-rpc's announces): one without gets a [`RelayMsg::Challenge`]
@@ -58,6 +59,12 @@ pub enum RelayMsg {
     Joined(Pairing),
     /// Either end -> relay -> the other end: an application datagram.
     Data(Pairing, Bytes),
+    /// Either end -> relay: close this circuit now (a direct path replaced it, or a fresh
+    /// circuit did); with the relay's token.
+    Release(Pairing, Option<Token>),
+    /// Relay -> both ends: the circuit is closed (the releaser's acknowledgement, and the
+    /// other end's notice to send directly).
+    Released(Pairing),
 }
 
 /// Why a relay refused.
@@ -99,6 +106,8 @@ impl Refusal {
 
 /// The length of a message that asks for a challenge: a challenge is never larger.
 const ASK_LEN: usize = MAGIC.len() + 1 + 1 + 32 + 16;
+/// Zero bytes after a release's pairing.
+const RELEASE_PAD: usize = 8;
 
 impl RelayMsg {
     /// The bytes that carry it. Messages that may be answered with a challenge are padded
@@ -153,6 +162,17 @@ impl RelayMsg {
                 b.put_slice(p);
                 b.put_slice(payload);
             }
+            RelayMsg::Release(p, t) => {
+                // Padded so that the two notices it brings are no larger in all.
+                b.put_u8(9);
+                token(&mut b, t);
+                b.put_slice(p);
+                b.put_bytes(0, RELEASE_PAD);
+            }
+            RelayMsg::Released(p) => {
+                b.put_u8(10);
+                b.put_slice(p);
+            }
         }
         b.freeze()
     }
@@ -188,7 +208,12 @@ impl RelayMsg {
                     RelayMsg::Join(p, t)
                 })
             }
+            9 if rest.len() == 33 + 16 + RELEASE_PAD => {
+                let t = token(&rest[..33])?;
+                Some(RelayMsg::Release(pairing(&rest[33..49])?, t))
+            }
             7 => pairing(rest).map(RelayMsg::Joined),
+            10 => pairing(rest).map(RelayMsg::Released),
             8 if rest.len() >= 16 => Some(RelayMsg::Data(
                 pairing(&rest[..16])?,
                 Bytes::copy_from_slice(&rest[16..]),
@@ -281,6 +306,10 @@ pub struct RelayStats {
     pub dropped_over_budget: u64,
     /// Circuits closed at the end of their lifetime or unjoined.
     pub expired: u64,
+    /// Circuits an end released before their end.
+    pub released: u64,
+    /// Releases of a pairing the sender is not an end of (or that is closed): ignored.
+    pub release_ignored: u64,
 }
 
 #[derive(Debug)]
@@ -476,6 +505,36 @@ impl RelayServer {
         Some((from, RelayMsg::Joined(pairing)))
     }
 
+    /// A release of `pairing` from `from`, whose token was valid: an end of the circuit
+    /// closes it, and both hear [`RelayMsg::Released`] (each notice smaller than the
+    /// release, to an address that proved it receives). An end is known by its address,
+    /// or by its IP alone (a NAT that rebinds gives the end that moved to a direct path a
+    /// new port; it still proves its IP and knows the secret pairing). Anyone else is
+    /// ignored, unanswered.
+    pub fn release(&mut self, now: Instant, from: SocketAddrV4, pairing: Pairing) -> Vec<Out> {
+        self.expire(now);
+        let other = self.circuits.get(&pairing).and_then(|c| {
+            let ends = [Some(c.bound), c.joined];
+            let ends = ends.into_iter().flatten();
+            let by_ip = |a: &SocketAddrV4| a.ip() == from.ip();
+            let me = ends
+                .clone()
+                .find(|a| *a == from)
+                .or_else(|| ends.clone().find(by_ip))?;
+            Some(ends.filter(|a| *a != me).collect::<Vec<_>>())
+        });
+        let Some(other) = other else {
+            self.stats.release_ignored += 1;
+            return Vec::new();
+        };
+        self.circuits.remove(&pairing);
+        self.stats.released += 1;
+        std::iter::once(from)
+            .chain(other)
+            .map(|to| (to, RelayMsg::Released(pairing)))
+            .collect()
+    }
+
     /// Data for `pairing` from `from` (`len` bytes on the wire): where to forward it, if
     /// `from` is an end of the pairing's open circuit and the direction's budget holds it.
     pub fn forward(
@@ -540,6 +599,9 @@ mod tests {
             RelayMsg::Joined(p),
             RelayMsg::Data(p, Bytes::from_static(b"hello")),
             RelayMsg::Data(p, Bytes::new()),
+            RelayMsg::Release(p, None),
+            RelayMsg::Release(p, Some([5; 32])),
+            RelayMsg::Released(p),
         ] {
             let b = m.encode();
             assert_eq!(RelayMsg::decode(&b), Some(m.clone()));
@@ -549,8 +611,15 @@ mod tests {
             for n in 0..b.len() {
                 let _ = RelayMsg::decode(&b[..n]);
             }
-            if matches!(m, RelayMsg::Reserve(None) | RelayMsg::Bind(_, None)) {
+            if matches!(
+                m,
+                RelayMsg::Reserve(None) | RelayMsg::Bind(_, None) | RelayMsg::Release(_, None)
+            ) {
                 assert!(b.len() >= RelayMsg::Challenge([0; 32]).encode().len());
+            }
+            // A release is answered by two notices, together no larger than it.
+            if matches!(m, RelayMsg::Release(..)) {
+                assert!(b.len() >= 2 * RelayMsg::Released(p).encode().len());
             }
         }
         assert_eq!(
@@ -748,6 +817,49 @@ mod tests {
         r.expire(t + Duration::from_secs(10));
         assert_eq!(r.circuits(), 0);
         assert_eq!(r.bind(t + Duration::from_secs(10), s, [99; 16]), None);
+    }
+
+    #[test]
+    fn only_an_end_releases_its_circuit_and_both_ends_hear_it() {
+        let t = Instant::now();
+        let mut r = RelayServer::new(RelayLimits::default());
+        let (server, client, stranger) = (a(1, 1), a(2, 2), a(3, 3));
+        let p = [7; 16];
+        r.reserve(t, server);
+        r.bind(t, server, p);
+        r.join(t, client, p);
+        // A stranger, or a pairing nobody bound, changes nothing and hears nothing.
+        assert_eq!(r.release(t, stranger, p), vec![]);
+        assert_eq!(r.release(t, client, [8; 16]), vec![]);
+        assert_eq!(r.circuits(), 1);
+        assert_eq!(r.forward(t, client, &p, 10), Some(server));
+        // An end closes it at once; both ends hear it, and nothing more is forwarded.
+        let released = RelayMsg::Released(p);
+        assert_eq!(
+            r.release(t, client, p),
+            vec![(client, released.clone()), (server, released)]
+        );
+        assert_eq!(r.circuits(), 0);
+        assert_eq!(r.forward(t, server, &p, 10), None);
+        assert_eq!(r.release(t, client, p), vec![], "released once");
+        // An unjoined bind is released by its binder alone.
+        r.bind(t, server, [9; 16]);
+        assert_eq!(
+            r.release(t, server, [9; 16]),
+            vec![(server, RelayMsg::Released([9; 16]))]
+        );
+        // An end whose NAT rebound it to another port (same IP) still releases; the notice
+        // goes to where the release came from, and to the other end.
+        r.bind(t, server, [10; 16]);
+        r.join(t, client, [10; 16]);
+        let moved = SocketAddrV4::new(*client.ip(), 9999);
+        let released = RelayMsg::Released([10; 16]);
+        assert_eq!(
+            r.release(t, moved, [10; 16]),
+            vec![(moved, released.clone()), (server, released)]
+        );
+        let s = r.stats();
+        assert_eq!((s.released, s.release_ignored, s.expired), (3, 3, 0));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! holds a reservation binds a fresh pairing there and answers `Hint::UseRelay`; we join,
 //! and the punch ends with [`HolepunchPath::Circuit`]. Datagrams to a peer reached so go
 //! through the relay in [`Core::send_datagram`], and the relay's come out as the peer's.
+//! A circuit a direct path or a fresh circuit replaced is released at once; the relay's
+//! `Released` tells the other end to send directly.
 //!
 //! Abuse: the relay role answers a message without its token with a challenge no larger
 //! than the message, within a rate per IP and in all; it acts only on tokened messages. As
@@ -35,6 +37,8 @@ pub const MAX_CIRCUIT_PATHS: usize = 16;
 pub const UPGRADE_EVERY: Duration = Duration::from_secs(30);
 /// ...this many times at most (a circuit lasts two minutes).
 const UPGRADE_TRIES: u32 = 4;
+/// How long a release waits for the relay's confirmation (a challenge answered meanwhile).
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
 /// A circuit we joined that carried our datagrams is renewed this long after it opened
 /// (before the relay's two minutes end it): a retry that falls back to a relay again, so a
 /// fresh circuit replaces it. One that carried nothing is left to end.
@@ -92,6 +96,11 @@ pub(super) struct Circuits {
     /// Peers a retry reached directly: the address that answered, which datagrams to the
     /// peer now go to (a symmetric NAT answers from another port than the announced one).
     direct: BTreeMap<SocketAddrV4, SocketAddrV4>,
+    /// Circuits we released and the relay has not confirmed closed: the relay, and until
+    /// when we ask again after its challenge.
+    releases: BTreeMap<Pairing, (SocketAddrV4, Instant)>,
+    /// The last token each relay we joined through gave us (for our releases).
+    tokens: BTreeMap<SocketAddrV4, Token>,
 }
 
 impl Circuits {
@@ -170,7 +179,8 @@ impl Core {
     }
 
     /// A retry of a relayed peer ended: a direct path (not another circuit) replaces the
-    /// circuit, which the relay then closes at the end of its lifetime.
+    /// circuit, which we release at once (the relay tells the peer, which then sends
+    /// directly too).
     pub(super) fn on_upgrade(&mut self, peer: SocketAddrV4, opened: Option<super::Holepunch>) {
         let Some(h) = opened else {
             return;
@@ -179,9 +189,62 @@ impl Core {
             return;
         }
         tracing::debug!(%peer, path = ?h.path, addr = %h.addr, "a direct path replaces the circuit");
-        self.circuits.paths.remove(&peer);
+        if let Some((relay, pairing)) = self.circuits.paths.remove(&peer) {
+            self.release(relay, pairing);
+        }
         self.circuits.upgrades.remove(&peer);
         insert_bounded(&mut self.circuits.direct, peer, h.addr);
+    }
+
+    /// Asks `relay` to close `pairing` now, rather than at the end of its lifetime.
+    fn release(&mut self, relay: SocketAddrV4, pairing: Pairing) {
+        let now = self.now;
+        let releases = &mut self.circuits.releases;
+        releases.retain(|_, (_, until)| *until > now);
+        if releases.len() >= MAX_CIRCUIT_PATHS {
+            releases.pop_first();
+        }
+        releases.insert(pairing, (relay, now + RELEASE_WAIT));
+        let token = self.relay_token(relay);
+        self.send_relay(relay, &RelayMsg::Release(pairing, token));
+    }
+
+    /// The token `relay` last gave us, if any.
+    fn relay_token(&self, relay: SocketAddrV4) -> Option<Token> {
+        let ours = self.circuits.reservation.as_ref();
+        let ours = ours.filter(|r| r.relay == relay).and_then(|r| r.token);
+        ours.or_else(|| self.circuits.tokens.get(&relay).copied())
+    }
+
+    /// `relay` closed `pairing`: our release is done, or the peer released it (a direct
+    /// path replaced it), so datagrams to the peer go directly now.
+    fn on_released(&mut self, relay: SocketAddrV4, pairing: Pairing) {
+        if self
+            .circuits
+            .releases
+            .get(&pairing)
+            .is_some_and(|(r, _)| *r == relay)
+        {
+            self.circuits.releases.remove(&pairing);
+        }
+        let peer = self
+            .circuits
+            .paths
+            .iter()
+            .find(|(_, v)| **v == (relay, pairing))
+            .map(|(peer, _)| *peer);
+        if let Some(peer) = peer {
+            tracing::debug!(%peer, %relay, "the peer released our circuit: sending directly");
+            self.circuits.paths.remove(&peer);
+            self.circuits.upgrades.remove(&peer);
+        }
+    }
+
+    /// Circuits we asked a relay to close that it has not confirmed yet.
+    pub fn releases_pending(&self) -> usize {
+        let now = self.now;
+        let releases = self.circuits.releases.values();
+        releases.filter(|(_, until)| *until > now).count()
     }
 
     /// Direct paths that replaced a circuit.
@@ -337,13 +400,30 @@ impl Core {
         }
         let pairing: Pairing = self.rpc.rng().random();
         self.send_relay(relay, &RelayMsg::Bind(pairing, token));
-        self.add_circuit_path(requester, relay, pairing);
+        // A circuit this renews stays until the joiner has the fresh one and releases it.
+        let _renewed = self.add_circuit_path(requester, relay, pairing);
         let hint = Hint::UseRelay(relay, pairing).encode();
         self.rpc.holepunch_with(now, requester, via, Some(hint));
     }
 
-    fn add_circuit_path(&mut self, peer: SocketAddrV4, relay: SocketAddrV4, pairing: Pairing) {
+    /// The circuit to `peer` is `pairing` on `relay` now; the one it replaces, if another.
+    fn add_circuit_path(
+        &mut self,
+        peer: SocketAddrV4,
+        relay: SocketAddrV4,
+        pairing: Pairing,
+    ) -> Option<(SocketAddrV4, Pairing)> {
+        let old = self.circuits.paths.get(&peer).copied();
         insert_bounded(&mut self.circuits.paths, peer, (relay, pairing));
+        old.filter(|o| *o != (relay, pairing))
+    }
+
+    /// The circuit to `peer` is open: the one it renewed, if any, is released.
+    fn circuit_replaced(&mut self, peer: SocketAddrV4, relay: SocketAddrV4, pairing: Pairing) {
+        if let Some((old_relay, old)) = self.add_circuit_path(peer, relay, pairing) {
+            tracing::debug!(%peer, "a fresh circuit replaces the old: releasing it");
+            self.release(old_relay, old);
+        }
     }
 
     /// The peer of one of our failed punches named a relay and pairing: join it.
@@ -379,9 +459,13 @@ impl Core {
     pub(super) fn on_relay(&mut self, from: SocketAddrV4, msg: RelayMsg, raw: &bytes::Bytes) {
         let now = self.now;
         match msg {
-            RelayMsg::Reserve(t) | RelayMsg::Bind(_, t) | RelayMsg::Join(_, t) => {
+            RelayMsg::Reserve(t)
+            | RelayMsg::Bind(_, t)
+            | RelayMsg::Join(_, t)
+            | RelayMsg::Release(_, t) => {
                 self.relay_request(from, &msg, t);
             }
+            RelayMsg::Released(pairing) => self.on_released(from, pairing),
             RelayMsg::Data(pairing, payload) => {
                 if let Some(role) = &mut self.circuits.role
                     && let Some(to) = role.server.forward(now, from, &pairing, raw.len())
@@ -426,7 +510,7 @@ impl Core {
                 if relay != from {
                     return;
                 }
-                self.add_circuit_path(peer, relay, pairing);
+                self.circuit_replaced(peer, relay, pairing);
                 let Some(punch) = punch else {
                     // The peer's relay, for the peer's punch: tell it the circuit is open
                     // (an empty datagram, which no application receives).
@@ -478,7 +562,7 @@ impl Core {
         if !self.punches.contains_key(&punch) {
             return;
         }
-        self.add_circuit_path(peer, from, pairing);
+        self.circuit_replaced(peer, from, pairing);
         self.circuit_opened(self.now, punch, peer, from);
     }
 
@@ -506,12 +590,13 @@ impl Core {
             return;
         };
         let out = match *msg {
-            RelayMsg::Reserve(_) => role.server.reserve(now, from),
-            RelayMsg::Bind(p, _) => role.server.bind(now, from, p),
-            RelayMsg::Join(p, _) => role.server.join(now, from, p),
-            _ => None,
+            RelayMsg::Reserve(_) => role.server.reserve(now, from).into_iter().collect(),
+            RelayMsg::Bind(p, _) => role.server.bind(now, from, p).into_iter().collect(),
+            RelayMsg::Join(p, _) => role.server.join(now, from, p).into_iter().collect(),
+            RelayMsg::Release(p, _) => role.server.release(now, from, p),
+            _ => Vec::new(),
         };
-        if let Some((to, m)) = out {
+        for (to, m) in out {
             self.send_relay(to, &m);
         }
     }
@@ -527,6 +612,13 @@ impl Core {
             return;
         }
         self.circuits.last_challenge = Some(now);
+        let ours = |(_, (relay, _)): (&Pairing, &(SocketAddrV4, Instant))| *relay == from;
+        let known = self.circuits.paths.values().any(|(r, _)| *r == from)
+            || self.circuits.joins.values().any(|(r, _, _)| *r == from)
+            || self.circuits.releases.iter().any(ours);
+        if known {
+            insert_bounded(&mut self.circuits.tokens, from, token);
+        }
         let mut again = Vec::new();
         if let Some(r) = &mut self.circuits.reservation
             && r.relay == from
@@ -549,6 +641,11 @@ impl Core {
         for (p, (relay, _, _)) in &self.circuits.joins {
             if *relay == from {
                 again.push(RelayMsg::Join(*p, Some(token)));
+            }
+        }
+        for (p, (relay, until)) in &self.circuits.releases {
+            if *relay == from && *until > now {
+                again.push(RelayMsg::Release(*p, Some(token)));
             }
         }
         for m in again {
