@@ -1,4 +1,7 @@
-//! Generates the prost types from `proto/*.proto` (inside the crate, so that it packages).
+//! Generates the prost types from `proto/*.proto`. The schemas live in the workspace's
+//! top-level `proto/`, where a reader looks for them; the crate's `proto/` holds a symlink
+//! to each, which `cargo package` follows (it stores the files' contents), so the published
+//! crate builds on its own and there is no second copy to drift.
 //!
 //! The schemas are compiled by `protox`, a pure-Rust protobuf compiler, so a fresh machine
 //! without `protoc` builds the crate.
