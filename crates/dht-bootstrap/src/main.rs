@@ -47,13 +47,13 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
     /// Logs on stderr as text lines (`text`) or one JSON object per line (`json`).
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[arg(long, value_enum, default_value_t = process::LogFormat::Text)]
+    log_format: process::LogFormat,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    process::run_main(cli.verbose, cli.quiet, cli.log_format == "json", run(cli))
+    process::run_main(cli.verbose, cli.quiet, cli.log_format, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

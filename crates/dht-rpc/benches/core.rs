@@ -1,5 +1,5 @@
 //! The hot paths of a node, without I/O: a roundtrip token, the routing table's closest 20,
-//! and whole requests through the core (`_ping`, and `_find_node` against a table of 1,000
+//! a newcomer's insert and the check whether a stranger could get in, and whole requests through the core (`_ping`, and `_find_node` against a table of 1,000
 //! contacts), from a loopback source (trusted: no per-source budgets).
 //!
 //! `cargo bench -p dht-rpc --bench core`
@@ -54,6 +54,49 @@ fn hot_paths(c: &mut Criterion) {
     g.bench_function(
         format!("closest 20 of {} contacts, target near our id", table.len()),
         |b| b.iter(|| black_box(table.closest(black_box(&near), 20).len())),
+    );
+
+    // A newcomer whose bucket has room (it shares 16 or more bits with our id), from a /24
+    // of its own: the per-IP and per-/24 limits are checked (by a scan of the table), then
+    // it is added, then removed so that the table stays as it was.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let newcomers: Vec<(NodeId, SocketAddrV4)> = (0..4096u32)
+        .map(|i| {
+            let mut id: [u8; 32] = rng.random();
+            id[0] = 0;
+            id[1] = 0;
+            let addr = SocketAddrV4::new(Ipv4Addr::from(0x0c00_0000 + i * 256), 4000);
+            (NodeId::from_bytes(id), addr)
+        })
+        .collect();
+    let mut i = 0;
+    g.bench_function(
+        format!("insert and remove a newcomer ({} contacts)", table.len()),
+        |b| {
+            b.iter(|| {
+                i = (i + 1) % newcomers.len();
+                let (id, addr) = newcomers[i];
+                black_box(table.insert(id, addr, t));
+                black_box(table.remove(&id))
+            })
+        },
+    );
+    // Whether a stranger could get in (asked before verifying it): random ids, mostly
+    // full buckets, each from a /24 of its own.
+    let strangers: Vec<(NodeId, SocketAddrV4)> = ids(4096)
+        .into_iter()
+        .zip(newcomers.iter().map(|(_, a)| *a))
+        .collect();
+    let mut j = 0;
+    g.bench_function(
+        format!("could_take a stranger ({} contacts)", table.len()),
+        |b| {
+            b.iter(|| {
+                j = (j + 1) % strangers.len();
+                let (id, addr) = strangers[j];
+                black_box(table.could_take(&id, addr, Some(t)))
+            })
+        },
     );
 
     let from = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50_000);

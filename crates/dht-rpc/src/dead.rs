@@ -4,8 +4,9 @@
 //! hole punch too) leaves the routing table at once, and its address goes here for
 //! [`DEAD_FOR`]. (One that fails a single liveness or eviction ping leaves the table but is
 //! not marked: one lost datagram should not keep a live node out of every walk.) While it is here, walks do not take it as a
-//! candidate when others name it (their tables may still hold it). Anything it sends us takes
-//! it out again, as does its answer to a request we still send it.
+//! candidate when others name it (their tables may still hold it). Its answer to a request
+//! we still send it takes it out again, as does a request from it once its source proved
+//! lately that it receives (a request alone is spoofable: the address is public).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
@@ -45,7 +46,8 @@ impl DeadList {
             .is_some_and(|t| now.saturating_duration_since(*t) < DEAD_FOR)
     }
 
-    /// `addr` was heard from: it is alive.
+    /// `addr` answered us, or sent a request from a source that proved it receives: it is
+    /// alive.
     pub fn revive(&mut self, addr: SocketAddrV4) {
         if !self.marked.is_empty() {
             self.marked.remove(&addr);

@@ -12,6 +12,11 @@ use dht_sim::{NatKind, Sim, SimConfig, hyper};
 use hyperdht::relay::{RelayLimits, RelayMsg};
 use hyperdht::{BirthdayTry, Core, HolepunchError, HolepunchPath, PUNCH_ROUNDS};
 
+// The `report!` macro the defence tests share (one source).
+#[path = "../../dht-rpc/tests/common/mod.rs"]
+#[macro_use]
+mod common;
+
 /// 0: us; 1: a public node to compare with; 2: the referrer; 3: the peer; 4: a relay. Us and
 /// the peer behind `ours` and `theirs`; the peer reserves on the relay when `reserve`. Then
 /// the peer and the referrer exchange pings, we ping the referrer and the public node, and
@@ -217,15 +222,13 @@ fn a_stranger_cannot_use_a_circuit_nor_reserve_without_the_token() {
     assert_eq!((after.released, after.release_ignored), (0, 0));
     assert_eq!(sim.machine(n[4]).and_then(|m| m.relay_load()), Some((1, 1)));
     // The figure docs/RELIABILITY.md shows (the soak's report reads it).
-    let line = format!(
+    report!(
+        "relay_strangers",
         "stranger's 20 datagrams for guessed pairings: {} forwarded, {} dropped; its forged reserve: challenged, {} reservation (the honest peer's only)",
-        stats.forwarded, stats.dropped_strangers, stats.reserved
+        stats.forwarded,
+        stats.dropped_strangers,
+        stats.reserved
     );
-    println!("{line}");
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/reports/defences");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join("relay_strangers.txt"), line + "\n");
 }
 
 #[test]
@@ -390,7 +393,8 @@ fn honest_pairs_keep_their_datagrams_while_another_source_attacks_the_relay() {
     got_out += hyper::datagrams(&mut sim, n[3]).len();
     got_back += hyper::datagrams(&mut sim, n[0]).len();
     let s = relay_stats(&sim, relay);
-    let line = format!(
+    report!(
+        "relay_under_attack",
         "two attacker hosts sent {attacker_sent} relay datagrams in 30 s (own circuits past their budget, guessed pairings, extra binds and joins): honest pair delivered {got_out}/{sent_out} out and {got_back}/{sent_back} back; relay dropped {} over budget, {} for strangers, refused {} per peer and {} unknown pairings; attacker circuits forwarded {} bytes (budget 4 x 2 x 128 KiB)",
         s.dropped_over_budget,
         s.dropped_strangers,
@@ -398,11 +402,6 @@ fn honest_pairs_keep_their_datagrams_while_another_source_attacks_the_relay() {
         s.refused_unknown_pairing,
         s.forwarded_bytes - before.forwarded_bytes
     );
-    println!("{line}");
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/reports/defences");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join("relay_under_attack.txt"), line + "\n");
     assert!(
         got_out * 100 >= sent_out as usize * 95,
         "{got_out}/{sent_out}"

@@ -11,7 +11,6 @@ use std::process::ExitCode;
 
 use dht_rpc::{BindError, QueryError, RequestError};
 use dht_wire::Key;
-use tracing_subscriber::EnvFilter;
 
 /// Exit code of a usage error.
 pub const EXIT_USAGE: u8 = 2;
@@ -103,40 +102,8 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(exit_code(err))
 }
 
-/// Sets up `tracing` on stderr: `RUST_LOG` wins; otherwise `warn`, raised by each `-v`
-/// (info, debug, trace) and lowered to `error` by `-q`.
-pub fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        // Colours only for a terminal: a log file gets no escape codes.
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        // One JSON object per line, for log collectors.
-        LogFormat::Json => logs.json().with_current_span(true).try_init(),
-    };
-}
-
-/// How logs are written on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines (coloured on a terminal).
-    #[default]
-    Text,
-    /// One JSON object per line: timestamp, level, target, fields, span.
-    Json,
-}
-
+mod logging;
+pub use logging::{LogFormat, init_logging};
 mod shutdown;
 pub use shutdown::Shutdown;
 

@@ -19,10 +19,17 @@ pub struct Announcement {
 }
 
 impl Announcement {
-    pub(crate) fn start(dht: &HyperDht, key: Key, opts: AnnounceOptions, now: bool) -> Self {
+    /// Keeps `key` announced: the first announce at once when `announce_now`, else after
+    /// the re-announce wait.
+    pub(crate) fn start(
+        dht: &HyperDht,
+        key: Key,
+        opts: AnnounceOptions,
+        announce_now: bool,
+    ) -> Self {
         let id = dht
             .node
-            .with_machine(|m| m.keep(Instant::now(), key, opts, now));
+            .with_machine(|m| m.keep(Instant::now(), key, opts, announce_now));
         Announcement {
             node: dht.node.downgrade(),
             id: Some(id),

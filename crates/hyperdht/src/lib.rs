@@ -67,7 +67,7 @@ pub use find_relay::{FindRelayError, RELAYS_TRIED, RESERVE_WAIT};
 pub use keep::Announcement;
 #[cfg(feature = "tokio")]
 pub use node::{HyperDht, HyperDhtBuilder, PeerEvents, PingError, SHUTDOWN_UNANNOUNCE};
-pub use options::{AnnounceOptions, LookupOptions};
+pub use options::{AnnounceOptions, LookupOptions, PeerOptions};
 #[cfg(feature = "tokio")]
 pub use reply::{PeersReply, PeersStream};
 pub use serve::{ANSWER_BYTES, PeersHandler};

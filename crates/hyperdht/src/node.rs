@@ -206,9 +206,7 @@ impl HyperDht {
     }
 
     /// Finds the peers announced on `key`.
-    pub fn lookup(&self, key: Key, opts: impl Into<LookupOptions>) -> PeersStream {
-        let opts = opts.into();
-        let opts = AnnounceOptions::new(opts.port, opts.local_address);
+    pub fn lookup(&self, key: Key, opts: LookupOptions) -> PeersStream {
         self.peers_query(key, PeersRequestType::Lookup, opts, |m, now| {
             m.lookup(now, key, opts)
         })

@@ -30,7 +30,7 @@ impl Testnet {
     /// let net = Testnet::start(5).await?;
     /// let key = Key::from_bytes([1; 32]);
     /// net.nodes[0].announce(key, AnnounceOptions::new(Some(7777), None)).replies().await?;
-    /// let found = net.nodes[4].lookup(key, LookupOptions::new()).replies().await?;
+    /// let found = net.nodes[4].lookup(key, LookupOptions::default()).replies().await?;
     /// assert!(found.iter().any(|r| r.peers.iter().any(|p| p.port() == 7777)));
     /// net.shutdown().await;
     /// # Ok(()) }

@@ -61,7 +61,7 @@ impl Core {
 
     /// Starts a lookup of the peers announced on `key` (`opts.local_address`: ours on the
     /// LAN, to be given the announcers that share it).
-    pub fn lookup(&mut self, now: Instant, key: Key, opts: AnnounceOptions) -> QueryId {
+    pub fn lookup(&mut self, now: Instant, key: Key, opts: crate::LookupOptions) -> QueryId {
         self.walk(now, spec(PeersRequestType::Lookup, key, opts))
     }
 
