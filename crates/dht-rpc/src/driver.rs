@@ -43,7 +43,7 @@ use crate::query::QuerySpec;
 use crate::stats::Stats;
 use dht_wire::NodeId;
 
-pub use crate::handlers::{CommandFn, Handlers};
+pub use crate::handler::{CommandFn, Handlers};
 pub use builder::{BindError, DEFAULT_BOOTSTRAP_PORT, NodeBuilder, RECV_BUFFER, resolve};
 pub use io::DatagramIo;
 use stream::QueryMsg;

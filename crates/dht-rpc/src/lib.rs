@@ -17,7 +17,6 @@ pub mod driver;
 mod events;
 pub mod guard;
 mod handler;
-mod handlers;
 mod limiter;
 mod machine;
 #[cfg(feature = "metrics")]
@@ -42,8 +41,7 @@ pub use driver::{
 };
 pub use events::{Event, Pong, QueryError, QueryId, QueryOutcome, Reply, RequestError, RequestId};
 pub use guard::Defences;
-pub use handler::{Answer, Handler, Incoming, NoHandler};
-pub use handlers::{CommandFn, Handlers};
+pub use handler::{Answer, CommandFn, Handler, Handlers, Incoming, NoHandler};
 pub use limiter::RateLimiter;
 pub use machine::{Machine, MachineEvent, SocketId, SocketOp};
 pub use query::QuerySpec;

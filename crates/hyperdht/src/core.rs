@@ -11,7 +11,7 @@
 //! which path opened. When every request of every round failed and there is a referrer to
 //! carry a hint, the core asks two DHT nodes how they see us: if they see different ports,
 //! our NAT is symmetric (remembered for a minute) and we are the birthday punch's hard side,
-//! else its easy side (see [`crate::birthday`]). The punch then ends with the birthday's
+//! else its easy side (see [`crate::hints`]). The punch then ends with the birthday's
 //! outcome, or [`HolepunchError::NoAnswer`].
 //!
 //! Abuse: a relayed hint (a birthday punch's request to spray or to open sockets) costs us
@@ -24,10 +24,10 @@
 //! the dht-rpc core passes hints on only from relays that proved they receive at their
 //! address.
 
-mod bday;
+mod birthday;
 mod circuit;
-mod kept;
 mod peers;
+mod reannounce;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -39,14 +39,14 @@ use dht_rpc::{
 };
 use dht_wire::Key;
 
-pub use bday::MAX_PATHS;
-use bday::{Easy, Hard};
+pub use birthday::MAX_PATHS;
+use birthday::{Easy, Hard};
 pub use circuit::{MAX_CIRCUIT_PATHS, RELAY_WAIT, RENEW_AFTER, UPGRADE_EVERY};
-use kept::Kept;
-pub use kept::{KeepId, REANNOUNCE};
+use reannounce::Kept;
+pub use reannounce::{KeepId, REANNOUNCE};
 
-use crate::birthday::{Hint, Token};
 use crate::events::PeerEvent;
+use crate::hints::{Hint, Token};
 use crate::serve::PeersHandler;
 
 /// Rounds of direct probe + relayed ping.

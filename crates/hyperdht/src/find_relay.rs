@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use rand::seq::SliceRandom;
 
-use crate::keep::Announcement;
+use crate::announcement::Announcement;
 use crate::node::HyperDht;
 use crate::options::AnnounceOptions;
 use crate::relay::RELAY_KEY;

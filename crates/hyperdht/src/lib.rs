@@ -27,13 +27,13 @@
 //!   handler.
 #![forbid(unsafe_code)]
 
-mod birthday;
+#[cfg(feature = "tokio")]
+mod announcement;
 mod core;
 mod events;
 #[cfg(feature = "tokio")]
 mod find_relay;
-#[cfg(feature = "tokio")]
-mod keep;
+mod hints;
 #[cfg(feature = "tokio")]
 mod node;
 mod options;
@@ -52,7 +52,8 @@ pub use crate::core::{
     MAX_CIRCUIT_PATHS, MAX_PATHS, PUNCH_INTERVAL, PUNCH_ROUNDS, PunchId, REANNOUNCE, RELAY_WAIT,
     RENEW_AFTER, UPGRADE_EVERY,
 };
-pub use birthday::{Hint, SOCKETS as BIRTHDAY_SOCKETS, SPRAYS as BIRTHDAY_SPRAYS, Token};
+#[cfg(feature = "tokio")]
+pub use announcement::Announcement;
 pub use bytes;
 pub use dht_rpc;
 /// Resolves `"host[:port]"` to an IPv4 address (port 49737 when absent and `None`), as
@@ -63,8 +64,7 @@ pub use dht_wire::{Key, NodeId, PEERS, PeersRequest, PeersRequestType, PeersResp
 pub use events::PeerEvent;
 #[cfg(feature = "tokio")]
 pub use find_relay::{FindRelayError, RELAYS_TRIED, RESERVE_WAIT};
-#[cfg(feature = "tokio")]
-pub use keep::Announcement;
+pub use hints::{Hint, SOCKETS as BIRTHDAY_SOCKETS, SPRAYS as BIRTHDAY_SPRAYS, Token};
 #[cfg(feature = "tokio")]
 pub use node::{HyperDht, HyperDhtBuilder, PeerEvents, PingError, SHUTDOWN_UNANNOUNCE};
 pub use options::{AnnounceOptions, LookupOptions, PeerOptions};

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::birthday::Token;
+use crate::hints::Token;
 
 const MAGIC: &[u8] = b"\0\0\x07hyperdht-rs/relay/1/";
 
@@ -627,7 +627,7 @@ mod tests {
             None
         );
         assert_eq!(
-            crate::birthday::Hint::decode(&RelayMsg::Joined(p).encode()),
+            crate::hints::Hint::decode(&RelayMsg::Joined(p).encode()),
             None
         );
     }

@@ -22,7 +22,7 @@ use dht_rpc::{Event, MachineEvent, RateLimiter};
 use rand::Rng;
 
 use super::{BirthdayTry, Core, HolepunchPath, Phase, PunchId};
-use crate::birthday::{Hint, Token};
+use crate::hints::{Hint, Token};
 use crate::relay::{Pairing, RelayLimits, RelayMsg, RelayServer, RelayStats};
 
 /// How long a failed punch waits for the peer's relay and the join before it fails.

@@ -1,7 +1,11 @@
-//! The birthday punch's wire format and sizes: how two Rust peers reach each other when one
+//! The hints two peers exchange through the referrer, on the wire, and the birthday punch's
+//! sizes: the birthday punch's hints, and the relay fallback's (`RelayMe`, `UseRelay`; see
+//! [`crate::relay`]).
+//!
+//! The birthday punch is how two Rust peers reach each other when one
 //! sits behind a symmetric NAT (a new external port per destination) and the other behind a
 //! port-restricted one, which the relayed ping and direct probes cannot open. The sessions
-//! themselves are timers and sockets of [`crate::Core`] (`core/bday.rs`).
+//! themselves are timers and sockets of [`crate::Core`] (`core/birthday.rs`).
 //!
 //! The *hard* side (symmetric) opens [`SOCKETS`] extra sockets, each sending one datagram to
 //! the easy side's (endpoint-independent) address, so its NAT holds that many mappings

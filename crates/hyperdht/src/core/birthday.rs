@@ -1,5 +1,5 @@
 //! The birthday punch as timers and sockets of the core (the wire format and the sizes are
-//! in [`crate::birthday`]): a *hard* session opens extra sockets toward the easy side and
+//! in [`crate::hints`]): a *hard* session opens extra sockets toward the easy side and
 //! waits for a spray to land on one of them; an *easy* session sprays random ports of the
 //! hard side's IP from the DHT socket, in bursts, and waits for the acknowledgement that
 //! echoes its nonce. The ports and nonces come from the core's seeded generator.
@@ -16,7 +16,7 @@ use dht_rpc::{Event, MachineEvent, SocketId, SocketOp, Transmit};
 use rand::Rng;
 
 use super::{BirthdayTry, Core, Holepunch, HolepunchPath, PunchId};
-use crate::birthday::{ACK_WAIT, HARD_WAIT, Hint, SOCKETS, SPRAY_BURST, SPRAY_RATE, SPRAYS};
+use crate::hints::{ACK_WAIT, HARD_WAIT, Hint, SOCKETS, SPRAY_BURST, SPRAY_RATE, SPRAYS};
 
 /// Paths through extra sockets kept at most.
 pub const MAX_PATHS: usize = 64;
