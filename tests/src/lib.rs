@@ -1,9 +1,11 @@
 //! Helpers for the workspace-level tests: the JavaScript reference, installed on demand.
 //!
-//! Tests that need `hyperdht@1.3.0` call [`reference()`]. It runs `npm ci` in `tests/interop`
-//! from the committed lockfile once (under a file lock, so parallel tests and test binaries
-//! are safe), and returns where the packages are. Without `node` or `npm` it skips loudly,
-//! except when the `CI` environment variable is set: then a missing tool fails the test.
+//! Tests that need `hyperdht@1.3.0` run as a [`trial`] with [`reference_missing`], and call
+//! [`reference()`] in their body. It runs `npm ci` in `tests/interop` from the committed
+//! lockfile once (under a file lock, so parallel tests and test binaries are safe), and
+//! returns where the packages are. Without `node` or `npm` the trial is reported as ignored,
+//! loudly, except when the `CI` environment variable is set: then it runs and fails. That is
+//! the one way a test here is skipped.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -63,25 +65,18 @@ pub fn under_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
-/// Says loudly that `test` is skipped and why; panics instead under CI.
-pub fn skip(test: &str, why: &str) {
-    assert!(!under_ci(), "{test}: cannot run under CI: {why}");
-    eprintln!("\n!!!!! SKIPPED {test}: {why} !!!!!\n");
-}
-
-/// The reference, installed; `None` (after a loud message) when node or npm is missing and
-/// the tests do not run under CI. Panics when the install fails.
-pub fn reference(test: &str) -> Option<Reference> {
+/// The reference, installed. For the body of a [`trial`] whose `missing` was
+/// [`reference_missing`] (so it runs only where node and npm are): panics when they are
+/// missing anyway, or when the install fails. Skipping is the trial's job alone.
+pub fn reference() -> Reference {
     static INSTALLED: OnceLock<Result<Reference, String>> = OnceLock::new();
-    if !have("node") || !have("npm") {
-        skip(
-            test,
-            "node and npm are needed to run the JavaScript reference",
+    if let Some(why) = reference_missing() {
+        panic!(
+            "{why}: a test that needs the reference runs as a trial(.., reference_missing(), ..)"
         );
-        return None;
     }
     match INSTALLED.get_or_init(install) {
-        Ok(r) => Some(r.clone()),
+        Ok(r) => r.clone(),
         Err(e) => panic!("installing the JavaScript reference failed: {e}"),
     }
 }

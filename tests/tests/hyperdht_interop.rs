@@ -7,8 +7,6 @@ use hyperdht::{AnnounceOptions, HyperDht, Key, PeerEvent};
 use hyperdht_tests::js::JsGroup;
 use serde_json::{Value, json};
 
-const TEST: &str = "hyperdht_interop";
-
 fn key(i: u8) -> Key {
     let mut b = [0x42u8; 32];
     b[0] = i;
@@ -39,9 +37,7 @@ fn rust_peers(replies: &[hyperdht::PeersReply]) -> BTreeSet<SocketAddrV4> {
 }
 
 async fn mixed_network_announces_are_found_from_either_side() {
-    let Some(reference) = hyperdht_tests::reference(TEST) else {
-        return;
-    };
+    let reference = hyperdht_tests::reference();
     let entry = HyperDht::builder()
         .rpc(|b| b.ephemeral(true))
         .bind("127.0.0.1:0")
@@ -224,9 +220,7 @@ async fn mixed_network_announces_are_found_from_either_side() {
 }
 
 async fn javascript_entry_node_and_the_seed_readme_example() {
-    let Some(reference) = hyperdht_tests::reference(TEST) else {
-        return;
-    };
+    let reference = hyperdht_tests::reference();
     // A JavaScript ephemeral entry; the original README's example with one Rust and one JS side.
     let js_entry = JsGroup::spawn(&reference, "hyperdht-nodes.js", 1, &[], true).await;
     let entry = js_entry.nodes[0].addr;
@@ -271,9 +265,7 @@ async fn javascript_entry_node_and_the_seed_readme_example() {
 /// `hyperdht@1.3.0`, and a Rust node on loopback (reachable) must say so.
 async fn the_reachability_check_runs_on_javascript_relays() {
     hyperdht_tests::logs();
-    let Some(reference) = hyperdht_tests::reference(TEST) else {
-        return;
-    };
+    let reference = hyperdht_tests::reference();
     let entry = JsGroup::spawn(&reference, "hyperdht-nodes.js", 1, &[], true).await;
     let entry_addr = entry.nodes[0].addr;
     // 120 nodes: the check probes only nodes we never wrote to, and with 60 the node's own

@@ -237,7 +237,7 @@ fn must_work(a: Nat, b: Nat) -> bool {
 }
 
 async fn nat_lab() {
-    let reference = hyperdht_tests::reference("nat_lab (JavaScript pairings)");
+    let reference = hyperdht_tests::reference();
     let started = Instant::now();
     let mut lab = Lab::create();
     let infra = lab.public_host("infra", INFRA);
@@ -325,24 +325,19 @@ async fn nat_lab() {
     ]);
     infra_procs.push(start(c, "listening").await);
 
-    // A Rust and (when the reference is here) a JavaScript peer on every host.
+    // A Rust and a JavaScript peer on every host.
     let lab_peer = binary("lab-peer");
     let mut peers = Vec::new();
     for h in a_hosts.iter().chain(&b_hosts) {
         let mut c = lab.command(&h.ns, &lab_peer);
         c.args(["--bootstrap", &bootstrap]);
         let rust = Agent::spawn(c).await;
-        let js = match &reference {
-            Some(r) => {
-                let mut c = tokio::process::Command::new("ip");
-                c.args(["netns", "exec", &h.ns, "node"])
-                    .arg(r.dir.join("lab-peer.js"))
-                    .args(["--bootstrap", &bootstrap])
-                    .current_dir(&r.dir);
-                Some(Agent::spawn(c).await)
-            }
-            None => None,
-        };
+        let mut c = tokio::process::Command::new("ip");
+        c.args(["netns", "exec", &h.ns, "node"])
+            .arg(reference.dir.join("lab-peer.js"))
+            .args(["--bootstrap", &bootstrap])
+            .current_dir(&reference.dir);
+        let js = Some(Agent::spawn(c).await);
         peers.push(Arc::new(Mutex::new(Peers {
             host: h.clone(),
             rust,
@@ -351,12 +346,12 @@ async fn nat_lab() {
     }
     let (a_peers, b_peers) = peers.split_at(5);
 
-    let mut pairings = vec![("Rust <-> Rust", Side::Rust, Side::Rust, 3)];
-    if reference.is_some() {
-        pairings.push(("Rust looker, JavaScript announcer", Side::Js, Side::Rust, 2));
-        pairings.push(("JavaScript looker, Rust announcer", Side::Rust, Side::Js, 2));
-        pairings.push(("JavaScript <-> JavaScript", Side::Js, Side::Js, 2));
-    }
+    let pairings = [
+        ("Rust <-> Rust", Side::Rust, Side::Rust, 3),
+        ("Rust looker, JavaScript announcer", Side::Js, Side::Rust, 2),
+        ("JavaScript looker, Rust announcer", Side::Rust, Side::Js, 2),
+        ("JavaScript <-> JavaScript", Side::Js, Side::Js, 2),
+    ];
 
     // Five cells at a time: each round pairs every announcer host with a different looker host.
     let results: Arc<Mutex<Results>> = Arc::default();
@@ -368,7 +363,7 @@ async fn nat_lab() {
                 b_peers[j].clone(),
                 lab.clone(),
                 results.clone(),
-                pairings.clone(),
+                pairings,
             );
             async move {
                 let mut a = a.lock().await;
@@ -510,7 +505,7 @@ fn main() {
     use hyperdht_tests::{block_on, trial};
     hyperdht_tests::run_trials(vec![trial(
         "nat_lab",
-        hyperdht_tests::lab::unavailable(),
+        hyperdht_tests::lab::unavailable().or_else(hyperdht_tests::reference_missing),
         block_on(nat_lab),
     )]);
 }

@@ -90,7 +90,13 @@ fn main() -> anyhow::Result<()> {
     let js_dir = if a.no_js {
         None
     } else {
-        hyperdht_tests::reference("perf-report").map(|r| r.dir)
+        match hyperdht_tests::reference_missing() {
+            None => Some(hyperdht_tests::reference().dir),
+            Some(why) => {
+                eprintln!("perf-report: no JavaScript column: {why} (or pass --no-js)");
+                None
+            }
+        }
     };
     let mut targets = vec![Target::Ours, Target::OursSingle, Target::Echo];
     if js_dir.is_some() {
