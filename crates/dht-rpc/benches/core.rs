@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-#[path = "../tests/support/fill.rs"]
-mod fill;
+#[path = "../tests/support/pair.rs"]
+mod pair;
 use dht_rpc::{Config, Core, NodeId, RoutingTable, Tokens};
 use dht_wire::{Checked, Datagram, FIND_NODE, PING, Request, Tid};
 use rand::{Rng, SeedableRng};
@@ -121,7 +121,7 @@ fn hot_paths(c: &mut Criterion) {
     let mut full = Core::new(Config::default(), t);
     full.set_local_port(49737);
     // Fill its table as nodes that ping it with their ids would (each answers the verify).
-    fill::fill_table(&mut full, t, &ids(1000));
+    pair::fill_table(&mut full, t, &ids(1000));
     g.bench_function(
         format!(
             "_find_node through the core ({} contacts)",

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use dht_rpc::{Answer, Config, Core, Handler, Incoming, NodeId};
 use dht_wire::{Checked, Datagram, FIND_NODE, PING, Request, Tid};
 
-#[path = "support/fill.rs"]
-mod fill;
+#[path = "support/pair.rs"]
+mod pair;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -63,7 +63,7 @@ fn answers_allocate_only_for_decoding_the_request() {
     let ids: Vec<NodeId> = (0..300)
         .map(|i| NodeId::from_bytes(*blake_ish(i)))
         .collect();
-    fill::fill_table(&mut full, t, &ids);
+    pair::fill_table(&mut full, t, &ids);
     assert!(full.table().len() >= 60, "{}", full.table().len());
     let find = Datagram::request(
         Tid::from_masked(2),

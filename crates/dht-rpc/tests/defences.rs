@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use dht_rpc::guard::{Defences, Limit};
 use dht_rpc::{Config, Core, NodeId, QuerySpec, Transmit};
-use dht_wire::{Checked, Datagram, Message, NodeAddr, Request, Response, Tid, compact};
+use dht_wire::{Checked, Datagram, Message, NodeAddr, Request, Response, Tid};
 
 #[macro_use]
 mod common;
+#[path = "support/pair.rs"]
+mod pair;
+use pair::{answer_all, drain, ping_from as ping};
 
 fn a(s: &str) -> SocketAddrV4 {
     s.parse().expect("address")
@@ -43,49 +46,11 @@ fn request(req: Request) -> Vec<u8> {
         .to_vec()
 }
 
-fn ping(sender: Option<NodeId>) -> Vec<u8> {
-    request(Request {
-        id: sender.map(Checked::Valid),
-        ..Request::new("_ping")
-    })
-}
-
-fn drain(core: &mut Core) -> Vec<Transmit> {
-    while core.poll_event().is_some() {}
-    std::iter::from_fn(|| core.poll_transmit()).collect()
-}
-
-/// Answers every request among `out` as the node `who` would (a pong with its id).
-fn answer_all(
-    core: &mut Core,
-    now: Instant,
-    out: Vec<Transmit>,
-    who: impl Fn(SocketAddrV4) -> Option<NodeId>,
-) {
-    for t in out {
-        if let Ok(Datagram {
-            tid,
-            message: Message::Request(_),
-        }) = Datagram::decode(&t.payload)
-        {
-            let pong = Datagram::response(
-                tid,
-                Response {
-                    id: who(t.to).map(Checked::Valid),
-                    value: Some(compact::encode_peer(&t.to)),
-                    ..Response::default()
-                },
-            );
-            core.handle_datagram(now, t.to, &pong.encode());
-        }
-    }
-}
-
 /// We ping `at` and it answers (with id `who`): it proved it receives, and we have its RTT.
 fn answered_ping(core: &mut Core, now: Instant, at: SocketAddrV4, who: Option<NodeId>) {
     core.ping(now, at);
     let out = drain(core);
-    answer_all(core, now, out, |_| who);
+    answer_all(core, now, &out, |_| who);
 }
 
 /// `n` honest nodes, each on its own /24 of 20.0.0.0/8, join the table (each pings us and
@@ -93,9 +58,7 @@ fn answered_ping(core: &mut Core, now: Instant, at: SocketAddrV4, who: Option<No
 fn fill_table(core: &mut Core, now: Instant, n: u32) {
     for i in 0..n {
         let at = SocketAddrV4::new(Ipv4Addr::new(20, (i >> 8) as u8, i as u8, 1), 1000);
-        core.handle_datagram(now, at, &ping(Some(id(i))));
-        let out = drain(core);
-        answer_all(core, now, out, |_| Some(id(i)));
+        pair::join(core, now, at, id(i));
     }
     drain(core);
 }
@@ -326,7 +289,7 @@ fn one_ip_gets_a_bounded_share_of_the_routing_table() {
         let crafted = id(0x8000_0000 | u32::from(port));
         core.handle_datagram(t0, from, &ping(Some(crafted)));
         let out = drain(&mut core);
-        answer_all(&mut core, t0, out, |_| Some(crafted));
+        answer_all(&mut core, t0, &out, |_| Some(crafted));
     }
     let on_host = core.table().iter().filter(|c| c.addr.ip() == &host).count();
     // Spoofed sources with ids that never answer.
@@ -648,7 +611,7 @@ fn spoofed_requests_in_a_dead_contacts_name_do_not_keep_it_in_the_table() {
             .into_iter()
             .filter(|x| x.to != dead)
             .collect();
-        answer_all(&mut core, t, out, |to| {
+        answer_all(&mut core, t, &out, |to| {
             let i = u32::from(to.ip().octets()[2]) | u32::from(to.ip().octets()[1]) << 8;
             Some(id(i))
         });

@@ -6,7 +6,6 @@ use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use dht_rpc::{Config, Core, NodeId};
-use dht_wire::{Checked, Datagram, Message, Request, Response, Tid};
 
 fn id(first: u8, last: u8) -> NodeId {
     let mut b = [0u8; 32];
@@ -19,43 +18,15 @@ fn addr(i: u8) -> SocketAddrV4 {
     SocketAddrV4::new([10, 0, i, 1].into(), 1000)
 }
 
-/// A `_ping` from `from` carrying `sender`'s id.
-fn ping_from(sender: NodeId) -> Vec<u8> {
-    Datagram::request(
-        Tid::new(1).expect("tid"),
-        Request {
-            id: Some(Checked::Valid(sender)),
-            ..Request::new("_ping")
-        },
-    )
-    .encode()
-    .to_vec()
-}
+#[path = "support/pair.rs"]
+mod pair;
 
-/// `sender` at `from` pings the core and answers the ping by which the core verifies it
-/// (a requester enters the table only once it answered); returns where else the core sent.
+/// `sender` at `from` joins (see `pair::join`); returns where else the core sent.
 fn join(core: &mut Core, t: Instant, from: SocketAddrV4, sender: NodeId) -> Vec<SocketAddrV4> {
-    core.handle_datagram(t, from, &ping_from(sender));
-    let mut others = Vec::new();
-    while let Some(out) = core.poll_transmit() {
-        match Datagram::decode(&out.payload) {
-            Ok(Datagram {
-                tid,
-                message: Message::Request(_),
-            }) if out.to == from => {
-                let pong = Datagram::response(
-                    tid,
-                    Response {
-                        id: Some(Checked::Valid(sender)),
-                        ..Response::default()
-                    },
-                );
-                core.handle_datagram(t, from, &pong.encode());
-            }
-            _ => others.push(out.to),
-        }
-    }
-    others
+    pair::join(core, t, from, sender)
+        .iter()
+        .map(|x| x.to)
+        .collect()
 }
 
 /// A core with id 0, k = 2, bootstrapped (no bootstrap nodes: ready at once), and two
@@ -97,76 +68,18 @@ fn a_stale_contact_that_answers_keeps_its_place() {
     let t0 = Instant::now();
     let mut core = setup(t0);
     let t1 = t0 + Duration::from_secs(20);
-    core.handle_datagram(t1, addr(3), &ping_from(id(0x80, 3)));
-    let mut answered = 0;
-    while let Some(t) = core.poll_transmit() {
-        if t.to == addr(3) {
-            // The newcomer answers the ping that verifies it.
-            if let Ok(Datagram { tid, .. }) = Datagram::decode(&t.payload) {
-                let pong = Datagram::response(
-                    tid,
-                    Response {
-                        id: Some(Checked::Valid(id(0x80, 3))),
-                        ..Response::default()
-                    },
-                );
-                core.handle_datagram(t1, t.to, &pong.encode());
-            }
-            continue;
-        }
-        let Ok(Datagram {
-            tid,
-            message: Message::Request(_),
-        }) = Datagram::decode(&t.payload)
-        else {
-            continue;
-        };
-        let sender = if t.to == addr(1) {
-            id(0x80, 1)
-        } else {
-            id(0x80, 2)
-        };
-        let pong = Datagram::response(
-            tid,
-            Response {
-                id: Some(Checked::Valid(sender)),
-                ..Response::default()
-            },
-        );
-        core.handle_datagram(t1, t.to, &pong.encode());
-        answered += 1;
-    }
-    // Answering contacts may lead to further pings of the next stale one: answer those too.
-    let mut later = 0;
-    while let Some(t) = core.poll_transmit() {
-        later += 1;
-        if let Ok(Datagram {
-            tid,
-            message: Message::Request(_),
-        }) = Datagram::decode(&t.payload)
-        {
-            let sender = if t.to == addr(1) {
-                id(0x80, 1)
-            } else {
-                id(0x80, 2)
-            };
-            core.handle_datagram(
-                t1,
-                t.to,
-                &Datagram::response(
-                    tid,
-                    Response {
-                        id: Some(Checked::Valid(sender)),
-                        ..Response::default()
-                    },
-                )
-                .encode(),
-            );
-        }
-    }
-    // Both stale contacts were pinged (the second once the first answered) and answered,
-    // each once, in the first drain; nothing more went out.
-    assert_eq!((answered, later), (2, 0));
+    core.handle_datagram(t1, addr(3), &pair::ping_from(Some(id(0x80, 3))));
+    // The newcomer answers the ping that verifies it; the stale contacts answer theirs.
+    let who = |to: SocketAddrV4| (1..=3).find(|i| addr(*i) == to).map(|i| id(0x80, i));
+    let sent = pair::answer_while(&mut core, t1, who);
+    let pinged: Vec<SocketAddrV4> = sent
+        .iter()
+        .map(|x| x.to)
+        .filter(|a| *a != addr(3))
+        .collect();
+    // Both stale contacts were pinged (the second once the first answered), each once;
+    // nothing more went out.
+    assert_eq!(pinged, vec![addr(1), addr(2)]);
     core.handle_timeout(t1 + Duration::from_secs(2));
     assert!(core.table().get(&id(0x80, 1)).is_some());
     assert!(core.table().get(&id(0x80, 2)).is_some());

@@ -7,30 +7,15 @@ use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use dht_rpc::{Config, Core, NodeId, QuerySpec, Transmit};
-use dht_wire::{Checked, Datagram, Message, Response, compact};
+use dht_wire::Datagram;
 
-fn drain(core: &mut Core) -> Vec<Transmit> {
-    while core.poll_event().is_some() {}
-    std::iter::from_fn(|| core.poll_transmit()).collect()
-}
+#[path = "support/pair.rs"]
+mod pair;
+use pair::drain;
 
+/// `t`, a request, answered as `who` would.
 fn answer(core: &mut Core, now: Instant, t: &Transmit, who: NodeId) {
-    let Ok(Datagram {
-        tid,
-        message: Message::Request(_),
-    }) = Datagram::decode(&t.payload)
-    else {
-        panic!("a request: {t:?}");
-    };
-    let pong = Datagram::response(
-        tid,
-        Response {
-            id: Some(Checked::Valid(who)),
-            value: Some(compact::encode_peer(&t.to)),
-            ..Response::default()
-        },
-    );
-    core.handle_datagram(now, t.to, &pong.encode());
+    assert!(pair::answer(core, now, t, Some(who)), "a request: {t:?}");
 }
 
 #[test]
