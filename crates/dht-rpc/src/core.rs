@@ -8,6 +8,7 @@
 //! for randomness: time comes in as `now`, randomness from the configured seed.
 
 mod defend;
+mod liveness;
 mod maintain;
 mod reach;
 mod requests;
@@ -25,22 +26,20 @@ use dht_wire::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::config::{
-    Config, RECENTLY_SEEN, SECRET_ROTATION, SWEEP_AFTER, SWEEP_MAX, SWEEP_PERIOD, TICK,
-};
+use crate::config::{Config, SECRET_ROTATION, TICK};
 use crate::dead::DeadList;
 use crate::events::{Event, Pong, QueryError, QueryId, RequestError, RequestId};
 use crate::guard::{self, Guard, Over};
 use crate::handler::{Handler, NoHandler};
 use crate::machine::SocketId;
 use crate::query::{QuerySpec, QueryState, Sent};
-use crate::routing::{Contact, Insert, RoutingTable, TableLimits};
+use crate::routing::{RoutingTable, TableLimits};
 use crate::rtt::Rtts;
 use crate::stats::Stats;
 use crate::tokens::Tokens;
 
 use reach::Reach;
-use requests::{Phase, Purpose, Reping, Requests};
+use requests::{Phase, Purpose, Requests};
 
 /// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,14 +103,9 @@ pub struct Core<H = NoHandler> {
     next_rotation: Instant,
     /// When the node's own maintenance re-bootstraps next (see [`Config::maintenance`]).
     next_maintenance: Option<Instant>,
-    /// Contacts being pinged to make room for a newcomer, so that one full bucket runs one
-    /// eviction at a time.
-    repinging: BTreeSet<NodeId>,
-    /// Contacts being pinged by the liveness sweep.
-    checking: BTreeSet<NodeId>,
+    /// The "are you alive" pings in flight: the sweep's, newcomers', evictions'.
+    liveness: liveness::Liveness,
     guard: Guard,
-    /// Requesters being pinged before they may enter the routing table.
-    verifying: BTreeSet<SocketAddrV4>,
     /// Our port and our address as others see it (from pongs), so that nothing is relayed
     /// or answered to ourselves.
     local_port: Option<u16>,
@@ -189,7 +183,6 @@ impl<H: Handler> Core<H> {
         Core {
             table: RoutingTable::with_limits(id, config.k, limits),
             guard,
-            verifying: BTreeSet::new(),
             local_port: None,
             observed: None,
             tokens_from: VecDeque::new(),
@@ -213,8 +206,7 @@ impl<H: Handler> Core<H> {
             ticks: 0,
             next_rotation: now + SECRET_ROTATION,
             next_maintenance: None,
-            repinging: BTreeSet::new(),
-            checking: BTreeSet::new(),
+            liveness: liveness::Liveness::default(),
             deliver_unrecognized: false,
             reach: Reach::default(),
             rtts: Rtts::default(),
@@ -773,7 +765,7 @@ impl<H: Handler> Core<H> {
         }
         if let Some(id) = res.sender_id() {
             self.add_node(now, id, from);
-        } else if let Purpose::Check(asked)
+        } else if let Purpose::Alive(liveness::Alive::Sweep(asked))
         | Purpose::Query {
             node: Some(asked), ..
         } = pending.purpose
@@ -831,12 +823,7 @@ impl<H: Handler> Core<H> {
                 }
             }
             Purpose::QueryPunch { query, node } => self.on_punched(now, query, node),
-            Purpose::Check(id) => {
-                self.checking.remove(&id);
-            }
-            Purpose::Verify(addr) => {
-                self.verifying.remove(&addr);
-            }
+            Purpose::Alive(alive) => self.on_alive(now, alive),
             Purpose::ReachProbe { peer } => {
                 let verdict = self.reach.on_reached(peer);
                 self.on_reach_verdict(now, verdict);
@@ -847,18 +834,6 @@ impl<H: Handler> Core<H> {
             Purpose::ReachConfirm { peer } => {
                 let verdict = self.reach.on_blocked(peer);
                 self.on_reach_verdict(now, verdict);
-            }
-            Purpose::Reping(r) => {
-                let Reping {
-                    contact,
-                    mut rest,
-                    newcomer,
-                } = *r;
-                self.repinging.remove(&contact);
-                // It answered: try the next one; when all answer, the newcomer is dropped.
-                if let Some(next) = rest.pop_front() {
-                    self.reping(now, next, rest, newcomer);
-                }
             }
         }
         self.flush_requests(now);
@@ -911,16 +886,9 @@ impl<H: Handler> Core<H> {
                     self.mark_dead(now, Some(node.id), node.addr);
                 }
             }
-            Purpose::Check(id) => {
-                self.checking.remove(&id);
-                // One lost ping: out of the table, as in the reference, but not marked dead
-                // (walks that meet it ask it twice, and punch, before they give up on it).
-                self.rtts.forget(to);
-                self.remove_node(&id);
-            }
-            Purpose::Verify(addr) => {
-                self.verifying.remove(&addr);
-            }
+            // One lost ping: out of the table, as in the reference, but not marked dead
+            // (walks that meet it ask it twice, and punch, before they give up on it).
+            Purpose::Alive(alive) => self.on_silent(now, alive, to),
             Purpose::ReachProbe { peer } if error == RequestError::Timeout => {
                 // Is the target there at all? Ask it directly, without our id: a node that
                 // hears an id it does not know pings it back to verify it, and that request
@@ -933,20 +901,6 @@ impl<H: Handler> Core<H> {
             Purpose::ReachProbe { .. } | Purpose::ReachConfirm { .. } => {
                 let verdict = self.reach.on_inconclusive();
                 self.on_reach_verdict(now, verdict);
-            }
-            Purpose::Reping(r) => {
-                let Reping {
-                    contact,
-                    rest,
-                    newcomer,
-                } = *r;
-                self.repinging.remove(&contact);
-                for c in &rest {
-                    self.repinging.remove(&c.id);
-                }
-                self.rtts.forget(to);
-                self.remove_node(&contact);
-                self.add_node(now, newcomer.id, newcomer.addr);
             }
         }
     }
@@ -1027,87 +981,6 @@ impl<H: Handler> Core<H> {
             self.ping_some(now);
         }
         self.flush_requests(now);
-    }
-
-    /// The liveness sweep: ping a few of the least recently seen contacts, enough to go
-    /// round the table in [`SWEEP_PERIOD`] (one while more than two queries run); drop those
-    /// that fail to answer.
-    fn ping_some(&mut self, now: Instant) {
-        let per_tick = (self.table.len() as u128 * TICK.as_millis())
-            .div_ceil(SWEEP_PERIOD.as_millis())
-            .clamp(1, SWEEP_MAX as u128) as usize;
-        let n = if self.queries.len() > 2 { 1 } else { per_tick };
-        let Some(before) = now.checked_sub(SWEEP_AFTER) else {
-            return;
-        };
-        for c in self.table.stale(before, n) {
-            if self.checking.insert(c.id) {
-                let req = Request {
-                    id: self.wire_id(),
-                    ..Request::new(PING)
-                };
-                self.send(now, c.addr, c.addr, req, Purpose::Check(c.id));
-            }
-        }
-    }
-
-    /// Adds or refreshes a contact; on a full bucket, pings its least recently seen
-    /// contacts and evicts the first that fails (only once bootstrapped).
-    fn add_node(&mut self, now: Instant, id: NodeId, addr: SocketAddrV4) {
-        match self.table.insert(id, addr, now) {
-            Insert::Added => self
-                .events
-                .push_back(Event::NodeAdded(NodeAddr { id, addr })),
-            Insert::Refreshed | Insert::Own => {}
-            Insert::Limited => self.stats.table_limited += 1,
-            Insert::Full(oldest) => {
-                if !self.bootstrapped {
-                    return;
-                }
-                let before = now.checked_sub(RECENTLY_SEEN).map(|b| self.table.seen(b));
-                let mut stale: VecDeque<Contact> = oldest
-                    .into_iter()
-                    .filter(|c| before.is_some_and(|b| c.last_seen < b))
-                    .take(3)
-                    .collect();
-                if stale.iter().any(|c| self.repinging.contains(&c.id)) {
-                    return;
-                }
-                if let Some(first) = stale.pop_front() {
-                    for c in &stale {
-                        self.repinging.insert(c.id);
-                    }
-                    self.reping(now, first, stale, NodeAddr { id, addr });
-                }
-            }
-        }
-    }
-
-    fn reping(&mut self, now: Instant, c: Contact, rest: VecDeque<Contact>, newcomer: NodeAddr) {
-        self.repinging.insert(c.id);
-        let req = Request {
-            id: self.wire_id(),
-            ..Request::new(PING)
-        };
-        let purpose = Purpose::Reping(Box::new(Reping {
-            contact: c.id,
-            rest,
-            newcomer,
-        }));
-        self.send(now, c.addr, c.addr, req, purpose);
-    }
-
-    fn remove_node(&mut self, id: &NodeId) {
-        if let Some(c) = self.table.remove(id) {
-            self.events.push_back(Event::NodeRemoved(c.node()));
-        }
-    }
-
-    /// Removes the contact `id` if our table has it at `addr` (not if it moved since).
-    fn remove_node_at(&mut self, id: &NodeId, addr: SocketAddrV4) {
-        if self.table.get(id).is_some_and(|c| c.addr == addr) {
-            self.remove_node(id);
-        }
     }
 
     /// Fails everything in flight or queued (for shutdown).

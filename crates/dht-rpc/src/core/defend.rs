@@ -5,15 +5,12 @@
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use dht_wire::{NodeAddr, NodeId, PING, Request, RequestRef, ResponseRef, Tid};
+use dht_wire::{NodeAddr, NodeId, RequestRef, ResponseRef, Tid};
 
-use super::{Core, Purpose};
+use super::Core;
 use crate::events::QueryId;
 use crate::guard::dest;
 use crate::handler::Handler;
-
-/// Requesters being verified at once (queued or in flight), at most; one per IP.
-const MAX_VERIFYING: usize = 32;
 
 impl<H: Handler> Core<H> {
     /// A request from `from` carried the id `id`: refresh it if the table has it there;
@@ -36,22 +33,13 @@ impl<H: Handler> Core<H> {
         // slot from the walk that sent that request.
         // One check per IP at a time: a host that never answers (its ports are many) holds
         // one, not all of them. Trusted IPs are exempt (a local network of many nodes).
-        let ip = *from.ip();
-        let on_ip = SocketAddrV4::new(ip, 0)..=SocketAddrV4::new(ip, u16::MAX);
-        if (!self.guard.is_trusted(ip) && self.verifying.range(on_ip).next().is_some())
-            || self.verifying.len() >= MAX_VERIFYING
-            || self.requests.pending_to(from)
-        {
+        let trusted = self.guard.is_trusted(*from.ip());
+        if !self.liveness.may_verify(from, trusted) || self.requests.pending_to(from) {
             return;
         }
         // Only a newcomer the table could take is worth a ping (a full bucket of fresh
-        // contacts, or a full share for its IP, would refuse it anyway). A stale contact
-        // counts as room only once bootstrapped, as eviction does.
-        let stale = if self.bootstrapped {
-            now.checked_sub(crate::config::RECENTLY_SEEN)
-        } else {
-            None
-        };
+        // contacts, or a full share for its IP, would refuse it anyway).
+        let stale = super::liveness::stale_before(self.bootstrapped, now);
         if !self.table.could_take(&id, from, stale) {
             return;
         }
@@ -59,13 +47,9 @@ impl<H: Handler> Core<H> {
             self.stats.verify_limited += 1;
             return;
         }
-        self.verifying.insert(from);
+        self.liveness.start_verify(from);
         self.stats.verify_pings += 1;
-        let req = Request {
-            id: self.wire_id(),
-            ..Request::new(PING)
-        };
-        self.send(now, from, from, req, Purpose::Verify(from));
+        self.send_alive(now, from, super::liveness::Alive::Newcomer(from));
     }
 
     /// The nodes of `from`'s answer that query `query` may take as candidates: at most

@@ -26,7 +26,6 @@ use dht_wire::{Datagram, NodeAddr, NodeId, Request, Tid};
 use rand::Rng;
 
 use crate::events::{QueryId, RequestId};
-use crate::routing::Contact;
 use crate::rtt::Waits;
 
 /// Why a request was sent: what to do with its answer or failure.
@@ -47,28 +46,15 @@ pub(crate) enum Purpose {
     },
     /// A hole punch through a referrer, inside a query, before retrying `node`.
     QueryPunch { query: QueryId, node: NodeAddr },
-    /// The liveness sweep.
-    Check(NodeId),
-    /// A ping to a requester we do not know: its answer lets it into the routing table.
-    Verify(SocketAddrV4),
+    /// An "are you alive" ping: the sweep's, a newcomer's verification, or an eviction's
+    /// (see `liveness.rs`).
+    Alive(super::liveness::Alive),
     /// A reachability probe: a hole-punch ping to `peer` through the node that named it.
     ReachProbe { peer: SocketAddrV4 },
     /// A `_find_node` to a contact, for reachability targets.
     ReachFind,
     /// A direct ping to a probe's `peer` after its relayed pong never came.
     ReachConfirm { peer: SocketAddrV4 },
-    /// Pinging a full bucket's stale contacts to make room for a newcomer (boxed: the
-    /// other purposes are half its size, and every request in flight holds one).
-    Reping(Box<Reping>),
-}
-
-/// A ping of a full bucket's stale `contact`, the others to ping after it (`rest`), and
-/// the `newcomer` they make room for.
-#[derive(Debug, Clone)]
-pub(crate) struct Reping {
-    pub(crate) contact: NodeId,
-    pub(crate) rest: VecDeque<Contact>,
-    pub(crate) newcomer: NodeAddr,
 }
 
 impl Purpose {
