@@ -14,15 +14,14 @@ mod reach;
 mod requests;
 mod serve;
 mod stall;
+mod walk;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
 use bytes::Bytes;
-use dht_wire::{
-    Checked, Datagram, FIND_NODE, NodeAddr, NodeId, PING, Request, RequestRef, Response, compact,
-};
+use dht_wire::{Checked, Datagram, NodeAddr, NodeId, PING, Request, RequestRef, Response, compact};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -32,7 +31,7 @@ use crate::events::{Event, Pong, QueryError, QueryId, RequestError, RequestId};
 use crate::guard::{self, Guard, Over};
 use crate::handler::{Handler, NoHandler};
 use crate::machine::SocketId;
-use crate::query::{QuerySpec, QueryState, Sent};
+use crate::query::{QueryState, Sent};
 use crate::routing::{RoutingTable, TableLimits};
 use crate::rtt::Rtts;
 use crate::stats::Stats;
@@ -138,11 +137,6 @@ const ANSWER_ARENA: usize = 32 * 1024;
 /// Room the transmit and event queues may keep once drained: more is given back, down to
 /// a quarter of it (every node in a simulation of 100,000 keeps its own).
 const QUEUE_KEPT: usize = 32;
-/// Tokens of answering nodes kept for relayed hole punches: a lookup's punches go through
-/// the few nodes that stored the announce, soon after the lookup. Only the application's
-/// queries keep them (the node's own walks do not), so a node that looks nothing up keeps
-/// none.
-const TOKENS_KEPT: usize = 16;
 /// The arena's first buffer.
 const ANSWER_ARENA_MIN: usize = 1024;
 
@@ -442,186 +436,6 @@ impl<H: Handler> Core<H> {
         RequestId(self.next_request)
     }
 
-    /// Starts a query or update; [`Event::QueryReply`]s then one [`Event::QueryDone`] follow.
-    pub fn query(&mut self, now: Instant, spec: QuerySpec) -> QueryId {
-        self.query_seeded(now, spec, false)
-    }
-
-    /// A query that also asks the bootstrap nodes when `always_bootstrap` (the routing
-    /// table's own walks: the entry nodes hear from everyone, so they bridge regions of the
-    /// id space that lost sight of each other).
-    fn query_seeded(&mut self, now: Instant, spec: QuerySpec, always_bootstrap: bool) -> QueryId {
-        self.next_query += 1;
-        let qid = QueryId(self.next_query);
-        let mut q = QueryState::new(spec, self.id, self.config.k, self.config.concurrency);
-        q.started = Some(now);
-        q.span = tracing::debug_span!(
-            "query",
-            id = qid.0,
-            command = %q.spec.command,
-            target = %q.spec.target,
-            update = q.spec.update
-        );
-        q.span
-            .in_scope(|| tracing::debug!(contacts = self.table.len(), "started"));
-        let seeds = self.table.closest(&q.spec.target, self.config.k);
-        let use_bootstrap = always_bootstrap || seeds.len() < self.config.bootstrap.len();
-        for n in seeds {
-            q.add_candidate(n, None);
-        }
-        let mut extra = Vec::new();
-        if use_bootstrap {
-            for addr in self.config.bootstrap.clone() {
-                q.on_extra_send();
-                extra.push(addr);
-            }
-        }
-        let request = self.query_request(&q, None);
-        self.queries.insert(qid, Box::new(q));
-        for addr in extra {
-            let purpose = Purpose::Query {
-                query: qid,
-                node: None,
-                punched: true,
-                commit: false,
-            };
-            self.send(now, addr, addr, request.clone(), purpose);
-        }
-        self.pump_query(now, qid);
-        qid
-    }
-
-    /// Re-bootstraps: a `_find_node` query for our own id through the bootstrap nodes. The
-    /// first one to finish makes the node ready ([`Event::Ready`]).
-    pub fn bootstrap(&mut self, now: Instant) -> QueryId {
-        let qid = self.query_seeded(now, QuerySpec::query(FIND_NODE, self.id, None), true);
-        if self.queries.contains_key(&qid) {
-            self.refresh_after.insert(qid);
-            self.own_walks.insert(qid);
-        }
-        if !self.queries.contains_key(&qid) {
-            // Nothing to ask (no contacts, no bootstrap nodes): done at once.
-            self.mark_ready();
-        } else if !self.bootstrapped && self.bootstrap_query.is_none() {
-            self.bootstrap_query = Some(qid);
-        }
-        qid
-    }
-
-    /// Stops a query: no more replies are reported and no more requests sent for it.
-    pub fn cancel_query(&mut self, query: QueryId) {
-        self.queries.remove(&query);
-        if self.bootstrap_query == Some(query) {
-            self.bootstrap_query = None;
-            self.mark_ready();
-        }
-    }
-
-    fn query_request(&self, q: &QueryState, token: Option<Bytes>) -> Request {
-        Request {
-            id: self.wire_id(),
-            target: Some(Checked::Valid(q.spec.target)),
-            roundtrip_token: token,
-            value: q.spec.value.clone(),
-            ..Request::new(q.spec.command.clone())
-        }
-    }
-
-    /// Sends what the query wants to send, or finishes it.
-    fn pump_query(&mut self, now: Instant, qid: QueryId) {
-        let Some(q) = self.queries.get_mut(&qid) else {
-            return;
-        };
-        let sends = q.next_sends();
-        if sends.is_empty() && q.is_done() {
-            let result = q.finish();
-            let Some(q) = self.queries.remove(&qid) else {
-                return;
-            };
-            if let Some(started) = q.started {
-                let took = now.saturating_duration_since(started);
-                self.stats.query_done(result.is_ok(), took);
-                q.span.in_scope(|| match &result {
-                    Ok(o) => tracing::debug!(
-                        ms = took.as_millis() as u64,
-                        responses = o.responses,
-                        errors = o.errors,
-                        closest = o.closest.len(),
-                        commits = o.commits,
-                        "done"
-                    ),
-                    Err(e) => tracing::debug!(ms = took.as_millis() as u64, error = %e, "failed"),
-                });
-            }
-            self.events
-                .push_back(Event::QueryDone { query: qid, result });
-            if self.bootstrap_query == Some(qid) {
-                self.bootstrap_query = None;
-                self.mark_ready();
-                self.maintain(now);
-            }
-            if self.own_walks.remove(&qid) {
-                let probes = self.reach_targets(now, &q);
-                self.start_reach_round(now, probes);
-            }
-            if self.refresh_after.remove(&qid) {
-                self.refresh_buckets(now);
-            }
-            return;
-        }
-        let own_walk = self.own_walks.contains(&qid);
-        let mut skipped = false;
-        for s in sends {
-            if own_walk && self.reach.is_probing(s.addr) {
-                // Our own maintenance walk would open our NAT to a node whose relayed pong
-                // we are waiting for, and spoil the probe: it asks the next candidate.
-                if let Some(q) = self.queries.get_mut(&qid) {
-                    q.unsend(s.id);
-                }
-                skipped = true;
-                continue;
-            }
-            let Some(q) = self.queries.get(&qid) else {
-                return;
-            };
-            let commit = s.token.is_some();
-            let req = self.query_request(q, s.token);
-            let purpose = Purpose::Query {
-                query: qid,
-                node: s.id,
-                punched: false,
-                commit,
-            };
-            self.send(now, s.addr, s.addr, req, purpose);
-        }
-        if skipped {
-            self.pump_query(now, qid);
-        }
-    }
-
-    /// Looks up a random id in the (first three) buckets we know nobody in, below the
-    /// deepest one that holds contacts, so that the routing table covers the whole id space. A bootstrap walk
-    /// only meets nodes near our own id, and the reference's tables stay that way: a lookup
-    /// from a node that knows no one in the target's half may then never get there.
-    fn refresh_buckets(&mut self, now: Instant) {
-        // The lowest buckets cover the most of the id space; deeper ones are often empty
-        // for good (few nodes share that many bits with us), so a few suffice.
-        for i in self.table.empty_buckets().into_iter().take(3) {
-            let target = self.table.id_in_bucket(i, self.rng.random());
-            let qid = self.query_seeded(now, QuerySpec::query(FIND_NODE, target, None), true);
-            if self.queries.contains_key(&qid) {
-                self.own_walks.insert(qid);
-            }
-        }
-    }
-
-    fn mark_ready(&mut self) {
-        if !self.bootstrapped {
-            self.bootstrapped = true;
-            self.events.push_back(Event::Ready);
-        }
-    }
-
     fn send(
         &mut self,
         now: Instant,
@@ -801,26 +615,8 @@ impl<H: Handler> Core<H> {
                 commit,
                 ..
             } => {
-                let closer = self.admit_candidates(now, from, query, res.closer_nodes());
-                if let Some(q) = self.queries.get_mut(&query) {
-                    let id = res.sender_id();
-                    let sent = Sent { node, commit, late };
-                    let token = res.roundtrip_token.as_ref();
-                    let kept = token.and_then(|t| <[u8; 32]>::try_from(&t[..]).ok());
-                    if let Some(t) = kept.filter(|_| !self.own_walks.contains(&query)) {
-                        keep_token(&mut self.tokens_from, from, t);
-                    }
-                    let report = q.on_response(sent, from, id, token, &closer);
-                    if let (true, Some(id)) = (report, id) {
-                        let reply = crate::events::Reply {
-                            node: NodeAddr { id, addr: from },
-                            value: res.value,
-                            commit,
-                        };
-                        self.events.push_back(Event::QueryReply { query, reply });
-                    }
-                    self.pump_query(now, query);
-                }
+                let sent = Sent { node, commit, late };
+                self.on_walk_answer(now, from, query, sent, res);
             }
             Purpose::QueryPunch { query, node } => self.on_punched(now, query, node),
             Purpose::Alive(alive) => self.on_alive(now, alive),
@@ -864,19 +660,12 @@ impl<H: Handler> Core<H> {
                 commit,
                 ..
             } => {
-                if let Some(q) = self.queries.get_mut(&query)
-                    && phase != Phase::GivenUp
-                {
-                    let late = phase == Phase::Stalled;
-                    q.on_failure(Sent { node, commit, late });
-                }
-                // Silent: dead, unless a hole punch (sent when it stalled) may still show
-                // it is only behind a NAT. Nothing listening is dead whatever a punch says.
-                let refused = error == RequestError::Unreachable;
-                if timeout && node.is_some() && (refused || !self.requests.punching(to)) {
-                    self.mark_dead(now, node, to);
-                }
-                self.pump_query(now, query);
+                let sent = Sent {
+                    node,
+                    commit,
+                    late: phase == Phase::Stalled,
+                };
+                self.on_walk_failure(now, query, sent, error, to, phase);
             }
             Purpose::QueryPunch { node, .. } => {
                 // (It took no slot of the walk.) Neither directly nor through the node that named it: unreachable for now,
@@ -903,53 +692,6 @@ impl<H: Handler> Core<H> {
                 self.on_reach_verdict(now, verdict);
             }
         }
-    }
-
-    /// An ICMP port-unreachable came back for a datagram we sent to `to`; `quoted` is the start
-    /// of that datagram as the error quotes it (its transaction id).
-    ///
-    /// - If `to` answered us directly before, the request it was (same transaction id, sent
-    ///   straight to `to`) fails at once, as a timeout would: the process there is gone (or
-    ///   our way in closed), so its node is dead.
-    /// - If `to` never answered us, the refusal may come from a NAT or firewall in front of
-    ///   it that refuses strangers (a Linux NAT answers so for a port it has no mapping for)
-    ///   until the node writes to us. A walk's request then stalls at once (the hole punch
-    ///   through the node that named it goes now) and is given up two RTOs later, not after
-    ///   the tail of round trips; other requests (a hole punch's own pings among them) wait
-    ///   as before.
-    ///
-    /// Anything else is ignored and counted (`Stats::icmp_ignored`): an error about a request
-    /// already answered or about a response of ours, or one forged by someone who would
-    /// have to guess the transaction id, as for a forged response.
-    pub fn handle_unreachable(&mut self, now: Instant, to: SocketAddrV4, quoted: &[u8]) {
-        // Only a request of ours can be failed (a refused answer of ours matches nothing).
-        let Some((tid, true, _)) = Datagram::split_header(quoted) else {
-            self.stats.icmp_ignored += 1;
-            return;
-        };
-        if self.rtts.of(to).is_none() {
-            let rto = self
-                .rtts
-                .rto(to, self.config.rto_floor, self.config.request_timeout);
-            match self.requests.stall_refused(tid, to, now, rto * 2) {
-                Some(purpose) => {
-                    self.stats.refused_strangers += 1;
-                    self.stats.stalled += 1;
-                    self.on_stall(now, purpose);
-                    self.flush_requests(now);
-                }
-                None => self.stats.icmp_ignored += 1,
-            }
-            return;
-        }
-        let Some(p) = self.requests.take_sent_to(tid, to) else {
-            self.stats.icmp_ignored += 1;
-            return;
-        };
-        self.stats.unreachable += 1;
-        tracing::debug!(%to, "nothing listens there (ICMP port unreachable)");
-        self.fail(now, p.purpose, RequestError::Unreachable, to, p.phase);
-        self.flush_requests(now);
     }
 
     /// Advances timers: request timeouts, the liveness tick, token rotation.
@@ -1002,14 +744,4 @@ impl<H: Handler> Core<H> {
             });
         }
     }
-}
-
-/// Keeps `from`'s token, newest last, at most [`TOKENS_KEPT`] (a node's token replaces its
-/// older one).
-fn keep_token(kept: &mut VecDeque<(SocketAddrV4, [u8; 32])>, from: SocketAddrV4, t: [u8; 32]) {
-    kept.retain(|(a, _)| *a != from);
-    if kept.len() >= TOKENS_KEPT {
-        kept.pop_front();
-    }
-    kept.push_back((from, t));
 }

@@ -12,20 +12,68 @@
 //! comes while the walk runs. A candidate that answered us directly before is never punched
 //! (it is slow, lossy or gone, not behind a NAT that keeps us out). A candidate that answers
 //! neither way is dead: it leaves the routing table and walks do not take it from others'
-//! answers for a while (see [`crate::dead`]).
+//! answers for a while (see [`crate::dead`]). An ICMP port-unreachable from a stranger
+//! stalls the request it names at once ([`Core::handle_unreachable`]).
 
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use dht_wire::{NodeAddr, NodeId};
+use dht_wire::{Datagram, NodeAddr, NodeId};
 
 use super::Core;
 use super::requests::Purpose;
-use crate::events::QueryId;
+use crate::events::{QueryId, RequestError};
 use crate::handler::Handler;
 use crate::query::Sent;
 
 impl<H: Handler> Core<H> {
+    /// An ICMP port-unreachable came back for a datagram we sent to `to`; `quoted` is the start
+    /// of that datagram as the error quotes it (its transaction id).
+    ///
+    /// - If `to` answered us directly before, the request it was (same transaction id, sent
+    ///   straight to `to`) fails at once, as a timeout would: the process there is gone (or
+    ///   our way in closed), so its node is dead.
+    /// - If `to` never answered us, the refusal may come from a NAT or firewall in front of
+    ///   it that refuses strangers (a Linux NAT answers so for a port it has no mapping for)
+    ///   until the node writes to us. A walk's request then stalls at once (the hole punch
+    ///   through the node that named it goes now) and is given up two RTOs later, not after
+    ///   the tail of round trips; other requests (a hole punch's own pings among them) wait
+    ///   as before.
+    ///
+    /// Anything else is ignored and counted (`Stats::icmp_ignored`): an error about a request
+    /// already answered or about a response of ours, or one forged by someone who would
+    /// have to guess the transaction id, as for a forged response.
+    pub fn handle_unreachable(&mut self, now: Instant, to: SocketAddrV4, quoted: &[u8]) {
+        // Only a request of ours can be failed (a refused answer of ours matches nothing).
+        let Some((tid, true, _)) = Datagram::split_header(quoted) else {
+            self.stats.icmp_ignored += 1;
+            return;
+        };
+        if self.rtts.of(to).is_none() {
+            let rto = self
+                .rtts
+                .rto(to, self.config.rto_floor, self.config.request_timeout);
+            match self.requests.stall_refused(tid, to, now, rto * 2) {
+                Some(purpose) => {
+                    self.stats.refused_strangers += 1;
+                    self.stats.stalled += 1;
+                    self.on_stall(now, purpose);
+                    self.flush_requests(now);
+                }
+                None => self.stats.icmp_ignored += 1,
+            }
+            return;
+        }
+        let Some(p) = self.requests.take_sent_to(tid, to) else {
+            self.stats.icmp_ignored += 1;
+            return;
+        };
+        self.stats.unreachable += 1;
+        tracing::debug!(%to, "nothing listens there (ICMP port unreachable)");
+        self.fail(now, p.purpose, RequestError::Unreachable, to, p.phase);
+        self.flush_requests(now);
+    }
+
     /// A request passed its RTO without an answer (it was just sent once more if it is a
     /// query-round request).
     pub(super) fn on_stall(&mut self, now: Instant, purpose: Purpose) {
