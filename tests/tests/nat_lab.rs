@@ -197,7 +197,7 @@ const EXPLANATION: &str = "
   probe with the relayed ping, a few rounds apart, so each side's own NAT is opened by its own
   outgoing packet; a restricted NAT in front of the announcer opens once the announcer's pong
   went out, so the next round's probe gets in (the ~300 ms cells). Symmetric <-> port-restricted
-  needs the birthday punch (256 extra sockets on the symmetric side, up to 1024 sprayed ports
+  needs the birthday punch (256 extra sockets on the symmetric side, up to 2048 sprayed ports
   from the other, negotiated in the relayed ping's value, which the reference ignores); it
   runs after the ordinary punch fails, hence its ~2.5 s. No punch opens symmetric <->
   symmetric (neither side has a port the other can aim at): after the birthday punch failed,
