@@ -70,14 +70,16 @@ pub fn under_ci() -> bool {
 /// missing anyway, or when the install fails. Skipping is the trial's job alone.
 pub fn reference() -> Reference {
     static INSTALLED: OnceLock<Result<Reference, String>> = OnceLock::new();
-    if let Some(why) = reference_missing() {
-        panic!(
+    // Checked once: the tools, then the install (each call after the first costs nothing).
+    let installed = INSTALLED.get_or_init(|| match reference_missing() {
+        Some(why) => Err(format!(
             "{why}: a test that needs the reference runs as a trial(.., reference_missing(), ..)"
-        );
-    }
-    match INSTALLED.get_or_init(install) {
+        )),
+        None => install().map_err(|e| format!("installing the JavaScript reference failed: {e}")),
+    });
+    match installed {
         Ok(r) => r.clone(),
-        Err(e) => panic!("installing the JavaScript reference failed: {e}"),
+        Err(e) => panic!("{e}"),
     }
 }
 

@@ -94,13 +94,13 @@ fn lab_prefix(_lab: &Lab, host: &Host) -> String {
 struct Peers {
     host: Host,
     rust: Agent,
-    js: Option<Agent>,
+    js: Agent,
 }
 
 fn pick(p: &mut Peers, s: Side) -> &mut Agent {
     match s {
         Side::Rust => &mut p.rust,
-        Side::Js => p.js.as_mut().expect("a JavaScript agent"),
+        Side::Js => &mut p.js,
     }
 }
 
@@ -337,7 +337,7 @@ async fn nat_lab() {
             .arg(reference.dir.join("lab-peer.js"))
             .args(["--bootstrap", &bootstrap])
             .current_dir(&reference.dir);
-        let js = Some(Agent::spawn(c).await);
+        let js = Agent::spawn(c).await;
         peers.push(Arc::new(Mutex::new(Peers {
             host: h.clone(),
             rust,

@@ -235,11 +235,7 @@ fn a_stranger_cannot_use_a_circuit_nor_reserve_without_the_token() {
 fn a_direct_path_replaces_the_circuit_once_a_retry_opens_one() {
     let (mut sim, n, peer, result) = punch_with_relay(NatKind::Symmetric, NatKind::Symmetric, true);
     assert!(matches!(result, Ok(h) if matches!(h.path, HolepunchPath::Circuit { .. })));
-    let forwarded = |sim: &Sim<Core>| {
-        sim.machine(n[4])
-            .and_then(|m| m.relay_stats())
-            .map_or(0, |s| s.forwarded)
-    };
+    let forwarded = |sim: &Sim<Core>| relay_stats(sim, n[4]).forwarded;
     // Relayed while nothing changes: the retries (every UPGRADE_EVERY) fail quietly.
     sim.run_for(hyperdht::UPGRADE_EVERY + Duration::from_secs(10));
     let looker = sim.machine(n[0]).expect("us");
@@ -478,11 +474,7 @@ fn a_circuit_in_use_is_renewed_before_it_ends() {
     // Idle from here on: the circuit that carried the last datagrams is renewed once more
     // (it was used since its last renewal), then nothing is, and the circuits end.
     sim.run_for(hyperdht::RENEW_AFTER + Duration::from_secs(15));
-    let joined = |sim: &Sim<Core>| {
-        sim.machine(n[4])
-            .and_then(|m| m.relay_stats())
-            .map_or(0, |s| s.circuits)
-    };
+    let joined = |sim: &Sim<Core>| relay_stats(sim, n[4]).circuits;
     let after_last_use = joined(&sim);
     assert!(after_last_use <= stats.circuits + 1);
     sim.run_for(Duration::from_secs(5 * 60));

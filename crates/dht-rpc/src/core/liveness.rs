@@ -28,7 +28,7 @@ use crate::handler::Handler;
 use crate::routing::{Contact, Insert, Seen};
 
 /// Requesters being verified at once (queued or in flight), at most; one per IP.
-pub(super) const MAX_VERIFYING: usize = 32;
+const MAX_VERIFYING: usize = 32;
 /// Stale contacts of a full bucket pinged for one newcomer, at most.
 const EVICT_TRIES: usize = 3;
 

@@ -90,13 +90,8 @@ pub fn join<H: Handler>(
     sender: NodeId,
 ) -> Vec<Transmit> {
     core.handle_datagram(now, from, &ping_from(Some(sender)));
-    let mut others = Vec::new();
-    while let Some(t) = core.poll_transmit() {
-        if t.to != from || !answer(core, now, &t, Some(sender)) {
-            others.push(t);
-        }
-    }
-    others
+    let sent = answer_while(core, now, |to| (to == from).then_some(sender));
+    sent.into_iter().filter(|t| t.to != from).collect()
 }
 
 /// Fills the table as live nodes would: each of `ids` joins from its own /24

@@ -612,10 +612,10 @@ impl Core {
             return;
         }
         self.circuits.last_challenge = Some(now);
-        let ours = |(_, (relay, _)): (&Pairing, &(SocketAddrV4, Instant))| *relay == from;
+        self.circuits.releases.retain(|_, (_, until)| *until > now);
         let known = self.circuits.paths.values().any(|(r, _)| *r == from)
             || self.circuits.joins.values().any(|(r, _, _)| *r == from)
-            || self.circuits.releases.iter().any(ours);
+            || self.circuits.releases.values().any(|(r, _)| *r == from);
         if known {
             insert_bounded(&mut self.circuits.tokens, from, token);
         }
@@ -643,8 +643,8 @@ impl Core {
                 again.push(RelayMsg::Join(*p, Some(token)));
             }
         }
-        for (p, (relay, until)) in &self.circuits.releases {
-            if *relay == from && *until > now {
+        for (p, (relay, _)) in &self.circuits.releases {
+            if *relay == from {
                 again.push(RelayMsg::Release(*p, Some(token)));
             }
         }
