@@ -10,47 +10,36 @@
 mod defend;
 mod liveness;
 mod maintain;
+mod ping;
 mod reach;
 mod requests;
 mod serve;
 mod stall;
 mod walk;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
 use bytes::Bytes;
-use dht_wire::{Checked, Datagram, NodeAddr, NodeId, PING, Request, RequestRef, Response, compact};
+use dht_wire::{Checked, Datagram, NodeAddr, NodeId, Request, RequestRef, Response};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::{Config, SECRET_ROTATION, TICK};
 use crate::dead::DeadList;
-use crate::events::{Event, Pong, QueryError, QueryId, RequestError, RequestId};
+use crate::events::{Event, QueryError, QueryId, RequestError, RequestId};
 use crate::guard::{self, Guard, Over};
 use crate::handler::{Handler, NoHandler};
-use crate::machine::SocketId;
 use crate::query::{QueryState, Sent};
 use crate::routing::{RoutingTable, TableLimits};
 use crate::rtt::Rtts;
 use crate::stats::Stats;
 use crate::tokens::Tokens;
+use crate::transmit::{SocketId, Transmit};
 
 use reach::Reach;
 use requests::{Phase, Purpose, Requests};
-
-/// A datagram to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to.
-    pub to: SocketAddrV4,
-    /// The encoded datagram.
-    pub payload: Bytes,
-    /// The socket it leaves from: the node's own ([`SocketId::MAIN`], always so for the
-    /// dht-rpc core) or one a layer asked its driver for (see [`crate::Machine`]).
-    pub from: SocketId,
-}
 
 /// What the reachability check (see [`Config::adaptive`]) found last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,11 +81,6 @@ pub struct Core<H = NoHandler> {
     events: VecDeque<Event>,
     stats: Stats,
     bootstrapped: bool,
-    bootstrap_query: Option<QueryId>,
-    /// Bootstrap queries after which empty buckets are refreshed.
-    refresh_after: BTreeSet<QueryId>,
-    /// The table's own walks (bootstrap and bucket refresh): a reachability round may follow.
-    own_walks: BTreeSet<QueryId>,
     next_tick: Instant,
     ticks: u64,
     next_rotation: Instant,
@@ -193,9 +177,6 @@ impl<H: Handler> Core<H> {
             events: VecDeque::new(),
             stats: Stats::default(),
             bootstrapped: false,
-            bootstrap_query: None,
-            refresh_after: BTreeSet::new(),
-            own_walks: BTreeSet::new(),
             next_tick: now + TICK,
             ticks: 0,
             next_rotation: now + SECRET_ROTATION,
@@ -364,28 +345,6 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// Sends `_ping` to `to`; an [`Event::Pong`] follows.
-    pub fn ping(&mut self, now: Instant, to: SocketAddrV4) -> RequestId {
-        let id = self.new_request_id();
-        let req = Request {
-            id: self.wire_id(),
-            ..Request::new(PING)
-        };
-        self.send(now, to, to, req, Purpose::Ping(id));
-        id
-    }
-
-    /// Asks `referrer` to forward a `_ping` to `peer`, whose answer then comes straight from
-    /// `peer`: its arrival proves the path `peer -> us` is open. An [`Event::Pong`] follows.
-    pub fn holepunch(
-        &mut self,
-        now: Instant,
-        peer: SocketAddrV4,
-        referrer: SocketAddrV4,
-    ) -> RequestId {
-        self.holepunch_with(now, peer, referrer, None)
-    }
-
     /// The roundtrip token we hand `ip` (what a response to it carries): holding it shows a
     /// peer receives at `ip`. For protocols built on the core (hyperdht's birthday punch
     /// challenges with it).
@@ -396,39 +355,6 @@ impl<H: Handler> Core<H> {
     /// Whether `token` is one we handed `ip` (under the current or the previous secret).
     pub fn is_roundtrip_token(&mut self, ip: std::net::Ipv4Addr, token: &[u8]) -> bool {
         self.tokens.is_valid(ip, token)
-    }
-
-    /// [`Core::holepunch`] with a `value` in the ping: a hint that a peer of ours reads in
-    /// its [`Event::PunchRequest`] (the reference ignores it).
-    pub fn holepunch_with(
-        &mut self,
-        now: Instant,
-        peer: SocketAddrV4,
-        referrer: SocketAddrV4,
-        value: Option<Bytes>,
-    ) -> RequestId {
-        let id = self.new_request_id();
-        let req = Request {
-            value,
-            ..self.holepunch_request(peer, referrer)
-        };
-        self.send(now, referrer, peer, req, Purpose::Holepunch(id));
-        id
-    }
-
-    fn holepunch_request(&self, peer: SocketAddrV4, referrer: SocketAddrV4) -> Request {
-        let token = self
-            .tokens_from
-            .iter()
-            .rev()
-            .find(|(a, _)| *a == referrer)
-            .map(|(_, t)| Bytes::copy_from_slice(t));
-        Request {
-            id: self.wire_id(),
-            forward_request: Some(Checked::Valid(peer)),
-            roundtrip_token: token,
-            ..Request::new(PING)
-        }
     }
 
     fn new_request_id(&mut self) -> RequestId {
@@ -594,20 +520,7 @@ impl<H: Handler> Core<H> {
         }
         match pending.purpose {
             Purpose::Ping(request) | Purpose::Holepunch(request) => {
-                let observed = res.value.as_deref().and_then(compact::decode_peer);
-                if observed.is_some() {
-                    self.observed = observed;
-                }
-                let pong = Pong {
-                    from,
-                    id: res.sender_id(),
-                    observed,
-                    rtt,
-                };
-                self.events.push_back(Event::Pong {
-                    request,
-                    result: Ok(pong),
-                });
+                self.on_pong(from, request, rtt, &res)
             }
             Purpose::Query {
                 query,
@@ -620,17 +533,7 @@ impl<H: Handler> Core<H> {
             }
             Purpose::QueryPunch { query, node } => self.on_punched(now, query, node),
             Purpose::Alive(alive) => self.on_alive(now, alive),
-            Purpose::ReachProbe { peer } => {
-                let verdict = self.reach.on_reached(peer);
-                self.on_reach_verdict(now, verdict);
-            }
-            Purpose::ReachFind => {
-                self.on_found_targets(now, from, res.closer_nodes());
-            }
-            Purpose::ReachConfirm { peer } => {
-                let verdict = self.reach.on_blocked(peer);
-                self.on_reach_verdict(now, verdict);
-            }
+            Purpose::Reach(check) => self.on_check_answer(now, from, check, &res),
         }
         self.flush_requests(now);
     }
@@ -645,14 +548,9 @@ impl<H: Handler> Core<H> {
         to: SocketAddrV4,
         phase: Phase,
     ) {
-        // No answer came (timeout), or nothing listens there (port unreachable).
-        let timeout = matches!(error, RequestError::Timeout | RequestError::Unreachable);
         match purpose {
             Purpose::Ping(request) | Purpose::Holepunch(request) => {
-                self.events.push_back(Event::Pong {
-                    request,
-                    result: Err(error),
-                });
+                self.on_pong_failure(request, error)
             }
             Purpose::Query {
                 query,
@@ -667,30 +565,11 @@ impl<H: Handler> Core<H> {
                 };
                 self.on_walk_failure(now, query, sent, error, to, phase);
             }
-            Purpose::QueryPunch { node, .. } => {
-                // (It took no slot of the walk.) Neither directly nor through the node that named it: unreachable for now,
-                // so our table should stop sending walks to it, and walks should not take
-                // it from others' answers.
-                if timeout {
-                    self.mark_dead(now, Some(node.id), node.addr);
-                }
-            }
+            Purpose::QueryPunch { node, .. } => self.on_punch_failure(now, node, error),
             // One lost ping: out of the table, as in the reference, but not marked dead
             // (walks that meet it ask it twice, and punch, before they give up on it).
             Purpose::Alive(alive) => self.on_silent(now, alive, to),
-            Purpose::ReachProbe { peer } if error == RequestError::Timeout => {
-                // Is the target there at all? Ask it directly, without our id: a node that
-                // hears an id it does not know pings it back to verify it, and that request
-                // through our freshly opened NAT would taint the target.
-                self.reach.confirming(peer);
-                let req = Request::new(PING);
-                self.send(now, peer, peer, req, Purpose::ReachConfirm { peer });
-            }
-            Purpose::ReachFind => self.find_targets(now),
-            Purpose::ReachProbe { .. } | Purpose::ReachConfirm { .. } => {
-                let verdict = self.reach.on_inconclusive();
-                self.on_reach_verdict(now, verdict);
-            }
+            Purpose::Reach(check) => self.on_check_failure(now, check, error),
         }
     }
 
@@ -729,10 +608,7 @@ impl<H: Handler> Core<H> {
     pub fn cancel_all(&mut self) {
         for p in self.requests.drain() {
             if let Purpose::Ping(request) | Purpose::Holepunch(request) = p {
-                self.events.push_back(Event::Pong {
-                    request,
-                    result: Err(RequestError::Cancelled),
-                });
+                self.on_pong_failure(request, RequestError::Cancelled);
             }
         }
         let queries: Vec<QueryId> = self.queries.keys().copied().collect();

@@ -62,8 +62,8 @@ pub(crate) struct Shared<M: Machine> {
     task_deadline: Option<Instant>,
     /// Transmits from extra sockets and socket operations the reader thread took from the
     /// machine, for the task (which owns the extra sockets), oldest first.
-    stashed: Vec<crate::core::Transmit>,
-    stashed_ops: Vec<crate::machine::SocketOp>,
+    stashed: Vec<crate::transmit::Transmit>,
+    stashed_ops: Vec<crate::transmit::SocketOp>,
 }
 
 pub(crate) struct Inner<M: Machine> {

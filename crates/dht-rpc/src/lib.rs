@@ -26,8 +26,9 @@ mod routing;
 pub mod rtt;
 mod stats;
 mod tokens;
+mod transmit;
 
-pub use crate::core::{Core, Reachability, Transmit};
+pub use crate::core::{Core, Reachability};
 pub use config::{
     Config, DEFAULT_CONCURRENCY, DEFAULT_K, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RTO_FLOOR,
     Maintenance, RECENTLY_SEEN, SECRET_ROTATION, SWEEP_AFTER, SWEEP_MAX, SWEEP_PERIOD, TICK,
@@ -43,8 +44,9 @@ pub use events::{Event, Pong, QueryError, QueryId, QueryOutcome, Reply, RequestE
 pub use guard::Defences;
 pub use handler::{Answer, CommandFn, Handler, Handlers, Incoming, NoHandler};
 pub use limiter::RateLimiter;
-pub use machine::{Machine, MachineEvent, SocketId, SocketOp};
+pub use machine::{Machine, MachineEvent};
 pub use query::QuerySpec;
 pub use routing::{ClosestScratch, Contact, Insert, RoutingTable, Seen, TableLimits};
 pub use stats::{QUERY_BUCKETS, Stats};
 pub use tokens::Tokens;
+pub use transmit::{SocketId, SocketOp, Transmit};

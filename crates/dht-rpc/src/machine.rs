@@ -9,30 +9,10 @@ use std::convert::Infallible;
 use std::net::SocketAddrV4;
 use std::time::Instant;
 
-use crate::core::{Core, Transmit};
+use crate::core::Core;
 use crate::events::Event;
 use crate::handler::Handler;
-
-/// Names a socket of the driver: [`SocketId::MAIN`] is the node's own (the DHT socket); a
-/// machine may ask for more ([`SocketOp`]), as the birthday punch does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SocketId(pub u32);
-
-impl SocketId {
-    /// The node's own socket.
-    pub const MAIN: SocketId = SocketId(0);
-}
-
-/// What a machine asks of its driver's sockets (the pattern of quinn-proto's and str0m's
-/// transmits with a source).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketOp {
-    /// Bind a new socket under this id, on the main socket's IP and a random port. If that
-    /// fails, the driver says so with [`Machine::handle_socket_gone`].
-    Open(SocketId),
-    /// Close this socket.
-    Close(SocketId),
-}
+use crate::transmit::{SocketId, SocketOp, Transmit};
 
 /// A sans-I/O node that the driver can run (see the module docs).
 ///

@@ -103,6 +103,29 @@ pub(crate) struct Send {
     pub(crate) token: Option<Bytes>,
 }
 
+/// Whose a walk is, which decides what follows its end (see `core/walk.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Role {
+    /// The application's: the tokens of the nodes that answer it are kept, for relayed
+    /// hole punches.
+    #[default]
+    App,
+    /// A bootstrap walk for our own id; empty buckets are refreshed after it. `readies`: it
+    /// is the first one, whose end (or cancel) makes the node ready.
+    Bootstrap { readies: bool },
+    /// A refresh of an empty bucket.
+    Refresh,
+}
+
+impl Role {
+    /// The routing table's own walk (a bootstrap or a refresh): it also asks the bootstrap
+    /// nodes, a reachability round may follow it, and it sends nothing to a node that a
+    /// reachability probe waits on.
+    pub(crate) fn is_own(self) -> bool {
+        self != Role::App
+    }
+}
+
 /// The state of one query.
 #[derive(Debug)]
 pub(crate) struct QueryState {
@@ -124,6 +147,8 @@ pub(crate) struct QueryState {
     /// The query's tracing span (`query`, with its id, command and target): what is logged
     /// about the query is logged inside it.
     pub(crate) span: tracing::Span,
+    /// Whose walk it is; set by the core.
+    pub(crate) role: Role,
 }
 
 impl QueryState {
@@ -143,6 +168,7 @@ impl QueryState {
             errors: 0,
             started: None,
             span: tracing::Span::none(),
+            role: Role::App,
         }
     }
 

@@ -31,7 +31,7 @@ impl<H: Handler> Core<H> {
             return;
         }
         self.next_maintenance = Some(now + self.rng.random_range(m.between.0..=m.between.1));
-        if !self.own_walks.is_empty() {
+        if self.queries.values().any(|q| q.role.is_own()) {
             tracing::debug!("re-bootstrap skipped: the table's own walks still run");
             return;
         }

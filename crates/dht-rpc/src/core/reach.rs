@@ -23,14 +23,25 @@
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use dht_wire::{Checked, FIND_NODE, NodeAddr, NodeId, Request};
+use dht_wire::{Checked, FIND_NODE, NodeAddr, NodeId, PING, Request, Response};
 use rand::Rng;
 
 use super::{Core, Purpose};
-use crate::events::Event;
+use crate::events::{Event, RequestError};
 use crate::handler::Handler;
 use crate::query::QueryState;
 use crate::routing::Contact;
+
+/// A reachability round's request, as the core's request table names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// A probe: a hole-punch ping to `peer` through the node that named it.
+    Probe { peer: SocketAddrV4 },
+    /// A `_find_node` to a contact, for targets.
+    Find,
+    /// A direct ping to a probe's `peer` after its relayed pong never came.
+    Confirm { peer: SocketAddrV4 },
+}
 
 /// Targets probed in one round.
 pub(crate) const PROBES: usize = 5;
@@ -355,7 +366,7 @@ impl<H: Handler> Core<H> {
         self.reach.start(now, &targets);
         for (node, referrer) in probes {
             let req = self.holepunch_request(node.addr, referrer);
-            let purpose = Purpose::ReachProbe { peer: node.addr };
+            let purpose = Purpose::Reach(Check::Probe { peer: node.addr });
             self.send(now, referrer, node.addr, req, purpose);
         }
     }
@@ -381,16 +392,61 @@ impl<H: Handler> Core<H> {
             target: Some(Checked::Valid(NodeId::from_bytes(self.rng.random()))),
             ..Request::new(FIND_NODE)
         };
-        self.send(now, contact.addr, contact.addr, req, Purpose::ReachFind);
+        let purpose = Purpose::Reach(Check::Find);
+        self.send(now, contact.addr, contact.addr, req, purpose);
+    }
+
+    /// An answer to one of a round's requests: a probe's pong got through (reachable), a
+    /// target answered directly after its relayed pong never came (a vote for firewalled),
+    /// or a contact named nodes to probe.
+    pub(super) fn on_check_answer(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        check: Check,
+        res: &Response,
+    ) {
+        match check {
+            Check::Probe { peer } => {
+                let verdict = self.reach.on_reached(peer);
+                self.on_reach_verdict(now, verdict);
+            }
+            Check::Find => self.on_found_targets(now, from, res.closer_nodes()),
+            Check::Confirm { peer } => {
+                let verdict = self.reach.on_blocked(peer);
+                self.on_reach_verdict(now, verdict);
+            }
+        }
+    }
+
+    /// One of a round's requests failed: a probe that timed out is confirmed with a direct
+    /// ping; a failed find looks for targets again; anything else says nothing.
+    pub(super) fn on_check_failure(&mut self, now: Instant, check: Check, error: RequestError) {
+        match check {
+            Check::Probe { peer } if error == RequestError::Timeout => {
+                // Is the target there at all? Ask it directly, without our id: a node that
+                // hears an id it does not know pings it back to verify it, and that request
+                // through our freshly opened NAT would taint the target.
+                self.reach.confirming(peer);
+                let req = Request::new(PING);
+                self.send(
+                    now,
+                    peer,
+                    peer,
+                    req,
+                    Purpose::Reach(Check::Confirm { peer }),
+                );
+            }
+            Check::Find => self.find_targets(now),
+            Check::Probe { .. } | Check::Confirm { .. } => {
+                let verdict = self.reach.on_inconclusive();
+                self.on_reach_verdict(now, verdict);
+            }
+        }
     }
 
     /// The nodes a contact at `relay` named for [`Core::find_targets`]: probe the fresh ones.
-    pub(super) fn on_found_targets(
-        &mut self,
-        now: Instant,
-        relay: SocketAddrV4,
-        nodes: &[NodeAddr],
-    ) {
+    fn on_found_targets(&mut self, now: Instant, relay: SocketAddrV4, nodes: &[NodeAddr]) {
         if !self.reach.due(now) {
             return;
         }
@@ -406,7 +462,7 @@ impl<H: Handler> Core<H> {
     }
 
     /// The verdict of a reachability round, if it ended with one.
-    pub(super) fn on_reach_verdict(&mut self, now: Instant, verdict: Option<bool>) {
+    fn on_reach_verdict(&mut self, now: Instant, verdict: Option<bool>) {
         let Some(firewalled) = verdict else {
             // The round is over without a verdict: find more targets.
             if self.reach.due(now) {

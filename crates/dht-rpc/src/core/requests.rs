@@ -49,12 +49,8 @@ pub(crate) enum Purpose {
     /// An "are you alive" ping: the sweep's, a newcomer's verification, or an eviction's
     /// (see `liveness.rs`).
     Alive(super::liveness::Alive),
-    /// A reachability probe: a hole-punch ping to `peer` through the node that named it.
-    ReachProbe { peer: SocketAddrV4 },
-    /// A `_find_node` to a contact, for reachability targets.
-    ReachFind,
-    /// A direct ping to a probe's `peer` after its relayed pong never came.
-    ReachConfirm { peer: SocketAddrV4 },
+    /// A request of a reachability round (see `reach.rs`).
+    Reach(super::reach::Check),
 }
 
 impl Purpose {
@@ -125,7 +121,9 @@ impl Pending {
     pub(crate) fn direct(&self) -> bool {
         !matches!(
             self.purpose,
-            Purpose::Holepunch(_) | Purpose::QueryPunch { .. } | Purpose::ReachProbe { .. }
+            Purpose::Holepunch(_)
+                | Purpose::QueryPunch { .. }
+                | Purpose::Reach(super::reach::Check::Probe { .. })
         )
     }
 
@@ -135,7 +133,9 @@ impl Pending {
     /// to us a new external port.
     fn accepts(&self, from: SocketAddrV4) -> bool {
         match self.purpose {
-            Purpose::Holepunch(_) | Purpose::QueryPunch { .. } | Purpose::ReachProbe { .. } => {
+            Purpose::Holepunch(_)
+            | Purpose::QueryPunch { .. }
+            | Purpose::Reach(super::reach::Check::Probe { .. }) => {
                 self.reply_from.ip() == from.ip()
             }
             _ => self.reply_from == from,

@@ -145,6 +145,15 @@ impl<H: Handler> Core<H> {
         }
     }
 
+    /// A walk's hole punch to `node` failed. (It took no slot of the walk.) Silent both
+    /// directly and through the node that named it: unreachable for now, so our table
+    /// should stop sending walks to it, and walks should not take it from others' answers.
+    pub(super) fn on_punch_failure(&mut self, now: Instant, node: NodeAddr, error: RequestError) {
+        if matches!(error, RequestError::Timeout | RequestError::Unreachable) {
+            self.mark_dead(now, Some(node.id), node.addr);
+        }
+    }
+
     /// A walk's hole punch to `node` got its pong: ask it again, unless it answered
     /// meanwhile (its first request was only slow) or the walk is over.
     pub(super) fn on_punched(&mut self, now: Instant, query: QueryId, node: NodeAddr) {

@@ -16,7 +16,7 @@ use rand::Rng;
 use super::{Core, Purpose};
 use crate::events::{Event, QueryId, RequestError};
 use crate::handler::Handler;
-use crate::query::{QuerySpec, QueryState, Sent};
+use crate::query::{QuerySpec, QueryState, Role, Sent};
 
 use super::requests::Phase;
 
@@ -29,18 +29,15 @@ const TOKENS_KEPT: usize = 16;
 impl<H: Handler> Core<H> {
     /// Starts a query or update; [`Event::QueryReply`]s then one [`Event::QueryDone`] follow.
     pub fn query(&mut self, now: Instant, spec: QuerySpec) -> QueryId {
-        self.query_seeded(now, spec, false)
+        self.query_seeded(now, spec, Role::App)
     }
 
-    /// A query that also asks the bootstrap nodes when `always_bootstrap` (the routing
-    /// table's own walks: the entry nodes hear from everyone, so they bridge regions of the
-    /// id space that lost sight of each other).
-    pub(super) fn query_seeded(
-        &mut self,
-        now: Instant,
-        spec: QuerySpec,
-        always_bootstrap: bool,
-    ) -> QueryId {
+    /// A walk in `role`. The table's own walks always ask the bootstrap nodes too (the
+    /// entry nodes hear from everyone, so they bridge regions of the id space that lost
+    /// sight of each other). The role takes effect once the walk's first requests are out:
+    /// its first round asks every seed, and a walk that ends at once (nothing to ask) has
+    /// no aftermath.
+    pub(super) fn query_seeded(&mut self, now: Instant, spec: QuerySpec, role: Role) -> QueryId {
         self.next_query += 1;
         let qid = QueryId(self.next_query);
         let mut q = QueryState::new(spec, self.id, self.config.k, self.config.concurrency);
@@ -55,7 +52,7 @@ impl<H: Handler> Core<H> {
         q.span
             .in_scope(|| tracing::debug!(contacts = self.table.len(), "started"));
         let seeds = self.table.closest(&q.spec.target, self.config.k);
-        let use_bootstrap = always_bootstrap || seeds.len() < self.config.bootstrap.len();
+        let use_bootstrap = role.is_own() || seeds.len() < self.config.bootstrap.len();
         for n in seeds {
             q.add_candidate(n, None);
         }
@@ -78,31 +75,35 @@ impl<H: Handler> Core<H> {
             self.send(now, addr, addr, request.clone(), purpose);
         }
         self.pump_query(now, qid);
+        if let Some(q) = self.queries.get_mut(&qid) {
+            q.role = role;
+        }
         qid
     }
 
     /// Re-bootstraps: a `_find_node` query for our own id through the bootstrap nodes. The
     /// first one to finish makes the node ready ([`Event::Ready`]).
     pub fn bootstrap(&mut self, now: Instant) -> QueryId {
-        let qid = self.query_seeded(now, QuerySpec::query(FIND_NODE, self.id, None), true);
-        if self.queries.contains_key(&qid) {
-            self.refresh_after.insert(qid);
-            self.own_walks.insert(qid);
-        }
+        let readies = !self.bootstrapped
+            && !self
+                .queries
+                .values()
+                .any(|q| q.role == Role::Bootstrap { readies: true });
+        let spec = QuerySpec::query(FIND_NODE, self.id, None);
+        let qid = self.query_seeded(now, spec, Role::Bootstrap { readies });
         if !self.queries.contains_key(&qid) {
             // Nothing to ask (no contacts, no bootstrap nodes): done at once.
             self.mark_ready();
-        } else if !self.bootstrapped && self.bootstrap_query.is_none() {
-            self.bootstrap_query = Some(qid);
         }
         qid
     }
 
     /// Stops a query: no more replies are reported and no more requests sent for it.
     pub fn cancel_query(&mut self, query: QueryId) {
-        self.queries.remove(&query);
-        if self.bootstrap_query == Some(query) {
-            self.bootstrap_query = None;
+        let Some(q) = self.queries.remove(&query) else {
+            return;
+        };
+        if q.role == (Role::Bootstrap { readies: true }) {
             self.mark_ready();
         }
     }
@@ -145,21 +146,10 @@ impl<H: Handler> Core<H> {
             }
             self.events
                 .push_back(Event::QueryDone { query: qid, result });
-            if self.bootstrap_query == Some(qid) {
-                self.bootstrap_query = None;
-                self.mark_ready();
-                self.maintain(now);
-            }
-            if self.own_walks.remove(&qid) {
-                let probes = self.reach_targets(now, &q);
-                self.start_reach_round(now, probes);
-            }
-            if self.refresh_after.remove(&qid) {
-                self.refresh_buckets(now);
-            }
+            self.after_walk(now, &q);
             return;
         }
-        let own_walk = self.own_walks.contains(&qid);
+        let own_walk = q.role.is_own();
         let mut skipped = false;
         for s in sends {
             if own_walk && self.reach.is_probing(s.addr) {
@@ -198,10 +188,28 @@ impl<H: Handler> Core<H> {
         // for good (few nodes share that many bits with us), so a few suffice.
         for i in self.table.empty_buckets().into_iter().take(3) {
             let target = self.table.id_in_bucket(i, self.rng.random());
-            let qid = self.query_seeded(now, QuerySpec::query(FIND_NODE, target, None), true);
-            if self.queries.contains_key(&qid) {
-                self.own_walks.insert(qid);
-            }
+            self.query_seeded(
+                now,
+                QuerySpec::query(FIND_NODE, target, None),
+                Role::Refresh,
+            );
+        }
+    }
+
+    /// What a finished walk's role starts: the first bootstrap makes the node ready (and
+    /// schedules its maintenance); the table's own walks start a reachability round; a
+    /// bootstrap refreshes the empty buckets.
+    fn after_walk(&mut self, now: Instant, q: &QueryState) {
+        if q.role == (Role::Bootstrap { readies: true }) {
+            self.mark_ready();
+            self.maintain(now);
+        }
+        if q.role.is_own() {
+            let probes = self.reach_targets(now, q);
+            self.start_reach_round(now, probes);
+        }
+        if let Role::Bootstrap { .. } = q.role {
+            self.refresh_buckets(now);
         }
     }
 
@@ -231,7 +239,7 @@ impl<H: Handler> Core<H> {
         let commit = sent.commit;
         let token = res.roundtrip_token.as_ref();
         let kept = token.and_then(|t| <[u8; 32]>::try_from(&t[..]).ok());
-        if let Some(t) = kept.filter(|_| !self.own_walks.contains(&query)) {
+        if let Some(t) = kept.filter(|_| q.role == Role::App) {
             keep_token(&mut self.tokens_from, from, t);
         }
         let report = q.on_response(sent, from, id, token, &closer);
@@ -282,4 +290,40 @@ fn keep_token(kept: &mut VecDeque<(SocketAddrV4, [u8; 32])>, from: SocketAddrV4,
         kept.pop_front();
     }
     kept.push_back((from, t));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Config, Maintenance};
+    use crate::handler::NoHandler;
+
+    /// A walk's role goes with it: cancelling the first bootstrap makes the node ready and
+    /// leaves no own walk behind to hold off the maintenance's re-bootstraps (the side set
+    /// that held the table's own walks once kept a cancelled one for good).
+    #[test]
+    fn a_cancelled_bootstrap_readies_the_node_and_leaves_maintenance_running() {
+        let t = Instant::now();
+        let minute = Duration::from_secs(60);
+        let config = Config {
+            bootstrap: vec!["192.0.2.1:49737".parse().expect("addr")],
+            maintenance: Some(Maintenance::every(minute, minute)),
+            ..Config::default()
+        };
+        let mut core: Core<NoHandler> = Core::new(config, t);
+        let q = core.bootstrap(t);
+        assert_eq!(core.active_queries(), 1);
+        core.cancel_query(q);
+        assert_eq!(core.active_queries(), 0);
+        let ready = std::iter::from_fn(|| core.poll_event()).any(|e| matches!(e, Event::Ready));
+        assert!(ready, "the cancelled first bootstrap readies the node");
+        // The first timeout schedules the maintenance; a minute later it re-bootstraps.
+        core.handle_timeout(t + Duration::from_secs(1));
+        assert_eq!(core.stats().rebootstraps, 0);
+        core.handle_timeout(t + Duration::from_secs(62));
+        assert_eq!(core.stats().rebootstraps, 1);
+        assert_eq!(core.active_queries(), 1, "the re-bootstrap walks");
+    }
 }

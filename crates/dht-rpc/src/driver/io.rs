@@ -10,7 +10,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use crate::core::Transmit as Transmit_;
+use crate::transmit::Transmit as Transmit_;
 
 /// How the driver reads and writes the node's main socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

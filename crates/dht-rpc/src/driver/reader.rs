@@ -9,8 +9,9 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{Holder, Inner, icmp};
-use crate::core::Transmit;
-use crate::machine::{Machine, SocketId};
+use crate::machine::Machine;
+use crate::transmit::SocketId;
+use crate::transmit::Transmit;
 
 /// How often the thread looks at the closed flag at least (a wake-up datagram normally
 /// tells it at once).

@@ -16,8 +16,9 @@ use tokio::task::JoinHandle;
 
 use super::io::{BatchIo, DatagramIo};
 use super::{Holder, Inner, icmp, reader};
-use crate::core::Transmit;
-use crate::machine::{Machine, SocketId, SocketOp};
+use crate::machine::Machine;
+use crate::transmit::Transmit;
+use crate::transmit::{SocketId, SocketOp};
 
 /// Datagrams from extra sockets waiting for the loop at most (more wait in the kernel).
 const EXTRA_QUEUE: usize = 1024;
