@@ -10,9 +10,9 @@
 //! [`MAX_PATHS`]): application datagrams to that peer leave from its socket.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use dht_rpc::{Event, MachineEvent, SocketId, SocketOp, Transmit};
+use dht_rpc::{Event, MachineEvent, RateLimiter, SocketId, SocketOp, Transmit};
 use rand::Rng;
 
 use super::{BirthdayTry, Core, Holepunch, HolepunchPath, PunchId};
@@ -23,6 +23,43 @@ pub const MAX_PATHS: usize = 64;
 
 /// Hard sessions run for peers' hints at once at most.
 const MAX_HARD_FOR_PEERS: usize = 1;
+
+/// What peers' birthday hints may ask of us (see the docs of [`crate::Core`]).
+#[derive(Debug)]
+pub(super) struct HintLimits {
+    per_requester: RateLimiter<Ipv4Addr>,
+    per_relay: RateLimiter<Ipv4Addr>,
+    total: RateLimiter<()>,
+    /// Challenges sent back, per requester IP and in all (each is one relayed ping).
+    challenges_per_requester: RateLimiter<Ipv4Addr>,
+    challenges: RateLimiter<()>,
+}
+
+impl Default for HintLimits {
+    fn default() -> Self {
+        HintLimits {
+            per_requester: RateLimiter::new(1, Duration::from_secs(10), 1024),
+            per_relay: RateLimiter::new(2, Duration::from_secs(60), 4096),
+            total: RateLimiter::new(6, Duration::from_secs(60), 1),
+            challenges_per_requester: RateLimiter::new(2, Duration::from_secs(10), 1024),
+            challenges: RateLimiter::new(60, Duration::from_secs(60), 1),
+        }
+    }
+}
+
+impl HintLimits {
+    /// Counts a challenge to `requester`; whether to send it.
+    pub(super) fn challenge(&mut self, now: Instant, requester: Ipv4Addr) -> bool {
+        self.challenges_per_requester.allow(now, requester) && self.challenges.allow(now, ())
+    }
+
+    /// Counts a hint relayed by `relay` for `requester`; whether to act on it.
+    fn allow(&mut self, now: Instant, relay: Ipv4Addr, requester: Ipv4Addr) -> bool {
+        self.per_relay.allow(now, relay)
+            && self.per_requester.allow(now, requester)
+            && self.total.allow(now, ())
+    }
+}
 
 /// We opened sockets toward `easy` and wait for its spray.
 #[derive(Debug)]
@@ -61,6 +98,54 @@ impl Easy {
 }
 
 impl Core {
+    /// A peer's hint, relayed to us. A hint without our token gets a challenge back through
+    /// the relay; one with it (the asker receives at its IP) starts our side, within the
+    /// limits.
+    pub(super) fn on_hint(&mut self, requester: SocketAddrV4, relay: SocketAddrV4, value: &[u8]) {
+        let now = self.now;
+        let ip = *requester.ip();
+        let (token, spray) = match Hint::decode(value) {
+            Some(Hint::Challenge(token)) => return self.on_challenge(requester, token),
+            Some(Hint::SprayMe(token)) => (token, true),
+            Some(Hint::ProbeMe(token)) => (token, false),
+            Some(Hint::RelayMe) => return self.offer_relay(requester, relay),
+            Some(Hint::UseRelay(to, pairing)) => return self.join_relay(requester, to, pairing),
+            _ => return,
+        };
+        let Some(token) = token else {
+            if self.hints.challenge(now, ip) {
+                let token = self.rpc.roundtrip_token(ip);
+                let challenge = Hint::Challenge(token).encode();
+                self.rpc
+                    .holepunch_with(now, requester, relay, Some(challenge));
+            } else {
+                tracing::debug!(%requester, %relay, "birthday challenge over the rate limit");
+            }
+            return;
+        };
+        if !self.rpc.is_roundtrip_token(ip, &token) {
+            tracing::debug!(%requester, %relay, "birthday hint with a token not ours for its IP");
+            return;
+        }
+        if !self.hints.allow(now, *relay.ip(), ip) {
+            tracing::debug!(%requester, %relay, "birthday hint over the rate limit");
+            return;
+        }
+        if spray {
+            // The requester is behind a symmetric NAT: spray its IP.
+            self.start_easy(now, ip, None);
+        } else {
+            // The requester has a stable address: open sockets toward it.
+            self.start_hard(now, requester, None);
+        }
+    }
+
+    /// Ends the birthday session of our punch `punch`, if it has one (the punch ended).
+    pub(super) fn end_sessions(&mut self, punch: PunchId) {
+        self.hards.retain(|h| h.punch != Some(punch));
+        self.easies.retain(|e| e.punch != Some(punch));
+    }
+
     /// Starts a hard session toward `easy` (for our punch, or a peer's hint).
     pub(super) fn start_hard(&mut self, now: Instant, easy: SocketAddrV4, punch: Option<PunchId>) {
         if punch.is_none()
@@ -271,5 +356,32 @@ impl Holepunch {
             id,
             elapsed,
         }
+    }
+}
+
+/// The sessions themselves run on the simulator, behind its NATs:
+/// `crates/dht-sim/tests/punch.rs`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_relay_cannot_take_every_birthday_slot() {
+        let t = Instant::now();
+        let mut l = HintLimits::default();
+        let ip = |i: u32| Ipv4Addr::from(0x0600_0000 + i);
+        // A lying relay names 100 victims in a second: it gets two.
+        let attacker = Ipv4Addr::new(6, 6, 6, 6);
+        let got = (0..100).filter(|i| l.allow(t, attacker, ip(*i))).count();
+        assert_eq!(got, 2);
+        // An honest relay's punch still goes through.
+        assert!(l.allow(t, Ipv4Addr::new(9, 9, 9, 9), Ipv4Addr::new(8, 8, 8, 8)));
+        // One requester IP at most once every 10 s, whoever relays.
+        assert!(!l.allow(t, Ipv4Addr::new(9, 9, 9, 10), Ipv4Addr::new(8, 8, 8, 8)));
+        assert!(l.allow(
+            t + Duration::from_secs(10),
+            Ipv4Addr::new(9, 9, 9, 10),
+            Ipv4Addr::new(8, 8, 8, 8)
+        ));
     }
 }

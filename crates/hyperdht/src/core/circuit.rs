@@ -1,12 +1,11 @@
 //! The bounded relay in the core (the wire format, limits and relay state are in
 //! [`crate::relay`]): the relay role, when [`Core::set_relay`] turned it on; a reservation
-//! of ours on a relay, kept fresh ([`Core::reserve`]); and the fallback of a punch that
-//! failed: we ask the peer, through the referrer, for a relay (`Hint::RelayMe`); a peer that
-//! holds a reservation binds a fresh pairing there and answers `Hint::UseRelay`; we join,
-//! and the punch ends with [`HolepunchPath::Circuit`]. Datagrams to a peer reached so go
-//! through the relay in [`Core::send_datagram`], and the relay's come out as the peer's.
-//! A circuit a direct path or a fresh circuit replaced is released at once; the relay's
-//! `Released` tells the other end to send directly.
+//! of ours on a relay, kept fresh ([`Core::reserve`]); and the paths through circuits.
+//! Datagrams to a peer reached so go through the relay in [`Core::send_datagram`], and the
+//! relay's come out as the peer's. A circuit a direct path or a fresh circuit replaced is
+//! released at once; the relay's `Released` tells the other end to send directly. The
+//! fallback of a punch that failed (asking the peer for a relay, binding and joining
+//! pairings, until the punch ends with [`HolepunchPath::Circuit`]) is in `fallback.rs`.
 //!
 //! Abuse: the relay role answers a message without its token with a challenge no larger
 //! than the message, within a rate per IP and in all; it acts only on tokened messages. As
@@ -19,11 +18,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use dht_rpc::{Event, MachineEvent, RateLimiter};
-use rand::Rng;
 
-use super::{BirthdayTry, Core, HolepunchPath, Phase, PunchId};
-use crate::hints::{Hint, Token};
+use super::punch::Phase;
+use super::{BirthdayTry, Core, HolepunchPath, PunchId};
+use crate::hints::Token;
 use crate::relay::{Pairing, RelayLimits, RelayMsg, RelayServer, RelayStats};
+
+mod fallback;
 
 /// How long a failed punch waits for the peer's relay and the join before it fails.
 pub const RELAY_WAIT: Duration = Duration::from_secs(3);
@@ -349,63 +350,6 @@ impl Core {
         }
     }
 
-    /// A punch of ours failed: ask the peer for a relay, once, before it fails.
-    pub(super) fn ask_for_relay(&mut self, punch: PunchId, birthday: BirthdayTry) -> bool {
-        let now = self.now;
-        let Some(p) = self.punches.get_mut(&punch) else {
-            return false;
-        };
-        if !p.relay || (p.upgrade && !p.renew) || matches!(p.phase, Phase::RelayWait { .. }) {
-            return false;
-        }
-        p.phase = Phase::RelayWait {
-            until: now + RELAY_WAIT,
-            birthday,
-        };
-        let (peer, referrer) = (p.peer, p.referrer);
-        self.rpc
-            .holepunch_with(now, peer, referrer, Some(Hint::RelayMe.encode()));
-        // Holding a reservation ourselves, we also offer our relay: the peer may hold none.
-        if let Some(r) = &self.circuits.reservation
-            && r.until.is_some_and(|t| t > now)
-        {
-            let (relay, token) = (r.relay, r.token);
-            let pairing: Pairing = self.rpc.rng().random();
-            self.send_relay(relay, &RelayMsg::Bind(pairing, token));
-            if self.circuits.binds.len() >= MAX_CIRCUIT_PATHS {
-                self.circuits.binds.pop_first();
-            }
-            self.circuits.binds.insert(pairing, (punch, peer));
-            let hint = Hint::UseRelay(relay, pairing).encode();
-            self.rpc.holepunch_with(now, peer, referrer, Some(hint));
-        }
-        true
-    }
-
-    /// A peer whose punch to us failed asks for our relay (through `via`): bind a pairing
-    /// for it on our relay and tell it.
-    pub(super) fn offer_relay(&mut self, requester: SocketAddrV4, via: SocketAddrV4) {
-        let now = self.now;
-        let Some(r) = &self.circuits.reservation else {
-            return;
-        };
-        let (relay, token) = (r.relay, r.token);
-        if r.until.is_none_or(|t| t <= now) {
-            tracing::debug!(%requester, "asked for a relay, but none holds our reservation");
-            return;
-        }
-        if !self.hints.challenge(now, *requester.ip()) {
-            tracing::debug!(%requester, "relay offers over the rate limit");
-            return;
-        }
-        let pairing: Pairing = self.rpc.rng().random();
-        self.send_relay(relay, &RelayMsg::Bind(pairing, token));
-        // A circuit this renews stays until the joiner has the fresh one and releases it.
-        let _renewed = self.add_circuit_path(requester, relay, pairing);
-        let hint = Hint::UseRelay(relay, pairing).encode();
-        self.rpc.holepunch_with(now, requester, via, Some(hint));
-    }
-
     /// The circuit to `peer` is `pairing` on `relay` now; the one it replaces, if another.
     fn add_circuit_path(
         &mut self,
@@ -424,35 +368,6 @@ impl Core {
             tracing::debug!(%peer, "a fresh circuit replaces the old: releasing it");
             self.release(old_relay, old);
         }
-    }
-
-    /// The peer of one of our failed punches named a relay and pairing: join it.
-    pub(super) fn join_relay(&mut self, from: SocketAddrV4, relay: SocketAddrV4, pairing: Pairing) {
-        let found = self.punches.iter().find_map(|(id, p)| {
-            (matches!(p.phase, Phase::RelayWait { .. }) && p.peer.ip() == from.ip())
-                .then_some((*id, p.peer))
-        });
-        if dht_rpc::guard::dest::may_send_for(*from.ip(), relay).is_err() {
-            tracing::debug!(%from, %relay, "a relay offer of a special-purpose address");
-            return;
-        }
-        let (punch, peer) = match found {
-            Some((punch, peer)) => (Some(punch), peer),
-            // A peer whose punch to us failed offers its own relay: join it, at the rate
-            // we offer ours (a forged offer costs us one small join toward its "relay").
-            None if self.hints.challenge(self.now, *from.ip()) => (None, from),
-            None => {
-                tracing::debug!(%from, "relay offers over the rate limit");
-                return;
-            }
-        };
-        if self.circuits.joins.len() >= MAX_CIRCUIT_PATHS
-            && !self.circuits.joins.contains_key(&pairing)
-        {
-            self.circuits.joins.pop_first();
-        }
-        self.circuits.joins.insert(pairing, (relay, punch, peer));
-        self.send_relay(relay, &RelayMsg::Join(pairing, None));
     }
 
     /// A relay datagram (`raw` is all of it).
@@ -523,47 +438,6 @@ impl Core {
                 tracing::debug!(relay = %from, ?why, "the relay refused");
             }
         }
-    }
-
-    /// Our punch to `peer` ends through a circuit on `relay`; retries to move to a direct
-    /// path follow.
-    fn circuit_opened(
-        &mut self,
-        now: Instant,
-        punch: PunchId,
-        peer: SocketAddrV4,
-        relay: SocketAddrV4,
-    ) {
-        if let Some(referrer) = self.punches.get(&punch).map(|p| p.referrer) {
-            insert_bounded(
-                &mut self.circuits.upgrades,
-                peer,
-                Upgrade {
-                    referrer,
-                    next: now + UPGRADE_EVERY,
-                    left: UPGRADE_TRIES,
-                    renew_at: now + RENEW_AFTER,
-                    used: false,
-                },
-            );
-        }
-        self.succeed_punch(punch, HolepunchPath::Circuit { relay }, peer, None);
-    }
-
-    /// The empty datagram through a pairing we bound on our relay: the peer joined it.
-    fn on_bind_joined(&mut self, from: SocketAddrV4, pairing: Pairing) {
-        let ours = self.circuits.reservation.as_ref().map(|r| r.relay);
-        if ours != Some(from) {
-            return;
-        }
-        let Some((punch, peer)) = self.circuits.binds.remove(&pairing) else {
-            return;
-        };
-        if !self.punches.contains_key(&punch) {
-            return;
-        }
-        self.circuit_replaced(peer, from, pairing);
-        self.circuit_opened(self.now, punch, peer, from);
     }
 
     /// A reserve, bind or join at the relay role: a challenge unless it carries our token.
