@@ -67,6 +67,13 @@ impl JsGroup {
         self.agent.call(req).await
     }
 
+    /// Bootstraps every node again (so that all know the nodes that joined after them).
+    pub async fn bootstrap_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.call(json!({"op": "bootstrap", "node": i})).await;
+        }
+    }
+
     /// The child process's id.
     pub fn pid(&self) -> Option<u32> {
         self.agent.pid()

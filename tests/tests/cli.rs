@@ -166,18 +166,12 @@ fn a_bootstrap_two_nodes_announce_lookup_ping_holepunch() {
         announcer.seen
     );
     // Nothing found: exit 5, the nodes that answered still said so.
-    let out = cmd("hyperdht")
-        .args(["lookup", KEY, "-b", &entry])
-        .assert()
-        .code(5)
-        .get_output()
-        .clone();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (text, errors) = lookup_finds_nothing(&entry);
     assert!(
         text.contains("found 0 peer(s); 3 node(s) answered, 0 with peers"),
         "{text}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no peer announced"));
+    assert!(errors.contains("no peer announced"), "{errors}");
 
     // SIGTERM leaves no process behind.
     let pids = [boot.id(), n1.id(), n2.id(), announcer.id()];
@@ -307,13 +301,7 @@ fn testnet_stays_up_and_serves_lookups() {
         .nth(1)
         .expect("address")
         .to_owned();
-    let out = cmd("hyperdht")
-        .args(["lookup", KEY, "-b", &entry])
-        .assert()
-        .code(5)
-        .get_output()
-        .clone();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (text, _) = lookup_finds_nothing(&entry);
     assert!(text.contains("found 0 peer(s);"), "{text}");
     assert!(net.terminate().success());
 }
@@ -390,6 +378,19 @@ fn scrape(port: u16) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
+/// `hyperdht lookup KEY` through `entry`, which must find nothing (exit 5): its stdout and
+/// stderr.
+fn lookup_finds_nothing(entry: &str) -> (String, String) {
+    let out = cmd("hyperdht")
+        .args(["lookup", KEY, "-b", entry])
+        .assert()
+        .code(5)
+        .get_output()
+        .clone();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (text(&out.stdout), text(&out.stderr))
+}
+
 fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -402,16 +403,21 @@ fn free_tcp_port() -> u16 {
         .port()
 }
 
+/// Spawns `bin` with `args`, then `--metrics` on a free loopback port and `--json`; the
+/// port to scrape.
+fn spawn_with_metrics(bin: &str, args: &[&str]) -> (Proc, u16) {
+    let port = free_tcp_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let mut all = args.to_vec();
+    all.extend(["--metrics", &metrics, "--json"]);
+    (Proc::spawn(bin, &all), port)
+}
+
 /// `--metrics`: the node serves Prometheus metrics, and they move with the traffic it
 /// serves; so does dht-bootstrap's.
 #[test]
 fn metrics_are_served_and_count_what_the_node_does() {
-    let port = free_tcp_port();
-    let metrics = format!("127.0.0.1:{port}");
-    let mut node = Proc::spawn(
-        "hyperdht",
-        &["--host", "127.0.0.1", "--metrics", &metrics, "--json"],
-    );
+    let (mut node, port) = spawn_with_metrics("hyperdht", &["--host", "127.0.0.1"]);
     let line = node.line(T, |l| l.contains("listening"));
     let v: Value = serde_json::from_str(&line).expect("json");
     let addr = json_addr(&v["address"]).expect("address").to_string();
@@ -451,20 +457,8 @@ fn metrics_are_served_and_count_what_the_node_does() {
     assert!(after.contains_key(r#"dht_query_duration_seconds_bucket{le="+Inf"}"#));
     drop(node);
 
-    let port = free_tcp_port();
-    let metrics = format!("127.0.0.1:{port}");
-    let mut boot = Proc::spawn(
-        "dht-bootstrap",
-        &[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--metrics",
-            &metrics,
-            "--json",
-        ],
-    );
+    let (mut boot, port) =
+        spawn_with_metrics("dht-bootstrap", &["--host", "127.0.0.1", "--port", "0"]);
     boot.line(T, |l| l.contains("listening"));
     std::thread::sleep(Duration::from_millis(300));
     let m = scrape(port);
@@ -666,20 +660,9 @@ fn announce_relay_auto_finds_the_relay_on_the_dht() {
     let mut plain = Proc::spawn("hyperdht", &["--host", "127.0.0.1", "-b", &entry]);
     let plain_addr = listening(&plain.line(T, |l| l.contains("listening on")));
     plain.line(T, |l| l.starts_with("bootstrapped"));
-    let metrics_port = free_tcp_port();
-    let metrics = format!("127.0.0.1:{metrics_port}");
-    let mut relay = Proc::spawn(
+    let (mut relay, metrics_port) = spawn_with_metrics(
         "hyperdht",
-        &[
-            "--host",
-            "127.0.0.1",
-            "-b",
-            &entry,
-            "--relay",
-            "--metrics",
-            &metrics,
-            "--json",
-        ],
+        &["--host", "127.0.0.1", "-b", &entry, "--relay"],
     );
     let listen: Value =
         serde_json::from_str(&relay.line(T, |l| l.contains("\"listening\""))).expect("json");

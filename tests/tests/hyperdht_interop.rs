@@ -67,9 +67,7 @@ async fn mixed_network_announces_are_found_from_either_side() {
     for n in &rust {
         n.bootstrap().await.expect("bootstrap");
     }
-    for i in 0..10 {
-        js.call(json!({"op": "bootstrap", "node": i})).await;
-    }
+    js.bootstrap_all().await;
     let mut rust_events: Vec<_> = rust.iter().map(HyperDht::events).collect();
 
     // Every node announces its own key: Rust nodes on their UDP port, JS nodes on port 20000 + i.

@@ -104,9 +104,7 @@ async fn mixed_network_queries_updates_ping_and_holepunch() {
     for n in &rust {
         n.bootstrap().await.expect("bootstrap");
     }
-    for i in 0..10 {
-        js.call(json!({"op": "bootstrap", "node": i})).await;
-    }
+    js.bootstrap_all().await;
 
     // Routing across the two: a Rust _find_node finds the exact 20 closest of 19 others.
     let mut all: Vec<NodeId> = rust

@@ -56,7 +56,9 @@ pub trait Machine: Send + 'static {
         None
     }
 
-    /// A datagram arrived on `socket`.
+    /// A datagram arrived on `socket`: the main socket's go to
+    /// [`Machine::handle_datagram`], the others' to [`Machine::handle_extra_datagram`].
+    /// Drivers call this one.
     fn handle_socket_datagram(
         &mut self,
         now: Instant,
@@ -66,7 +68,20 @@ pub trait Machine: Send + 'static {
     ) {
         if socket == SocketId::MAIN {
             self.handle_datagram(now, from, bytes);
+        } else {
+            self.handle_extra_datagram(now, socket, from, bytes);
         }
+    }
+
+    /// A datagram arrived on an extra socket the machine asked for ([`SocketOp::Open`]).
+    /// (The dht-rpc core opens none.)
+    fn handle_extra_datagram(
+        &mut self,
+        _now: Instant,
+        _socket: SocketId,
+        _from: SocketAddrV4,
+        _bytes: &[u8],
+    ) {
     }
 
     /// A socket asked for could not be opened, or failed: it is gone.

@@ -5,8 +5,12 @@ use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use dht_rpc::{Answer, Event, Node, NodeId, QueryError};
+use dht_rpc::{Answer, Event, Node, NodeId};
 use futures::StreamExt;
+
+#[path = "support/walks.rs"]
+mod walks;
+use walks::{silent_walk_fails, walk_closest};
 
 async fn network(n: usize) -> (Node, Vec<Node>) {
     let entry = Node::builder()
@@ -48,17 +52,7 @@ async fn thirty_nodes_find_the_exact_closest_twenty() {
                 .wrapping_add((j as u8).wrapping_mul(101));
         }
         let target = NodeId::from_bytes(t);
-        let from = &nodes[i % nodes.len()];
-        let own = from.id();
-        let (_, outcome) = from
-            .query("_find_node", target, None)
-            .collect_all()
-            .await
-            .expect("query");
-        let got: Vec<NodeId> = outcome.closest.iter().map(|n| n.id).collect();
-        let mut want: Vec<NodeId> = ids.iter().copied().filter(|id| *id != own).collect();
-        want.sort_by_key(|id| id.distance(&target));
-        want.truncate(20);
+        let (got, want) = walk_closest(&nodes[i % nodes.len()], &ids, target).await;
         if got == want {
             exact += 1;
         }
@@ -180,13 +174,7 @@ async fn a_silent_peer_times_out_and_a_query_with_no_nodes_fails() {
         .bind("127.0.0.1:0")
         .await
         .expect("a");
-    assert!(a.ping(silent_addr).await.is_err());
-    let r = a
-        .query("_find_node", NodeId::from_bytes([1; 32]), None)
-        .collect_all()
-        .await;
-    assert_eq!(r.err(), Some(QueryError::NoNodesResponded));
-    assert!(a.stats().timeouts >= 2);
+    silent_walk_fails(&a, silent_addr).await;
 }
 
 #[tokio::test]

@@ -5,7 +5,11 @@
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use dht_rpc::{DatagramIo, Node, NodeId, QueryError};
+use dht_rpc::{DatagramIo, Node, NodeId};
+
+#[path = "support/walks.rs"]
+mod walks;
+use walks::{silent_walk_fails, walk_closest};
 
 async fn threaded(bootstrap: Option<SocketAddrV4>, timeout: Option<Duration>) -> Node {
     let mut b = Node::builder().datagram_io(DatagramIo::Single);
@@ -36,16 +40,7 @@ async fn a_threaded_network_finds_the_exact_closest() {
     let mut ids: Vec<NodeId> = nodes.iter().map(Node::id).collect();
     ids.push(entry.id());
     let target = NodeId::from_bytes([0x3c; 32]);
-    let from = &nodes[0];
-    let (_, outcome) = from
-        .query("_find_node", target, None)
-        .collect_all()
-        .await
-        .expect("query");
-    let got: Vec<NodeId> = outcome.closest.iter().map(|n| n.id).collect();
-    let mut want: Vec<NodeId> = ids.into_iter().filter(|id| *id != from.id()).collect();
-    want.sort_by_key(|id| id.distance(&target));
-    want.truncate(20);
+    let (got, want) = walk_closest(&nodes[0], &ids, target).await;
     assert_eq!(got, want, "closest nodes of a walk between threaded nodes");
 
     // A hole punch through a threaded referrer to a threaded peer.
@@ -66,16 +61,7 @@ async fn timers_fire_while_the_thread_blocks() {
     };
     let a = threaded(Some(silent_addr), Some(Duration::from_millis(200))).await;
     let started = std::time::Instant::now();
-    assert!(
-        a.ping(silent_addr).await.is_err(),
-        "the handle's request timed out"
-    );
-    let r = a
-        .query("_find_node", NodeId::from_bytes([1; 32]), None)
-        .collect_all()
-        .await;
-    assert_eq!(r.err(), Some(QueryError::NoNodesResponded));
-    assert!(a.stats().timeouts >= 2);
+    silent_walk_fails(&a, silent_addr).await;
     // Generous: the point is that the timers fired at all (a task asleep forever would hang).
     assert!(started.elapsed() < Duration::from_secs(20));
 

@@ -144,6 +144,27 @@ pub fn walk(
     (found, result.map(|o| o.commits))
 }
 
+/// The set-up of a punch across NATs, as the NAT lab's: the peer and the referrer exchange
+/// pings (so that the referrer's relayed ping reaches the peer, as it reaches a node of its
+/// table), `us` pings the referrer and a `public` node (to compare its mappings with), and
+/// two seconds pass. Returns the peer's address as the referrer sees it, which `us` then
+/// punches to.
+pub fn before_punch(
+    sim: &mut Sim<Core>,
+    us: SocketAddrV4,
+    public: SocketAddrV4,
+    referrer: SocketAddrV4,
+    peer: SocketAddrV4,
+) -> SocketAddrV4 {
+    sim.with_core(peer, |c, now| c.ping(now, referrer));
+    sim.with_core(referrer, |c, now| c.ping(now, peer));
+    sim.with_core(us, |c, now| c.ping(now, referrer));
+    sim.with_core(us, |c, now| c.ping(now, public));
+    sim.run_for(std::time::Duration::from_secs(2));
+    sim.seen_as(peer, referrer)
+        .expect("the peer's binding toward the referrer")
+}
+
 /// Punches from `from` to `peer` through `referrer` and runs until the punch ends (at most
 /// a minute of virtual time). `from`'s other own events stay for [`Sim::take_own_events`].
 pub fn punch(

@@ -72,14 +72,7 @@ fn punch_across_with(
         });
         sim.with_machine(n[3], |m, now| m.reserve(now, r));
     }
-    sim.with_core(n[3], |c, now| c.ping(now, n[2]));
-    sim.with_core(n[2], |c, now| c.ping(now, n[3]));
-    sim.with_core(n[0], |c, now| c.ping(now, n[2]));
-    sim.with_core(n[0], |c, now| c.ping(now, n[1]));
-    sim.run_for(Duration::from_secs(2));
-    let peer = sim
-        .seen_as(n[3], n[2])
-        .expect("the peer's binding toward the referrer");
+    let peer = hyper::before_punch(&mut sim, n[0], n[1], n[2], n[3]);
     let result = hyper::punch(&mut sim, n[0], peer, n[2]);
     (sim, n, result)
 }

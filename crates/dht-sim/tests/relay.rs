@@ -71,11 +71,7 @@ fn punch_with_relays(
     if we_reserve {
         sim.with_machine(n[0], |m, now| m.reserve(now, n[4]));
     }
-    sim.with_core(n[3], |c, now| c.ping(now, n[2]));
-    sim.with_core(n[2], |c, now| c.ping(now, n[3]));
-    sim.with_core(n[0], |c, now| c.ping(now, n[2]));
-    sim.with_core(n[0], |c, now| c.ping(now, n[1]));
-    sim.run_for(Duration::from_secs(2));
+    let peer = hyper::before_punch(&mut sim, n[0], n[1], n[2], n[3]);
     if reserve {
         assert_eq!(
             sim.machine(n[3]).and_then(|m| m.reservation()),
@@ -90,9 +86,22 @@ fn punch_with_relays(
             "the relay holds our reservation"
         );
     }
-    let peer = sim.seen_as(n[3], n[2]).expect("the peer's binding");
     let result = hyper::punch(&mut sim, n[0], peer, n[2]);
     (sim, n, peer, result)
+}
+
+/// The punch ended through a circuit on `relay` to `peer` (`whose`: whose relay, for the
+/// log).
+fn expect_circuit(
+    result: Result<hyperdht::Holepunch, HolepunchError>,
+    relay: SocketAddrV4,
+    peer: SocketAddrV4,
+    whose: &str,
+) {
+    let h = result.unwrap_or_else(|e| panic!("no circuit through {whose}: {e}"));
+    assert_eq!(h.path, HolepunchPath::Circuit { relay });
+    assert_eq!(h.addr, peer);
+    eprintln!("symmetric <-> symmetric through {whose} in {:?}", h.elapsed);
 }
 
 /// What the relay at `relay` did (it has the role).
@@ -136,13 +145,7 @@ fn both_ways(
 #[test]
 fn symmetric_to_symmetric_connects_through_the_peers_relay_both_ways() {
     let (mut sim, n, peer, result) = punch_with_relay(NatKind::Symmetric, NatKind::Symmetric, true);
-    let h = result.expect("a circuit opened");
-    assert_eq!(h.path, HolepunchPath::Circuit { relay: n[4] });
-    assert_eq!(h.addr, peer);
-    eprintln!(
-        "symmetric <-> symmetric through the relay in {:?}",
-        h.elapsed
-    );
+    expect_circuit(result, n[4], peer, "the peer's relay");
     // Our datagrams reach the peer through the relay, and its answers reach us, each side
     // sending to the address it knows the other by, with the call of a direct path.
     let got = both_ways(&mut sim, &n, peer, 5);
@@ -427,13 +430,7 @@ fn honest_pairs_keep_their_datagrams_while_another_source_attacks_the_relay() {
 fn the_lookers_own_relay_connects_when_the_peer_has_none() {
     let (mut sim, n, peer, result) =
         punch_with_relays(NatKind::Symmetric, NatKind::Symmetric, false, true);
-    let h = result.expect("a circuit through our relay");
-    assert_eq!(h.path, HolepunchPath::Circuit { relay: n[4] });
-    assert_eq!(h.addr, peer);
-    eprintln!(
-        "symmetric <-> symmetric through the looker's relay in {:?}",
-        h.elapsed
-    );
+    expect_circuit(result, n[4], peer, "the looker's relay");
     both_ways(&mut sim, &n, peer, 3);
     let stats = relay_stats(&sim, n[4]);
     assert_eq!(stats.circuits, 1);

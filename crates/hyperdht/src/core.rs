@@ -324,7 +324,7 @@ impl Machine for Core {
         self.pump();
     }
 
-    fn handle_socket_datagram(
+    fn handle_extra_datagram(
         &mut self,
         now: Instant,
         socket: SocketId,
@@ -332,11 +332,7 @@ impl Machine for Core {
         bytes: &[u8],
     ) {
         self.now = now;
-        if socket == SocketId::MAIN {
-            self.rpc.handle_datagram(now, from, bytes);
-        } else {
-            self.bday_on_extra(socket, from, bytes);
-        }
+        self.bday_on_extra(socket, from, bytes);
         self.pump();
     }
 

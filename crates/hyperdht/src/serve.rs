@@ -233,6 +233,7 @@ impl Handler for PeersHandler {
 mod tests {
     use super::*;
     use crate::store::DEFAULT_MAX_AGE;
+    use PeersRequestType::{Announce, Lookup, Unannounce};
     use std::time::Duration;
 
     fn addr(s: &str) -> SocketAddrV4 {
@@ -243,53 +244,17 @@ mod tests {
         PeersRequest::new(kind, port, local.map(addr))
     }
 
-    /// `from` announces on `k` in a commit round (with a valid token).
-    fn announce(
+    /// `from` sends a `kind` request on `k` (with `port` and its LAN address `local`): an
+    /// announce or unannounce comes in a commit round (with a valid token), a lookup not.
+    fn ask(
         h: &mut PeersHandler,
         (t, k): (Instant, Key),
-        port: Option<u16>,
-        local: Option<&str>,
+        kind: PeersRequestType,
+        (port, local): (Option<u16>, Option<&str>),
         from: SocketAddrV4,
     ) -> Option<PeersResponse> {
-        h.answer(
-            t,
-            k,
-            &req(PeersRequestType::Announce, port, local),
-            from,
-            true,
-        )
-    }
-
-    /// `from` unannounces on `k` in a commit round.
-    fn unannounce(
-        h: &mut PeersHandler,
-        (t, k): (Instant, Key),
-        port: Option<u16>,
-        from: SocketAddrV4,
-    ) -> Option<PeersResponse> {
-        h.answer(
-            t,
-            k,
-            &req(PeersRequestType::Unannounce, port, None),
-            from,
-            true,
-        )
-    }
-
-    /// `from` looks `k` up, telling its LAN address `local`.
-    fn lookup(
-        h: &mut PeersHandler,
-        (t, k): (Instant, Key),
-        local: Option<&str>,
-        from: SocketAddrV4,
-    ) -> Option<PeersResponse> {
-        h.answer(
-            t,
-            k,
-            &req(PeersRequestType::Lookup, None, local),
-            from,
-            false,
-        )
+        let commit = kind != PeersRequestType::Lookup;
+        h.answer(t, k, &req(kind, port, local), from, commit)
     }
 
     #[test]
@@ -337,14 +302,16 @@ mod tests {
         let k = Key::from_bytes([2; 32]);
         let mut h = PeersHandler::new(PeerStore::default(), 1);
         let tk = (t, k);
-        announce(
+        let lan = (Some(1), Some("192.168.1.2:8888"));
+        ask(&mut h, tk, Announce, lan, addr("5.5.5.5:1"));
+        let same = ask(
             &mut h,
             tk,
-            Some(1),
-            Some("192.168.1.2:8888"),
-            addr("5.5.5.5:1"),
-        );
-        let same = lookup(&mut h, tk, Some("192.168.7.7:0"), addr("6.6.6.6:1")).unwrap();
+            Lookup,
+            (None, Some("192.168.7.7:0")),
+            addr("6.6.6.6:1"),
+        )
+        .unwrap();
         assert_eq!(
             same.local_peers,
             Some(vec![LocalPeer {
@@ -352,9 +319,16 @@ mod tests {
                 port: 8888
             }])
         );
-        let other = lookup(&mut h, tk, Some("10.0.7.7:0"), addr("6.6.6.6:1")).unwrap();
+        let other = ask(
+            &mut h,
+            tk,
+            Lookup,
+            (None, Some("10.0.7.7:0")),
+            addr("6.6.6.6:1"),
+        )
+        .unwrap();
         assert_eq!(other.local_peers, None);
-        let none = lookup(&mut h, tk, None, addr("6.6.6.6:1")).unwrap();
+        let none = ask(&mut h, tk, Lookup, (None, None), addr("6.6.6.6:1")).unwrap();
         assert_eq!(none.local_peers, None);
     }
 
@@ -364,16 +338,22 @@ mod tests {
         let k = Key::from_bytes([3; 32]);
         let mut h = PeersHandler::new(PeerStore::default(), 1);
         let tk = (t, k);
-        announce(&mut h, tk, None, None, addr("1.1.1.1:1000"));
-        announce(&mut h, tk, None, None, addr("2.2.2.2:2000"));
+        ask(&mut h, tk, Announce, (None, None), addr("1.1.1.1:1000"));
+        ask(&mut h, tk, Announce, (None, None), addr("2.2.2.2:2000"));
         // Someone else's unannounce of 1.1.1.1's port from another address removes nothing of 1.1.1.1.
-        unannounce(&mut h, tk, Some(1000), addr("2.2.2.2:2000"));
-        let r = lookup(&mut h, tk, None, addr("9.9.9.9:9")).unwrap();
+        ask(
+            &mut h,
+            tk,
+            Unannounce,
+            (Some(1000), None),
+            addr("2.2.2.2:2000"),
+        );
+        let r = ask(&mut h, tk, Lookup, (None, None), addr("9.9.9.9:9")).unwrap();
         let mut got = r.peers.unwrap().into_valid().unwrap();
         got.sort();
         assert_eq!(got, vec![addr("1.1.1.1:1000"), addr("2.2.2.2:2000")]);
-        unannounce(&mut h, tk, None, addr("2.2.2.2:2000"));
-        let r = lookup(&mut h, tk, None, addr("9.9.9.9:9")).unwrap();
+        ask(&mut h, tk, Unannounce, (None, None), addr("2.2.2.2:2000"));
+        let r = ask(&mut h, tk, Lookup, (None, None), addr("9.9.9.9:9")).unwrap();
         assert_eq!(
             r.peers.unwrap().into_valid().unwrap(),
             vec![addr("1.1.1.1:1000")]
@@ -402,9 +382,22 @@ mod tests {
         let mut h = PeersHandler::new(PeerStore::default(), 1);
         for i in 0..400u32 {
             let from = SocketAddrV4::new(std::net::Ipv4Addr::from(0x0b00_0000 + i), 4000);
-            announce(&mut h, (t, k), None, Some("192.168.0.1:1"), from);
+            ask(
+                &mut h,
+                (t, k),
+                Announce,
+                (None, Some("192.168.0.1:1")),
+                from,
+            );
         }
-        let r = lookup(&mut h, (t, k), Some("192.168.9.9:0"), addr("9.9.9.9:9")).unwrap();
+        let r = ask(
+            &mut h,
+            (t, k),
+            Lookup,
+            (None, Some("192.168.9.9:0")),
+            addr("9.9.9.9:9"),
+        )
+        .unwrap();
         let peers = r.peers.unwrap().into_valid().unwrap().len();
         let locals = r.local_peers.unwrap().len();
         assert!(

@@ -48,6 +48,26 @@ pub(super) struct Punch {
     pub(super) phase: Phase,
 }
 
+impl Punch {
+    /// A punch to `peer` through `referrer` (relayed through it if `relay` and it is not
+    /// the peer), its first round due at `now`.
+    fn new(peer: SocketAddrV4, referrer: SocketAddrV4, relay: bool, now: Instant) -> Self {
+        Punch {
+            peer,
+            referrer,
+            relay: relay && referrer != peer,
+            upgrade: false,
+            renew: false,
+            start: now,
+            rounds_sent: 0,
+            next_round: now,
+            outstanding: 0,
+            last_error: RequestError::Timeout,
+            phase: Phase::Rounds,
+        }
+    }
+}
+
 /// Where a punch is.
 #[derive(Debug)]
 pub(super) enum Phase {
@@ -157,19 +177,7 @@ impl Core {
         relay: bool,
     ) -> PunchId {
         self.now = now;
-        let id = self.punches.start(Punch {
-            peer,
-            referrer,
-            relay: relay && referrer != peer,
-            upgrade: false,
-            renew: false,
-            start: now,
-            rounds_sent: 0,
-            next_round: now,
-            outstanding: 0,
-            last_error: RequestError::Timeout,
-            phase: Phase::Rounds,
-        });
+        let id = self.punches.start(Punch::new(peer, referrer, relay, now));
         self.send_rounds(now);
         self.pump();
         id
@@ -464,19 +472,7 @@ mod tests {
 
     fn punch(now: Instant) -> Punch {
         let a: SocketAddrV4 = "192.0.2.1:1".parse().expect("addr");
-        Punch {
-            peer: a,
-            referrer: a,
-            relay: false,
-            upgrade: false,
-            renew: false,
-            start: now,
-            rounds_sent: 0,
-            next_round: now,
-            outstanding: 0,
-            last_error: RequestError::Timeout,
-            phase: Phase::Rounds,
-        }
+        Punch::new(a, a, false, now)
     }
 
     /// An answer finds its punch once; ending a punch forgets its requests and no other's.
