@@ -1,6 +1,8 @@
 //! The hot paths of a node, without I/O: a roundtrip token, the routing table's closest 20,
-//! a newcomer's insert and the check whether a stranger could get in, and whole requests through the core (`_ping`, and `_find_node` against a table of 1,000
-//! contacts), from a loopback source (trusted: no per-source budgets).
+//! a newcomer's insert and the check whether a stranger could get in, whole requests
+//! through the core (`_ping`, and `_find_node` against a table filled from 1,000 nodes),
+//! from a loopback source (trusted: no per-source budgets), and a ping of ours with its
+//! answer (the response path).
 //!
 //! `cargo bench -p dht-rpc --bench core`
 
@@ -131,6 +133,25 @@ fn hot_paths(c: &mut Criterion) {
             b.iter(|| {
                 full.handle_datagram(t, from, black_box(&find));
                 black_box(full.poll_transmit().map(|t| t.payload.len()))
+            })
+        },
+    );
+    // The response path: a `_ping` of ours to a contact and its answer (with the contact's
+    // id and the address it saw us at), through the request table, the answer's checks and
+    // the table's refresh, to the pong event. (The answer's encoding is the bench's own cost.)
+    let contact = full.table().iter().next().map(|c| (c.id, c.addr));
+    let (contact_id, contact_addr) = contact.expect("a contact");
+    g.bench_function(
+        format!(
+            "a ping and its pong through the core ({} contacts)",
+            full.table().len()
+        ),
+        |b| {
+            b.iter(|| {
+                full.ping(t, contact_addr);
+                let sent = full.poll_transmit().expect("the ping");
+                pair::answer(&mut full, t, &sent, Some(contact_id));
+                black_box(full.poll_event().is_some())
             })
         },
     );
