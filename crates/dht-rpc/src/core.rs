@@ -39,20 +39,8 @@ use crate::tokens::Tokens;
 use crate::transmit::{SocketId, Transmit};
 
 use reach::Reach;
+pub use reach::Reachability;
 use requests::{Phase, Purpose, Requests};
-
-/// What the reachability check (see [`Config::adaptive`]) found last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[non_exhaustive]
-pub enum Reachability {
-    /// No verdict yet (or the check is off).
-    Unknown,
-    /// Nodes we never wrote to reach us: we send our id.
-    Reachable,
-    /// They cannot: we send no id (we act as an ephemeral node) until a later check.
-    Firewalled,
-}
 
 /// A dht-rpc node's protocol logic, without I/O. `H` answers application commands.
 ///
@@ -317,32 +305,6 @@ impl<H: Handler> Core<H> {
     /// Our id as requests and responses carry it: none when ephemeral.
     fn wire_id(&self) -> Option<Checked<NodeId>> {
         (!self.is_ephemeral()).then_some(Checked::Valid(self.id))
-    }
-
-    /// Whether we send no id now: configured ephemeral, or found firewalled (see
-    /// [`Config::adaptive`]).
-    pub fn is_ephemeral(&self) -> bool {
-        self.config.ephemeral || self.is_firewalled()
-    }
-
-    /// Whether the reachability check runs: asked for, and we would send an id at all.
-    fn checks_reach(&self) -> bool {
-        self.config.adaptive && !self.config.ephemeral
-    }
-
-    /// Whether the last reachability check found that nodes we never sent to cannot reach
-    /// us (only with [`Config::adaptive`]).
-    pub fn is_firewalled(&self) -> bool {
-        self.reach.verdict == Some(true)
-    }
-
-    /// The last reachability verdict (only with [`Config::adaptive`]).
-    pub fn reachability(&self) -> Reachability {
-        match self.reach.verdict {
-            None => Reachability::Unknown,
-            Some(true) => Reachability::Firewalled,
-            Some(false) => Reachability::Reachable,
-        }
     }
 
     /// The roundtrip token we hand `ip` (what a response to it carries): holding it shows a

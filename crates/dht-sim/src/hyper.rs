@@ -160,10 +160,13 @@ pub fn before_punch(
     sim.with_core(referrer, |c, now| c.ping(now, peer));
     sim.with_core(us, |c, now| c.ping(now, referrer));
     sim.with_core(us, |c, now| c.ping(now, public));
-    sim.run_for(std::time::Duration::from_secs(2));
+    sim.run_for(Duration::from_secs(2));
     sim.seen_as(peer, referrer)
         .expect("the peer's binding toward the referrer")
 }
+
+/// How a punch ended: the path that opened, or why none did.
+pub type Punched = Result<Holepunch, HolepunchError>;
 
 /// Punches from `from` to `peer` through `referrer` and runs until the punch ends (at most
 /// a minute of virtual time). `from`'s other own events stay for [`Sim::take_own_events`].
@@ -172,7 +175,7 @@ pub fn punch(
     from: SocketAddrV4,
     peer: SocketAddrV4,
     referrer: SocketAddrV4,
-) -> Result<Holepunch, HolepunchError> {
+) -> Punched {
     let Some(id) = sim.with_machine(from, |m, now| m.holepunch(now, peer, referrer, true)) else {
         return Err(HolepunchError::Node(dht_rpc::RequestError::Cancelled));
     };

@@ -108,6 +108,11 @@ fn a_dead_node_costs_one_walk_a_few_round_trips_and_the_next_nothing() {
     let took = sim.elapsed() - start;
     let outcome = outcome.expect("the walk ends without it");
     assert!(outcome.closest.iter().all(|n| n.id != gone_id));
+    assert_eq!(
+        outcome.closest.len(),
+        20,
+        "the 20 closest of the 28 others alive"
+    );
     assert!(
         took < dht_rpc::DEFAULT_REQUEST_TIMEOUT,
         "ended in {took:?}, before the dead node's timeout"

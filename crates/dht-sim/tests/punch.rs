@@ -7,6 +7,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use dht_rpc::Config;
+use dht_sim::hyper::Punched;
 use dht_sim::{NatKind, Sim, SimConfig, hyper, lab};
 use hyperdht::{
     BIRTHDAY_SPRAYS, BirthdayTry, Core, HolepunchError, HolepunchPath, PUNCH_INTERVAL, PUNCH_ROUNDS,
@@ -38,15 +39,7 @@ fn four(seed: u64) -> (Sim<Core>, [SocketAddrV4; 4]) {
 /// that the referrer's relayed ping reaches the peer, as it reaches a node of its table), we
 /// ping the referrer and the public node; then we punch to the peer as the referrer sees it.
 /// The punch's outcome, and the peer's address it aimed at.
-fn punch_across(
-    a: NatKind,
-    b: NatKind,
-    seed: u64,
-) -> (
-    Sim<Core>,
-    [SocketAddrV4; 4],
-    Result<hyperdht::Holepunch, HolepunchError>,
-) {
+fn punch_across(a: NatKind, b: NatKind, seed: u64) -> (Sim<Core>, [SocketAddrV4; 4], Punched) {
     punch_across_with(a, b, seed, false)
 }
 
@@ -57,11 +50,7 @@ fn punch_across_with(
     b: NatKind,
     seed: u64,
     relay: bool,
-) -> (
-    Sim<Core>,
-    [SocketAddrV4; 4],
-    Result<hyperdht::Holepunch, HolepunchError>,
-) {
+) -> (Sim<Core>, [SocketAddrV4; 4], Punched) {
     let (mut sim, n) = four(seed);
     sim.set_nat(n[0], a.nat());
     sim.set_nat(n[3], b.nat());

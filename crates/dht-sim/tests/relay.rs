@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dht_rpc::Config;
+use dht_sim::hyper::Punched;
 use dht_sim::{NatKind, Sim, SimConfig, hyper};
 use hyperdht::relay::{RelayLimits, RelayMsg};
 use hyperdht::{BirthdayTry, Core, HolepunchError, HolepunchPath, PUNCH_ROUNDS};
@@ -25,12 +26,7 @@ fn punch_with_relay(
     ours: NatKind,
     theirs: NatKind,
     reserve: bool,
-) -> (
-    Sim<Core>,
-    [SocketAddrV4; 5],
-    SocketAddrV4,
-    Result<hyperdht::Holepunch, HolepunchError>,
-) {
+) -> (Sim<Core>, [SocketAddrV4; 5], SocketAddrV4, Punched) {
     punch_with_relays(ours, theirs, reserve, false)
 }
 
@@ -40,12 +36,7 @@ fn punch_with_relays(
     theirs: NatKind,
     reserve: bool,
     we_reserve: bool,
-) -> (
-    Sim<Core>,
-    [SocketAddrV4; 5],
-    SocketAddrV4,
-    Result<hyperdht::Holepunch, HolepunchError>,
-) {
+) -> (Sim<Core>, [SocketAddrV4; 5], SocketAddrV4, Punched) {
     let mut sim = Sim::of_machines(SimConfig {
         seed: 5,
         ..SimConfig::default()
@@ -92,12 +83,7 @@ fn punch_with_relays(
 
 /// The punch ended through a circuit on `relay` to `peer` (`whose`: whose relay, for the
 /// log).
-fn expect_circuit(
-    result: Result<hyperdht::Holepunch, HolepunchError>,
-    relay: SocketAddrV4,
-    peer: SocketAddrV4,
-    whose: &str,
-) {
+fn expect_circuit(result: Punched, relay: SocketAddrV4, peer: SocketAddrV4, whose: &str) {
     let h = result.unwrap_or_else(|e| panic!("no circuit through {whose}: {e}"));
     assert_eq!(h.path, HolepunchPath::Circuit { relay });
     assert_eq!(h.addr, peer);

@@ -87,21 +87,12 @@ impl PeersHandler {
         self.events.push_back(e);
     }
 
-    /// Answers a `peers` request for `key` from `from`; `update` when it carried a valid
-    /// token. `None`: respond with no value.
-    pub fn answer(
-        &mut self,
-        now: Instant,
-        key: Key,
-        req: &PeersRequest,
-        from: SocketAddrV4,
-        update: bool,
-    ) -> Option<PeersResponse> {
-        self.serve(now, key, req, from, update)
-            .then(|| PeersResponse {
-                peers: Some(Checked::Valid(self.peers.clone())),
-                local_peers: (!self.locals.is_empty()).then(|| self.locals.clone()),
-            })
+    /// The answer the last [`PeersHandler::serve`] that returned `true` picked.
+    pub fn picked(&self) -> PeersResponse {
+        PeersResponse {
+            peers: Some(Checked::Valid(self.peers.clone())),
+            local_peers: (!self.locals.is_empty()).then(|| self.locals.clone()),
+        }
     }
 
     /// The answer [`PeersHandler::serve`] picked, encoded from the reused buffers into the
@@ -116,9 +107,10 @@ impl PeersHandler {
         self.arena.split().freeze()
     }
 
-    /// Applies the request to the store and picks the answer into `self.peers` and
-    /// `self.locals`; `false`: respond with no value.
-    fn serve(
+    /// Serves a `peers` request for `key` from `from` (`update`: it carried a valid token):
+    /// applies it to the store and picks the answer ([`PeersHandler::picked`]); `false`:
+    /// respond with no value.
+    pub fn serve(
         &mut self,
         now: Instant,
         key: Key,
@@ -254,7 +246,8 @@ mod tests {
         from: SocketAddrV4,
     ) -> Option<PeersResponse> {
         let commit = kind != PeersRequestType::Lookup;
-        h.answer(t, k, &req(kind, port, local), from, commit)
+        h.serve(t, k, &req(kind, port, local), from, commit)
+            .then(|| h.picked())
     }
 
     #[test]
@@ -264,11 +257,10 @@ mod tests {
         let mut h = PeersHandler::new(PeerStore::default(), 1);
         let announce = req(PeersRequestType::Announce, Some(10000), None);
         // The query round (no valid token) stores nothing.
-        assert_eq!(h.answer(t, k, &announce, addr("1.2.3.4:5555"), false), None);
+        assert!(!h.serve(t, k, &announce, addr("1.2.3.4:5555"), false));
         assert!(h.store().is_empty());
-        assert_eq!(
-            h.answer(t, k, &announce, addr("1.2.3.4:5555"), true),
-            None,
+        assert!(
+            !h.serve(t, k, &announce, addr("1.2.3.4:5555"), true),
             "the only peer is the requester"
         );
         assert_eq!(
@@ -279,21 +271,14 @@ mod tests {
             })
         );
         let lookup = req(PeersRequestType::Lookup, None, None);
-        let r = h.answer(t, k, &lookup, addr("9.9.9.9:1"), false).unwrap();
+        assert!(h.serve(t, k, &lookup, addr("9.9.9.9:1"), false));
+        let r = h.picked();
         assert_eq!(r.peers, Some(Checked::Valid(vec![addr("1.2.3.4:10000")])));
         // The announcer itself (same IP and port) is not told about itself.
-        assert_eq!(h.answer(t, k, &lookup, addr("1.2.3.4:10000"), false), None);
+        assert!(!h.serve(t, k, &lookup, addr("1.2.3.4:10000"), false));
         // Entries expire.
-        assert_eq!(
-            h.answer(
-                t + DEFAULT_MAX_AGE + Duration::from_secs(1),
-                k,
-                &lookup,
-                addr("9.9.9.9:1"),
-                false
-            ),
-            None
-        );
+        let later = t + DEFAULT_MAX_AGE + Duration::from_secs(1);
+        assert!(!h.serve(later, k, &lookup, addr("9.9.9.9:1"), false));
     }
 
     #[test]
@@ -371,7 +356,7 @@ mod tests {
             port: Some(70_000),
             local_address: None,
         };
-        assert_eq!(h.answer(t, k, &bad, addr("1.2.3.4:5"), true), None);
+        assert!(!h.serve(t, k, &bad, addr("1.2.3.4:5"), true));
         assert!(h.store().is_empty());
     }
 

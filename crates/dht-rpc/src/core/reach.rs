@@ -32,6 +32,19 @@ use crate::handler::Handler;
 use crate::query::QueryState;
 use crate::routing::Contact;
 
+/// What the reachability check (see [`Config::adaptive`](crate::Config::adaptive)) found last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum Reachability {
+    /// No verdict yet (or the check is off).
+    Unknown,
+    /// Nodes we never wrote to reach us: we send our id.
+    Reachable,
+    /// They cannot: we send no id (we act as an ephemeral node) until a later check.
+    Firewalled,
+}
+
 /// A reachability round's request, as the core's request table names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
@@ -280,6 +293,32 @@ fn sent_slot(to: SocketAddrV4, slots: usize) -> usize {
 }
 
 impl<H: Handler> Core<H> {
+    /// Whether we send no id now: configured ephemeral, or found firewalled (see
+    /// [`Config::adaptive`](crate::Config::adaptive)).
+    pub fn is_ephemeral(&self) -> bool {
+        self.config.ephemeral || self.is_firewalled()
+    }
+
+    /// Whether the reachability check runs: asked for, and we would send an id at all.
+    pub(super) fn checks_reach(&self) -> bool {
+        self.config.adaptive && !self.config.ephemeral
+    }
+
+    /// Whether the last reachability check found that nodes we never sent to cannot reach
+    /// us (only with [`Config::adaptive`](crate::Config::adaptive)).
+    pub fn is_firewalled(&self) -> bool {
+        self.reach.verdict == Some(true)
+    }
+
+    /// The last reachability verdict (only with [`Config::adaptive`](crate::Config::adaptive)).
+    pub fn reachability(&self) -> Reachability {
+        match self.reach.verdict {
+            None => Reachability::Unknown,
+            Some(true) => Reachability::Firewalled,
+            Some(false) => Reachability::Reachable,
+        }
+    }
+
     /// Up to [`PROBES`] nodes to probe reachability with, each with its relay, if a round is
     /// due: nodes the table's walk `q` (bootstrap or bucket refresh) heard of but never asked
     /// and we sent nothing to lately (so that our NAT, if any, holds no state for them), each
