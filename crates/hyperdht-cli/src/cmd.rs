@@ -17,6 +17,8 @@ use hyperdht::{HyperDht, HyperDhtBuilder};
 use hyperdht_cli::UsageError;
 use serde_json::{Value, json};
 
+use crate::out::Out;
+
 /// The ranges given with `--trust`, for every node the process starts.
 static TRUSTED: OnceLock<(Vec<Ipv4Range>, bool)> = OnceLock::new();
 
@@ -25,7 +27,6 @@ pub fn set_trusted(ranges: Vec<Ipv4Range>, no_loopback: bool) {
     let _ = TRUSTED.set((ranges, no_loopback));
 }
 
-/// A node builder with the `--trust` ranges applied.
 /// The `--trust` ranges, and loopback unless `--no-trust-loopback` (as the defences
 /// trust it).
 pub fn trusted_ranges() -> Vec<dht_rpc::guard::Ipv4Range> {
@@ -36,6 +37,7 @@ pub fn trusted_ranges() -> Vec<dht_rpc::guard::Ipv4Range> {
     ranges
 }
 
+/// A node builder with the `--trust` ranges applied.
 pub fn builder() -> HyperDhtBuilder {
     let (ranges, no_loopback) = TRUSTED.get().cloned().unwrap_or_default();
     let mut b = HyperDht::builder();
@@ -45,25 +47,32 @@ pub fn builder() -> HyperDhtBuilder {
     b.trust(ranges)
 }
 
-/// An ephemeral node for a one-shot command: it asks, and is never added to routing tables.
-/// Binds `bind` (the top-level `--host` and `-p/--port`: `0.0.0.0:0` by default).
-pub async fn client(
-    bootstrap: Vec<String>,
-    needs_bootstrap: bool,
-    bind: &str,
-) -> anyhow::Result<HyperDht> {
-    if needs_bootstrap && bootstrap.is_empty() {
-        return Err(UsageError(
-            "this command needs a bootstrap node: --bootstrap HOST[:PORT]".into(),
-        )
-        .into());
+/// Where a one-shot command's node binds (the top-level `--host` and `-p/--port`:
+/// `0.0.0.0:0` by default) and whom it bootstraps from.
+pub struct Client<'a> {
+    /// The bootstrap nodes (`HOST[:PORT]`).
+    pub bootstrap: Vec<String>,
+    /// The address to bind.
+    pub bind: &'a str,
+}
+
+impl Client<'_> {
+    /// Starts an ephemeral node for the command: it asks, and is never added to routing
+    /// tables. Without bootstrap nodes it is a usage error when the command `needs` them.
+    pub async fn start(self, needs: bool) -> anyhow::Result<HyperDht> {
+        if needs && self.bootstrap.is_empty() {
+            return Err(UsageError(
+                "this command needs a bootstrap node: --bootstrap HOST[:PORT]".into(),
+            )
+            .into());
+        }
+        builder()
+            .rpc(|b| b.ephemeral(true))
+            .bootstrap(self.bootstrap)
+            .bind(self.bind)
+            .await
+            .context("starting the node")
     }
-    builder()
-        .rpc(|b| b.ephemeral(true))
-        .bootstrap(bootstrap)
-        .bind(bind)
-        .await
-        .context("starting the node")
 }
 
 /// Checks `HOST[:PORT]` arguments before anything resolves them: a port that is not a
@@ -131,4 +140,40 @@ pub fn addrs_text(a: &[SocketAddrV4]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What `--relay` names: a relay found on the DHT's relay key (`auto`), or an address.
+pub enum RelayArg {
+    /// `auto`.
+    Auto,
+    /// A relay's address.
+    At(SocketAddrV4),
+}
+
+impl RelayArg {
+    /// Reads `--relay` (`None` when it is absent).
+    pub async fn parse(arg: Option<&str>) -> anyhow::Result<Option<RelayArg>> {
+        Ok(match arg {
+            None => None,
+            Some("auto") => Some(RelayArg::Auto),
+            Some(r) => Some(RelayArg::At(
+                address(r).await.context("the relay's address")?,
+            )),
+        })
+    }
+}
+
+/// Reserves on a relay found on the DHT and says which; or says that none could be, and
+/// (in the log) what that costs, `without`, and goes on.
+pub async fn reserve_found(out: &Out, dht: &HyperDht, without: &str) {
+    match dht.reserve_any_relay().await {
+        Ok(relay) => out.emit(
+            || format!("relay: reserved on {relay} (found on the DHT)"),
+            || json!({"event": "relay", "relay": addr_json(&relay)}),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "no relay of ours: {without}");
+            out.note(|| format!("relay: none reserved ({e})"));
+        }
+    }
 }

@@ -204,6 +204,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // The commands that ask the network bind --host and -p/--port like the node does (so
     // `hyperdht -p 5005 announce KEY` announces the DHT socket 5005).
     let bind = format!("{}:{}", cli.host, cli.port);
+    let client = |bootstrap| cmd::Client {
+        bootstrap,
+        bind: &bind,
+    };
     let unused = |command: &str| -> anyhow::Result<()> {
         if bootstrap.is_empty() {
             Ok(())
@@ -232,7 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cmd::node::run(&out, &cli.host, cli.port, bootstrap, opts).await
         }
         Some(Command::Lookup { key, local_address }) => {
-            cmd::lookup::run(&out, bootstrap, &bind, &key, local_address.as_deref()).await
+            cmd::lookup::run(&out, client(bootstrap), &key, local_address.as_deref()).await
         }
         Some(Command::Announce {
             key,
@@ -246,7 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 local,
                 relay: relay.as_deref(),
             };
-            cmd::announce::run(&out, bootstrap, &bind, &key, opts).await
+            cmd::announce::run(&out, client(bootstrap), &key, opts).await
         }
         Some(Command::Unannounce { key, port }) => {
             if port.is_none() && cli.port == 0 {
@@ -257,7 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .into());
             }
-            cmd::announce::unannounce(&out, bootstrap, &bind, &key, port).await
+            cmd::announce::unannounce(&out, client(bootstrap), &key, port).await
         }
         Some(Command::Ping { node, timeout_ms }) => {
             unused("ping")?;
@@ -280,7 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 send: send.as_deref(),
                 relay: relay.as_deref(),
             };
-            cmd::ping::holepunch(&out, bootstrap, &bind, &peer, &via, opts).await
+            cmd::ping::holepunch(&out, client(bootstrap), &peer, &via, opts).await
         }
         Some(Command::Testnet {
             nodes,

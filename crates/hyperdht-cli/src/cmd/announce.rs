@@ -5,7 +5,7 @@ use hyperdht::{AnnounceOptions, CoreEvent, HyperDht, Key};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{addrs_json, client, lan_address};
+use super::{Client, RelayArg, addrs_json, lan_address, reserve_found};
 use crate::out::Out;
 
 /// `announce`'s options beyond the key.
@@ -18,40 +18,29 @@ pub struct Options<'a> {
     pub relay: Option<&'a str>,
 }
 
+/// `hyperdht announce KEY`: announces (reserving on a relay first, if asked) and keeps the
+/// announcement alive until interrupted, then unannounces.
 pub async fn run(
     out: &Out,
-    bootstrap: Vec<String>,
-    bind: &str,
+    client: Client<'_>,
     key: &str,
     options: Options<'_>,
 ) -> anyhow::Result<()> {
     let key = hyperdht_cli::parse_key(key)?;
     let local_address = options.local.map(lan_address).transpose()?;
-    let relay = match options.relay {
-        Some("auto") => Some(None),
-        Some(r) => Some(Some(
-            super::address(r).await.context("the relay's address")?,
-        )),
-        None => None,
-    };
+    let relay = RelayArg::parse(options.relay).await?;
     let opts = AnnounceOptions::new(options.port, local_address);
-    let dht = client(bootstrap, true, bind).await?;
+    let dht = client.start(true).await?;
     match relay {
-        Some(Some(relay)) => {
+        Some(RelayArg::At(relay)) => {
             dht.reserve_relay(relay);
             tracing::info!(%relay, "reserving a slot on the relay");
         }
-        Some(None) => match dht.reserve_any_relay().await {
-            Ok(relay) => out.emit(
-                || format!("relay: reserved on {relay} (found on the DHT)"),
-                || json!({"event": "relay", "relay": super::addr_json(&relay)}),
-            ),
-            // Announcing still helps every peer that can punch: say so, and go on.
-            Err(e) => {
-                tracing::warn!(error = %e, "no relay: peers whose punch to us fails cannot connect");
-                out.note(|| format!("relay: none reserved ({e})"));
-            }
-        },
+        // Announcing still helps every peer that can punch.
+        Some(RelayArg::Auto) => {
+            let without = "peers whose punch to us fails cannot connect";
+            reserve_found(out, &dht, without).await;
+        }
         None => {}
     }
     let mut events = dht.core_events();
@@ -136,15 +125,16 @@ async fn announce_once(
     Ok(())
 }
 
+/// `hyperdht unannounce KEY`: takes `port`'s announcement of ours off the nodes that
+/// hold it.
 pub async fn unannounce(
     out: &Out,
-    bootstrap: Vec<String>,
-    bind: &str,
+    client: Client<'_>,
     key: &str,
     port: Option<u16>,
 ) -> anyhow::Result<()> {
     let key = hyperdht_cli::parse_key(key)?;
-    let dht = client(bootstrap, true, bind).await?;
+    let dht = client.start(true).await?;
     let result = dht.unannounce(key, AnnounceOptions::new(port, None)).await;
     finish_unannounce(out, &dht, key, result).await
 }

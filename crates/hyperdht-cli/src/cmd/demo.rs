@@ -25,6 +25,8 @@ fn since(t: Instant) -> f64 {
     ms(t.elapsed())
 }
 
+/// `hyperdht demo`: a local network of `n` nodes (4 at least), and each step of an
+/// announce, lookup, ping, hole punch, datagrams and unannounce through it, timed.
 pub async fn run(out: &Out, n: usize) -> anyhow::Result<()> {
     let n = n.max(4);
     let step = |name: &str, text: String, extra: serde_json::Value, t: Instant| {

@@ -7,19 +7,20 @@ use futures::StreamExt;
 use hyperdht::AnnounceOptions;
 use serde_json::json;
 
-use super::{addrs_json, addrs_text, client, lan_address, node_json};
+use super::{Client, addrs_json, addrs_text, lan_address, node_json};
 use crate::out::Out;
 
+/// `hyperdht lookup KEY`: prints the peers the nodes nearest the key know (exit 5 when
+/// none).
 pub async fn run(
     out: &Out,
-    bootstrap: Vec<String>,
-    bind: &str,
+    client: Client<'_>,
     key: &str,
     local: Option<&str>,
 ) -> anyhow::Result<()> {
     let key = hyperdht_cli::parse_key(key)?;
     let local_address = local.map(lan_address).transpose()?;
-    let dht = client(bootstrap, true, bind).await?;
+    let dht = client.start(true).await?;
     let started = std::time::Instant::now();
     let mut stream = dht.lookup(key, AnnounceOptions::new(None, local_address));
     let mut all = BTreeSet::new();

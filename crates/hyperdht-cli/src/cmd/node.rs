@@ -26,6 +26,7 @@ pub struct NodeOptions {
     pub relay: bool,
 }
 
+/// `hyperdht` with no command: a long-lived node on `host:port` until interrupted.
 pub async fn run(
     out: &Out,
     host: &str,

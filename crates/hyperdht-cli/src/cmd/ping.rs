@@ -5,9 +5,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::{addr_json, address, client, ms};
+use super::{Client, RelayArg, addr_json, address, ms, reserve_found};
 use crate::out::Out;
 
+/// `hyperdht ping NODE`: one `_ping`, and what it answered.
 pub async fn run(out: &Out, bind: &str, node: &str, timeout_ms: u64) -> anyhow::Result<()> {
     let to = address(node).await?;
     let dht = crate::cmd::builder()
@@ -42,35 +43,24 @@ pub struct PunchOptions<'a> {
     pub relay: Option<&'a str>,
 }
 
+/// `hyperdht holepunch PEER --via NODE`: punches (through a relay when no punch opens,
+/// with `--relay`), says which path opened, and sends `--send`'s text over it.
 pub async fn holepunch(
     out: &Out,
-    bootstrap: Vec<String>,
-    bind: &str,
+    client: Client<'_>,
     peer: &str,
     via: &str,
     opts: PunchOptions<'_>,
 ) -> anyhow::Result<()> {
     let peer = address(peer).await?;
     let via = address(via).await?;
-    let named = match opts.relay {
-        Some("auto") | None => None,
-        Some(r) => Some(address(r).await.context("the relay's address")?),
-    };
-    let auto = opts.relay == Some("auto");
-    let dht = client(bootstrap, auto, bind).await?;
+    let relay = RelayArg::parse(opts.relay).await?;
+    let auto = matches!(relay, Some(RelayArg::Auto));
+    let dht = client.start(auto).await?;
     if auto {
         dht.ready().await;
-        match dht.reserve_any_relay().await {
-            Ok(relay) => out.emit(
-                || format!("relay: reserved on {relay} (found on the DHT)"),
-                || json!({"event": "relay", "relay": addr_json(&relay)}),
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "no relay of ours: only the peer's can carry a circuit");
-                out.note(|| format!("relay: none reserved ({e})"));
-            }
-        }
-    } else if let Some(relay) = named {
+        reserve_found(out, &dht, "only the peer's can carry a circuit").await;
+    } else if let Some(RelayArg::At(relay)) = relay {
         if dht
             .reserve_relay_within(relay, hyperdht::RESERVE_WAIT)
             .await
