@@ -104,11 +104,10 @@ pub(crate) struct Send {
 }
 
 /// Whose a walk is, which decides what follows its end (see `core/walk.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
     /// The application's: the tokens of the nodes that answer it are kept, for relayed
     /// hole punches.
-    #[default]
     App,
     /// A bootstrap walk for our own id; empty buckets are refreshed after it. `readies`: it
     /// is the first one, whose end (or cancel) makes the node ready.

@@ -163,16 +163,16 @@ impl RelayArg {
     }
 }
 
-/// Reserves on a relay found on the DHT and says which; or says that none could be, and
-/// (in the log) what that costs, `without`, and goes on.
-pub async fn reserve_found(out: &Out, dht: &HyperDht, without: &str) {
+/// Reserves on a relay found on the DHT and says which; or says that none could be, logs
+/// `warning` (what that costs), and goes on.
+pub async fn reserve_found(out: &Out, dht: &HyperDht, warning: &str) {
     match dht.reserve_any_relay().await {
         Ok(relay) => out.emit(
             || format!("relay: reserved on {relay} (found on the DHT)"),
             || json!({"event": "relay", "relay": addr_json(&relay)}),
         ),
         Err(e) => {
-            tracing::warn!(error = %e, "no relay of ours: {without}");
+            tracing::warn!(error = %e, "{warning}");
             out.note(|| format!("relay: none reserved ({e})"));
         }
     }

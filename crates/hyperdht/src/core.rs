@@ -23,6 +23,10 @@
 //! requester IP every 10 s and sixty a minute; it runs one hard side for peers at a time; and
 //! the dht-rpc core passes hints on only from relays that proved they receive at their
 //! address.
+//!
+//! The hole punching, the relay fallback and the kept announcements are tested on the
+//! simulator, behind its NATs: `crates/dht-sim/tests/punch.rs`, `relay.rs` and
+//! `hyperdht.rs`.
 
 mod birthday;
 mod circuit;

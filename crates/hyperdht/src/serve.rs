@@ -87,8 +87,9 @@ impl PeersHandler {
         self.events.push_back(e);
     }
 
-    /// The answer the last [`PeersHandler::serve`] that returned `true` picked.
-    pub fn picked(&self) -> PeersResponse {
+    /// The answer the last [`PeersHandler::serve`] picked (read it only after one that
+    /// returned `true`).
+    pub(crate) fn picked(&self) -> PeersResponse {
         PeersResponse {
             peers: Some(Checked::Valid(self.peers.clone())),
             local_peers: (!self.locals.is_empty()).then(|| self.locals.clone()),
@@ -110,7 +111,7 @@ impl PeersHandler {
     /// Serves a `peers` request for `key` from `from` (`update`: it carried a valid token):
     /// applies it to the store and picks the answer ([`PeersHandler::picked`]); `false`:
     /// respond with no value.
-    pub fn serve(
+    pub(crate) fn serve(
         &mut self,
         now: Instant,
         key: Key,

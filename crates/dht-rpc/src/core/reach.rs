@@ -203,7 +203,7 @@ impl Reach {
 
     /// A probe's relayed pong arrived from `peer`. Returns the new verdict if the round
     /// ended with one.
-    pub(crate) fn on_reached(&mut self, peer: SocketAddrV4) -> Option<bool> {
+    fn on_reached(&mut self, peer: SocketAddrV4) -> Option<bool> {
         if !self.is_tainted(peer) {
             self.reached += 1;
         }
@@ -211,7 +211,7 @@ impl Reach {
     }
 
     /// The confirming ping to `peer` is about to go out.
-    pub(crate) fn confirming(&mut self, peer: SocketAddrV4) {
+    fn confirming(&mut self, peer: SocketAddrV4) {
         if let Some(t) = self.target(peer) {
             t.confirming = true;
         }
@@ -247,7 +247,7 @@ impl Reach {
     }
 
     /// A probe's target answered directly after its relayed pong never came.
-    pub(crate) fn on_blocked(&mut self, peer: SocketAddrV4) -> Option<bool> {
+    fn on_blocked(&mut self, peer: SocketAddrV4) -> Option<bool> {
         tracing::debug!(target = %peer, tainted = self.is_tainted(peer), "reachability probe blocked");
         if !self.is_tainted(peer) {
             self.blocked += 1;
@@ -256,7 +256,7 @@ impl Reach {
     }
 
     /// A probe told nothing (its target is gone, or our queue was full).
-    pub(crate) fn on_inconclusive(&mut self) -> Option<bool> {
+    fn on_inconclusive(&mut self) -> Option<bool> {
         tracing::debug!("reachability probe inconclusive");
         self.finish_one()
     }
@@ -415,7 +415,7 @@ impl<H: Handler> Core<H> {
     /// round is due but the table's walks left no targets (a walk asks most of the nodes it
     /// hears of, and in a small network we soon have written to everyone). At most
     /// [`EXTRA_FINDS`] such requests between two verdicts.
-    pub(super) fn find_targets(&mut self, now: Instant) {
+    fn find_targets(&mut self, now: Instant) {
         if !self.checks_reach() || self.table.is_empty() {
             return;
         }

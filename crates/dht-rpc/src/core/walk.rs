@@ -2,8 +2,8 @@
 //! refresh), from their first candidates to their last answer. The state of one walk is
 //! [`QueryState`] (pure, in `query.rs`); here the core seeds it, sends what it asks, feeds it
 //! each answer and failure, and reports its replies and its end. Its role decides what
-//! follows the end: the bootstrap walk makes the node ready, the table's own walks start a
-//! reachability round and refresh empty buckets.
+//! follows the end: the first bootstrap walk makes the node ready, the table's own walks
+//! start a reachability round, and a bootstrap walk refreshes the empty buckets.
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
@@ -35,8 +35,8 @@ impl<H: Handler> Core<H> {
     /// A walk in `role`. The table's own walks always ask the bootstrap nodes too (the
     /// entry nodes hear from everyone, so they bridge regions of the id space that lost
     /// sight of each other). The role takes effect once the walk's first requests are out:
-    /// its first round asks every seed, and a walk that ends at once (nothing to ask) has
-    /// no aftermath.
+    /// its first round skips no node a reachability probe waits on (as the table's later
+    /// rounds do), and a walk that ends at once (nothing to ask) has no aftermath.
     pub(super) fn query_seeded(&mut self, now: Instant, spec: QuerySpec, role: Role) -> QueryId {
         self.next_query += 1;
         let qid = QueryId(self.next_query);

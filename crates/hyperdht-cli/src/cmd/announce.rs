@@ -38,8 +38,8 @@ pub async fn run(
         }
         // Announcing still helps every peer that can punch.
         Some(RelayArg::Auto) => {
-            let without = "peers whose punch to us fails cannot connect";
-            reserve_found(out, &dht, without).await;
+            let warning = "no relay: peers whose punch to us fails cannot connect";
+            reserve_found(out, &dht, warning).await;
         }
         None => {}
     }

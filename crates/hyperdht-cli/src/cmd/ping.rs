@@ -59,7 +59,8 @@ pub async fn holepunch(
     let dht = client.start(auto).await?;
     if auto {
         dht.ready().await;
-        reserve_found(out, &dht, "only the peer's can carry a circuit").await;
+        let warning = "no relay of ours: only the peer's can carry a circuit";
+        reserve_found(out, &dht, warning).await;
     } else if let Some(RelayArg::At(relay)) = relay {
         if dht
             .reserve_relay_within(relay, hyperdht::RESERVE_WAIT)

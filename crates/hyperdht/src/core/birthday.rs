@@ -24,7 +24,7 @@ pub const MAX_PATHS: usize = 64;
 /// Hard sessions run for peers' hints at once at most.
 const MAX_HARD_FOR_PEERS: usize = 1;
 
-/// What peers' birthday hints may ask of us (see the docs of [`crate::Core`]).
+/// What peers' birthday hints may ask of us (see the "Abuse" paragraph of the `core` module's docs).
 #[derive(Debug)]
 pub(super) struct HintLimits {
     per_requester: RateLimiter<Ipv4Addr>,

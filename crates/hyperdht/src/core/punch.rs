@@ -92,7 +92,7 @@ pub(super) enum Phase {
 
 /// What a request of a punch was sent for.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Ask {
+enum Ask {
     /// A round's direct probe or relayed ping.
     Round(HolepunchPath),
     /// One of the symmetric-NAT check's two pings.
@@ -156,7 +156,7 @@ impl Punches {
         self.map.iter()
     }
 
-    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&PunchId, &mut Punch)> {
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&PunchId, &mut Punch)> {
         self.map.iter_mut()
     }
 
@@ -166,7 +166,7 @@ impl Punches {
 }
 
 impl Core {
-    /// Starts a hole punch to `peer` through `referrer` (see the module docs); with `relay`
+    /// Starts a hole punch to `peer` through `referrer` (see the `core` module's docs); with `relay`
     /// false, only the direct probes go out (the referrer is the peer, or ourselves). It ends
     /// with [`CoreEvent::Punched`].
     pub fn holepunch(
@@ -259,7 +259,7 @@ impl Core {
 
     /// Ends a punch: its event; its requests, its birthday session and its circuit join
     /// forgotten (each by its owner).
-    pub(super) fn end_punch(&mut self, punch: PunchId, result: Result<Holepunch, HolepunchError>) {
+    fn end_punch(&mut self, punch: PunchId, result: Result<Holepunch, HolepunchError>) {
         let Some(p) = self.punches.end(punch) else {
             return;
         };
