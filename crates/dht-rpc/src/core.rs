@@ -95,7 +95,7 @@ pub struct Core<H = NoHandler> {
     /// The roundtrip tokens the last nodes that answered one of the application's queries
     /// handed us, newest last: a hole punch relayed through one of them presents its
     /// token, which shows the relay the request is really ours (see
-    /// [`TOKENS_KEPT`]).
+    /// `TOKENS_KEPT` in `walk.rs`).
     tokens_from: VecDeque<(SocketAddrV4, [u8; 32])>,
     /// Working space of the closest nodes an answer carries.
     closest_scratch: crate::routing::ClosestScratch,

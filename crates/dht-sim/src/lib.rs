@@ -128,7 +128,7 @@ pub struct Sent {
 struct Host<M: Machine> {
     addr: SocketAddrV4,
     core: M,
-    /// Events of the queries the simulator runs for a caller ([`Sim::watch`]).
+    /// Events of the queries the simulator runs for a caller ([`Sim::start_query`]).
     events: VecDeque<Event>,
     /// Other events, the most recent [`SimConfig::event_ring`].
     recent: VecDeque<Event>,

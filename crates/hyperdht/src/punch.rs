@@ -1,8 +1,8 @@
 //! Hole punching and application datagrams on [`HyperDht`]: thin calls into the node's
-//! [`Core`], which runs the rounds of direct probes and relayed pings, the symmetric-NAT
-//! check and the birthday punch (two Rust peers, one behind a symmetric NAT: 256 extra
-//! sockets on that side, up to 2048 sprayed ports on the other) as timers and sockets. A
-//! path opened through an extra socket stays in the core's path table, so
+//! [`Core`](crate::Core), which runs the rounds of direct probes and relayed pings, the
+//! symmetric-NAT check and the birthday punch (two Rust peers, one behind a symmetric NAT:
+//! 256 extra sockets on that side, up to 2048 sprayed ports on the other) as timers and
+//! sockets. A path opened through an extra socket stays in the core's path table, so
 //! [`HyperDht::send_datagram`] and [`HyperDht::datagrams`] work the same whichever socket
 //! carries it.
 
