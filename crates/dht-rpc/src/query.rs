@@ -123,6 +123,11 @@ impl Role {
     pub(crate) fn is_own(self) -> bool {
         self != Role::App
     }
+
+    /// The first bootstrap walk: its end (or cancel) makes the node ready.
+    pub(crate) fn readies(self) -> bool {
+        self == Role::Bootstrap { readies: true }
+    }
 }
 
 /// The state of one query.

@@ -54,6 +54,16 @@ pub(crate) enum Purpose {
 }
 
 impl Purpose {
+    /// A hole-punch ping (sent through a referrer; the punched peer answers).
+    fn punches(&self) -> bool {
+        matches!(
+            self,
+            Purpose::Holepunch(_)
+                | Purpose::QueryPunch { .. }
+                | Purpose::Reach(super::reach::Check::Probe { .. })
+        )
+    }
+
     /// The node's own upkeep (checks, reachability, a walk's hole punches), not a walk's
     /// question or a user's request: it takes at most a [`BACKGROUND_SHARE`] of the slots,
     /// so that nodes that never answer it (strangers a request made us check, candidates a
@@ -119,12 +129,7 @@ impl Pending {
     /// Whether the answer comes straight back from where the request went (its time is a
     /// round trip to that node, not through a relay).
     pub(crate) fn direct(&self) -> bool {
-        !matches!(
-            self.purpose,
-            Purpose::Holepunch(_)
-                | Purpose::QueryPunch { .. }
-                | Purpose::Reach(super::reach::Check::Probe { .. })
-        )
+        !self.purpose.punches()
     }
 
     /// Whether a response from `from` may answer this request: it must come from the
@@ -132,13 +137,10 @@ impl Pending {
     /// peer's IP, on any port, because a symmetric NAT in front of the peer gives its answer
     /// to us a new external port.
     fn accepts(&self, from: SocketAddrV4) -> bool {
-        match self.purpose {
-            Purpose::Holepunch(_)
-            | Purpose::QueryPunch { .. }
-            | Purpose::Reach(super::reach::Check::Probe { .. }) => {
-                self.reply_from.ip() == from.ip()
-            }
-            _ => self.reply_from == from,
+        if self.purpose.punches() {
+            self.reply_from.ip() == from.ip()
+        } else {
+            self.reply_from == from
         }
     }
 }

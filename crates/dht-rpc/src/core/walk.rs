@@ -84,11 +84,7 @@ impl<H: Handler> Core<H> {
     /// Re-bootstraps: a `_find_node` query for our own id through the bootstrap nodes. The
     /// first one to finish makes the node ready ([`Event::Ready`]).
     pub fn bootstrap(&mut self, now: Instant) -> QueryId {
-        let readies = !self.bootstrapped
-            && !self
-                .queries
-                .values()
-                .any(|q| q.role == Role::Bootstrap { readies: true });
+        let readies = !self.bootstrapped && !self.queries.values().any(|q| q.role.readies());
         let spec = QuerySpec::query(FIND_NODE, self.id, None);
         let qid = self.query_seeded(now, spec, Role::Bootstrap { readies });
         if !self.queries.contains_key(&qid) {
@@ -103,7 +99,7 @@ impl<H: Handler> Core<H> {
         let Some(q) = self.queries.remove(&query) else {
             return;
         };
-        if q.role == (Role::Bootstrap { readies: true }) {
+        if q.role.readies() {
             self.mark_ready();
         }
     }
@@ -200,7 +196,7 @@ impl<H: Handler> Core<H> {
     /// schedules its maintenance); the table's own walks start a reachability round; a
     /// bootstrap refreshes the empty buckets.
     fn after_walk(&mut self, now: Instant, q: &QueryState) {
-        if q.role == (Role::Bootstrap { readies: true }) {
+        if q.role.readies() {
             self.mark_ready();
             self.maintain(now);
         }
